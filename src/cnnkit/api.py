@@ -1,0 +1,119 @@
+"""The Python API, mirroring the CLI: ``train``, ``load`` and ``Model.predict``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from cnnkit.config import TrainConfig, load_yaml, make_config
+from cnnkit.data.images import open_image, pil_to_array
+from cnnkit.engine.checkpoint import load_checkpoint
+from cnnkit.engine.trainer import TrainResult, fit, select_device
+from cnnkit.errors import CnnkitError
+from cnnkit.models.wrapper import ImageModel, build_image_model
+from cnnkit.tasks import get_task
+
+ImageLike = str | Path | Image.Image | np.ndarray | torch.Tensor
+
+
+def train(config: str | Path | None = None, **overrides: Any) -> TrainResult:
+    """Train from a recipe file and/or keyword overrides of :class:`TrainConfig` fields.
+
+    >>> cnnkit.train(task="classify", data="shapes", model="fastnet_small", epochs=3)
+    """
+    values = load_yaml(config) if config else {}
+    values.update(overrides)
+    return fit(make_config(values))
+
+
+class Model:
+    """A trained model with its task's predictor: ``model.predict(images)``."""
+
+    def __init__(self, module: ImageModel, checkpoint: dict[str, Any], device: torch.device):
+        self.module, self.checkpoint, self.device = module, checkpoint, device
+        self.meta = module.meta
+        self.task = get_task(checkpoint["task"])
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.meta["classes"])
+
+    def preprocess(self, image: ImageLike) -> tuple[torch.Tensor, Image.Image]:
+        """Any image-like -> ``(C, S, S)`` uint8 tensor at the model's size, and the original as PIL."""
+        if isinstance(image, (str, Path)):
+            pil = open_image(image)
+        elif isinstance(image, Image.Image):
+            pil = image
+        elif isinstance(image, torch.Tensor):
+            arr = image.detach().cpu()
+            arr = arr.permute(1, 2, 0) if arr.ndim == 3 and arr.shape[0] in (1, 3, 4) else arr
+            pil = Image.fromarray(arr.squeeze(-1).numpy() if arr.ndim == 3 and arr.shape[-1] == 1 else arr.numpy())
+        else:
+            pil = Image.fromarray(np.asarray(image).squeeze())
+        size = self.meta["imgsz"]
+        resized = pil if pil.size == (size, size) else (pil.convert("RGB") if pil.mode == "P" else pil).resize(
+            (size, size), Image.BILINEAR)
+        arr = pil_to_array(resized, self.meta["in_chans"])
+        return torch.from_numpy(arr).permute(2, 0, 1).contiguous(), pil
+
+    def predict(self, images: ImageLike | Sequence[ImageLike], batch: int = 32, **options: Any) -> list[dict]:
+        """Predict one image or a list (paths, PIL images, HxWxC arrays, CxHxW tensors)."""
+        single = not isinstance(images, (list, tuple))
+        items = [images] if single else list(images)
+        out: list[dict] = []
+        for start in range(0, len(items), batch):
+            tensors = torch.stack([self.preprocess(im)[0] for im in items[start:start + batch]]).to(self.device)
+            out += self.task.predict(self.module, tensors, **options)
+        return out
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.module(images.to(self.device))
+
+
+def load(weights: str | Path, device: str = "auto", task: str | None = None) -> Model:
+    """Load a cnnkit checkpoint (``best.pt``/``last.pt``) for prediction, safely (weights_only)."""
+    ckpt = load_checkpoint(weights)
+    if task is not None and ckpt["task"] != task:
+        raise CnnkitError(f"{weights}: a {ckpt['task']} checkpoint, not {task}; use weights trained for {task}")
+    dev = select_device(device)
+    module = build_image_model(ckpt["meta"])
+    try:
+        module.load_state_dict(ckpt["model"])
+    except RuntimeError as e:
+        raise CnnkitError(f"{weights}: weights do not fit {ckpt['meta'].get('model')} ({str(e).splitlines()[0]})"
+                          ) from None
+    return Model(module.to(dev).eval(), ckpt, dev)
+
+
+def iter_sources(sources: Iterable[str]) -> list[Path]:
+    """Expand files, folders (recursively) and globs into image paths, in order, without duplicates."""
+    from glob import glob
+
+    from cnnkit.data.images import is_image_file
+
+    found: list[Path] = []
+    for src in sources:
+        path = Path(src)
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*") if p.is_file() and is_image_file(p))
+        elif path.is_file():
+            if not is_image_file(path):
+                raise CnnkitError(f"{path}: unsupported file type '{path.suffix}'; pass images (PNG, JPEG, ...)")
+            found.append(path)
+        else:
+            matches = sorted(Path(m) for m in glob(src, recursive=True) if is_image_file(Path(m)))
+            if not matches:
+                raise CnnkitError(f"{src}: no such file, folder or matching images; check the path")
+            found += matches
+    if not found:
+        raise CnnkitError(f"{' '.join(sources)}: no images found; pass image files, folders or globs")
+    return list(dict.fromkeys(found))
+
+
+__all__ = ["Model", "TrainConfig", "iter_sources", "load", "train"]

@@ -1,0 +1,123 @@
+"""What each ``cnnkit`` subcommand does; argument parsing lives in main.py."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import time
+from pathlib import Path
+
+from cnnkit.config import load_yaml, make_config
+from cnnkit.errors import CnnkitError
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from cnnkit.engine.trainer import fit
+
+    values = load_yaml(args.config) if args.config else {}
+    given = {k: v for k, v in vars(args).items() if k not in ("command", "config", "debug", "task")}
+    values.update(given, task=args.task)
+    result = fit(make_config(values, origin="command line"))
+    print(f"run folder: {result.run_dir}")
+    return 0
+
+
+def next_folder(base: Path) -> Path:
+    folder, n = base, 1
+    while folder.exists():
+        n += 1
+        folder = base.with_name(f"{base.name}{n}")
+    return folder
+
+
+def cmd_val(args: argparse.Namespace) -> int:
+    from torch.utils.data import DataLoader
+
+    from cnnkit.api import load
+    from cnnkit.engine.loop import evaluate
+
+    model = load(args.weights, device=args.device)
+    cfg = make_config({**model.checkpoint["config"], "data": args.data, "skip_bad": args.skip_bad,
+                       "batch": args.batch, "resume": False}, origin=str(args.weights))
+    data = model.task.build_data(cfg, meta=model.meta, for_eval=True)
+    loader = DataLoader(data.val, batch_size=args.batch, num_workers=args.workers, collate_fn=data.collate_fn)
+    metrics = model.task.build_metrics(model.meta, model.device)
+    results = evaluate(model.module, loader, metrics, device=model.device,
+                       forward=model.task.tta_forward if args.tta else None)
+    out = Path(args.out) if args.out else next_folder(Path(args.weights).resolve().parent / "val")
+    metrics.save(out)
+    (out / "metrics.json").write_text(json.dumps(results, indent=2))
+    print(metrics.table())
+    print(" ".join(f"{k}={v:.4f}" for k, v in results.items()))
+    print(f"{len(data.val)} images; reports in {out}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from cnnkit.api import iter_sources, load
+
+    model = load(args.weights, device=args.device)
+    paths = iter_sources(args.sources)
+    out = Path(args.out) if args.out else next_folder(Path("runs") / model.checkpoint["task"] / "predict")
+    out.mkdir(parents=True, exist_ok=True)
+    start, results = time.perf_counter(), []
+    for i in range(0, len(paths), args.batch):
+        chunk = paths[i:i + args.batch]
+        preds = model.predict([str(p) for p in chunk], topk=args.topk, tta=args.tta)
+        for path, pred in zip(chunk, preds):
+            results.append({"path": str(path), **pred})
+            if not args.no_images:
+                from cnnkit.data.images import open_image
+
+                image = model.task.visualise(open_image(path), pred, model.meta)
+                image.save(out / f"{path.stem}_pred.png")
+    with (out / "predictions.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "class", "score", "topk"])
+        for r in results:
+            writer.writerow([r["path"], r["class"], f"{r['score']:.6f}",
+                             ";".join(f"{t['class']}:{t['score']:.4f}" for t in r["topk"])])
+    (out / "predictions.json").write_text(json.dumps(results, indent=2))
+    elapsed = time.perf_counter() - start
+    for r in results[:10]:
+        print(f"{r['path']}: {r['class']} ({r['score']:.3f})")
+    if len(results) > 10:
+        print(f"... and {len(results) - 10} more")
+    print(f"{len(results)} images in {elapsed:.1f}s; predictions.csv, predictions.json and images in {out}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from cnnkit.models import create_model, get_entry, list_models
+    from cnnkit.models.summary import count_flops, count_params
+
+    names = list_models(args.task)
+    print(f"{'model':<22} {'task':<9} {'params (10 cls)':>15} {'GFLOPs@' + str(args.imgsz):>12}  description")
+    for name in names:
+        entry = get_entry(name)
+        model = create_model(name, num_classes=10, in_chans=3)
+        flops = "-" if args.no_flops else f"{count_flops(model, (1, 3, args.imgsz, args.imgsz)) / 1e9:.3f}"
+        print(f"{name:<22} {entry.task:<9} {count_params(model):>15,} {flops:>12}  {entry.description}")
+    return 0
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    from cnnkit.models import create_model
+    from cnnkit.models.summary import count_flops, format_table, layer_table
+
+    kw = {"input_size": args.imgsz} if args.model == "basic_cnn" else {}
+    model = create_model(args.model, num_classes=args.num_classes, in_chans=args.in_chans, **kw)
+    shape = (1, args.in_chans, args.imgsz, args.imgsz)
+    print(f"{args.model}: input {list(shape)}, {args.num_classes} classes (FLOPs: one multiply-add = 2)")
+    print(format_table(layer_table(model, shape), count_flops(model, shape)))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from cnnkit.cli.demo import run_demo
+
+    if args.epochs < 0:
+        raise CnnkitError("--epochs must be positive")
+    run_demo(Path(args.out), args.epochs)
+    return 0

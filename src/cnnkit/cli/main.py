@@ -1,0 +1,123 @@
+"""``cnnkit`` command line: train, val, predict, models, summary, demo."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+from collections.abc import Sequence
+
+from cnnkit import __version__
+from cnnkit.config import config_fields
+from cnnkit.errors import CnnkitError
+
+EXAMPLES = {
+    "train": """examples:
+  cnnkit train classify --data shapes --model fastnet_small --epochs 5 --imgsz 32
+  cnnkit train classify --data path/to/images --model resnet18 --imgsz 128 --val-split 0.2
+  cnnkit train classify --data ../shared/datasets/fashion-mnist --model fastnet_small --batch 256 --lr 0.2
+  cnnkit train classify --config recipe.yaml --epochs 20       (flags override the recipe)
+  cnnkit train classify --resume --name exp                  (continue runs/classify/exp)""",
+    "val": """examples:
+  cnnkit val --weights runs/classify/exp/best.pt --data path/to/images
+  cnnkit val --weights best.pt --data labels.csv --tta""",
+    "predict": """examples:
+  cnnkit predict --weights runs/classify/exp/best.pt photo.jpg more_photos/ 'shots/*.png'
+  cnnkit predict --weights best.pt images/ --topk 3 --out predictions""",
+    "models": "examples:\n  cnnkit models\n  cnnkit models --no-flops",
+    "summary": "examples:\n  cnnkit summary basic_cnn --imgsz 28 --in-chans 1\n  cnnkit summary resnet18 --imgsz 224",
+    "demo": "examples:\n  cnnkit demo\n  cnnkit demo --epochs 3 --out /tmp/demo",
+}
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field, defaulting to 'not given' so YAML and defaults stay below it."""
+    for f in config_fields():
+        if f.name in ("task", "model_args"):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        help_text = f"{f.metadata['help']} [default: {default!r}]"
+        if isinstance(default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
+        elif isinstance(default, list):
+            parser.add_argument(flag, type=float, nargs="+", default=argparse.SUPPRESS, help=help_text)
+        else:
+            parser.add_argument(flag, type=type(default), default=argparse.SUPPRESS, help=help_text,
+                                choices=f.metadata.get("choices"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cnnkit", description="Train, evaluate and use CNNs on images.")
+    parser.add_argument("--version", action="version", version=f"cnnkit {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text, epilog=EXAMPLES.get(name),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks")
+        return p
+
+    p = add("train", "train a model for a task")
+    p.add_argument("task", help="task to train: classify")
+    p.add_argument("--config", help="YAML recipe of config fields; flags given here override it")
+    _add_config_flags(p)
+
+    p = add("val", "evaluate a checkpoint on a data set")
+    p.add_argument("--weights", required=True, help="a cnnkit checkpoint (best.pt / last.pt)")
+    p.add_argument("--data", required=True, help="data in any training layout; its val split (or all of it)")
+    p.add_argument("--batch", type=int, default=64, help="images per batch")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    p.add_argument("--tta", action="store_true", help="average over a horizontal flip")
+    p.add_argument("--skip-bad", action="store_true", help="skip unreadable images with a warning")
+    p.add_argument("--out", default="", help="folder for the reports [default: next to the weights, val/]")
+
+    p = add("predict", "predict images with a checkpoint")
+    p.add_argument("--weights", required=True, help="a cnnkit checkpoint (best.pt / last.pt)")
+    p.add_argument("sources", nargs="+", metavar="SOURCE", help="image files, folders or globs")
+    p.add_argument("--topk", type=int, default=5, help="classes to report per image")
+    p.add_argument("--tta", action="store_true", help="average over a horizontal flip")
+    p.add_argument("--batch", type=int, default=32, help="images per batch")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--out", default="", help="output folder [default: runs/<task>/predict, predict2, ...]")
+    p.add_argument("--no-images", action="store_true", help="write only the CSV and JSON, no annotated images")
+
+    p = add("models", "list registered models with parameters and FLOPs")
+    p.add_argument("--task", default=None, help="only models of this task")
+    p.add_argument("--no-flops", action="store_true", help="skip building models to count FLOPs (faster)")
+    p.add_argument("--imgsz", type=int, default=224, help="input side for FLOPs (pixels)")
+
+    p = add("summary", "layer table of a model: output shapes, parameters and FLOPs")
+    p.add_argument("model", help="registered model name")
+    p.add_argument("--imgsz", type=int, default=224, help="input side (pixels)")
+    p.add_argument("--in-chans", type=int, default=3, help="input channels")
+    p.add_argument("--num-classes", type=int, default=10, help="number of classes")
+
+    p = add("demo", "generate synthetic shapes, train, evaluate and predict, in about a minute on a CPU")
+    p.add_argument("--epochs", type=int, default=0, help="override the demo's epochs")
+    p.add_argument("--out", default="runs/demo", help="project folder for the demo's runs")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from cnnkit.cli import commands
+
+    try:
+        return getattr(commands, f"cmd_{args.command}")(args) or 0
+    except CnnkitError as e:
+        if getattr(args, "debug", False):
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; a training run continues with `cnnkit train TASK --resume --name NAME`", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""Run configuration: one frozen dataclass; YAML and the CLI only override its fields.
+
+Every field has a default, a unit and a one-line reason in its ``help``. An unknown key is an
+error (with a "did you mean"), and nothing is ever evaluated: YAML is read with ``safe_load``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cnnkit.errors import CnnkitError, did_you_mean
+
+
+def _f(default: Any, help: str, **kw: Any) -> Any:
+    if isinstance(default, (dict, list)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help, **kw})
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run needs; saved as ``config.yaml`` in the run folder."""
+
+    task: str = _f("classify", "task to train (classify); chooses data set, loss, metrics and predictor")
+    data: str = _f("", "data: a folder, a CSV of path,label, an IDX folder, or 'shapes' (synthetic)")
+    model: str = _f("basic_cnn", "registered model name; `cnnkit models` lists them")
+    model_args: dict = _f({}, "extra keyword arguments for the model builder (YAML only)")
+    pretrained: str = _f("", "'' for random init, a local weights file, or 'torchvision' (needs network)")
+    epochs: int = _f(10, "number of passes over the training split (epochs)")
+    batch: int = _f(64, "images per optimisation step, summed over all processes (images)")
+    imgsz: int = _f(0, "square input side (pixels); 0 keeps the data set's native size")
+    optimizer: str = _f("sgd", "sgd (Nesterov momentum) or adamw", choices=("sgd", "adamw"))
+    lr: float = _f(0.05, "peak learning rate for batch --batch (1/step)")
+    momentum: float = _f(0.9, "SGD momentum / AdamW beta1 (unitless)")
+    weight_decay: float = _f(5e-4, "L2 penalty on weights, not on norms or biases (unitless)")
+    schedule: str = _f("onecycle", "learning-rate shape after warm-up", choices=("cosine", "onecycle", "constant"))
+    warmup_epochs: float = _f(1.0, "linear warm-up length (epochs); steadies early large-batch steps")
+    label_smoothing: float = _f(0.0, "cross-entropy target smoothing (probability mass)")
+    grad_clip: float = _f(0.0, "clip the global gradient norm to this value; 0 disables (L2 norm)")
+    ema: float = _f(0.0, "decay of the exponential moving average of weights; 0 disables (per step)")
+    augment: str = _f("light", "augmentation preset", choices=("none", "light", "standard", "strong"))
+    val_split: float = _f(0.0, "fraction held out for validation when the data has no val split")
+    mean: list = _f([], "per-channel mean of 0..1 pixels; empty = computed on the training split")
+    std: list = _f([], "per-channel std of 0..1 pixels; empty = computed on the training split")
+    tta: bool = _f(False, "average predictions over a horizontal flip at validation and prediction")
+    device: str = _f("auto", "auto, cpu, cuda or cuda:N")
+    workers: int = _f(0, "DataLoader worker processes; 0 loads in the main process")
+    seed: int = _f(0, "random seed for weights, splits, shuffling and augmentation")
+    deterministic: bool = _f(False, "use deterministic algorithms so a run repeats bit for bit")
+    amp: bool = _f(False, "mixed precision (bfloat16 on CPU, float16 on CUDA)")
+    compile: bool = _f(False, "wrap the model in torch.compile (slower start, faster steps)")
+    channels_last: bool = _f(False, "NHWC memory format; faster convolutions on many CPUs and GPUs")
+    patience: int = _f(0, "stop after this many epochs without improvement; 0 disables (epochs)")
+    monitor: str = _f("top1", "metric that picks best.pt and drives early stopping (higher is better)")
+    skip_bad: bool = _f(False, "skip unreadable images with a warning instead of stopping")
+    cache: str = _f("auto", "decode images once into memory: auto (if small), ram, or none",
+                    choices=("auto", "ram", "none"))
+    project: str = _f("runs", "folder that holds the runs; a run is <project>/<task>/<name>")
+    name: str = _f("", "run name; empty picks exp, exp2, ...")
+    resume: bool = _f(False, "continue the run <project>/<task>/<name> from its last.pt")
+    exist_ok: bool = _f(False, "reuse the run folder <name> even if it exists")
+    verbose: bool = _f(True, "print a progress bar and per-epoch lines")
+
+
+def config_fields() -> list[dataclasses.Field]:
+    return list(dataclasses.fields(TrainConfig))
+
+
+def _coerce(f: dataclasses.Field, value: Any, origin: str) -> Any:
+    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+    kind = type(default)
+    if value is None:
+        return default
+    try:
+        if kind is bool:
+            if isinstance(value, str):
+                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(value)
+                return value.lower() in ("true", "1", "yes")
+            return bool(value)
+        if kind in (int, float):
+            return kind(value)
+        if kind is list:
+            return [float(v) for v in (value if isinstance(value, (list, tuple)) else str(value).split(","))]
+        if kind is dict:
+            if not isinstance(value, dict):
+                raise ValueError(value)
+            return dict(value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise CnnkitError(f"{origin}: '{f.name}' must be a {kind.__name__}, got {value!r}") from None
+
+
+def make_config(overrides: dict[str, Any] | None = None, origin: str = "arguments", **kw: Any) -> TrainConfig:
+    """Build a TrainConfig from defaults plus ``overrides``; unknown keys and bad values raise CnnkitError."""
+    values = dict(overrides or {}, **kw)
+    by_name = {f.name: f for f in config_fields()}
+    out = {}
+    for key, value in values.items():
+        key = key.replace("-", "_")
+        if key not in by_name:
+            raise CnnkitError(f"{origin}: unknown config key '{key}'.{did_you_mean(key, by_name)}")
+        f = by_name[key]
+        out[key] = _coerce(f, value, origin)
+        choices = f.metadata.get("choices")
+        if choices and out[key] not in choices:
+            raise CnnkitError(f"{origin}: '{key}' must be one of {', '.join(choices)}, got {value!r}")
+    return TrainConfig(**out)
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a recipe file: a flat mapping of TrainConfig fields."""
+    path = Path(path)
+    if not path.is_file():
+        raise CnnkitError(f"{path}: config file not found; check the path given to --config")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise CnnkitError(f"{path}: not valid YAML ({str(e).splitlines()[0]}); fix the file") from None
+    if not isinstance(data, dict):
+        raise CnnkitError(f"{path}: expected a mapping of config keys, got {type(data).__name__}")
+    make_config(data, origin=str(path))  # validate keys and types now, naming the file
+    return data
+
+
+def to_dict(cfg: TrainConfig) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def save_yaml(cfg: TrainConfig, path: Path) -> None:
+    from cnnkit.engine.checkpoint import atomic_write_bytes
+
+    atomic_write_bytes(path, yaml.safe_dump(to_dict(cfg), sort_keys=False).encode())

@@ -1,0 +1,1 @@
+"""Data: readers for every layout, the synthetic shapes, transforms."""

@@ -1,0 +1,261 @@
+"""Classification data: ImageFolder trees, CSV of path,label, IDX files and the synthetic shapes.
+
+Small data sets are decoded once and held as uint8 ``(N, C, H, W)`` tensors; large ones stream
+from disk through DataLoader workers. Every image is checked before training starts.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from cnnkit.data import idx
+from cnnkit.data.images import IMAGE_EXTS, decode_all, is_image_file, probe_channels, read_image, verify_all
+from cnnkit.data.synthetic import SHAPE_NAMES, make_classification
+from cnnkit.errors import CnnkitError
+from cnnkit.log import LOGGER
+
+CACHE_LIMIT_BYTES = 2 * 1024**3  # above this, 'auto' streams from disk instead of decoding into RAM
+DEFAULT_IMGSZ = 224
+VAL_NAMES = ("val", "valid", "validation", "test")
+
+
+@dataclass
+class Split:
+    """One split: labels ``(N,)`` int64 plus either decoded images or file paths."""
+
+    labels: np.ndarray
+    images: torch.Tensor | None = None  # (N, C, H, W) uint8
+    paths: list[Path] | None = None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, index: np.ndarray) -> Split:
+        return Split(self.labels[index], None if self.images is None else self.images[torch.from_numpy(index)],
+                     None if self.paths is None else [self.paths[i] for i in index])
+
+
+@dataclass
+class ClassifyData:
+    train: Split | None
+    val: Split
+    classes: list[str]
+    channels: int
+    imgsz: int
+
+
+class ClassifyDataset(Dataset):
+    """Yields ``(image (C, H, W) uint8, label int)``; decodes from disk when not cached."""
+
+    def __init__(self, split: Split, channels: int, imgsz: int, transform=None):
+        self.split, self.channels, self.imgsz, self.transform = split, channels, imgsz, transform
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        if self.split.images is not None:
+            image = self.split.images[i]
+        else:
+            image = torch.from_numpy(read_image(self.split.paths[i], self.channels, self.imgsz)).permute(2, 0, 1)
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, int(self.split.labels[i])
+
+
+def scan_image_folder(root: Path, skip_bad: bool) -> tuple[list[Path], list[str]]:
+    """``root/<class>/**/<image>``: paths and their class-folder names. Hidden files are ignored."""
+    class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not class_dirs:
+        raise CnnkitError(f"{root}: no class folders; expected {root}/<class name>/<image files>")
+    paths, names, unsupported = [], [], []
+    for d in class_dirs:
+        files = sorted(f for f in d.rglob("*") if f.is_file() and not f.name.startswith("."))
+        images = [f for f in files if is_image_file(f)]
+        unsupported += [f for f in files if not is_image_file(f)]
+        if not images:
+            raise CnnkitError(f"{d}: class folder has no images; add images or remove the folder")
+        paths += images
+        names += [d.name] * len(images)
+    if unsupported:
+        msg = (f"{unsupported[0]}: unsupported file type '{unsupported[0].suffix}' ({len(unsupported)} such files); "
+               f"use one of {', '.join(sorted(IMAGE_EXTS))}")
+        if not skip_bad:
+            raise CnnkitError(msg + ", or pass --skip-bad to skip them")
+        LOGGER.warning("warning: %s; skipped", msg)
+    return paths, names
+
+
+def read_csv(path: Path) -> tuple[list[Path], list[str]]:
+    """Rows of ``path,label`` (a header row is optional); paths are relative to the CSV's folder."""
+    with path.open(newline="") as f:
+        rows = [r for r in csv.reader(f) if r and not r[0].startswith("#")]
+    if rows and [c.strip().lower() for c in rows[0][:2]] in (["path", "label"], ["file", "label"], ["image", "label"]):
+        rows = rows[1:]
+    if not rows:
+        raise CnnkitError(f"{path}: no rows; expected lines of path,label")
+    bad = next((i for i, r in enumerate(rows) if len(r) < 2), None)
+    if bad is not None:
+        raise CnnkitError(f"{path}: row {bad + 1} has no label; expected path,label")
+    return [(path.parent / r[0].strip()) for r in rows], [r[1].strip() for r in rows]
+
+
+def label_indices(names: list[str], classes: list[str] | None, origin: Path) -> tuple[np.ndarray, list[str]]:
+    """Map label strings to indices. Integers index ``classes``; names must be among them."""
+    if classes is None:
+        if all(n.lstrip("-").isdigit() for n in names):
+            ints = [int(n) for n in names]
+            classes_file = origin.parent / "classes.txt" if origin.is_file() else origin / "classes.txt"
+            count = (len(classes_file.read_text().split()) if classes_file.is_file() else max(ints) + 1)
+            classes = (classes_file.read_text().split() if classes_file.is_file() else [str(i) for i in range(count)])
+        else:
+            classes = sorted(set(names))
+    lookup = {c: i for i, c in enumerate(classes)}
+    out = np.empty(len(names), np.int64)
+    for i, n in enumerate(names):
+        if n in lookup:
+            out[i] = lookup[n]
+        elif n.lstrip("-").isdigit() and 0 <= int(n) < len(classes):
+            out[i] = int(n)
+        else:
+            raise CnnkitError(f"{origin}: label '{n}' (row/item {i + 1}) is not one of the {len(classes)} classes "
+                              f"(0..{len(classes) - 1}: {', '.join(classes[:5])}...); fix the label")
+    return out, classes
+
+
+def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, val) holding out ``fraction`` of every class, fixed by ``seed``."""
+    rng = np.random.default_rng(seed)
+    train, val = [], []
+    for c in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == c))
+        n_val = int(round(len(members) * fraction)) if len(members) > 1 else 0
+        val.append(members[:n_val])
+        train.append(members[n_val:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
+
+
+def _synthetic(spec: str, seed: int) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], list[str]]:
+    """'shapes' or 'shapes:N' (N training scenes, N/4 validation scenes, 64 px)."""
+    _, _, n = spec.partition(":")
+    if n and not n.isdigit():
+        raise CnnkitError(f"--data {spec}: expected 'shapes' or 'shapes:N' with N the number of training images")
+    n_train = int(n or 2000)
+    train = make_classification(n_train, seed=seed)
+    val = make_classification(max(n_train // 4, 8), seed=seed + 10_000)
+    return {"train": train, "val": val}, list(SHAPE_NAMES)
+
+
+def _find_raw(source: str, seed: int, for_eval: bool, skip_bad: bool) -> tuple[dict, list[str] | None, Path]:
+    """Locate the splits of ``source``: {split: (paths or (N,H,W,C) array, label strings or ints)}."""
+    if source.split(":")[0] == "shapes":
+        raw, classes = _synthetic(source, seed)
+        return raw, classes, Path(source)
+    path = Path(source)
+    if not source:
+        raise CnnkitError("no data given; pass --data with a folder, a CSV of path,label, an IDX folder or 'shapes'")
+    if not path.exists():
+        raise CnnkitError(f"{path}: not found; pass an existing folder or CSV file to --data")
+    if idx.is_idx_folder(path):
+        raw = {s: idx.load_idx_split(path, s) for s in (("val",) if for_eval else ("train", "val"))}
+        n_classes = int(max(lab.max() for _, lab in raw.values())) + 1
+        return raw, idx.idx_class_names(path, n_classes), path
+    if path.is_file():
+        if path.suffix.lower() != ".csv":
+            raise CnnkitError(f"{path}: unsupported data file; pass a folder, a .csv of path,label, or an IDX folder")
+        return {"all": read_csv(path)}, None, path
+    val_dir = next((path / n for n in VAL_NAMES if (path / n).is_dir()), None)
+    if (path / "train").is_dir():
+        raw = {} if for_eval and val_dir else {"train": scan_image_folder(path / "train", skip_bad)}
+        if val_dir:
+            raw["val"] = scan_image_folder(val_dir, skip_bad)
+        return raw, None, path
+    return {"all": scan_image_folder(path, skip_bad)}, None, path
+
+
+def _native_size(paths: list[Path]) -> int:
+    """The images' side if the first 64 share one square size up to 512 px, else DEFAULT_IMGSZ."""
+    sizes = set()
+    for p in paths[:64]:
+        try:
+            with Image.open(p) as im:
+                sizes.add(im.size)
+        except OSError:
+            continue
+    if len(sizes) == 1:
+        w, h = sizes.pop()
+        if w == h and w <= 512:
+            return w
+    LOGGER.warning("images differ in size or are large; training at %d px (set --imgsz to choose)", DEFAULT_IMGSZ)
+    return DEFAULT_IMGSZ
+
+
+def _to_split(items, labels: np.ndarray, channels: int, imgsz: int, cache: str, skip_bad: bool) -> Split:
+    if isinstance(items, np.ndarray):  # already decoded (N, H, W, C)
+        images = torch.from_numpy(items).permute(0, 3, 1, 2).contiguous()
+        if images.shape[1] != channels:
+            images = images.expand(-1, channels, -1, -1).contiguous() if images.shape[1] == 1 else images[:, :channels]
+        if images.shape[-1] != imgsz or images.shape[-2] != imgsz:
+            images = torch.nn.functional.interpolate(images.float(), size=(imgsz, imgsz), mode="bilinear",
+                                                     antialias=True).round().clamp(0, 255).to(torch.uint8)
+        return Split(labels, images=images)
+    if cache == "ram" or (cache == "auto" and len(items) * channels * imgsz * imgsz <= CACHE_LIMIT_BYTES):
+        arrays, _ = decode_all(items, channels, imgsz, skip_bad)
+        keep = np.array([i for i, a in enumerate(arrays) if a is not None], dtype=np.int64)
+        stacked = np.stack([arrays[i] for i in keep]) if len(keep) else np.zeros((0, imgsz, imgsz, channels), np.uint8)
+        return Split(labels[keep], images=torch.from_numpy(stacked).permute(0, 3, 1, 2).contiguous())
+    errors = verify_all(items, skip_bad)
+    bad = {e.split(":")[0] for e in errors}
+    keep = np.array([i for i, p in enumerate(items) if str(p) not in bad], dtype=np.int64)
+    return Split(labels[keep], paths=[items[i] for i in keep])
+
+
+def load_classify_data(source: str, *, imgsz: int = 0, val_split: float = 0.0, seed: int = 0, cache: str = "auto",
+                       skip_bad: bool = False, classes: list[str] | None = None, channels: int = 0,
+                       for_eval: bool = False) -> ClassifyData:
+    """Find, check and (if small) decode a classification data set.
+
+    ``classes``/``channels`` come from a checkpoint when evaluating; otherwise they are inferred.
+    With ``for_eval`` only the validation split is loaded (the whole source if it has none).
+    """
+    raw, found_classes, origin = _find_raw(source, seed, for_eval, skip_bad)
+    classes = classes or found_classes
+    if not classes:
+        names = raw.get("train", raw.get("all"))[1]
+        classes = label_indices([str(n) for n in names], None, origin)[1]
+    splits = {}
+    for name, (items, names) in raw.items():
+        labels = names if isinstance(names, np.ndarray) else label_indices(names, classes, origin)[0]
+        if isinstance(names, np.ndarray) and len(labels) and (labels.max() >= len(classes) or labels.min() < 0):
+            raise CnnkitError(f"{origin}: label {int(labels.max())} is out of range for {len(classes)} classes")
+        splits[name] = (items, labels)
+    if "all" in splits:
+        items, labels = splits.pop("all")
+        if for_eval:
+            splits["val"] = (items, labels)
+        else:
+            fraction = val_split or 0.2
+            tr, va = stratified_split(labels, fraction, seed)
+            pick = (lambda ix: items[ix]) if isinstance(items, np.ndarray) else (lambda ix: [items[i] for i in ix])
+            splits["train"], splits["val"] = (pick(tr), labels[tr]), (pick(va), labels[va])
+    if "val" not in splits:
+        raise CnnkitError(f"{origin}: no validation split; add a val/ folder or pass --val-split 0.2")
+    first_items = next(iter(splits.values()))[0]
+    if isinstance(first_items, np.ndarray):
+        channels = channels or first_items.shape[-1]
+        imgsz = imgsz or first_items.shape[1]
+    else:
+        channels = channels or probe_channels(first_items)
+        imgsz = imgsz or _native_size(first_items)
+    out = {k: _to_split(items, labels, channels, imgsz, cache, skip_bad) for k, (items, labels) in splits.items()}
+    for k, split in out.items():
+        if len(split) == 0:
+            raise CnnkitError(f"{origin}: the {k} split has no usable images; add images or fix --val-split")
+    return ClassifyData(out.get("train"), out["val"], list(classes), channels, imgsz)

@@ -1,0 +1,128 @@
+"""Reading images of any common mode into uint8 arrays, with errors that name the file and the fix."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from cnnkit.errors import CnnkitError
+from cnnkit.log import LOGGER
+
+IMAGE_EXTS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
+GREY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+
+
+def is_image_file(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTS
+
+
+def mode_channels(mode: str) -> int:
+    """1 for grey modes (8/16/32-bit, with or without alpha), else 3 (RGB, RGBA, P, CMYK, YCbCr)."""
+    return 1 if mode in GREY_MODES else 3
+
+
+def pil_to_array(im: Image.Image, channels: int) -> np.ndarray:
+    """Convert a PIL image to ``(H, W, channels)`` uint8. 16-bit and float grey scale to 0..255."""
+    if im.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        arr = np.asarray(im, dtype=np.float32)
+        top = 255.0 if arr.max(initial=0) <= 255 else 65535.0
+        im = Image.fromarray(np.clip(arr * (255.0 / top) + 0.5, 0, 255).astype(np.uint8), "L")
+    if channels == 1:
+        im = im.convert("L")
+    elif im.mode != "RGB":
+        im = im.convert("RGB")
+    arr = np.array(im, dtype=np.uint8)  # a writable copy: torch.from_numpy needs one
+    return arr[:, :, None] if arr.ndim == 2 else arr
+
+
+def open_image(path: str | Path) -> Image.Image:
+    """Open and fully decode ``path``; raise CnnkitError naming the file for any problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise CnnkitError(f"{path}: file not found; check the path")
+    if path.stat().st_size == 0:
+        raise CnnkitError(f"{path}: empty file (0 bytes); remove it or pass --skip-bad")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            im = Image.open(path)
+            im.load()
+        return im
+    except UnidentifiedImageError:
+        raise CnnkitError(f"{path}: not an image Pillow can read; convert it to PNG or JPEG, or remove it") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        msg = f"{path}: corrupt or truncated image ({e}); re-export or remove it, or pass --skip-bad"
+        raise CnnkitError(msg) from None
+
+
+def read_image(path: str | Path, channels: int, size: int = 0) -> np.ndarray:
+    """Decode ``path`` to ``(H, W, channels)`` uint8, resized to ``size`` x ``size`` when size > 0."""
+    im = open_image(path)
+    if size and im.size != (size, size):
+        im = (im.convert("RGB") if im.mode == "P" else im).resize((size, size), Image.BILINEAR)
+    return pil_to_array(im, channels)
+
+
+def probe_channels(paths: Sequence[Path], limit: int = 64) -> int:
+    """Infer the channel count from the first ``limit`` readable files: 3 if any is colour, else 1."""
+    for path in paths[:limit]:
+        try:
+            with Image.open(path) as im:
+                if mode_channels(im.mode) == 3:
+                    return 3
+        except (OSError, UnidentifiedImageError):
+            continue
+    return 1
+
+
+def decode_all(paths: Sequence[Path], channels: int, size: int, skip_bad: bool, workers: int = 2
+               ) -> tuple[list[np.ndarray | None], list[str]]:
+    """Decode every file (threads: Pillow releases the GIL). Returns arrays (None where bad) and errors."""
+
+    def one(p: Path) -> tuple[np.ndarray | None, str | None]:
+        try:
+            return read_image(p, channels, size), None
+        except CnnkitError as e:
+            return None, str(e)
+
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        results = list(pool.map(one, paths))
+    errors = [e for _, e in results if e]
+    report_bad(errors, skip_bad)
+    return [a for a, _ in results], errors
+
+
+def verify_all(paths: Iterable[Path], skip_bad: bool) -> list[str]:
+    """Cheap check of every file (size, header, chunk checksums) without a full decode."""
+    errors = []
+    for p in paths:
+        try:
+            if p.stat().st_size == 0:
+                raise CnnkitError(f"{p}: empty file (0 bytes); remove it or pass --skip-bad")
+            with Image.open(p) as im:
+                im.verify()
+        except CnnkitError as e:
+            errors.append(str(e))
+        except Exception as e:  # noqa: BLE001 - Pillow raises many types for bad files
+            errors.append(f"{p}: corrupt image ({type(e).__name__}); re-export or remove it, or pass --skip-bad")
+    report_bad(errors, skip_bad)
+    return errors
+
+
+def report_bad(errors: list[str], skip_bad: bool) -> None:
+    """List every bad file; then stop (one summary line) unless ``skip_bad``."""
+    if not errors:
+        return
+    for e in errors:
+        LOGGER.warning("warning: %s", e)
+    if not skip_bad:
+        first = errors[0].split(":")[0]
+        raise CnnkitError(
+            f"{len(errors)} unreadable image(s), first {first} (all listed above); "
+            "fix or remove them, or pass --skip-bad to skip them"
+        )

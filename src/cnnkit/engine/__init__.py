@@ -1,0 +1,1 @@
+"""The engine all tasks share: loops, trainer, checkpoints, distributed set-up."""

@@ -1,0 +1,87 @@
+"""What a run writes as it goes: metrics.csv, TensorBoard events, results.png, and the console."""
+
+from __future__ import annotations
+
+import csv
+import sys
+import time
+from pathlib import Path
+
+from cnnkit.metrics.plots import plot_results
+
+
+class RunLogger:
+    """Only rank 0 makes one (``enabled``); the others log nothing."""
+
+    def __init__(self, run_dir: Path, enabled: bool = True, verbose: bool = True, start_epoch: int = 0):
+        self.run_dir, self.enabled, self.verbose = run_dir, enabled, verbose
+        self.csv_path = run_dir / "metrics.csv"
+        self.tty = sys.stderr.isatty()
+        self._bar = None
+        self._tb = None
+        if enabled:
+            self._trim_csv(start_epoch)
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._tb = SummaryWriter(str(run_dir), purge_step=start_epoch + 1)
+            except ImportError:  # tensorboard is a dependency, but a run should not die without it
+                self._tb = None
+
+    def _trim_csv(self, start_epoch: int) -> None:
+        """On resume, drop rows of epochs that will run again."""
+        if not self.csv_path.exists():
+            return
+        with self.csv_path.open() as f:
+            rows = [r for r in csv.DictReader(f) if int(r["epoch"]) <= start_epoch]
+        self._write_rows(rows)
+
+    def _write_rows(self, rows: list[dict]) -> None:
+        fields = list(dict.fromkeys(k for r in rows for k in r))
+        with self.csv_path.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    def info(self, message: str) -> None:
+        if self.enabled and self.verbose:
+            print(message, flush=True)
+
+    def epoch_start(self, epoch: int, epochs: int, steps: int) -> None:
+        self._epoch, self._epochs, self._steps, self._t0 = epoch, epochs, steps, time.perf_counter()
+        if self.enabled and self.verbose and self.tty:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{epochs}", leave=False, file=sys.stderr,
+                             dynamic_ncols=True)
+
+    def progress(self, stats: dict[str, float]) -> None:
+        if self._bar is not None:
+            self._bar.n = int(stats["step"])
+            self._bar.set_postfix(loss=f"{stats['loss']:.4f}", img_s=f"{stats['img/s']:.0f}")
+
+    def epoch_end(self, row: dict[str, float], monitor: str) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+        if not self.enabled:
+            return
+        rows = []
+        if self.csv_path.exists():
+            with self.csv_path.open() as f:
+                rows = list(csv.DictReader(f))
+        rows.append({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+        self._write_rows(rows)
+        if self._tb is not None:
+            for k, v in row.items():
+                if k != "epoch":
+                    self._tb.add_scalar(k, v, row["epoch"])
+            self._tb.flush()
+        plot_results(self.csv_path, self.run_dir / "results.png")
+        shown = " ".join(f"{k}={row[k]:.4f}" for k in ("train_loss", "val_loss", monitor) if k in row)
+        self.info(f"epoch {row['epoch']}/{self._epochs} {shown} train {row['train_img_s']:.0f} img/s "
+                  f"({row['time_s']:.0f}s elapsed)")
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()

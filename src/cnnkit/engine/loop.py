@@ -1,0 +1,105 @@
+"""The two loops every task shares: ``train_one_epoch`` and ``evaluate``. Read them top to bottom."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from contextlib import nullcontext
+from typing import Any
+
+import torch
+from torch import nn
+
+from cnnkit.errors import CnnkitError
+
+
+def to_device(obj: Any, device: torch.device) -> Any:
+    """Move tensors, and tensors inside lists, tuples and dicts, to ``device``."""
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device, non_blocking=True)
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_device(o, device) for o in obj)
+    if isinstance(obj, dict):
+        return {k: to_device(v, device) for k, v in obj.items()}
+    return obj
+
+
+def autocast(device: torch.device, amp: bool):
+    """bfloat16 autocast on CPU, float16 on CUDA; a no-op when ``amp`` is off."""
+    if not amp:
+        return nullcontext()
+    return torch.autocast(device.type, dtype=torch.float16 if device.type == "cuda" else torch.bfloat16)
+
+
+def train_one_epoch(model: nn.Module, loader: Iterable, loss_fn: Callable, optimizer: torch.optim.Optimizer,
+                    scheduler: torch.optim.lr_scheduler.LRScheduler, *, device: torch.device,
+                    scaler: torch.amp.GradScaler, ema: torch.optim.swa_utils.AveragedModel | None = None,
+                    amp: bool = False, grad_clip: float = 0.0, channels_last: bool = False,
+                    progress: Callable[[dict[str, float]], None] | None = None) -> dict[str, float]:
+    """One pass over ``loader``; returns mean training loss and images per second."""
+    model.train()
+    loss_sum = torch.zeros((), device=device)
+    seen, start = 0, time.perf_counter()
+    for step, (images, targets) in enumerate(loader):
+        images = images.to(device, non_blocking=True)
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        targets = to_device(targets, device)
+
+        with autocast(device, amp):
+            outputs = model(images)
+            loss = loss_fn(outputs, targets)
+
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if grad_clip > 0:
+            scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        if ema is not None:
+            ema.update_parameters(model)
+
+        n = images.shape[0]
+        loss_sum += loss.detach().float() * n
+        seen += n
+        if progress is not None and (step % 10 == 0 or step == len(loader) - 1):
+            mean_loss = float(loss_sum) / seen
+            if not torch.isfinite(torch.tensor(mean_loss)):
+                raise CnnkitError(f"training loss became {mean_loss} at step {step}; lower --lr or use --grad-clip")
+            progress({"loss": mean_loss, "img/s": seen / (time.perf_counter() - start), "step": step + 1})
+    elapsed = time.perf_counter() - start
+    return {"train_loss": float(loss_sum) / max(1, seen), "train_img_s": seen / max(elapsed, 1e-9)}
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: Iterable, metrics: Any, *, device: torch.device,
+             loss_fn: Callable | None = None, forward: Callable | None = None, amp: bool = False,
+             channels_last: bool = False) -> dict[str, float]:
+    """Stream ``loader`` through ``model`` into ``metrics``; returns the metrics and the mean loss.
+
+    ``forward(model, images)`` replaces ``model(images)`` (test-time augmentation, for instance).
+    """
+    model.eval()
+    metrics.reset()
+    loss_sum = torch.zeros((), device=device)
+    seen, start = 0, time.perf_counter()
+    for images, targets in loader:
+        images = images.to(device, non_blocking=True)
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        targets = to_device(targets, device)
+
+        with autocast(device, amp):
+            outputs = forward(model, images) if forward is not None else model(images)
+            if loss_fn is not None:
+                loss_sum += loss_fn(outputs, targets).float() * images.shape[0]
+
+        metrics.update(outputs, targets)
+        seen += images.shape[0]
+    results = metrics.compute()
+    if loss_fn is not None:
+        results["val_loss"] = float(loss_sum) / max(1, seen)
+    results["val_img_s"] = seen / max(time.perf_counter() - start, 1e-9)
+    return results

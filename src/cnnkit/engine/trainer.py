@@ -1,0 +1,218 @@
+"""``fit()``: build the task's parts, run the epochs, keep checkpoints, stop early, resume."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+
+from cnnkit import __version__
+from cnnkit.config import TrainConfig, save_yaml, to_dict
+from cnnkit.engine import distributed as dist_utils
+from cnnkit.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from cnnkit.engine.logger import RunLogger
+from cnnkit.engine.loop import evaluate, train_one_epoch
+from cnnkit.engine.optim import build_ema, build_optimizer, build_scheduler
+from cnnkit.errors import CnnkitError
+from cnnkit.models import get_entry
+from cnnkit.models.wrapper import build_image_model
+from cnnkit.tasks import get_task
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    best: dict[str, float]
+    epochs_run: int
+
+
+def select_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise CnnkitError(f"--device {name}: no CUDA device is available here; use --device cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+
+
+def run_folder(cfg: TrainConfig) -> Path:
+    """<project>/<task>/<name>; an empty name picks exp, exp2, ... (the latest one when resuming)."""
+    base = Path(cfg.project) / cfg.task
+    if cfg.name:
+        folder = base / cfg.name
+        if folder.exists() and not (cfg.resume or cfg.exist_ok) and any(folder.iterdir()):
+            n = 2
+            while (base / f"{cfg.name}{n}").exists():
+                n += 1
+            folder = base / f"{cfg.name}{n}"
+        return folder
+    if cfg.resume:
+        runs = sorted((p for p in base.glob("*/last.pt")), key=lambda p: p.stat().st_mtime)
+        if not runs:
+            raise CnnkitError(f"--resume: nothing to resume under {base} (no last.pt); train without --resume")
+        return runs[-1].parent
+    n, folder = 1, base / "exp"
+    while folder.exists():
+        n += 1
+        folder = base / f"exp{n}"
+    return folder
+
+
+def make_loader(dataset, batch: int, shuffle: bool, cfg: TrainConfig, info: dist_utils.DistInfo,
+                collate_fn: Callable | None) -> DataLoader:
+    """A DistributedSampler in every case: its shuffle depends on (seed, epoch) only, so resume repeats it."""
+    sampler = DistributedSampler(dataset, num_replicas=info.world_size, rank=info.rank, shuffle=shuffle,
+                                 seed=cfg.seed, drop_last=False)
+    return DataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=cfg.workers, collate_fn=collate_fn,
+                      pin_memory=torch.cuda.is_available(), persistent_workers=cfg.workers > 0,
+                      drop_last=shuffle and len(dataset) // info.world_size > batch)
+
+
+def checkpoint_state(model, cfg: TrainConfig, epoch: int, best: float, metrics: dict,
+                     training: dict | None = None) -> dict[str, Any]:
+    state = {"cnnkit_version": __version__, "task": cfg.task, "meta": model.meta, "config": to_dict(cfg),
+             "model": model.state_dict(), "epoch": epoch, "best_fitness": best, "metrics": metrics}
+    return {**state, **(training or {})}
+
+
+def fit(cfg: TrainConfig, on_epoch_end: Callable[[int, dict], None] | None = None) -> TrainResult:
+    """Train ``cfg.model`` on ``cfg.data`` for ``cfg.task``; returns the run folder and best metrics."""
+    task = get_task(cfg.task)
+    get_entry(cfg.model)  # an unknown model name fails before any data is read
+    device = select_device(cfg.device)
+    info = dist_utils.init_distributed(device)
+    if device.type == "cuda" and info.enabled:
+        device = torch.device("cuda", info.local_rank)
+        torch.cuda.set_device(device)
+    seed_everything(cfg.seed, cfg.deterministic)
+
+    run_dir = dist_utils.broadcast_object(run_folder(cfg) if info.is_main else None, info)
+    resume = load_checkpoint(run_dir / "last.pt") if cfg.resume else None
+    if cfg.resume and "optimizer" not in resume:
+        raise CnnkitError(f"{run_dir / 'last.pt'}: holds no training state; train without --resume")
+    if resume is not None:
+        cfg = replace(TrainConfig(**{**resume["config"], "epochs": cfg.epochs, "device": cfg.device,
+                                     "workers": cfg.workers}), resume=True)
+    data = task.build_data(cfg, meta=resume["meta"] if resume else None)
+    model = task.build_model(cfg, data.meta)
+    if resume is None and data.init_batch is not None and hasattr(model.net, "init_from_data"):
+        model.net.init_from_data(model.normalize(data.init_batch))
+    model.to(device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    loss_fn = task.build_loss(cfg, data)
+    metrics = task.build_metrics(data.meta, device)
+    local_batch = max(1, cfg.batch // info.world_size)
+    train_loader = make_loader(data.train, local_batch, True, cfg, info, data.collate_fn)
+    val_loader = make_loader(data.val, local_batch * 2, False, cfg, info, data.collate_fn)
+
+    optimizer = build_optimizer(model, cfg)
+    scheduler = build_scheduler(optimizer, cfg, len(train_loader))
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp and device.type == "cuda")
+    ema = build_ema(model, cfg.ema)
+    start_epoch, best, best_metrics, bad_epochs = 0, -float("inf"), {}, 0
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        scheduler.load_state_dict(resume["scheduler"])
+        scaler.load_state_dict(resume["scaler"])
+        if ema is not None:
+            ema.load_state_dict(resume["ema"])
+        start_epoch, best, bad_epochs = resume["epoch"], resume["best_fitness"], resume["bad_epochs"]
+        best_metrics = resume.get("best_metrics", {})
+        set_rng_state(resume["rng"])
+        if start_epoch >= cfg.epochs:
+            raise CnnkitError(f"{run_dir / 'last.pt'}: already finished {start_epoch} epochs; "
+                              f"pass --epochs N with N > {start_epoch} to train longer")
+
+    if info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_yaml(cfg, run_dir / "config.yaml")
+    train_model = DistributedDataParallel(model) if info.enabled else model
+    if cfg.compile:
+        train_model = torch.compile(train_model)
+    log = RunLogger(run_dir, info.is_main, cfg.verbose, start_epoch)
+    log.info(f"{cfg.task}: {cfg.model} on {cfg.data} ({len(data.train)} train / {len(data.val)} val images, "
+             f"{data.meta['num_classes']} classes, {data.meta['imgsz']} px) -> {run_dir}")
+    monitor = cfg.monitor
+    elapsed0 = resume.get("elapsed_s", 0.0) if resume else 0.0
+    t0 = time.perf_counter()
+    epoch = start_epoch
+    for epoch in range(start_epoch, cfg.epochs):
+        train_loader.sampler.set_epoch(epoch)
+        log.epoch_start(epoch, cfg.epochs, len(train_loader))
+        row: dict[str, Any] = {"epoch": epoch + 1}
+        row.update(train_one_epoch(train_model, train_loader, loss_fn, optimizer, scheduler, device=device,
+                                   scaler=scaler, ema=ema, amp=cfg.amp, grad_clip=cfg.grad_clip,
+                                   channels_last=cfg.channels_last, progress=log.progress))
+        eval_model = ema.module if ema is not None else model
+        row.update(evaluate(eval_model, val_loader, metrics, device=device, loss_fn=loss_fn, amp=cfg.amp,
+                            forward=task.tta_forward if cfg.tta else None, channels_last=cfg.channels_last))
+        for key in ("train_loss", "val_loss"):
+            row[key] = dist_utils.reduce_mean(row[key], info, device)
+        row["lr"] = optimizer.param_groups[0]["lr"]
+        row["time_s"] = elapsed0 + time.perf_counter() - t0
+        if monitor not in row:
+            raise CnnkitError(f"--monitor {monitor}: not a metric of {cfg.task}; choose one of "
+                              f"{', '.join(k for k in row if k != 'epoch')}")
+        improved = row[monitor] > best
+        if improved:
+            best, best_metrics, bad_epochs = row[monitor], dict(row), 0
+        else:
+            bad_epochs += 1
+        if info.is_main:
+            saved = ema.module if ema is not None else model
+            if improved:
+                save_checkpoint(checkpoint_state(saved, cfg, epoch + 1, best, row), run_dir / "best.pt")
+            training = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                        "scaler": scaler.state_dict(), "ema": ema.state_dict() if ema is not None else None,
+                        "rng": rng_state(), "bad_epochs": bad_epochs, "best_metrics": best_metrics,
+                        "elapsed_s": row["time_s"]}
+            save_checkpoint(checkpoint_state(model, cfg, epoch + 1, best, row, training),
+                            run_dir / "last.pt")
+        log.epoch_end(row, monitor)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch + 1, row)
+        stop = cfg.patience > 0 and bad_epochs >= cfg.patience
+        if dist_utils.broadcast_flag(stop, info, device):
+            log.info(f"early stop: no {monitor} improvement for {cfg.patience} epochs")
+            break
+    finish(task, run_dir, val_loader, metrics, device, cfg, log)
+    log.close()
+    dist_utils.cleanup(info)
+    return TrainResult(run_dir, best_metrics, epoch + 1)
+
+
+def finish(task, run_dir: Path, val_loader, metrics, device, cfg: TrainConfig, log: RunLogger) -> None:
+    """Evaluate best.pt once more (every rank its shard) and write the task's reports on rank 0.
+
+    Other ranks read best.pt after rank 0 wrote it: the per-epoch broadcast orders the two. A
+    multi-node run therefore needs --project on a shared file system, as checkpoints do anyway.
+    """
+    best = load_checkpoint(run_dir / "best.pt")
+    model = build_image_model(best["meta"]).to(device)
+    model.load_state_dict(best["model"])
+    results = evaluate(model, val_loader, metrics, device=device, forward=task.tta_forward if cfg.tta else None)
+    if not log.enabled:
+        return
+    metrics.save(run_dir)
+    log.info(metrics.table())
+    log.info(f"best epoch {best['epoch']}: " + " ".join(f"{k}={v:.4f}" for k, v in results.items()
+                                                        if k != "val_img_s"))
+    log.info(f"results saved to {run_dir}: " + ", ".join(sorted(p.name for p in run_dir.iterdir())))

@@ -1,0 +1,89 @@
+"""Classification metrics on torchmetrics (which reduces over DDP ranks): top-1/top-5 accuracy,
+per-class precision, recall and F1, and the confusion matrix (CSV and PNG)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import torch
+from torchmetrics import MetricCollection
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassConfusionMatrix,
+    MulticlassF1Score,
+    MulticlassPrecision,
+    MulticlassRecall,
+)
+
+from cnnkit.metrics.plots import plot_confusion_matrix
+
+
+class ClassificationMetrics:
+    """Streams logits ``(N, C)`` and labels ``(N,)``; ``compute()`` gives scalars in 0..1."""
+
+    def __init__(self, classes: list[str], device: torch.device | str = "cpu"):
+        self.classes = classes
+        c = len(classes)
+        parts = {
+            "top1": MulticlassAccuracy(c, top_k=1, average="micro"),
+            "precision": MulticlassPrecision(c, average=None),
+            "recall": MulticlassRecall(c, average=None),
+            "f1": MulticlassF1Score(c, average=None),
+            "confusion": MulticlassConfusionMatrix(c),
+        }
+        if c > 5:
+            parts["top5"] = MulticlassAccuracy(c, top_k=5, average="micro")
+        self.collection = MetricCollection(parts).to(device)
+        self._last: dict[str, torch.Tensor] = {}
+
+    def update(self, outputs: torch.Tensor, targets: torch.Tensor) -> None:
+        self.collection.update(outputs.float(), targets)
+
+    def reset(self) -> None:
+        self.collection.reset()
+
+    def compute(self) -> dict[str, float]:
+        """top1, top5 (if > 5 classes) and macro precision/recall/F1; per-class values kept for save()."""
+        self._last = {k: v.detach().cpu() for k, v in self.collection.compute().items()}
+        out = {"top1": float(self._last["top1"])}
+        if "top5" in self._last:
+            out["top5"] = float(self._last["top5"])
+        for k in ("precision", "recall", "f1"):
+            out[k] = float(self._last[k].mean())
+        return out
+
+    def per_class(self) -> list[dict[str, float | str | int]]:
+        last, support = self._last, self._last["confusion"].sum(1)
+        return [{"class": name, "precision": float(last["precision"][i]), "recall": float(last["recall"][i]),
+                 "f1": float(last["f1"][i]), "support": int(support[i])} for i, name in enumerate(self.classes)]
+
+    def save(self, folder: Path) -> list[Path]:
+        """Write per_class.csv, confusion_matrix.csv and confusion_matrix.png into ``folder``."""
+        if not self._last:
+            self.compute()
+        folder.mkdir(parents=True, exist_ok=True)
+        rows = self.per_class()
+        per_class = folder / "per_class.csv"
+        with per_class.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        cm = self._last["confusion"].long()
+        cm_csv = folder / "confusion_matrix.csv"
+        with cm_csv.open("w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["true\\pred", *self.classes])
+            for name, row in zip(self.classes, cm.tolist()):
+                writer.writerow([name, *row])
+        png = plot_confusion_matrix(cm, self.classes, folder / "confusion_matrix.png")
+        return [per_class, cm_csv, png]
+
+    def table(self) -> str:
+        """The per-class table as aligned text."""
+        rows = self.per_class()
+        width = max(8, *(len(r["class"]) for r in rows))
+        lines = [f"{'class':<{width}} {'precision':>9} {'recall':>7} {'f1':>7} {'support':>8}"]
+        lines += [f"{r['class']:<{width}} {r['precision']:9.4f} {r['recall']:7.4f} {r['f1']:7.4f} {r['support']:8d}"
+                  for r in rows]
+        return "\n".join(lines)

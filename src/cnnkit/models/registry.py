@@ -1,0 +1,60 @@
+"""One small registry: ``@register_model`` adds a builder, ``create_model`` is the one entry point."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import nn
+
+from cnnkit.errors import CnnkitError, did_you_mean
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    builder: Callable[..., nn.Module]
+    task: str
+    description: str
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+
+
+def register_model(name: str | None = None, *, task: str = "classify") -> Callable:
+    """Decorator: register ``builder(num_classes, in_chans, **kw) -> nn.Module`` under ``name``."""
+
+    def wrap(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        key = name or fn.__name__
+        if key in _REGISTRY:
+            raise ValueError(f"model '{key}' is already registered")
+        doc = (fn.__doc__ or "").strip().splitlines()
+        _REGISTRY[key] = ModelEntry(key, fn, task, doc[0] if doc else "")
+        return fn
+
+    return wrap
+
+
+def list_models(task: str | None = None) -> list[str]:
+    return sorted(k for k, e in _REGISTRY.items() if task is None or e.task == task)
+
+
+def get_entry(name: str) -> ModelEntry:
+    if name not in _REGISTRY:
+        raise CnnkitError(
+            f"unknown model '{name}'.{did_you_mean(name, _REGISTRY)} Run `cnnkit models` to list them."
+        )
+    return _REGISTRY[name]
+
+
+def create_model(name: str, num_classes: int = 10, in_chans: int = 3, **kw) -> nn.Module:
+    """Build the registered model ``name``; extra keywords go to its builder.
+
+    The returned module maps float images ``(N, in_chans, H, W)`` to outputs of the task
+    (logits ``(N, num_classes)`` for classification).
+    """
+    entry = get_entry(name)
+    try:
+        return entry.builder(num_classes=num_classes, in_chans=in_chans, **kw)
+    except TypeError as e:
+        raise CnnkitError(f"model '{name}': {e}; check model_args") from None

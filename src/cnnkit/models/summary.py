@@ -1,0 +1,69 @@
+"""Layer tables and FLOP counts. FLOPs follow torch.utils.flop_counter: one multiply-add = 2 FLOPs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+
+@dataclass
+class LayerRow:
+    name: str
+    kind: str
+    out_shape: tuple
+    params: int
+    flops: int
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """FLOPs of one forward pass on a zero tensor of ``input_shape`` (N, C, H, W)."""
+    model.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.zeros(input_shape))
+    return int(counter.get_total_flops())
+
+
+def layer_table(model: nn.Module, input_shape: tuple[int, ...]) -> list[LayerRow]:
+    """One row per leaf module, in call order: output shape, own parameters and FLOPs."""
+    model.eval()
+    rows: list[LayerRow] = []
+    names = {m: n for n, m in model.named_modules()}
+    counter = FlopCounterMode(display=False)
+
+    def hook(module: nn.Module, _inp, out) -> None:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else ()
+        own = sum(p.numel() for p in module.parameters(recurse=False))
+        rows.append(LayerRow(names[module], type(module).__name__, shape, own, 0))
+
+    leaves = [m for m in model.modules() if not list(m.children())]
+    handles = [m.register_forward_hook(hook) for m in leaves]
+    try:
+        with torch.no_grad(), counter:
+            model(torch.zeros(input_shape))
+    finally:
+        for h in handles:
+            h.remove()
+    prefix = type(model).__name__
+    by_module = counter.get_flop_counts()
+    for row in rows:
+        counts = by_module.get(f"{prefix}.{row.name}", {})
+        row.flops = int(sum(counts.values()))
+    return rows
+
+
+def format_table(rows: list[LayerRow], total_flops: int) -> str:
+    width = max(10, *(len(r.name) for r in rows))
+    lines = [f"{'layer':<{width}} {'type':<18} {'output shape':<22} {'params':>10} {'MFLOPs':>10}"]
+    for r in rows:
+        lines.append(f"{r.name:<{width}} {r.kind:<18} {str(list(r.out_shape)):<22} {r.params:>10,} "
+                     f"{r.flops / 1e6:>10.2f}")
+    total_params = sum(r.params for r in rows)
+    lines.append(f"{'total':<{width}} {'':<18} {'':<22} {total_params:>10,} {total_flops / 1e6:>10.2f}")
+    return "\n".join(lines)

@@ -1,0 +1,43 @@
+"""``ImageModel``: a registered network plus its input normalisation and the metadata to rebuild it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from cnnkit import __version__
+from cnnkit.models.registry import create_model
+
+
+class ImageModel(nn.Module):
+    """Takes images ``(N, C, H, W)``, uint8 0..255 or float 0..1, and normalises them itself.
+
+    ``meta`` holds what a checkpoint needs to rebuild and use the model: task, model name and
+    arguments, classes, channels, image size, mean and std (of 0..1 pixels).
+    """
+
+    def __init__(self, net: nn.Module, meta: dict[str, Any]):
+        super().__init__()
+        self.net = net
+        self.meta = dict(meta)
+        c = meta["in_chans"]
+        self.register_buffer("mean", torch.tensor(meta["mean"], dtype=torch.float32).view(1, c, 1, 1))
+        self.register_buffer("std", torch.tensor(meta["std"], dtype=torch.float32).view(1, c, 1, 1))
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+        return (x - self.mean) / self.std
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(self.normalize(x))
+
+
+def build_image_model(meta: dict[str, Any], pretrained: str = "") -> ImageModel:
+    """Build from ``meta`` (keys: model, model_args, num_classes, in_chans, mean, std, ...)."""
+    kw = dict(meta.get("model_args", {}))
+    if pretrained:
+        kw["pretrained"] = pretrained
+    net = create_model(meta["model"], num_classes=meta["num_classes"], in_chans=meta["in_chans"], **kw)
+    return ImageModel(net, {**meta, "cnnkit_version": __version__})

@@ -1,0 +1,50 @@
+"""The task interface: what each task supplies so one engine trains them all.
+
+The trainer calls these methods and never looks at the task's name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from cnnkit.config import TrainConfig
+
+
+@dataclass
+class TaskData:
+    """Datasets of one run and the metadata the model and checkpoint need (classes, channels, ...)."""
+
+    train: Dataset | None
+    val: Dataset
+    meta: dict[str, Any] = field(default_factory=dict)
+    init_batch: torch.Tensor | None = None  # a sample of training images for data-dependent init
+    collate_fn: Callable | None = None
+
+
+class Metrics(Protocol):
+    def update(self, outputs: torch.Tensor, targets: Any) -> None: ...
+    def compute(self) -> dict[str, float]: ...
+    def reset(self) -> None: ...
+    def save(self, folder: Path) -> list[Path]: ...
+
+
+class Task(Protocol):
+    name: str
+    default_monitor: str
+
+    def build_data(self, cfg: TrainConfig, meta: dict[str, Any] | None = None, for_eval: bool = False) -> TaskData:
+        """Data sets for training (or, with ``for_eval``, the evaluation split only)."""
+
+    def build_model(self, cfg: TrainConfig, meta: dict[str, Any]) -> nn.Module: ...
+    def build_loss(self, cfg: TrainConfig, data: TaskData) -> Callable[[Any, Any], torch.Tensor]: ...
+    def build_metrics(self, meta: dict[str, Any], device: torch.device) -> Metrics: ...
+    def tta_forward(self, model: nn.Module, images: torch.Tensor) -> Any: ...
+    def predict(self, model: nn.Module, images: list, **options: Any) -> list[dict[str, Any]]: ...
+    def visualise(self, image: Any, prediction: dict[str, Any], meta: dict[str, Any]) -> Any: ...

@@ -1,0 +1,97 @@
+"""Image classification: data, model, loss, metrics, predictor and visualiser for the engine."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+from torch import nn
+
+from cnnkit.config import TrainConfig
+from cnnkit.data.classify import ClassifyDataset, load_classify_data
+from cnnkit.data.transforms import build_train_transform, channel_stats
+from cnnkit.metrics.classification import ClassificationMetrics
+from cnnkit.models.wrapper import build_image_model
+from cnnkit.tasks.base import TaskData
+
+INIT_SAMPLES = 5000  # training images used for data-dependent initialisation (whitening)
+
+
+class ClassifyTask:
+    name = "classify"
+    default_monitor = "top1"
+
+    def build_data(self, cfg: TrainConfig, meta: dict[str, Any] | None = None, for_eval: bool = False) -> TaskData:
+        """Training: infer classes, channels, size and normalisation; evaluation: take them from ``meta``."""
+        meta = dict(meta or {})
+        data = load_classify_data(cfg.data, imgsz=meta.get("imgsz", cfg.imgsz), val_split=cfg.val_split,
+                                  seed=cfg.seed, cache=cfg.cache, skip_bad=cfg.skip_bad, classes=meta.get("classes"),
+                                  channels=meta.get("in_chans", 0), for_eval=for_eval)
+        if "mean" not in meta:
+            if cfg.mean and cfg.std:
+                mean, std = list(cfg.mean), list(cfg.std)
+            elif data.train is not None and data.train.images is not None:
+                mean, std = channel_stats(data.train.images)
+            else:
+                mean, std = self._streamed_stats(data)
+            meta.update(classes=data.classes, num_classes=len(data.classes), in_chans=data.channels,
+                        imgsz=data.imgsz, mean=mean, std=std, task=self.name)
+        transform = build_train_transform(cfg.augment, data.imgsz, data.channels)
+        train = None if data.train is None else ClassifyDataset(data.train, data.channels, data.imgsz, transform)
+        val = ClassifyDataset(data.val, data.channels, data.imgsz)
+        init = None
+        if train is not None and data.train.images is not None:
+            g = torch.Generator().manual_seed(cfg.seed)
+            init = data.train.images[torch.randperm(len(data.train), generator=g)[:INIT_SAMPLES]]
+        return TaskData(train, val, meta, init_batch=init)
+
+    @staticmethod
+    def _streamed_stats(data) -> tuple[list[float], list[float]]:
+        ds = ClassifyDataset(data.train, data.channels, data.imgsz)
+        pick = np.random.default_rng(0).permutation(len(ds))[:500]
+        return channel_stats(torch.stack([ds[int(i)][0] for i in pick]))
+
+    def build_model(self, cfg: TrainConfig, meta: dict[str, Any]) -> nn.Module:
+        model_args = dict(cfg.model_args)
+        if cfg.model == "basic_cnn":
+            model_args.setdefault("input_size", meta["imgsz"])
+        meta = {**meta, "model": cfg.model, "model_args": model_args}
+        return build_image_model(meta, pretrained=cfg.pretrained)
+
+    def build_loss(self, cfg: TrainConfig, data: TaskData):
+        return nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+
+    def build_metrics(self, meta: dict[str, Any], device: torch.device) -> ClassificationMetrics:
+        return ClassificationMetrics(meta["classes"], device)
+
+    @staticmethod
+    def tta_forward(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+        """Mean of the logits of the image and its mirror image."""
+        return (model(images) + model(images.flip(-1))) / 2
+
+    @torch.no_grad()
+    def predict(self, model: nn.Module, images: torch.Tensor, topk: int = 5, tta: bool = False) -> list[dict]:
+        """``images`` ``(N, C, H, W)`` uint8 at the model's size -> per image top-k classes with probabilities."""
+        logits = self.tta_forward(model, images) if tta else model(images)
+        probs = logits.float().softmax(1)
+        classes = model.meta["classes"]
+        k = min(topk, probs.shape[1])
+        values, indices = probs.topk(k, dim=1)
+        return [{"class": classes[int(ix[0])], "index": int(ix[0]), "score": float(v[0]),
+                 "topk": [{"class": classes[int(i)], "index": int(i), "score": float(p)} for p, i in zip(v, ix)]}
+                for v, ix in zip(values, indices)]
+
+    def visualise(self, image: Image.Image, prediction: dict, meta: dict[str, Any]) -> Image.Image:
+        """The image (enlarged if small) with the top-k labels and probabilities written on it."""
+        im = image.convert("RGB")
+        if max(im.size) < 256:
+            scale = 256 / max(im.size)
+            im = im.resize((round(im.width * scale), round(im.height * scale)), Image.NEAREST)
+        draw = ImageDraw.Draw(im)
+        lines = [f"{t['class']} {t['score']:.2f}" for t in prediction["topk"][:3]]
+        draw.rectangle([0, 0, im.width, 12 * len(lines) + 4], fill=(0, 0, 0))
+        for i, line in enumerate(lines):
+            draw.text((4, 2 + 12 * i), line, fill=(255, 255, 0) if i == 0 else (220, 220, 220))
+        return im

@@ -1,0 +1,104 @@
+"""The CLI end to end, and bad input: one line, exit code 2, no traceback."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from cnnkit.cli.main import main
+
+TRAIN = ["train", "classify", "--model", "basic_cnn", "--imgsz", "24", "--epochs", "1", "--batch", "16",
+         "--no-verbose"]
+
+
+@pytest.fixture
+def trained(tmp_path, shapes_folder):
+    assert main([*TRAIN, "--data", str(shapes_folder), "--project", str(tmp_path / "runs"), "--name", "t"]) == 0
+    return tmp_path / "runs" / "classify" / "t" / "best.pt"
+
+
+def test_train_val_predict(tmp_path, shapes_folder, trained, capsys):
+    assert main(["val", "--weights", str(trained), "--data", str(shapes_folder), "--out", str(tmp_path / "v")]) == 0
+    out = capsys.readouterr().out
+    assert "top1=" in out and "16 images" in out
+    assert (tmp_path / "v" / "confusion_matrix.png").exists()
+    metrics = json.loads((tmp_path / "v" / "metrics.json").read_text())
+    assert 0 <= metrics["top1"] <= 1
+
+    images = shapes_folder / "val"
+    assert main(["predict", "--weights", str(trained), str(images / "circle"), str(images / "s*" / "*.png"),
+                 "--topk", "2", "--out", str(tmp_path / "p")]) == 0
+    preds = json.loads((tmp_path / "p" / "predictions.json").read_text())
+    n_expected = len(list((images / "circle").glob("*.png"))) + len(list(images.glob("s*/*.png")))
+    assert len(preds) == n_expected and len(preds[0]["topk"]) == 2
+    assert abs(sum(t["score"] for t in preds[0]["topk"]) - 1) < 1 or preds[0]["score"] <= 1
+    assert (tmp_path / "p" / "predictions.csv").read_text().startswith("path,class,score,topk")
+    assert len(list((tmp_path / "p").glob("*_pred.png"))) == n_expected
+
+
+def test_config_recipe_and_flag_precedence(tmp_path, shapes_folder):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("epochs: 3\nbatch: 8\nmodel_args: {preset: tiny}\n")
+    assert main([*TRAIN, "--data", str(shapes_folder), "--config", str(recipe), "--project", str(tmp_path)]) == 0
+    saved = (tmp_path / "classify" / "exp" / "config.yaml").read_text()
+    assert "epochs: 1" in saved and "batch: 16" in saved and "preset: tiny" in saved
+
+
+def test_models_and_summary(capsys):
+    assert main(["models", "--no-flops"]) == 0
+    out = capsys.readouterr().out
+    for name in ("basic_cnn", "fastnet", "resnet18", "resnet50", "mobilenet_v3_small", "efficientnet_b0"):
+        assert name in out
+    assert main(["summary", "basic_cnn", "--imgsz", "28", "--in-chans", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "features.0.0" in out and "[1, 32, 28, 28]" in out and "total" in out
+
+
+def test_help_shows_examples(capsys):
+    for cmd in ("train", "val", "predict", "summary"):
+        with pytest.raises(SystemExit):
+            main([cmd, "--help"])
+        assert "examples:" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["train", "classify", "--data", "no/such/dir"], "no/such/dir: not found"),
+    (["train", "classify", "--data", "shapes", "--model", "resnt18"], "Did you mean 'resnet18'"),
+    (["train", "classify", "--data", "shapes", "--resume", "--project", "PROJECT"], "nothing to resume"),
+    (["train", "segmentt", "--data", "shapes"], "unknown task 'segmentt'"),
+    (["val", "--weights", "missing.pt", "--data", "shapes"], "missing.pt: checkpoint not found"),
+    (["predict", "--weights", "missing.pt", "x.png"], "missing.pt: checkpoint not found"),
+])
+def test_bad_input_is_one_line_exit_2(tmp_path, capsys, argv, match):
+    argv = [a.replace("PROJECT", str(tmp_path)) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert match in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_val_with_another_number_of_classes(tmp_path, trained, capsys):
+    import numpy as np
+
+    from tests.conftest import write_png
+
+    other = tmp_path / "other"
+    for name in ("cat", "dog"):
+        write_png(other / name / "a.png", np.zeros((24, 24, 3), np.uint8))
+    assert main(["val", "--weights", str(trained), "--data", str(other)]) == 2
+    assert "label 'cat'" in capsys.readouterr().err
+
+
+def test_predict_unsupported_file(tmp_path, trained, capsys):
+    (tmp_path / "notes.txt").write_text("x")
+    assert main(["predict", "--weights", str(trained), str(tmp_path / "notes.txt")]) == 2
+    assert "unsupported file type '.txt'" in capsys.readouterr().err
+
+
+def test_exit_code_and_debug_in_a_real_process(tmp_path):
+    cmd = [sys.executable, "-m", "cnnkit.cli.main", "train", "classify", "--data", str(tmp_path / "none")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().startswith("error:") and "none: not found" in proc.stderr
+    proc = subprocess.run([*cmd, "--debug"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "Traceback" in proc.stderr

@@ -1,0 +1,52 @@
+"""Shared fixtures: fake image files in every layout, written fresh for each test."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cnnkit.data.synthetic import SHAPE_NAMES, make_classification
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+def pytest_collection_modifyitems(config, items):
+    if not torch.cuda.is_available():
+        skip = pytest.mark.skip(reason="needs a CUDA device")
+        for item in items:
+            if "gpu" in item.keywords:
+                item.add_marker(skip)
+
+
+@pytest.fixture
+def shapes_folder(tmp_path: Path) -> Path:
+    """An ImageFolder tree root/{train,val}/<shape>/<i>.png of 32 px synthetic scenes."""
+    root = tmp_path / "shapes"
+    for split, n, seed in (("train", 48, 0), ("val", 16, 1)):
+        images, labels = make_classification(n, seed=seed, size=32)
+        for i, (img, lab) in enumerate(zip(images, labels)):
+            folder = root / split / SHAPE_NAMES[lab]
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(img).save(folder / f"{i:03d}.png")
+    return root
+
+
+def write_png(path: Path, array: np.ndarray, mode: str | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array, mode).save(path) if mode else Image.fromarray(array).save(path)
+    return path
+
+
+@pytest.fixture
+def shared_fashion() -> Path:
+    path = SHARED / "fashion-mnist"
+    if not path.is_dir():
+        pytest.skip(f"real data not found at {path} (the ../shared/datasets folder beside the checkout)")
+    return path

@@ -1,0 +1,170 @@
+"""Loaders on fake files in every layout and image mode, and the bad-input messages."""
+
+import gzip
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from cnnkit.data.classify import ClassifyDataset, load_classify_data, stratified_split
+from cnnkit.data.transforms import build_train_transform, channel_stats
+from cnnkit.errors import CnnkitError
+from tests.conftest import write_png
+
+
+def test_image_folder_with_train_and_val(shapes_folder):
+    data = load_classify_data(str(shapes_folder))
+    assert data.classes == sorted(p.name for p in (shapes_folder / "train").iterdir())
+    assert data.channels == 3 and data.imgsz == 32
+    assert data.train.images.shape == (48, 3, 32, 32) and data.train.images.dtype == torch.uint8
+    assert len(data.val) == 16
+
+
+def test_single_folder_split_is_stratified_and_fixed(shapes_folder):
+    a = load_classify_data(str(shapes_folder / "train"), val_split=0.25, seed=3)
+    b = load_classify_data(str(shapes_folder / "train"), val_split=0.25, seed=3)
+    assert len(a.train) + len(a.val) == 48 and np.array_equal(a.val.labels, b.val.labels)
+    counts = np.bincount(a.train.labels, minlength=4) + np.bincount(a.val.labels, minlength=4)
+    val_counts = np.bincount(a.val.labels, minlength=4)
+    assert np.all(np.abs(val_counts - counts * 0.25) <= 1)
+
+
+def test_stratified_split_keeps_singletons_in_train():
+    tr, va = stratified_split(np.array([0, 0, 0, 0, 1]), 0.5, seed=0)
+    assert 4 in tr and len(va) == 2
+
+
+def test_streaming_matches_cache(shapes_folder):
+    cached = load_classify_data(str(shapes_folder), cache="ram")
+    streamed = load_classify_data(str(shapes_folder), cache="none")
+    assert streamed.train.images is None and len(streamed.train.paths) == 48
+    ds_c, ds_s = ClassifyDataset(cached.train, 3, 32), ClassifyDataset(streamed.train, 3, 32)
+    for i in (0, 7, 47):
+        assert torch.equal(ds_c[i][0], ds_s[i][0]) and ds_c[i][1] == ds_s[i][1]
+
+
+def test_image_modes_and_channel_inference(tmp_path):
+    rng = np.random.default_rng(0)
+    grey = tmp_path / "grey"
+    write_png(grey / "a" / "l.png", rng.integers(0, 255, (20, 20), dtype=np.uint8))
+    write_png(grey / "a" / "l2.png", rng.integers(0, 255, (20, 20), dtype=np.uint8))
+    write_png(grey / "b" / "i16.png", (rng.integers(0, 65535, (20, 20))).astype(np.uint16))
+    write_png(grey / "b" / "i16b.png", (rng.integers(0, 65535, (20, 20))).astype(np.uint16))
+    data = load_classify_data(str(grey), val_split=0.5, imgsz=16)
+    assert data.channels == 1 and data.train.images.shape[1:] == (1, 16, 16)
+    colour = tmp_path / "colour"
+    write_png(colour / "a" / "rgba.png", rng.integers(0, 255, (20, 20, 4), dtype=np.uint8))
+    write_png(colour / "b" / "l.png", rng.integers(0, 255, (20, 20), dtype=np.uint8))
+    from PIL import Image
+
+    Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)).convert("P").save(colour / "b" / "p.png")
+    data = load_classify_data(str(colour), val_split=0.34)
+    assert data.channels == 3 and data.imgsz == 20
+    assert len(data.train) + len(data.val) == 3
+
+
+def test_sixteen_bit_scales_to_eight(tmp_path):
+    from cnnkit.data.images import read_image
+
+    path = write_png(tmp_path / "x.png", np.full((4, 4), 65535, np.uint16))
+    assert read_image(path, 1).max() == 255
+
+
+def test_csv_with_names_and_ints(tmp_path, shapes_folder):
+    files = sorted((shapes_folder / "train").rglob("*.png"))
+    rows = [f"{f.relative_to(shapes_folder)},{f.parent.name}" for f in files]
+    (shapes_folder / "labels.csv").write_text("path,label\n" + "\n".join(rows))
+    data = load_classify_data(str(shapes_folder / "labels.csv"), val_split=0.25)
+    assert len(data.train) + len(data.val) == 48 and len(data.classes) == 4
+    (shapes_folder / "ints.csv").write_text("\n".join(f"{f.relative_to(shapes_folder)},{i % 3}"
+                                                       for i, f in enumerate(files)))
+    data = load_classify_data(str(shapes_folder / "ints.csv"), val_split=0.25)
+    assert data.classes == ["0", "1", "2"]
+
+
+def test_csv_label_out_of_range(tmp_path, shapes_folder):
+    files = sorted((shapes_folder / "train").rglob("*.png"))[:4]
+    (shapes_folder / "classes.txt").write_text("a\nb\n")
+    rows = [f"{f.relative_to(shapes_folder)},{i}" for i, f in enumerate(files)]
+    (shapes_folder / "bad.csv").write_text("\n".join(rows))
+    with pytest.raises(CnnkitError, match=r"bad.csv: label '2' .* not one of the 2 classes"):
+        load_classify_data(str(shapes_folder / "bad.csv"))
+
+
+def _write_idx(path, array: np.ndarray):
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}i", *array.shape)
+    path.write_bytes(gzip.compress(header + array.astype(np.uint8).tobytes()))
+
+
+def test_idx_files(tmp_path):
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 30), ("t10k", 10)):
+        _write_idx(tmp_path / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 255, (n, 28, 28)))
+        _write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte.gz", np.arange(n) % 10)
+    data = load_classify_data(str(tmp_path))
+    assert data.train.images.shape == (30, 1, 28, 28) and len(data.val) == 10 and data.classes[3] == "3"
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(b"\x00\x00\x08"))
+    with pytest.raises(CnnkitError, match="t10k-labels-idx1-ubyte.gz: not an IDX file"):
+        load_classify_data(str(tmp_path))
+
+
+def test_real_fashion_mnist(shared_fashion):
+    data = load_classify_data(str(shared_fashion))
+    assert data.train.images.shape == (60000, 1, 28, 28) and len(data.val) == 10000
+    assert data.classes[9] == "Ankle boot"
+
+
+@pytest.mark.parametrize("problem, match", [
+    ("missing", "not found; pass an existing folder"),
+    ("empty_class", "class folder has no images"),
+    ("no_classes", "no class folders"),
+    ("unsupported", "unsupported file type '.txt'"),
+])
+def test_bad_layouts(tmp_path, shapes_folder, problem, match):
+    root = shapes_folder / "train"
+    if problem == "missing":
+        root = tmp_path / "nowhere"
+    elif problem == "empty_class":
+        (root / "empty").mkdir()
+    elif problem == "no_classes":
+        root = tmp_path / "flat"
+        write_png(root / "x.png", np.zeros((4, 4), np.uint8))
+    else:
+        (root / "circle" / "notes.txt").write_text("hi")
+    with pytest.raises(CnnkitError, match=match):
+        load_classify_data(str(root), val_split=0.2)
+
+
+def test_bad_images_all_listed_then_skipped(shapes_folder, caplog):
+    folder = shapes_folder / "train" / "circle"
+    (folder / "zero.png").write_bytes(b"")
+    good = next(folder.glob("0*.png")).read_bytes()
+    (folder / "truncated.png").write_bytes(good[: len(good) // 2])
+    (folder / "garbage.jpg").write_bytes(b"this is not a jpeg at all")
+    for cache in ("ram", "none"):
+        caplog.clear()
+        with pytest.raises(CnnkitError, match=r"3 unreadable image\(s\).*--skip-bad"):
+            load_classify_data(str(shapes_folder), cache=cache)
+        listed = caplog.text
+        assert "zero.png" in listed and "truncated.png" in listed and "garbage.jpg" in listed
+    data = load_classify_data(str(shapes_folder), skip_bad=True)
+    assert len(data.train) == 48
+
+
+def test_transforms_keep_uint8_and_shape():
+    x = torch.randint(0, 255, (3, 32, 32), dtype=torch.uint8)
+    for preset in ("light", "standard", "strong"):
+        y = build_train_transform(preset, 32, 3)(x)
+        assert y.shape == x.shape and y.dtype == torch.uint8
+    assert build_train_transform("none", 32, 3) is None
+    grey = torch.randint(0, 255, (1, 28, 28), dtype=torch.uint8)
+    assert build_train_transform("standard", 28, 1)(grey).shape == (1, 28, 28)
+
+
+def test_channel_stats_match_torch():
+    x = torch.randint(0, 255, (10, 3, 8, 8), dtype=torch.uint8)
+    mean, std = channel_stats(x, chunk=3)
+    f = x.double() / 255
+    assert np.allclose(mean, f.mean((0, 2, 3)).numpy(), atol=1e-6)
+    assert np.allclose(std, f.permute(1, 0, 2, 3).reshape(3, -1).std(1, unbiased=False).numpy(), atol=1e-5)

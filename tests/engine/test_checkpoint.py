@@ -1,0 +1,66 @@
+import pytest
+import torch
+
+from cnnkit.engine.checkpoint import atomic_write_bytes, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from cnnkit.errors import CnnkitError
+
+
+def test_atomic_write_leaves_no_temp_files(tmp_path):
+    target = tmp_path / "a" / "f.bin"
+    atomic_write_bytes(target, b"one")
+    atomic_write_bytes(target, b"two")
+    assert target.read_bytes() == b"two"
+    assert [p.name for p in target.parent.iterdir()] == ["f.bin"]
+
+
+def test_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
+    target = tmp_path / "f.bin"
+    atomic_write_bytes(target, b"old")
+
+    def boom(*a, **kw):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("os.replace", boom)
+    with pytest.raises(OSError):
+        atomic_write_bytes(target, b"new")
+    assert target.read_bytes() == b"old" and len(list(tmp_path.iterdir())) == 1
+
+
+def test_checkpoint_round_trip_with_weights_only(tmp_path):
+    state = {"task": "classify", "model": {"w": torch.ones(2)}, "meta": {"classes": ["a"]}, "rng": rng_state()}
+    save_checkpoint(state, tmp_path / "c.pt")
+    loaded = load_checkpoint(tmp_path / "c.pt")
+    assert torch.equal(loaded["model"]["w"], torch.ones(2))
+
+
+def test_rng_state_restores_every_generator():
+    import random
+
+    import numpy as np
+
+    state = rng_state()
+    a = (torch.rand(3), random.random(), np.random.rand())
+    set_rng_state(state)
+    b = (torch.rand(3), random.random(), np.random.rand())
+    assert torch.equal(a[0], b[0]) and a[1:] == b[1:]
+
+
+def test_bad_checkpoints_are_named(tmp_path):
+    with pytest.raises(CnnkitError, match="checkpoint not found"):
+        load_checkpoint(tmp_path / "none.pt")
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    with pytest.raises(CnnkitError, match="junk.pt: not a readable checkpoint"):
+        load_checkpoint(tmp_path / "junk.pt")
+    torch.save({"weights": torch.ones(1)}, tmp_path / "other.pt")
+    with pytest.raises(CnnkitError, match="other.pt: not a cnnkit checkpoint"):
+        load_checkpoint(tmp_path / "other.pt")
+
+
+def test_pickled_code_is_refused(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("owned",))
+
+    torch.save({"task": "classify", "model": Evil()}, tmp_path / "evil.pt")
+    with pytest.raises(CnnkitError, match="not a readable checkpoint"):
+        load_checkpoint(tmp_path / "evil.pt")

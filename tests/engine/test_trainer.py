@@ -1,0 +1,102 @@
+"""The engine on tiny synthetic runs: run folder, resume, early stopping, options."""
+
+import csv
+
+import pytest
+import torch
+
+import cnnkit
+from cnnkit.config import make_config
+from cnnkit.engine.checkpoint import load_checkpoint
+from cnnkit.engine.trainer import fit
+from cnnkit.errors import CnnkitError
+
+TINY = dict(task="classify", data="shapes:64", model="basic_cnn", model_args={"preset": "tiny"}, imgsz=24,
+            epochs=2, batch=16, lr=0.05, verbose=False)
+
+
+def test_run_folder_has_everything(tmp_path):
+    result = cnnkit.train(**TINY, project=str(tmp_path))
+    assert result.run_dir == tmp_path / "classify" / "exp"
+    names = {p.name for p in result.run_dir.iterdir()}
+    assert {"config.yaml", "metrics.csv", "results.png", "confusion_matrix.png", "confusion_matrix.csv",
+            "per_class.csv", "last.pt", "best.pt"} <= names
+    assert any(n.startswith("events.out.tfevents") for n in names)
+    with (result.run_dir / "metrics.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [r["epoch"] for r in rows] == ["1", "2"] and "top1" in rows[0]
+    ckpt = load_checkpoint(result.run_dir / "best.pt")
+    meta = ckpt["meta"]
+    assert meta["classes"] == ["circle", "square", "triangle", "star"] and meta["in_chans"] == 3
+    assert meta["imgsz"] == 24 and len(meta["mean"]) == 3 and meta["cnnkit_version"] == cnnkit.__version__
+    assert "optimizer" not in ckpt and "optimizer" in load_checkpoint(result.run_dir / "last.pt")
+    again = cnnkit.train(**TINY, project=str(tmp_path))
+    assert again.run_dir.name == "exp2"
+
+
+def test_learns_the_shapes(tmp_path):
+    result = cnnkit.train(task="classify", data="shapes:600", model="fastnet_small", imgsz=32, epochs=6, batch=64,
+                          lr=0.2, warmup_epochs=0.5, label_smoothing=0.1, project=str(tmp_path), verbose=False)
+    assert result.best["top1"] > 0.6  # chance is 0.25
+
+
+def _weights(run_dir):
+    return load_checkpoint(run_dir / "last.pt")["model"]
+
+
+@pytest.mark.parametrize("extra", [{}, {"ema": 0.9, "grad_clip": 1.0, "optimizer": "adamw", "lr": 0.003}])
+def test_resume_gives_the_same_weights(tmp_path, extra):
+    cfg = dict(TINY, epochs=3, deterministic=True, augment="light", **extra)
+    straight = cnnkit.train(**cfg, project=str(tmp_path / "a"))
+
+    def interrupt(epoch, row):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(make_config(dict(cfg, project=str(tmp_path / "b"), name="run")), on_epoch_end=interrupt)
+    resumed = cnnkit.train(**dict(cfg, project=str(tmp_path / "b"), name="run", resume=True))
+    assert resumed.run_dir == tmp_path / "b" / "classify" / "run"
+    a, b = _weights(straight.run_dir), _weights(resumed.run_dir)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    with (resumed.run_dir / "metrics.csv").open() as f:
+        assert [r["epoch"] for r in csv.DictReader(f)] == ["1", "2", "3"]
+
+
+def test_resume_with_nothing_to_resume(tmp_path):
+    with pytest.raises(CnnkitError, match="nothing to resume"):
+        cnnkit.train(**TINY, project=str(tmp_path), resume=True)
+    with pytest.raises(CnnkitError, match="checkpoint not found"):
+        cnnkit.train(**TINY, project=str(tmp_path), name="ghost", resume=True)
+
+
+def test_resume_of_a_finished_run_asks_for_more_epochs(tmp_path):
+    cnnkit.train(**TINY, project=str(tmp_path), name="done")
+    with pytest.raises(CnnkitError, match="already finished 2 epochs"):
+        cnnkit.train(**TINY, project=str(tmp_path), name="done", resume=True)
+    longer = cnnkit.train(**dict(TINY, epochs=3), project=str(tmp_path), name="done", resume=True)
+    assert longer.epochs_run == 3
+
+
+def test_early_stopping(tmp_path):
+    result = cnnkit.train(**dict(TINY, epochs=10, lr=0.0, warmup_epochs=0), patience=2, project=str(tmp_path))
+    assert result.epochs_run == 3  # epoch 1 sets the best, 2 and 3 do not improve
+
+
+def test_unknown_monitor(tmp_path):
+    with pytest.raises(CnnkitError, match="--monitor acc: not a metric"):
+        cnnkit.train(**TINY, monitor="acc", project=str(tmp_path))
+
+
+def test_channels_last_and_streaming(tmp_path, shapes_folder):
+    result = cnnkit.train(**dict(TINY, data=str(shapes_folder), epochs=1), channels_last=True, cache="none",
+                          workers=1, project=str(tmp_path))
+    assert 0 <= result.best["top1"] <= 1
+
+
+@pytest.mark.gpu
+def test_amp_on_gpu(tmp_path):
+    result = cnnkit.train(**TINY, amp=True, channels_last=True, device="cuda", project=str(tmp_path))
+    assert result.best["top1"] >= 0

@@ -1,0 +1,40 @@
+"""torchmetrics-based metrics checked against scikit-learn."""
+
+import numpy as np
+import torch
+from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support, top_k_accuracy_score
+
+from cnnkit.metrics.classification import ClassificationMetrics
+
+
+def test_against_sklearn(tmp_path):
+    rng = np.random.default_rng(0)
+    n, c = 300, 7
+    labels = rng.integers(0, c, n)
+    logits = rng.normal(size=(n, c)) + 2.0 * np.eye(c)[labels] * rng.random((n, 1))
+    metrics = ClassificationMetrics([f"c{i}" for i in range(c)])
+    for chunk in np.array_split(np.arange(n), 4):  # streamed in batches
+        metrics.update(torch.tensor(logits[chunk]), torch.tensor(labels[chunk]))
+    got = metrics.compute()
+    pred = logits.argmax(1)
+    assert np.isclose(got["top1"], accuracy_score(labels, pred))
+    assert np.isclose(got["top5"], top_k_accuracy_score(labels, logits, k=5, labels=range(c)))
+    p, r, f, support = precision_recall_fscore_support(labels, pred, labels=range(c), zero_division=0)
+    rows = metrics.per_class()
+    assert np.allclose([x["precision"] for x in rows], p, atol=1e-6)
+    assert np.allclose([x["recall"] for x in rows], r, atol=1e-6)
+    assert np.allclose([x["f1"] for x in rows], f, atol=1e-6)
+    assert [x["support"] for x in rows] == support.tolist()
+    assert np.isclose(got["f1"], f.mean(), atol=1e-6)
+    files = metrics.save(tmp_path)
+    assert {p.name for p in files} == {"per_class.csv", "confusion_matrix.csv", "confusion_matrix.png"}
+    cm_rows = (tmp_path / "confusion_matrix.csv").read_text().splitlines()[1:]
+    cm = np.array([[int(v) for v in row.split(",")[1:]] for row in cm_rows])
+    assert np.array_equal(cm, confusion_matrix(labels, pred, labels=range(c)))
+
+
+def test_few_classes_have_no_top5():
+    metrics = ClassificationMetrics(["a", "b", "c"])
+    metrics.update(torch.tensor([[2.0, 0, 0], [0, 2.0, 0]]), torch.tensor([0, 2]))
+    out = metrics.compute()
+    assert "top5" not in out and out["top1"] == 0.5

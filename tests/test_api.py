@@ -1,0 +1,31 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import cnnkit
+from cnnkit.errors import CnnkitError
+
+
+def test_train_load_predict(tmp_path, shapes_folder):
+    result = cnnkit.train(data=str(shapes_folder), model="basic_cnn", imgsz=24, epochs=1, batch=16, verbose=False,
+                          project=str(tmp_path))
+    model = cnnkit.load(result.run_dir / "best.pt", device="cpu")
+    assert model.classes == ["circle", "square", "star", "triangle"]
+    path = next((shapes_folder / "val").rglob("*.png"))
+    image = Image.open(path)
+    array = np.asarray(image)
+    tensor = torch.from_numpy(array).permute(2, 0, 1)
+    preds = model.predict([str(path), image, array, tensor], topk=3)
+    assert len(preds) == 4 and all(len(p["topk"]) == 3 for p in preds)
+    assert len({round(p["score"], 5) for p in preds}) == 1  # every input form gives the same answer
+    single = model.predict(str(path))
+    assert single[0]["class"] == preds[0]["class"]
+    with pytest.raises(CnnkitError, match="a classify checkpoint, not segment"):
+        cnnkit.load(result.run_dir / "best.pt", task="segment")
+
+
+def test_create_model_is_exported():
+    model = cnnkit.create_model("fastnet_small", num_classes=3, in_chans=1)
+    assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 3)
+    assert "resnet18" in cnnkit.list_models()
