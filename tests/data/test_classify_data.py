@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from cnnkit.data.classify import ClassifyDataset, load_classify_data, stratified_split
-from cnnkit.data.transforms import build_train_transform, channel_stats
+from cnnkit.data.transforms import BatchFlipTranslate, build_train_transform, channel_stats
 from cnnkit.errors import CnnkitError
 from tests.conftest import write_png
 
@@ -154,12 +154,30 @@ def test_bad_images_all_listed_then_skipped(shapes_folder, caplog):
 
 def test_transforms_keep_uint8_and_shape():
     x = torch.randint(0, 255, (3, 32, 32), dtype=torch.uint8)
-    for preset in ("light", "standard", "strong"):
+    for preset in ("standard", "strong"):
         y = build_train_transform(preset, 32, 3)(x)
         assert y.shape == x.shape and y.dtype == torch.uint8
-    assert build_train_transform("none", 32, 3) is None
+    assert build_train_transform("none", 32, 3) is None and build_train_transform("light", 32, 3) is None
     grey = torch.randint(0, 255, (1, 28, 28), dtype=torch.uint8)
     assert build_train_transform("standard", 28, 1)(grey).shape == (1, 28, 28)
+
+
+def test_batch_flip_translate():
+    torch.manual_seed(0)
+    x = torch.randint(0, 255, (64, 2, 12, 12), dtype=torch.uint8)
+    flipped = BatchFlipTranslate(pad=0)(x)
+    assert flipped.shape == x.shape and flipped.dtype == torch.uint8
+    same = (flipped == x).flatten(1).all(1)
+    mirrored = (flipped == x.flip(-1)).flatten(1).all(1)
+    assert torch.all(same | mirrored) and 10 < int(mirrored.sum()) < 54
+    moved = BatchFlipTranslate(pad=2, flip=False)(x)
+    shifts = []
+    for i in range(64):  # every output is the input shifted by at most 2 px (inner part matches)
+        found = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)
+                 if torch.equal(moved[i, :, 2:-2, 2:-2], x[i, :, 2 + dy:10 + dy, 2 + dx:10 + dx])]
+        assert found
+        shifts.append(found[0])
+    assert len(set(shifts)) > 5
 
 
 def test_channel_stats_match_torch():

@@ -48,6 +48,13 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
                                 choices=f.metadata.get("choices"))
 
 
+def _add_inference_flags(parser: argparse.ArgumentParser, batch: int) -> None:
+    parser.add_argument("--weights", required=True, help="a cnnkit checkpoint (best.pt / last.pt)")
+    parser.add_argument("--batch", type=int, default=batch, help="images per batch")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--tta", action="store_true", help="average over a horizontal flip")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cnnkit", description="Train, evaluate and use CNNs on images.")
     parser.add_argument("--version", action="version", version=f"cnnkit {__version__}")
@@ -66,22 +73,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(p)
 
     p = add("val", "evaluate a checkpoint on a data set")
-    p.add_argument("--weights", required=True, help="a cnnkit checkpoint (best.pt / last.pt)")
+    _add_inference_flags(p, batch=64)
     p.add_argument("--data", required=True, help="data in any training layout; its val split (or all of it)")
-    p.add_argument("--batch", type=int, default=64, help="images per batch")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
-    p.add_argument("--tta", action="store_true", help="average over a horizontal flip")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable images with a warning")
     p.add_argument("--out", default="", help="folder for the reports [default: next to the weights, val/]")
 
     p = add("predict", "predict images with a checkpoint")
-    p.add_argument("--weights", required=True, help="a cnnkit checkpoint (best.pt / last.pt)")
+    _add_inference_flags(p, batch=32)
     p.add_argument("sources", nargs="+", metavar="SOURCE", help="image files, folders or globs")
     p.add_argument("--topk", type=int, default=5, help="classes to report per image")
-    p.add_argument("--tta", action="store_true", help="average over a horizontal flip")
-    p.add_argument("--batch", type=int, default=32, help="images per batch")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--out", default="", help="output folder [default: runs/<task>/predict, predict2, ...]")
     p.add_argument("--no-images", action="store_true", help="write only the CSV and JSON, no annotated images")
 

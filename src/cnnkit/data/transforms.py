@@ -10,14 +10,34 @@ from cnnkit.errors import CnnkitError
 PRESETS = ("none", "light", "standard", "strong")
 
 
+class BatchFlipTranslate:
+    """Random horizontal flip and translation by up to ``pad`` pixels (reflect padding), drawn per
+    image but applied to a whole batch ``(N, C, H, W)`` in one gather, on whatever device it is on.
+
+    Per-image torchvision transforms cost about a millisecond each on small images, more than the
+    training step itself for a small CNN; this costs microseconds per image.
+    """
+
+    def __init__(self, pad: int, flip: bool = True):
+        self.pad, self.flip = pad, flip
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = images.shape
+        p, dev = self.pad, images.device
+        padded = torch.nn.functional.pad(images.float(), (p, p, p, p), mode="reflect")
+        rows = torch.randint(0, 2 * p + 1, (n, 1), device=dev) + torch.arange(h, device=dev)
+        cols = torch.randint(0, 2 * p + 1, (n, 1), device=dev) + torch.arange(w, device=dev)
+        if self.flip:
+            cols = torch.where(torch.rand(n, 1, device=dev) < 0.5, cols.flip(1), cols)
+        out = padded[torch.arange(n, device=dev)[:, None, None], :, rows[:, :, None], cols[:, None, :]]
+        return out.permute(0, 3, 1, 2).round().to(images.dtype)  # gather gives (N, H, W, C)
+
+
 def build_train_transform(preset: str, imgsz: int, channels: int) -> v2.Transform | None:
-    """``light``: pad-and-crop + flip (small images); ``standard``: scale crop + flip + colour;
-    ``strong``: standard + TrivialAugment + random erasing. Returns None for ``none``."""
-    if preset == "none":
+    """Per-image transforms: ``standard``: scale crop + flip + colour; ``strong``: standard +
+    TrivialAugment + random erasing. None for ``none`` and ``light`` (see build_batch_transform)."""
+    if preset in ("none", "light"):
         return None
-    if preset == "light":
-        return v2.Compose([v2.RandomCrop(imgsz, padding=max(1, imgsz // 8), padding_mode="reflect"),
-                           v2.RandomHorizontalFlip()])
     colour = v2.ColorJitter(0.3, 0.3, 0.3 if channels == 3 else 0.0)
     if preset == "standard":
         return v2.Compose([v2.RandomResizedCrop(imgsz, scale=(0.35, 1.0), antialias=True),
@@ -26,6 +46,11 @@ def build_train_transform(preset: str, imgsz: int, channels: int) -> v2.Transfor
         return v2.Compose([v2.RandomResizedCrop(imgsz, scale=(0.25, 1.0), antialias=True), v2.RandomHorizontalFlip(),
                            v2.TrivialAugmentWide(), v2.RandomErasing(p=0.25, value=0)])
     raise CnnkitError(f"unknown augmentation preset '{preset}'; choose one of {', '.join(PRESETS)}")
+
+
+def build_batch_transform(preset: str, imgsz: int) -> BatchFlipTranslate | None:
+    """Whole-batch augmentation: ``light`` is flip + translation by up to imgsz/8 pixels."""
+    return BatchFlipTranslate(max(1, imgsz // 8)) if preset == "light" else None
 
 
 def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[list[float], list[float]]:

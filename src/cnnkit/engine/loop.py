@@ -35,16 +35,21 @@ def train_one_epoch(model: nn.Module, loader: Iterable, loss_fn: Callable, optim
                     scheduler: torch.optim.lr_scheduler.LRScheduler, *, device: torch.device,
                     scaler: torch.amp.GradScaler, ema: torch.optim.swa_utils.AveragedModel | None = None,
                     amp: bool = False, grad_clip: float = 0.0, channels_last: bool = False,
+                    batch_transform: Callable | None = None,
                     progress: Callable[[dict[str, float]], None] | None = None) -> dict[str, float]:
-    """One pass over ``loader``; returns mean training loss and images per second."""
+    """One pass over ``loader``; returns mean training loss and images per second.
+
+    ``batch_transform(images, targets)`` augments each batch on the device before the forward pass.
+    """
     model.train()
     loss_sum = torch.zeros((), device=device)
     seen, start = 0, time.perf_counter()
     for step, (images, targets) in enumerate(loader):
-        images = images.to(device, non_blocking=True)
+        images, targets = images.to(device, non_blocking=True), to_device(targets, device)
+        if batch_transform is not None:
+            images, targets = batch_transform(images, targets)
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        targets = to_device(targets, device)
 
         with autocast(device, amp):
             outputs = model(images)

@@ -160,7 +160,8 @@ def fit(cfg: TrainConfig, on_epoch_end: Callable[[int, dict], None] | None = Non
         row: dict[str, Any] = {"epoch": epoch + 1}
         row.update(train_one_epoch(train_model, train_loader, loss_fn, optimizer, scheduler, device=device,
                                    scaler=scaler, ema=ema, amp=cfg.amp, grad_clip=cfg.grad_clip,
-                                   channels_last=cfg.channels_last, progress=log.progress))
+                                   channels_last=cfg.channels_last, batch_transform=data.batch_transform,
+                                   progress=log.progress))
         eval_model = ema.module if ema is not None else model
         row.update(evaluate(eval_model, val_loader, metrics, device=device, loss_fn=loss_fn, amp=cfg.amp,
                             forward=task.tta_forward if cfg.tta else None, channels_last=cfg.channels_last))

@@ -26,6 +26,8 @@ class TaskData:
     meta: dict[str, Any] = field(default_factory=dict)
     init_batch: torch.Tensor | None = None  # a sample of training images for data-dependent init
     collate_fn: Callable | None = None
+    # (images, targets) -> (images, targets) on the device, for whole-batch training augmentation
+    batch_transform: Callable[[torch.Tensor, Any], tuple[torch.Tensor, Any]] | None = None
 
 
 class Metrics(Protocol):

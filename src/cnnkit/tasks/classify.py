@@ -11,7 +11,7 @@ from torch import nn
 
 from cnnkit.config import TrainConfig
 from cnnkit.data.classify import ClassifyDataset, load_classify_data
-from cnnkit.data.transforms import build_train_transform, channel_stats
+from cnnkit.data.transforms import build_batch_transform, build_train_transform, channel_stats
 from cnnkit.metrics.classification import ClassificationMetrics
 from cnnkit.models.wrapper import build_image_model
 from cnnkit.tasks.base import TaskData
@@ -45,7 +45,9 @@ class ClassifyTask:
         if train is not None and data.train.images is not None:
             g = torch.Generator().manual_seed(cfg.seed)
             init = data.train.images[torch.randperm(len(data.train), generator=g)[:INIT_SAMPLES]]
-        return TaskData(train, val, meta, init_batch=init)
+        batch_aug = build_batch_transform(cfg.augment, data.imgsz)
+        batch_transform = None if batch_aug is None else (lambda images, targets: (batch_aug(images), targets))
+        return TaskData(train, val, meta, init_batch=init, batch_transform=batch_transform)
 
     @staticmethod
     def _streamed_stats(data) -> tuple[list[float], list[float]]:
