@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +91,72 @@ def checkpoint_state(model, cfg: TrainConfig, epoch: int, best: float, metrics: 
     return {**state, **(training or {})}
 
 
+@dataclass
+class Parts:
+    """What one training run updates, and what last.pt saves of it."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    ema: torch.optim.swa_utils.AveragedModel | None
+    best: float = -float("inf")
+    best_metrics: dict = field(default_factory=dict)
+    bad_epochs: int = 0
+
+    @property
+    def eval_model(self) -> torch.nn.Module:
+        return self.ema.module if self.ema is not None else self.model
+
+    def training_state(self, elapsed_s: float) -> dict[str, Any]:
+        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict(), "ema": None if self.ema is None else self.ema.state_dict(),
+                "rng": rng_state(), "bad_epochs": self.bad_epochs, "best_metrics": self.best_metrics,
+                "elapsed_s": elapsed_s}
+
+    def restore(self, ckpt: dict[str, Any]) -> None:
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        if self.ema is not None:
+            self.ema.load_state_dict(ckpt["ema"])
+        self.best, self.bad_epochs = ckpt["best_fitness"], ckpt["bad_epochs"]
+        self.best_metrics = ckpt.get("best_metrics", {})
+        set_rng_state(ckpt["rng"])
+
+
+def resume_point(cfg: TrainConfig, run_dir: Path) -> tuple[TrainConfig, dict[str, Any] | None]:
+    """With --resume: the run's saved config (new epochs, device and workers allowed) and last.pt."""
+    if not cfg.resume:
+        return cfg, None
+    ckpt = load_checkpoint(run_dir / "last.pt")
+    if "optimizer" not in ckpt:
+        raise CnnkitError(f"{run_dir / 'last.pt'}: holds no training state; train without --resume")
+    if ckpt["epoch"] >= cfg.epochs:
+        raise CnnkitError(f"{run_dir / 'last.pt'}: already finished {ckpt['epoch']} epochs; "
+                          f"pass --epochs N with N > {ckpt['epoch']} to train longer")
+    saved = {**ckpt["config"], "epochs": cfg.epochs, "device": cfg.device, "workers": cfg.workers}
+    return replace(TrainConfig(**saved), resume=True), ckpt
+
+
+def build_parts(cfg: TrainConfig, task, data, device: torch.device, steps_per_epoch: int,
+                resume: dict[str, Any] | None) -> Parts:
+    model = task.build_model(cfg, data.meta)
+    if resume is None and data.init_batch is not None and hasattr(model.net, "init_from_data"):
+        model.net.init_from_data(model.normalize(data.init_batch))
+    model.to(device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(model, cfg)
+    parts = Parts(model, optimizer, build_scheduler(optimizer, cfg, steps_per_epoch),
+                  torch.amp.GradScaler(device.type, enabled=cfg.amp and device.type == "cuda"),
+                  build_ema(model, cfg.ema))
+    if resume is not None:
+        parts.restore(resume)
+    return parts
+
+
 def fit(cfg: TrainConfig, on_epoch_end: Callable[[int, dict], None] | None = None) -> TrainResult:
     """Train ``cfg.model`` on ``cfg.data`` for ``cfg.task``; returns the run folder and best metrics."""
     task = get_task(cfg.task)
@@ -101,103 +167,73 @@ def fit(cfg: TrainConfig, on_epoch_end: Callable[[int, dict], None] | None = Non
         device = torch.device("cuda", info.local_rank)
         torch.cuda.set_device(device)
     seed_everything(cfg.seed, cfg.deterministic)
-
     run_dir = dist_utils.broadcast_object(run_folder(cfg) if info.is_main else None, info)
-    resume = load_checkpoint(run_dir / "last.pt") if cfg.resume else None
-    if cfg.resume and "optimizer" not in resume:
-        raise CnnkitError(f"{run_dir / 'last.pt'}: holds no training state; train without --resume")
-    if resume is not None:
-        cfg = replace(TrainConfig(**{**resume["config"], "epochs": cfg.epochs, "device": cfg.device,
-                                     "workers": cfg.workers}), resume=True)
+    cfg, resume = resume_point(cfg, run_dir)
+
     data = task.build_data(cfg, meta=resume["meta"] if resume else None)
-    model = task.build_model(cfg, data.meta)
-    if resume is None and data.init_batch is not None and hasattr(model.net, "init_from_data"):
-        model.net.init_from_data(model.normalize(data.init_batch))
-    model.to(device)
-    if cfg.channels_last:
-        model.to(memory_format=torch.channels_last)
-    loss_fn = task.build_loss(cfg, data)
-    metrics = task.build_metrics(data.meta, device)
     local_batch = max(1, cfg.batch // info.world_size)
     train_loader = make_loader(data.train, local_batch, True, cfg, info, data.collate_fn)
     val_loader = make_loader(data.val, local_batch * 2, False, cfg, info, data.collate_fn)
-
-    optimizer = build_optimizer(model, cfg)
-    scheduler = build_scheduler(optimizer, cfg, len(train_loader))
-    scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp and device.type == "cuda")
-    ema = build_ema(model, cfg.ema)
-    start_epoch, best, best_metrics, bad_epochs = 0, -float("inf"), {}, 0
-    if resume is not None:
-        model.load_state_dict(resume["model"])
-        optimizer.load_state_dict(resume["optimizer"])
-        scheduler.load_state_dict(resume["scheduler"])
-        scaler.load_state_dict(resume["scaler"])
-        if ema is not None:
-            ema.load_state_dict(resume["ema"])
-        start_epoch, best, bad_epochs = resume["epoch"], resume["best_fitness"], resume["bad_epochs"]
-        best_metrics = resume.get("best_metrics", {})
-        set_rng_state(resume["rng"])
-        if start_epoch >= cfg.epochs:
-            raise CnnkitError(f"{run_dir / 'last.pt'}: already finished {start_epoch} epochs; "
-                              f"pass --epochs N with N > {start_epoch} to train longer")
+    parts = build_parts(cfg, task, data, device, len(train_loader), resume)
+    loss_fn, metrics = task.build_loss(cfg, data), task.build_metrics(data.meta, device)
+    train_model = DistributedDataParallel(parts.model) if info.enabled else parts.model
+    if cfg.compile:
+        train_model = torch.compile(train_model)
 
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_yaml(cfg, run_dir / "config.yaml")
-    train_model = DistributedDataParallel(model) if info.enabled else model
-    if cfg.compile:
-        train_model = torch.compile(train_model)
+    start_epoch = resume["epoch"] if resume else 0
     log = RunLogger(run_dir, info.is_main, cfg.verbose, start_epoch)
     log.info(f"{cfg.task}: {cfg.model} on {cfg.data} ({len(data.train)} train / {len(data.val)} val images, "
              f"{data.meta['num_classes']} classes, {data.meta['imgsz']} px) -> {run_dir}")
-    monitor = cfg.monitor
-    elapsed0 = resume.get("elapsed_s", 0.0) if resume else 0.0
-    t0 = time.perf_counter()
-    epoch = start_epoch
+    elapsed0, t0, epoch = (resume or {}).get("elapsed_s", 0.0), time.perf_counter(), start_epoch
+    tta = task.tta_forward if cfg.tta else None
     for epoch in range(start_epoch, cfg.epochs):
         train_loader.sampler.set_epoch(epoch)
         log.epoch_start(epoch, cfg.epochs, len(train_loader))
         row: dict[str, Any] = {"epoch": epoch + 1}
-        row.update(train_one_epoch(train_model, train_loader, loss_fn, optimizer, scheduler, device=device,
-                                   scaler=scaler, ema=ema, amp=cfg.amp, grad_clip=cfg.grad_clip,
-                                   channels_last=cfg.channels_last, batch_transform=data.batch_transform,
-                                   progress=log.progress))
-        eval_model = ema.module if ema is not None else model
-        row.update(evaluate(eval_model, val_loader, metrics, device=device, loss_fn=loss_fn, amp=cfg.amp,
-                            forward=task.tta_forward if cfg.tta else None, channels_last=cfg.channels_last))
+        row.update(train_one_epoch(train_model, train_loader, loss_fn, parts.optimizer, parts.scheduler,
+                                   device=device, scaler=parts.scaler, ema=parts.ema, amp=cfg.amp,
+                                   grad_clip=cfg.grad_clip, channels_last=cfg.channels_last,
+                                   batch_transform=data.batch_transform, progress=log.progress))
+        row.update(evaluate(parts.eval_model, val_loader, metrics, device=device, loss_fn=loss_fn, amp=cfg.amp,
+                            forward=tta, channels_last=cfg.channels_last))
         for key in ("train_loss", "val_loss"):
             row[key] = dist_utils.reduce_mean(row[key], info, device)
-        row["lr"] = optimizer.param_groups[0]["lr"]
+        row["lr"] = parts.optimizer.param_groups[0]["lr"]
         row["time_s"] = elapsed0 + time.perf_counter() - t0
-        if monitor not in row:
-            raise CnnkitError(f"--monitor {monitor}: not a metric of {cfg.task}; choose one of "
-                              f"{', '.join(k for k in row if k != 'epoch')}")
-        improved = row[monitor] > best
-        if improved:
-            best, best_metrics, bad_epochs = row[monitor], dict(row), 0
-        else:
-            bad_epochs += 1
-        if info.is_main:
-            saved = ema.module if ema is not None else model
-            if improved:
-                save_checkpoint(checkpoint_state(saved, cfg, epoch + 1, best, row), run_dir / "best.pt")
-            training = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                        "scaler": scaler.state_dict(), "ema": ema.state_dict() if ema is not None else None,
-                        "rng": rng_state(), "bad_epochs": bad_epochs, "best_metrics": best_metrics,
-                        "elapsed_s": row["time_s"]}
-            save_checkpoint(checkpoint_state(model, cfg, epoch + 1, best, row, training),
-                            run_dir / "last.pt")
-        log.epoch_end(row, monitor)
+        end_epoch(parts, cfg, row, run_dir, info.is_main)
+        log.epoch_end(row, cfg.monitor)
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, row)
-        stop = cfg.patience > 0 and bad_epochs >= cfg.patience
+        stop = cfg.patience > 0 and parts.bad_epochs >= cfg.patience
         if dist_utils.broadcast_flag(stop, info, device):
-            log.info(f"early stop: no {monitor} improvement for {cfg.patience} epochs")
+            log.info(f"early stop: no {cfg.monitor} improvement for {cfg.patience} epochs")
             break
     finish(task, run_dir, val_loader, metrics, device, cfg, log)
     log.close()
     dist_utils.cleanup(info)
-    return TrainResult(run_dir, best_metrics, epoch + 1)
+    return TrainResult(run_dir, parts.best_metrics, epoch + 1)
+
+
+def end_epoch(parts: Parts, cfg: TrainConfig, row: dict[str, Any], run_dir: Path, is_main: bool) -> None:
+    """Track the best epoch by ``cfg.monitor`` and write best.pt (when improved) and last.pt on rank 0."""
+    if cfg.monitor not in row:
+        raise CnnkitError(f"--monitor {cfg.monitor}: not a metric of {cfg.task}; choose one of "
+                          f"{', '.join(k for k in row if k != 'epoch')}")
+    improved = row[cfg.monitor] > parts.best
+    if improved:
+        parts.best, parts.best_metrics, parts.bad_epochs = row[cfg.monitor], dict(row), 0
+    else:
+        parts.bad_epochs += 1
+    if not is_main:
+        return
+    epoch = row["epoch"]
+    if improved:
+        save_checkpoint(checkpoint_state(parts.eval_model, cfg, epoch, parts.best, row), run_dir / "best.pt")
+    save_checkpoint(checkpoint_state(parts.model, cfg, epoch, parts.best, row, parts.training_state(row["time_s"])),
+                    run_dir / "last.pt")
 
 
 def finish(task, run_dir: Path, val_loader, metrics, device, cfg: TrainConfig, log: RunLogger) -> None:
