@@ -96,6 +96,11 @@ def test_channels_last_and_streaming(tmp_path, shapes_folder):
     assert 0 <= result.best["top1"] <= 1
 
 
+def test_amp_on_cpu_uses_bfloat16(tmp_path):
+    result = cnnkit.train(**dict(TINY, epochs=1), amp=True, project=str(tmp_path))
+    assert torch.isfinite(torch.tensor(result.best["train_loss"]))
+
+
 @pytest.mark.gpu
 def test_amp_on_gpu(tmp_path):
     result = cnnkit.train(**TINY, amp=True, channels_last=True, device="cuda", project=str(tmp_path))
