@@ -85,6 +85,14 @@ def test_early_stopping(tmp_path):
     assert result.epochs_run == 3  # epoch 1 sets the best, 2 and 3 do not improve
 
 
+def test_monitor_a_loss_means_lower_is_better(tmp_path):
+    result = cnnkit.train(**dict(TINY, epochs=3), monitor="val_loss", project=str(tmp_path))
+    with (result.run_dir / "metrics.csv").open() as f:
+        losses = [float(r["val_loss"]) for r in csv.DictReader(f)]
+    best = load_checkpoint(result.run_dir / "best.pt")
+    assert best["epoch"] == 1 + losses.index(min(losses))
+
+
 def test_unknown_monitor(tmp_path):
     with pytest.raises(CnnkitError, match="--monitor acc: not a metric"):
         cnnkit.train(**TINY, monitor="acc", project=str(tmp_path))

@@ -222,9 +222,11 @@ def end_epoch(parts: Parts, cfg: TrainConfig, row: dict[str, Any], run_dir: Path
     if cfg.monitor not in row:
         raise CnnkitError(f"--monitor {cfg.monitor}: not a metric of {cfg.task}; choose one of "
                           f"{', '.join(k for k in row if k != 'epoch')}")
-    improved = row[cfg.monitor] > parts.best
+    # best_fitness is the monitored value with its sign turned so that higher is always better
+    fitness = -row[cfg.monitor] if "loss" in cfg.monitor else row[cfg.monitor]
+    improved = fitness > parts.best
     if improved:
-        parts.best, parts.best_metrics, parts.bad_epochs = row[cfg.monitor], dict(row), 0
+        parts.best, parts.best_metrics, parts.bad_epochs = fitness, dict(row), 0
     else:
         parts.bad_epochs += 1
     if not is_main:
