@@ -112,9 +112,11 @@ def label_indices(names: list[str], classes: list[str] | None, origin: Path) -> 
     if classes is None:
         if all(n.lstrip("-").isdigit() for n in names):
             ints = [int(n) for n in names]
-            classes_file = origin.parent / "classes.txt" if origin.is_file() else origin / "classes.txt"
-            count = (len(classes_file.read_text().split()) if classes_file.is_file() else max(ints) + 1)
-            classes = (classes_file.read_text().split() if classes_file.is_file() else [str(i) for i in range(count)])
+            classes_file = (origin.parent if origin.is_file() else origin) / "classes.txt"
+            if classes_file.is_file():  # one class name per line, in index order
+                classes = [line.strip() for line in classes_file.read_text().splitlines() if line.strip()]
+            else:
+                classes = [str(i) for i in range(max(ints) + 1)]
         else:
             classes = sorted(set(names))
     lookup = {c: i for i, c in enumerate(classes)}
@@ -211,9 +213,8 @@ def _to_split(items, labels: np.ndarray, channels: int, imgsz: int, cache: str, 
         keep = np.array([i for i, a in enumerate(arrays) if a is not None], dtype=np.int64)
         stacked = np.stack([arrays[i] for i in keep]) if len(keep) else np.zeros((0, imgsz, imgsz, channels), np.uint8)
         return Split(labels[keep], images=torch.from_numpy(stacked).permute(0, 3, 1, 2).contiguous())
-    errors = verify_all(items, skip_bad)
-    bad = {e.split(":")[0] for e in errors}
-    keep = np.array([i for i, p in enumerate(items) if str(p) not in bad], dtype=np.int64)
+    bad = verify_all(items, skip_bad)
+    keep = np.array([i for i, p in enumerate(items) if p not in bad], dtype=np.int64)
     return Split(labels[keep], paths=[items[i] for i in keep])
 
 

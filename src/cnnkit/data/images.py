@@ -97,9 +97,13 @@ def decode_all(paths: Sequence[Path], channels: int, size: int, skip_bad: bool, 
     return [a for a, _ in results], errors
 
 
-def verify_all(paths: Iterable[Path], skip_bad: bool) -> list[str]:
-    """Cheap check of every file (size, header, chunk checksums) without a full decode."""
-    errors = []
+def verify_all(paths: Iterable[Path], skip_bad: bool) -> dict[Path, str]:
+    """Cheap check of every file (size, header, chunk checksums) without a full decode.
+
+    Returns {bad path: message}. A file that passes may still fail to decode later (a truncated
+    JPEG body, say); the streaming data set then stops with that file's name.
+    """
+    bad: dict[Path, str] = {}
     for p in paths:
         try:
             if p.stat().st_size == 0:
@@ -107,11 +111,11 @@ def verify_all(paths: Iterable[Path], skip_bad: bool) -> list[str]:
             with Image.open(p) as im:
                 im.verify()
         except CnnkitError as e:
-            errors.append(str(e))
+            bad[p] = str(e)
         except Exception as e:  # noqa: BLE001 - Pillow raises many types for bad files
-            errors.append(f"{p}: corrupt image ({type(e).__name__}); re-export or remove it, or pass --skip-bad")
-    report_bad(errors, skip_bad)
-    return errors
+            bad[p] = f"{p}: corrupt image ({type(e).__name__}); re-export or remove it, or pass --skip-bad"
+    report_bad(list(bad.values()), skip_bad)
+    return bad
 
 
 def report_bad(errors: list[str], skip_bad: bool) -> None:
@@ -121,8 +125,7 @@ def report_bad(errors: list[str], skip_bad: bool) -> None:
     for e in errors:
         LOGGER.warning("warning: %s", e)
     if not skip_bad:
-        first = errors[0].split(":")[0]
         raise CnnkitError(
-            f"{len(errors)} unreadable image(s), first {first} (all listed above); "
+            f"{len(errors)} unreadable image(s), the first: {errors[0]} (all listed above); "
             "fix or remove them, or pass --skip-bad to skip them"
         )
