@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from cnnkit.config import TrainConfig, load_yaml, make_config
-from cnnkit.data.images import open_image, pil_to_array
+from cnnkit.data.images import image_to_array, open_image
 from cnnkit.engine.checkpoint import load_checkpoint
 from cnnkit.engine.trainer import TrainResult, fit, select_device
 from cnnkit.errors import CnnkitError
@@ -44,7 +44,10 @@ class Model:
         return list(self.meta["classes"])
 
     def preprocess(self, image: ImageLike) -> tuple[torch.Tensor, Image.Image]:
-        """Any image-like -> ``(C, S, S)`` uint8 tensor at the model's size, and the original as PIL."""
+        """Any image-like -> ``(C, S, S)`` uint8 tensor at the model's size, and the original as PIL.
+
+        Arrays and tensors hold uint8 pixels, ``(H, W[, C])`` arrays or ``(C, H, W)`` tensors.
+        """
         if isinstance(image, (str, Path)):
             pil = open_image(image)
         elif isinstance(image, Image.Image):
@@ -55,10 +58,7 @@ class Model:
             pil = Image.fromarray(arr.squeeze(-1).numpy() if arr.ndim == 3 and arr.shape[-1] == 1 else arr.numpy())
         else:
             pil = Image.fromarray(np.asarray(image).squeeze())
-        size = self.meta["imgsz"]
-        resized = pil if pil.size == (size, size) else (pil.convert("RGB") if pil.mode == "P" else pil).resize(
-            (size, size), Image.BILINEAR)
-        arr = pil_to_array(resized, self.meta["in_chans"])
+        arr = image_to_array(pil, self.meta["in_chans"], self.meta["imgsz"])
         return torch.from_numpy(arr).permute(2, 0, 1).contiguous(), pil
 
     def predict(self, images: ImageLike | Sequence[ImageLike], batch: int = 32, **options: Any) -> list[dict]:

@@ -56,8 +56,8 @@ class TrainConfig:
     compile: bool = _f(False, "wrap the model in torch.compile (slower start, faster steps)")
     channels_last: bool = _f(False, "NHWC memory format; faster convolutions on many CPUs and GPUs")
     patience: int = _f(0, "stop after this many epochs without improvement; 0 disables (epochs)")
-    monitor: str = _f("top1", "metric that picks best.pt and drives early stopping (higher is better; "
-                               "lower for names with 'loss')")
+    monitor: str = _f("", "metric that picks best.pt and drives early stopping; empty = the task's main one "
+                           "(top1 for classify); higher is better, lower for names with 'loss'")
     skip_bad: bool = _f(False, "skip unreadable images with a warning instead of stopping")
     cache: str = _f("auto", "decode images once into memory: auto (if small), ram, or none",
                     choices=("auto", "ram", "none"))

@@ -102,3 +102,15 @@ def test_exit_code_and_debug_in_a_real_process(tmp_path):
     assert proc.stderr.strip().startswith("error:") and "none: not found" in proc.stderr
     proc = subprocess.run([*cmd, "--debug"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and "Traceback" in proc.stderr
+
+
+def test_predict_keeps_same_named_files_apart(tmp_path, trained):
+    import numpy as np
+
+    from tests.conftest import write_png
+
+    for folder in ("x", "y"):
+        write_png(tmp_path / "in" / folder / "a.png", np.full((24, 24, 3), 100, np.uint8))
+    assert main(["predict", "--weights", str(trained), str(tmp_path / "in"), "--out", str(tmp_path / "p")]) == 0
+    assert len(list((tmp_path / "p").glob("*_pred.png"))) == 2
+    assert (tmp_path / "p" / "predictions.csv").read_text().count("a.png") == 2

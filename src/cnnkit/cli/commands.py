@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import time
 from pathlib import Path
 
 from cnnkit.config import load_yaml, make_config
+from cnnkit.engine.checkpoint import atomic_write_bytes
 from cnnkit.errors import CnnkitError
 
 
@@ -56,29 +58,32 @@ def cmd_val(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from cnnkit.api import iter_sources, load
+    from cnnkit.data.images import open_image
 
     model = load(args.weights, device=args.device)
     paths = iter_sources(args.sources)
     out = Path(args.out) if args.out else next_folder(Path("runs") / model.checkpoint["task"] / "predict")
     out.mkdir(parents=True, exist_ok=True)
-    start, results = time.perf_counter(), []
+    start, results, written = time.perf_counter(), [], set()
     for i in range(0, len(paths), args.batch):
         chunk = paths[i:i + args.batch]
-        preds = model.predict([str(p) for p in chunk], topk=args.topk, tta=args.tta)
-        for path, pred in zip(chunk, preds):
+        images = [open_image(p) for p in chunk]  # decoded once, for the model and the picture
+        preds = model.predict(images, topk=args.topk, tta=args.tta)
+        for path, image, pred in zip(chunk, images, preds):
             results.append({"path": str(path), **pred})
             if not args.no_images:
-                from cnnkit.data.images import open_image
-
-                image = model.task.visualise(open_image(path), pred, model.meta)
-                image.save(out / f"{path.stem}_pred.png")
-    with (out / "predictions.csv").open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["path", "class", "score", "topk"])
-        for r in results:
-            writer.writerow([r["path"], r["class"], f"{r['score']:.6f}",
-                             ";".join(f"{t['class']}:{t['score']:.4f}" for t in r["topk"])])
-    (out / "predictions.json").write_text(json.dumps(results, indent=2))
+                name = f"{path.stem}_pred.png"
+                if name in written:  # same file name in two folders: keep both
+                    name = f"{path.stem}_{len(results)}_pred.png"
+                written.add(name)
+                model.task.visualise(image, pred, model.meta).save(out / name)
+    rows = [{"path": r["path"], **model.task.csv_row(r)} for r in results]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_bytes(out / "predictions.csv", buf.getvalue().encode())
+    atomic_write_bytes(out / "predictions.json", json.dumps(results, indent=2).encode())
     elapsed = time.perf_counter() - start
     for r in results[:10]:
         print(f"{r['path']}: {r['class']} ({r['score']:.3f})")
@@ -103,10 +108,10 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
-    from cnnkit.models import create_model
+    from cnnkit.models import accepts, create_model
     from cnnkit.models.summary import count_flops, format_table, layer_table
 
-    kw = {"input_size": args.imgsz} if args.model == "basic_cnn" else {}
+    kw = {"input_size": args.imgsz} if accepts(args.model, "input_size") else {}
     model = create_model(args.model, num_classes=args.num_classes, in_chans=args.in_chans, **kw)
     shape = (1, args.in_chans, args.imgsz, args.imgsz)
     print(f"{args.model}: input {list(shape)}, {args.num_classes} classes (FLOPs: one multiply-add = 2)")

@@ -60,12 +60,16 @@ def open_image(path: str | Path) -> Image.Image:
         raise CnnkitError(msg) from None
 
 
-def read_image(path: str | Path, channels: int, size: int = 0) -> np.ndarray:
-    """Decode ``path`` to ``(H, W, channels)`` uint8, resized to ``size`` x ``size`` when size > 0."""
-    im = open_image(path)
+def image_to_array(im: Image.Image, channels: int, size: int = 0) -> np.ndarray:
+    """``(H, W, channels)`` uint8 of ``im``, resized (bilinear) to ``size`` x ``size`` when size > 0."""
     if size and im.size != (size, size):
         im = (im.convert("RGB") if im.mode == "P" else im).resize((size, size), Image.BILINEAR)
     return pil_to_array(im, channels)
+
+
+def read_image(path: str | Path, channels: int, size: int = 0) -> np.ndarray:
+    """Decode ``path`` to ``(H, W, channels)`` uint8, resized to ``size`` x ``size`` when size > 0."""
+    return image_to_array(open_image(path), channels, size)
 
 
 def probe_channels(paths: Sequence[Path], limit: int = 64) -> int:

@@ -161,6 +161,7 @@ def fit(cfg: TrainConfig, on_epoch_end: Callable[[int, dict], None] | None = Non
     """Train ``cfg.model`` on ``cfg.data`` for ``cfg.task``; returns the run folder and best metrics."""
     task = get_task(cfg.task)
     get_entry(cfg.model)  # an unknown model name fails before any data is read
+    cfg = replace(cfg, monitor=cfg.monitor or task.default_monitor)
     device = select_device(cfg.device)
     info = dist_utils.init_distributed(device)
     if device.type == "cuda" and info.enabled:

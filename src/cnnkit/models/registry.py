@@ -47,6 +47,13 @@ def get_entry(name: str) -> ModelEntry:
     return _REGISTRY[name]
 
 
+def accepts(name: str, argument: str) -> bool:
+    """Whether the builder of ``name`` takes keyword ``argument`` (e.g. ``input_size``)."""
+    import inspect
+
+    return argument in inspect.signature(get_entry(name).builder).parameters
+
+
 def create_model(name: str, num_classes: int = 10, in_chans: int = 3, **kw) -> nn.Module:
     """Build the registered model ``name``; extra keywords go to its builder.
 

@@ -13,6 +13,7 @@ from cnnkit.config import TrainConfig
 from cnnkit.data.classify import ClassifyDataset, load_classify_data
 from cnnkit.data.transforms import build_batch_transform, build_train_transform, channel_stats
 from cnnkit.metrics.classification import ClassificationMetrics
+from cnnkit.models import accepts
 from cnnkit.models.wrapper import build_image_model
 from cnnkit.tasks.base import TaskData
 
@@ -57,7 +58,7 @@ class ClassifyTask:
 
     def build_model(self, cfg: TrainConfig, meta: dict[str, Any]) -> nn.Module:
         model_args = dict(cfg.model_args)
-        if cfg.model == "basic_cnn":
+        if accepts(cfg.model, "input_size"):  # models with a fixed-size head are built for the data's size
             model_args.setdefault("input_size", meta["imgsz"])
         meta = {**meta, "model": cfg.model, "model_args": model_args}
         return build_image_model(meta, pretrained=cfg.pretrained)
@@ -84,6 +85,12 @@ class ClassifyTask:
         return [{"class": classes[int(ix[0])], "index": int(ix[0]), "score": float(v[0]),
                  "topk": [{"class": classes[int(i)], "index": int(i), "score": float(p)} for p, i in zip(v, ix)]}
                 for v, ix in zip(values, indices)]
+
+    @staticmethod
+    def csv_row(prediction: dict) -> dict[str, str]:
+        """One predictions.csv row (after the path column)."""
+        return {"class": prediction["class"], "score": f"{prediction['score']:.6f}",
+                "topk": ";".join(f"{t['class']}:{t['score']:.4f}" for t in prediction["topk"])}
 
     def visualise(self, image: Image.Image, prediction: dict, meta: dict[str, Any]) -> Image.Image:
         """The image (enlarged if small) with the top-k labels and probabilities written on it."""
