@@ -109,6 +109,13 @@ def test_amp_on_cpu_uses_bfloat16(tmp_path):
     assert torch.isfinite(torch.tensor(result.best["train_loss"]))
 
 
+@pytest.mark.slow
+def test_compile_trains_and_saves_plain_weights(tmp_path):
+    result = cnnkit.train(**dict(TINY, epochs=1), compile=True, project=str(tmp_path))
+    keys = load_checkpoint(result.run_dir / "best.pt")["model"].keys()
+    assert not any("_orig_mod" in k for k in keys)  # loadable without torch.compile
+
+
 @pytest.mark.gpu
 def test_amp_on_gpu(tmp_path):
     result = cnnkit.train(**TINY, amp=True, channels_last=True, device="cuda", project=str(tmp_path))
