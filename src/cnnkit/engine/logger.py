@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
+import io
 import sys
 import time
 from pathlib import Path
 
+from cnnkit.engine.checkpoint import atomic_write_bytes
 from cnnkit.metrics.plots import plot_results
 
 
@@ -37,11 +39,13 @@ class RunLogger:
         self._write_rows(rows)
 
     def _write_rows(self, rows: list[dict]) -> None:
+        """Rewrite metrics.csv atomically: an interrupted run never leaves half a file."""
         fields = list(dict.fromkeys(k for r in rows for k in r))
-        with self.csv_path.open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=fields)
-            writer.writeheader()
-            writer.writerows(rows)
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write_bytes(self.csv_path, buf.getvalue().encode())
 
     def info(self, message: str) -> None:
         if self.enabled and self.verbose:
