@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import time
 from pathlib import Path
 
 from cnnkit.config import load_yaml, make_config
-from cnnkit.engine.checkpoint import atomic_write_bytes
+from cnnkit.engine.checkpoint import atomic_write_bytes, atomic_write_csv
 from cnnkit.errors import CnnkitError
 
 
@@ -77,12 +75,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                     name = f"{path.stem}_{len(results)}_pred.png"
                 written.add(name)
                 model.task.visualise(image, pred, model.meta).save(out / name)
-    rows = [{"path": r["path"], **model.task.csv_row(r)} for r in results]
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_bytes(out / "predictions.csv", buf.getvalue().encode())
+    atomic_write_csv(out / "predictions.csv", [{"path": r["path"], **model.task.csv_row(r)} for r in results])
     atomic_write_bytes(out / "predictions.json", json.dumps(results, indent=2).encode())
     elapsed = time.perf_counter() - start
     for r in results[:10]:

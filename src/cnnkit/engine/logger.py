@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import csv
-import io
 import sys
 import time
 from pathlib import Path
 
-from cnnkit.engine.checkpoint import atomic_write_bytes
+from cnnkit.engine.checkpoint import atomic_write_csv
 from cnnkit.metrics.plots import plot_results
 
 
@@ -40,12 +39,7 @@ class RunLogger:
 
     def _write_rows(self, rows: list[dict]) -> None:
         """Rewrite metrics.csv atomically: an interrupted run never leaves half a file."""
-        fields = list(dict.fromkeys(k for r in rows for k in r))
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
-        atomic_write_bytes(self.csv_path, buf.getvalue().encode())
+        atomic_write_csv(self.csv_path, rows)
 
     def info(self, message: str) -> None:
         if self.enabled and self.verbose:

@@ -23,7 +23,6 @@ from cnnkit.engine.loop import evaluate, train_one_epoch
 from cnnkit.engine.optim import build_ema, build_optimizer, build_scheduler
 from cnnkit.errors import CnnkitError
 from cnnkit.models import get_entry
-from cnnkit.models.wrapper import build_image_model
 from cnnkit.tasks import get_task
 
 
@@ -103,6 +102,7 @@ class Parts:
     best: float = -float("inf")
     best_metrics: dict = field(default_factory=dict)
     bad_epochs: int = 0
+    best_report: str = ""  # the task's per-class table of the best epoch
 
     @property
     def eval_model(self) -> torch.nn.Module:
@@ -204,7 +204,7 @@ def fit(cfg: TrainConfig, on_epoch_end: Callable[[int, dict], None] | None = Non
             row[key] = dist_utils.reduce_mean(row[key], info, device)
         row["lr"] = parts.optimizer.param_groups[0]["lr"]
         row["time_s"] = elapsed0 + time.perf_counter() - t0
-        end_epoch(parts, cfg, row, run_dir, info.is_main)
+        end_epoch(parts, cfg, row, run_dir, info.is_main, metrics)
         log.epoch_end(row, cfg.monitor)
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, row)
@@ -212,14 +212,20 @@ def fit(cfg: TrainConfig, on_epoch_end: Callable[[int, dict], None] | None = Non
         if dist_utils.broadcast_flag(stop, info, device):
             log.info(f"early stop: no {cfg.monitor} improvement for {cfg.patience} epochs")
             break
-    finish(task, run_dir, val_loader, metrics, device, cfg, log)
+    if parts.best_report:
+        log.info(parts.best_report)
+    best = parts.best_metrics
+    log.info(f"best epoch {best.get('epoch')}: " + " ".join(f"{k}={v:.4f}" for k, v in best.items()
+                                                        if k not in ("epoch", "lr", "time_s") and "img_s" not in k))
+    log.info(f"results saved to {run_dir}: " + ", ".join(sorted(p.name for p in run_dir.iterdir())))
     log.close()
     dist_utils.cleanup(info)
     return TrainResult(run_dir, parts.best_metrics, epoch + 1)
 
 
-def end_epoch(parts: Parts, cfg: TrainConfig, row: dict[str, Any], run_dir: Path, is_main: bool) -> None:
-    """Track the best epoch by ``cfg.monitor`` and write best.pt (when improved) and last.pt on rank 0."""
+def end_epoch(parts: Parts, cfg: TrainConfig, row: dict[str, Any], run_dir: Path, is_main: bool, metrics) -> None:
+    """Track the best epoch by ``cfg.monitor``; on rank 0 write last.pt and, when improved, best.pt
+    and the task's reports from this epoch's evaluation (so nothing is evaluated twice)."""
     if cfg.monitor not in row:
         raise CnnkitError(f"--monitor {cfg.monitor}: not a metric of {cfg.task}; choose one of "
                           f"{', '.join(k for k in row if k != 'epoch')}")
@@ -235,24 +241,7 @@ def end_epoch(parts: Parts, cfg: TrainConfig, row: dict[str, Any], run_dir: Path
     epoch = row["epoch"]
     if improved:
         save_checkpoint(checkpoint_state(parts.eval_model, cfg, epoch, parts.best, row), run_dir / "best.pt")
+        metrics.save(run_dir)
+        parts.best_report = metrics.table()
     save_checkpoint(checkpoint_state(parts.model, cfg, epoch, parts.best, row, parts.training_state(row["time_s"])),
                     run_dir / "last.pt")
-
-
-def finish(task, run_dir: Path, val_loader, metrics, device, cfg: TrainConfig, log: RunLogger) -> None:
-    """Evaluate best.pt once more (every rank its shard) and write the task's reports on rank 0.
-
-    Other ranks read best.pt after rank 0 wrote it: the per-epoch broadcast orders the two. A
-    multi-node run therefore needs --project on a shared file system, as checkpoints do anyway.
-    """
-    best = load_checkpoint(run_dir / "best.pt")
-    model = build_image_model(best["meta"]).to(device)
-    model.load_state_dict(best["model"])
-    results = evaluate(model, val_loader, metrics, device=device, forward=task.tta_forward if cfg.tta else None)
-    if not log.enabled:
-        return
-    metrics.save(run_dir)
-    log.info(metrics.table())
-    log.info(f"best epoch {best['epoch']}: " + " ".join(f"{k}={v:.4f}" for k, v in results.items()
-                                                        if k != "val_img_s"))
-    log.info(f"results saved to {run_dir}: " + ", ".join(sorted(p.name for p in run_dir.iterdir())))

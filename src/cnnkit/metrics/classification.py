@@ -3,7 +3,6 @@ per-class precision, recall and F1, and the confusion matrix (CSV and PNG)."""
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import torch
@@ -16,6 +15,7 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
+from cnnkit.engine.checkpoint import atomic_write_csv
 from cnnkit.metrics.plots import plot_confusion_matrix
 
 
@@ -63,19 +63,11 @@ class ClassificationMetrics:
         if not self._last:
             self.compute()
         folder.mkdir(parents=True, exist_ok=True)
-        rows = self.per_class()
-        per_class = folder / "per_class.csv"
-        with per_class.open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+        per_class, cm_csv = folder / "per_class.csv", folder / "confusion_matrix.csv"
+        atomic_write_csv(per_class, self.per_class())
         cm = self._last["confusion"].long()
-        cm_csv = folder / "confusion_matrix.csv"
-        with cm_csv.open("w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["true\\pred", *self.classes])
-            for name, row in zip(self.classes, cm.tolist()):
-                writer.writerow([name, *row])
+        atomic_write_csv(cm_csv, [{"true\\pred": name, **dict(zip(self.classes, row))}
+                                  for name, row in zip(self.classes, cm.tolist())])
         png = plot_confusion_matrix(cm, self.classes, folder / "confusion_matrix.png")
         return [per_class, cm_csv, png]
 
