@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from cnnkit.config import TrainConfig, load_yaml, make_config
-from cnnkit.data.images import image_to_array, open_image
+from cnnkit.data.images import open_image
 from cnnkit.engine.checkpoint import load_checkpoint
 from cnnkit.engine.trainer import TrainResult, fit, select_device
 from cnnkit.errors import CnnkitError
@@ -43,37 +43,46 @@ class Model:
     def classes(self) -> list[str]:
         return list(self.meta["classes"])
 
-    def preprocess(self, image: ImageLike) -> tuple[torch.Tensor, Image.Image]:
-        """Any image-like -> ``(C, S, S)`` uint8 tensor at the model's size, and the original as PIL.
-
-        Arrays and tensors hold uint8 pixels, ``(H, W[, C])`` arrays or ``(C, H, W)`` tensors.
-        """
+    @staticmethod
+    def to_pil(image: ImageLike) -> Image.Image:
+        """Any image-like as a PIL image: a path, PIL, an ``(H, W[, C])`` uint8 array or ``(C, H, W)`` tensor."""
         if isinstance(image, (str, Path)):
-            pil = open_image(image)
-        elif isinstance(image, Image.Image):
-            pil = image
-        elif isinstance(image, torch.Tensor):
+            return open_image(image)
+        if isinstance(image, Image.Image):
+            return image
+        if isinstance(image, torch.Tensor):
             arr = image.detach().cpu()
             arr = arr.permute(1, 2, 0) if arr.ndim == 3 and arr.shape[0] in (1, 3, 4) else arr
-            pil = Image.fromarray(arr.squeeze(-1).numpy() if arr.ndim == 3 and arr.shape[-1] == 1 else arr.numpy())
-        else:
-            pil = Image.fromarray(np.asarray(image).squeeze())
-        arr = image_to_array(pil, self.meta["in_chans"], self.meta["imgsz"])
-        return torch.from_numpy(arr).permute(2, 0, 1).contiguous(), pil
+            return Image.fromarray(arr.squeeze(-1).numpy() if arr.ndim == 3 and arr.shape[-1] == 1 else arr.numpy())
+        return Image.fromarray(np.asarray(image).squeeze())
 
     def predict(self, images: ImageLike | Sequence[ImageLike], batch: int = 32, **options: Any) -> list[dict]:
-        """Predict one image or a list (paths, PIL images, HxWxC arrays, CxHxW tensors)."""
+        """Predict one image or a list (paths, PIL images, HxWxC arrays, CxHxW tensors).
+
+        ``options`` go to the task's predictor (classify: topk, tta; segment: tta, mode, tile, overlap, probs).
+        """
+        accepted = task_options(self.task)
+        unknown = sorted(set(options) - set(accepted))
+        if unknown:
+            raise CnnkitError(f"predict: options {unknown} do not apply to {self.task.name}; "
+                              f"it takes {', '.join(accepted)}")
         single = not isinstance(images, (list, tuple))
         items = [images] if single else list(images)
         out: list[dict] = []
         for start in range(0, len(items), batch):
-            tensors = torch.stack([self.preprocess(im)[0] for im in items[start:start + batch]]).to(self.device)
-            out += self.task.predict(self.module, tensors, **options)
+            out += self.task.predict(self.module, [self.to_pil(im) for im in items[start:start + batch]], **options)
         return out
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             return self.module(images.to(self.device))
+
+
+def task_options(task: Any) -> list[str]:
+    """Keyword options the task's ``predict`` accepts."""
+    import inspect
+
+    return [p for p in inspect.signature(task.predict).parameters if p not in ("model", "images")]
 
 
 def load(weights: str | Path, device: str = "auto", task: str | None = None) -> Model:

@@ -26,14 +26,16 @@ def _f(default: Any, help: str, **kw: Any) -> Any:
 class TrainConfig:
     """Everything a training run needs; saved as ``config.yaml`` in the run folder."""
 
-    task: str = _f("classify", "task to train (classify); chooses data set, loss, metrics and predictor")
-    data: str = _f("", "data: a folder, a CSV of path,label, an IDX folder, or 'shapes' (synthetic)")
+    task: str = _f("classify", "task to train (classify, segment); chooses data set, loss, metrics and predictor")
+    data: str = _f("", "data: a folder (per task layout), a CSV of path,label, an IDX folder, or 'shapes' (synthetic)")
     model: str = _f("basic_cnn", "registered model name; `cnnkit models` lists them")
     model_args: dict = _f({}, "extra keyword arguments for the model builder (YAML only)")
     pretrained: str = _f("", "'' for random init, a local weights file, or 'torchvision' (needs network)")
     epochs: int = _f(10, "number of passes over the training split (epochs)")
     batch: int = _f(64, "images per optimisation step, summed over all processes (images)")
-    imgsz: int = _f(0, "square input side (pixels); 0 keeps the data set's native size")
+    imgsz: int = _f(0, "square input side, the training crop for segment (pixels); 0 keeps the native size")
+    max_size: int = _f(0, "segment: shrink images whose longer side exceeds this before training and prediction "
+                          "(pixels); 0 keeps full resolution")
     optimizer: str = _f("sgd", "sgd (Nesterov momentum) or adamw", choices=("sgd", "adamw"))
     lr: float = _f(0.05, "peak learning rate for batch --batch (1/step)")
     momentum: float = _f(0.9, "SGD momentum / AdamW beta1 (unitless)")
@@ -41,6 +43,12 @@ class TrainConfig:
     schedule: str = _f("onecycle", "learning-rate shape after warm-up", choices=("cosine", "onecycle", "constant"))
     warmup_epochs: float = _f(1.0, "linear warm-up length (epochs); steadies early large-batch steps")
     label_smoothing: float = _f(0.0, "cross-entropy target smoothing (probability mass)")
+    loss: str = _f("", "loss; empty = the task's (cross-entropy); segment: ce, dice, focal or ce+dice")
+    class_weights: str = _f("none", "segment: loss weight per class: none, median (SegNet's median frequency), "
+                                    "inverse (frequency), or numbers w0,w1,... (from the training split)")
+    ignore_index: int = _f(255, "segment: mask value that counts in neither loss nor metrics (VOC 255, CamVid 11)")
+    binary: bool = _f(False, "segment: binary masks (0 background, >0 foreground) and a one-class sigmoid head")
+    classes_file: str = _f("", "segment: CSV of index,name,r,g,b (default: classes.csv in the data folder)")
     grad_clip: float = _f(0.0, "clip the global gradient norm to this value; 0 disables (L2 norm)")
     ema: float = _f(0.0, "decay of the exponential moving average of weights; 0 disables (per step)")
     augment: str = _f("light", "augmentation preset", choices=("none", "light", "standard", "strong"))
@@ -57,7 +65,7 @@ class TrainConfig:
     channels_last: bool = _f(False, "NHWC memory format; faster convolutions on many CPUs and GPUs")
     patience: int = _f(0, "stop after this many epochs without improvement; 0 disables (epochs)")
     monitor: str = _f("", "metric that picks best.pt and drives early stopping; empty = the task's main one "
-                           "(top1 for classify); higher is better, lower for names with 'loss'")
+                           "(top1 for classify, miou for segment); higher is better, lower for names with 'loss'")
     skip_bad: bool = _f(False, "skip unreadable images with a warning instead of stopping")
     cache: str = _f("auto", "decode images once into memory: auto (if small), ram, or none",
                     choices=("auto", "ram", "none"))

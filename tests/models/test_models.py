@@ -9,7 +9,7 @@ from cnnkit.models import create_model, list_models, register_model
 from cnnkit.models.summary import count_flops, layer_table
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", list_models("classify"))
 @pytest.mark.parametrize("in_chans", [1, 3])
 def test_forward_backward_shapes(name, in_chans):
     torch.manual_seed(0)

@@ -55,34 +55,33 @@ def cmd_val(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from cnnkit.api import iter_sources, load
+    from cnnkit.api import iter_sources, load, task_options
     from cnnkit.data.images import open_image
 
     model = load(args.weights, device=args.device)
     paths = iter_sources(args.sources)
     out = Path(args.out) if args.out else next_folder(Path("runs") / model.checkpoint["task"] / "predict")
     out.mkdir(parents=True, exist_ok=True)
-    start, results, written = time.perf_counter(), [], set()
+    # each task takes the options it knows (classify: topk; segment: mode, tile, overlap, probs)
+    options = {k: v for k, v in vars(args).items() if k in task_options(model.task)}
+    start, records, rows, stems = time.perf_counter(), [], [], set()
     for i in range(0, len(paths), args.batch):
         chunk = paths[i:i + args.batch]
-        images = [open_image(p) for p in chunk]  # decoded once, for the model and the picture
-        preds = model.predict(images, topk=args.topk, tta=args.tta)
-        for path, image, pred in zip(chunk, images, preds):
-            results.append({"path": str(path), **pred})
-            if not args.no_images:
-                name = f"{path.stem}_pred.png"
-                if name in written:  # same file name in two folders: keep both
-                    name = f"{path.stem}_{len(results)}_pred.png"
-                written.add(name)
-                model.task.visualise(image, pred, model.meta).save(out / name)
-    atomic_write_csv(out / "predictions.csv", [{"path": r["path"], **model.task.csv_row(r)} for r in results])
-    atomic_write_bytes(out / "predictions.json", json.dumps(results, indent=2).encode())
-    elapsed = time.perf_counter() - start
-    for r in results[:10]:
-        print(f"{r['path']}: {r['class']} ({r['score']:.3f})")
-    if len(results) > 10:
-        print(f"... and {len(results) - 10} more")
-    print(f"{len(results)} images in {elapsed:.1f}s; predictions.csv, predictions.json and images in {out}")
+        images = [open_image(p) for p in chunk]  # decoded once, for the model and the pictures
+        for path, image, pred in zip(chunk, images, model.predict(images, **options)):
+            stem = path.stem if path.stem not in stems else f"{path.stem}_{len(records)}"  # same name, two folders
+            stems.add(stem)
+            files = model.task.write_outputs(image, pred, model.meta, out, stem, pictures=not args.no_images)
+            records.append({"path": str(path), **model.task.record(pred), **({"files": files} if files else {})})
+            rows.append({"path": str(path), **model.task.csv_row(pred)})
+            if len(records) <= 10:
+                print(f"{path}: {model.task.describe(pred)}")
+    atomic_write_csv(out / "predictions.csv", rows)
+    atomic_write_bytes(out / "predictions.json", json.dumps(records, indent=2).encode())
+    if len(records) > 10:
+        print(f"... and {len(records) - 10} more")
+    print(f"{len(records)} images in {time.perf_counter() - start:.1f}s; predictions.csv, predictions.json "
+          f"and per-image files in {out}")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""``cnnkit`` command line: train, val, predict, models, summary, demo."""
+"""``cnnkit`` command line: train, val, predict, models, summary, demo (classify and segment)."""
 
 from __future__ import annotations
 
@@ -18,15 +18,22 @@ EXAMPLES = {
   cnnkit train classify --data path/to/images --model resnet18 --imgsz 128 --val-split 0.2
   cnnkit train classify --data ../shared/datasets/fashion-mnist --model fastnet_small --batch 256 --lr 0.2
   cnnkit train classify --config recipe.yaml --epochs 20       (flags override the recipe)
-  cnnkit train classify --resume --name exp                  (continue runs/classify/exp)""",
+  cnnkit train classify --resume --name exp                  (continue runs/classify/exp)
+  cnnkit train segment --data shapes --model unet_basic --epochs 5
+  cnnkit train segment --data ../shared/datasets/camvid --model unet_resnet18 --ignore-index 11 \
+      --class-weights median --max-size 240 --loss ce+dice
+  cnnkit train segment --data nuclei/ --model unet_resnet18 --binary --imgsz 256""",
     "val": """examples:
   cnnkit val --weights runs/classify/exp/best.pt --data path/to/images
   cnnkit val --weights best.pt --data labels.csv --tta""",
     "predict": """examples:
   cnnkit predict --weights runs/classify/exp/best.pt photo.jpg more_photos/ 'shots/*.png'
-  cnnkit predict --weights best.pt images/ --topk 3 --out predictions""",
-    "models": "examples:\n  cnnkit models\n  cnnkit models --no-flops",
-    "summary": "examples:\n  cnnkit summary basic_cnn --imgsz 28 --in-chans 1\n  cnnkit summary resnet18 --imgsz 224",
+  cnnkit predict --weights best.pt images/ --topk 3 --out predictions
+  cnnkit predict --weights runs/segment/exp/best.pt street.png --tta --probs
+  cnnkit predict --weights best.pt huge_scan.tif --mode slide --tile 512 --overlap 0.25""",
+    "models": "examples:\n  cnnkit models\n  cnnkit models --task segment --imgsz 256\n  cnnkit models --no-flops",
+    "summary": ("examples:\n  cnnkit summary basic_cnn --imgsz 28 --in-chans 1\n  cnnkit summary resnet18 --imgsz 224\n"
+                "  cnnkit summary unet_resnet18 --imgsz 256 --num-classes 11"),
     "demo": "examples:\n  cnnkit demo\n  cnnkit demo --epochs 3 --out /tmp/demo",
 }
 
@@ -68,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     p = add("train", "train a model for a task")
-    p.add_argument("task", help="task to train: classify")
+    p.add_argument("task", help="task to train: classify or segment")
     p.add_argument("--config", help="YAML recipe of config fields; flags given here override it")
     _add_config_flags(p)
 
@@ -82,9 +89,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("predict", "predict images with a checkpoint")
     _add_inference_flags(p, batch=32)
     p.add_argument("sources", nargs="+", metavar="SOURCE", help="image files, folders or globs")
-    p.add_argument("--topk", type=int, default=5, help="classes to report per image")
+    p.add_argument("--topk", type=int, default=5, help="classify: classes to report per image")
+    p.add_argument("--mode", default="auto", choices=("auto", "whole", "slide"),
+                   help="segment: whole image, sliding window, or auto (slide above 4 training crops)")
+    p.add_argument("--tile", type=int, default=0, help="segment: sliding-window tile side [default: training crop]")
+    p.add_argument("--overlap", type=float, default=0.25, help="segment: tile overlap (fraction of a tile)")
+    p.add_argument("--probs", action="store_true", help="segment: also save class probabilities (<stem>_probs.npy)")
     p.add_argument("--out", default="", help="output folder [default: runs/<task>/predict, predict2, ...]")
-    p.add_argument("--no-images", action="store_true", help="write only the CSV and JSON, no annotated images")
+    p.add_argument("--no-images", action="store_true",
+                   help="no annotated pictures (segment still writes the index masks)")
 
     p = add("models", "list registered models with parameters and FLOPs")
     p.add_argument("--task", default=None, help="only models of this task")

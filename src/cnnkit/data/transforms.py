@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from cnnkit.errors import CnnkitError
@@ -65,3 +66,36 @@ def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[list[float],
     mean = total / count
     std = (total_sq / count - mean * mean).clamp_min(1e-12).sqrt()
     return [round(float(m), 6) for m in mean], [round(float(s), 6) for s in std]
+
+
+# preset -> (scale range, colour jitter strength); flip and crop always
+SEGMENT_PRESETS = {"none": (None, 0.0), "light": ((0.75, 1.25), 0.0), "standard": ((0.5, 2.0), 0.2),
+                   "strong": ((0.5, 2.0), 0.4)}
+
+
+class SegmentTransform:
+    """Joint image and mask augmentation with transforms.v2 (tv_tensors.Mask is always resampled
+    nearest): random scale, random crop to ``crop`` (padding with 0 / the ignore id), horizontal flip,
+    colour jitter. ``none`` only crops or pads to ``crop``, so that batches stack."""
+
+    def __init__(self, preset: str, crop: tuple[int, int], ignore: int = 255, channels: int = 3):
+        if preset not in SEGMENT_PRESETS:
+            raise CnnkitError(f"unknown augmentation preset '{preset}'; choose one of {', '.join(PRESETS)}")
+        self.scale, jitter = SEGMENT_PRESETS[preset]
+        steps: list[v2.Transform] = [v2.RandomCrop(crop, pad_if_needed=True,
+                                                   fill={tv_tensors.Image: 0, tv_tensors.Mask: ignore})]
+        if preset != "none":
+            steps.append(v2.RandomHorizontalFlip())
+        if jitter:
+            steps.append(v2.ColorJitter(jitter, jitter, jitter if channels == 3 else 0.0))
+        self.steps = v2.Compose(steps)
+
+    def __call__(self, image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``image`` (C, H, W) uint8 and ``mask`` (H, W) class ids -> both cropped to ``crop``."""
+        image, mask = tv_tensors.Image(image), tv_tensors.Mask(mask)
+        if self.scale is not None:
+            s = float(torch.empty(()).uniform_(*self.scale))
+            size = [max(1, round(image.shape[-2] * s)), max(1, round(image.shape[-1] * s))]
+            image, mask = v2.functional.resize(image, size, antialias=True), v2.functional.resize(mask, size)
+        image, mask = self.steps(image, mask)
+        return image.as_subclass(torch.Tensor), mask.as_subclass(torch.Tensor)

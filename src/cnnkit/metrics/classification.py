@@ -15,8 +15,7 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
-from cnnkit.engine.checkpoint import atomic_write_csv
-from cnnkit.metrics.plots import plot_confusion_matrix
+from cnnkit.metrics.plots import write_reports
 
 
 class ClassificationMetrics:
@@ -62,14 +61,7 @@ class ClassificationMetrics:
         """Write per_class.csv, confusion_matrix.csv and confusion_matrix.png into ``folder``."""
         if not self._last:
             self.compute()
-        folder.mkdir(parents=True, exist_ok=True)
-        per_class, cm_csv = folder / "per_class.csv", folder / "confusion_matrix.csv"
-        atomic_write_csv(per_class, self.per_class())
-        cm = self._last["confusion"].long()
-        atomic_write_csv(cm_csv, [{"true\\pred": name, **dict(zip(self.classes, row))}
-                                  for name, row in zip(self.classes, cm.tolist())])
-        png = plot_confusion_matrix(cm, self.classes, folder / "confusion_matrix.png")
-        return [per_class, cm_csv, png]
+        return write_reports(folder, self.per_class(), self._last["confusion"].long(), self.classes)
 
     def table(self) -> str:
         """The per-class table as aligned text."""

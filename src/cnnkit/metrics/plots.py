@@ -12,8 +12,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 
-def plot_confusion_matrix(cm: torch.Tensor, classes: list[str], path: Path) -> Path:
-    """Row-normalised confusion matrix (true class per row) with counts in the cells when few classes."""
+def plot_confusion_matrix(cm: torch.Tensor, classes: list[str], path: Path, annotate: str = "count") -> Path:
+    """Row-normalised confusion matrix (true class per row); with few classes each cell shows its
+    count (``annotate="count"``) or its row fraction (``"fraction"``, for pixel counts)."""
     n = len(classes)
     norm = cm.float() / cm.sum(1, keepdim=True).clamp_min(1)
     size = min(4 + 0.45 * n, 30)
@@ -26,7 +27,8 @@ def plot_confusion_matrix(cm: torch.Tensor, classes: list[str], path: Path) -> P
     if n <= 30:
         for i in range(n):
             for j in range(n):
-                ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=7,
+                text = int(cm[i, j]) if annotate == "count" else f"{float(norm[i, j]):.2f}"
+                ax.text(j, i, text, ha="center", va="center", fontsize=7,
                         color="white" if norm[i, j] > 0.5 else "black")
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
@@ -55,3 +57,16 @@ def plot_results(metrics_csv: Path, path: Path) -> Path:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def write_reports(folder: Path, per_class: list[dict], cm: torch.Tensor, classes: list[str],
+                  annotate: str = "count") -> list[Path]:
+    """per_class.csv, confusion_matrix.csv (rows: true class) and confusion_matrix.png in ``folder``."""
+    from cnnkit.engine.checkpoint import atomic_write_csv
+
+    folder.mkdir(parents=True, exist_ok=True)
+    per_class_csv, cm_csv = folder / "per_class.csv", folder / "confusion_matrix.csv"
+    atomic_write_csv(per_class_csv, per_class)
+    rows = [{"true\\pred": name, **dict(zip(classes, row))} for name, row in zip(classes, cm.tolist())]
+    atomic_write_csv(cm_csv, rows)
+    return [per_class_csv, cm_csv, plot_confusion_matrix(cm, classes, folder / "confusion_matrix.png", annotate)]

@@ -39,5 +39,7 @@ def build_image_model(meta: dict[str, Any], pretrained: str = "") -> ImageModel:
     kw = dict(meta.get("model_args", {}))
     if pretrained:
         kw["pretrained"] = pretrained
-    net = create_model(meta["model"], num_classes=meta["num_classes"], in_chans=meta["in_chans"], **kw)
+    # a binary segmenter has one output (sigmoid) for its two classes
+    outputs = meta.get("num_outputs", meta["num_classes"])
+    net = create_model(meta["model"], num_classes=outputs, in_chans=meta["in_chans"], **kw)
     return ImageModel(net, {**meta, "cnnkit_version": __version__})

@@ -5,8 +5,9 @@ from __future__ import annotations
 from cnnkit.errors import CnnkitError, did_you_mean
 from cnnkit.tasks.base import Task, TaskData
 from cnnkit.tasks.classify import ClassifyTask
+from cnnkit.tasks.segment import SegmentTask
 
-TASKS: dict[str, Task] = {"classify": ClassifyTask()}
+TASKS: dict[str, Task] = {"classify": ClassifyTask(), "segment": SegmentTask()}
 
 
 def get_task(name: str) -> Task:

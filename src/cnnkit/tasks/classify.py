@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -11,7 +12,9 @@ from torch import nn
 
 from cnnkit.config import TrainConfig
 from cnnkit.data.classify import ClassifyDataset, load_classify_data
+from cnnkit.data.images import image_to_array
 from cnnkit.data.transforms import build_batch_transform, build_train_transform, channel_stats
+from cnnkit.errors import CnnkitError
 from cnnkit.metrics.classification import ClassificationMetrics
 from cnnkit.models import accepts
 from cnnkit.models.wrapper import build_image_model
@@ -64,6 +67,8 @@ class ClassifyTask:
         return build_image_model(meta, pretrained=cfg.pretrained)
 
     def build_loss(self, cfg: TrainConfig, data: TaskData):
+        if cfg.loss not in ("", "ce"):
+            raise CnnkitError(f"--loss {cfg.loss}: classify trains with cross-entropy (ce); drop --loss")
         return nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
 
     def build_metrics(self, meta: dict[str, Any], device: torch.device) -> ClassificationMetrics:
@@ -75,9 +80,13 @@ class ClassifyTask:
         return (model(images) + model(images.flip(-1))) / 2
 
     @torch.no_grad()
-    def predict(self, model: nn.Module, images: torch.Tensor, topk: int = 5, tta: bool = False) -> list[dict]:
-        """``images`` ``(N, C, H, W)`` uint8 at the model's size -> per image top-k classes with probabilities."""
-        logits = self.tta_forward(model, images) if tta else model(images)
+    def predict(self, model: nn.Module, images: list[Image.Image], topk: int = 5, tta: bool = False) -> list[dict]:
+        """PIL images (any size; resized to the model's) -> per image top-k classes with probabilities."""
+        meta = model.meta
+        arrays = [torch.from_numpy(image_to_array(im, meta["in_chans"], meta["imgsz"])).permute(2, 0, 1)
+                  for im in images]
+        batch = torch.stack(arrays).to(next(model.parameters()).device)
+        logits = self.tta_forward(model, batch) if tta else model(batch)
         probs = logits.float().softmax(1)
         classes = model.meta["classes"]
         k = min(topk, probs.shape[1])
@@ -91,6 +100,24 @@ class ClassifyTask:
         """One predictions.csv row (after the path column)."""
         return {"class": prediction["class"], "score": f"{prediction['score']:.6f}",
                 "topk": ";".join(f"{t['class']}:{t['score']:.4f}" for t in prediction["topk"])}
+
+    @staticmethod
+    def record(prediction: dict) -> dict:
+        """The JSON-able part of a prediction (all of it)."""
+        return prediction
+
+    @staticmethod
+    def describe(prediction: dict) -> str:
+        return f"{prediction['class']} ({prediction['score']:.3f})"
+
+    def write_outputs(self, image: Image.Image, prediction: dict, meta: dict[str, Any], folder: Path, stem: str,
+                      pictures: bool = True) -> dict[str, str]:
+        """<stem>_pred.png: the image annotated with the top classes (unless ``pictures`` is off)."""
+        if not pictures:
+            return {}
+        path = folder / f"{stem}_pred.png"
+        self.visualise(image, prediction, meta).save(path)
+        return {"image": str(path)}
 
     def visualise(self, image: Image.Image, prediction: dict, meta: dict[str, Any]) -> Image.Image:
         """The image (enlarged if small) with the top-k labels and probabilities written on it."""

@@ -1,0 +1,298 @@
+"""Segmentation masks: the classes file, mask formats, and the checks run before training.
+
+Inside cnnkit a mask is ``(H, W)`` uint8 of class ids ``0..C-1`` with ``IGNORE`` (255) for pixels
+that count in neither loss nor metrics. On disk masks come as index PNGs (8 or 16 bit), palette
+PNGs (VOC), RGB colour-coded PNGs (through a classes file) or binary masks (0/255 or 0/1).
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from cnnkit.errors import CnnkitError
+from cnnkit.log import LOGGER
+
+IGNORE = 255  # internal id of ignored pixels
+
+
+def default_colours(n: int) -> list[tuple[int, int, int]]:
+    """The Pascal VOC colour map: distinct colours for class ids 0..n-1 (0 is black)."""
+    colours = []
+    for i in range(n):
+        r = g = b = 0
+        c = i
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        colours.append((r, g, b))
+    return colours
+
+
+VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+               "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
+               "tvmonitor")
+
+
+@dataclass
+class ClassSpec:
+    """The classes of a data set: names, the mask value of each on disk, and display colours."""
+
+    names: list[str]
+    values: list[int]  # value in index/palette masks on disk, per class id
+    colours: list[tuple[int, int, int]]  # colour in RGB masks and in the outputs, per class id
+    ignore_value: int = 255  # value on disk that is ignored (CamVid: 11, VOC: 255)
+    ignore_colour: tuple[int, int, int] | None = None  # its colour in RGB masks, when the classes file has it
+    binary: bool = False
+    source: str = ""  # where the classes came from, for messages
+    _lut: np.ndarray | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if len(self.names) > 254:
+            raise CnnkitError(f"{self.source}: {len(self.names)} classes; at most 254 are supported")
+
+    def value_lut(self) -> np.ndarray:
+        """(65536,) uint8: disk value -> class id; unknown values map to 254 (reported by the checks)."""
+        if self._lut is None:
+            lut = np.full(65536, 254, np.uint8)
+            lut[self.ignore_value] = IGNORE
+            for i, v in enumerate(self.values):
+                lut[v] = i
+            self._lut = lut
+        return self._lut
+
+    def to_meta(self) -> dict:
+        return {"classes": list(self.names), "values": list(self.values), "colours": [list(c) for c in self.colours],
+                "ignore_index": self.ignore_value, "binary": self.binary}
+
+
+def read_classes_file(path: Path, ignore_value: int) -> ClassSpec:
+    """A classes file: CSV rows ``index,name[,r,g,b]`` (header optional), or a .txt of one name per line.
+    The row whose index is ``ignore_value`` names the ignored pixels (its colour maps RGB masks to ignore)."""
+    if not path.is_file():
+        raise CnnkitError(f"{path}: classes file not found; pass a CSV of index,name,r,g,b to --classes-file")
+    if path.suffix.lower() == ".txt":
+        names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        rows = [[str(i), n] for i, n in enumerate(names)]
+    else:
+        with path.open(newline="") as f:
+            rows = [[c.strip() for c in r] for r in csv.reader(f) if r and not r[0].strip().startswith("#")]
+        if rows and not rows[0][0].lstrip("-").isdigit():
+            rows = rows[1:]  # header
+    names, values, colours, ignore_colour = [], [], [], None
+    fallback = default_colours(256)
+    for n, row in enumerate(rows, 1):
+        try:
+            value = int(row[0])
+            colour = tuple(int(c) for c in row[2:5]) if len(row) >= 5 else fallback[value % 256]
+        except (ValueError, IndexError):
+            raise CnnkitError(f"{path}: row {n} {row} is not index,name,r,g,b; fix the row") from None
+        if len(row) < 2 or not (0 <= value < 65536) or len(colour) != 3:
+            raise CnnkitError(f"{path}: row {n} {row} is not index,name,r,g,b with index in 0..65535; fix the row")
+        if value == ignore_value:
+            ignore_colour = colour
+            continue
+        names.append(row[1])
+        values.append(value)
+        colours.append(colour)
+    if not names:
+        raise CnnkitError(f"{path}: no classes (besides the ignored index {ignore_value}); add rows index,name,r,g,b")
+    if len(set(values)) != len(values):
+        raise CnnkitError(f"{path}: an index appears twice; give each class its own index")
+    return ClassSpec(names, values, colours, ignore_value, ignore_colour, source=str(path))
+
+
+@dataclass
+class MaskInfo:
+    """What one pass over a mask file found: its size, kind, and pixel count per disk value or colour."""
+
+    size: tuple[int, int]  # (W, H)
+    kind: str  # 'index' or 'rgb'
+    counts: dict[int, int]  # disk value (index) or packed 0xRRGGBB colour (rgb) -> pixels
+
+
+def read_mask_array(path: Path) -> tuple[np.ndarray, str]:
+    """Raw mask as stored: ``(H, W)`` integers for index/palette/grey masks, or ``(H, W)`` packed RGB colours."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode in ("RGB", "RGBA"):
+                rgb = np.asarray(im.convert("RGB"), dtype=np.int32)
+                return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2], "rgb"
+            if im.mode == "LA":
+                im = im.convert("L")
+            return np.asarray(im).astype(np.int32, copy=False), "index"
+    except OSError as e:
+        raise CnnkitError(f"{path}: unreadable mask ({e}); re-export it as PNG") from None
+
+
+def scan_mask(path: Path) -> MaskInfo:
+    return mask_info(*read_mask_array(path))
+
+
+def mask_info(arr: np.ndarray, kind: str = "index") -> MaskInfo:
+    values, counts = np.unique(arr, return_counts=True)
+    return MaskInfo((arr.shape[1], arr.shape[0]), kind, dict(zip(values.tolist(), counts.tolist())))
+
+
+def scan_masks(paths: Sequence[Path], workers: int = 2) -> list[MaskInfo]:
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        return list(pool.map(scan_mask, paths))
+
+
+def infer_classes(infos: Sequence[MaskInfo], ignore_value: int, binary: bool, origin: str) -> ClassSpec:
+    """Classes from the values found in index masks, when no classes file is given."""
+    if binary:
+        return binary_spec(ignore_value)
+    if any(info.kind == "rgb" for info in infos):
+        raise CnnkitError(f"{origin}: masks are RGB colour images; pass a classes file (--classes-file, CSV of "
+                          "index,name,r,g,b) that gives each class's colour")
+    values = sorted({v for info in infos for v in info.counts} - {ignore_value})
+    if not values:
+        raise CnnkitError(f"{origin}: every mask pixel equals the ignore index {ignore_value}; check --ignore-index")
+    _suggest_binary(set(values) | {v for info in infos for v in info.counts}, ignore_value, len(values), origin)
+    top = max(values)
+    if top > 253:
+        raise CnnkitError(f"{origin}: mask value {top} found; index masks need values 0..253 (or a classes file)")
+    values = list(range(top + 1))  # 0..max: class ids stay equal to mask values
+    colours = default_colours(top + 1)
+    return ClassSpec([f"class_{v}" for v in values], values, colours, ignore_value, source=origin)
+
+
+def binary_spec(ignore_value: int) -> ClassSpec:
+    return ClassSpec(["background", "foreground"], [0, 1], [(0, 0, 0), (255, 255, 255)], ignore_value, binary=True,
+                     source="binary masks")
+
+
+def _suggest_binary(found: set[int], ignore_value: int, n_classes: int, origin: str) -> None:
+    if found <= {0, 1, 255} and 255 in found and n_classes <= 2 and (ignore_value == 255 or 1 not in found):
+        raise CnnkitError(f"{origin}: masks hold only the values {sorted(found)}: binary masks (0/255)? Pass --binary "
+                          "for a one-class sigmoid model (or a classes file / --ignore-index for other meanings)")
+
+
+def check_masks(infos: Sequence[MaskInfo], mask_paths: Sequence[Path], image_sizes: Sequence[tuple[int, int]],
+                spec: ClassSpec) -> dict[Path, str]:
+    """Every problem found, by mask file: size mismatches, values outside the classes, unknown RGB colours."""
+    problems: dict[Path, str] = {}
+    known_values = set(spec.values) | {spec.ignore_value}
+    known_colours = {(r << 16) | (g << 8) | b for r, g, b in spec.colours}
+    if spec.ignore_colour is not None:
+        known_colours.add((spec.ignore_colour[0] << 16) | (spec.ignore_colour[1] << 8) | spec.ignore_colour[2])
+    found_outside: set[int] = set()
+    for info, path, size in zip(infos, mask_paths, image_sizes):
+        if info.size != size:
+            problems[path] = (f"{path}: mask is {info.size[0]}x{info.size[1]} but its image is {size[0]}x{size[1]}; "
+                              "masks must match their images pixel for pixel")
+        if spec.binary:
+            continue
+        if info.kind == "rgb":
+            unknown = sorted(set(info.counts) - known_colours)
+            if unknown:
+                shown = ", ".join(f"({c >> 16},{(c >> 8) & 255},{c & 255})" for c in unknown[:4])
+                problems[path] = f"{path}: colours not in the classes file {spec.source}: {shown}; add them as rows"
+        else:
+            outside = sorted(set(info.counts) - known_values)
+            if outside:
+                found_outside.update(outside)
+                problems[path] = (f"{path}: values {outside[:6]} are not class values {_range(spec.values)} nor the "
+                                  f"ignore index {spec.ignore_value}")
+    if found_outside and found_outside <= {255} and len(spec.values) <= 2:
+        raise CnnkitError(f"{len(problems)} masks hold 255 where a {len(spec.values)}-class model expects "
+                          f"{_range(spec.values)}, e.g. {next(iter(problems))}: binary masks (0/255)? Pass --binary")
+    return problems
+
+
+def _range(values: Sequence[int]) -> str:
+    return f"{min(values)}..{max(values)}" if list(values) == list(range(min(values), max(values) + 1)) else str(
+        list(values))
+
+
+def report_problems(problems: Sequence[str], what: str, skip_bad: bool) -> None:
+    """Warn about each problem; then stop with one line naming the first, unless ``skip_bad``."""
+    problems = list(problems)
+    if not problems:
+        return
+    for p in problems[:50]:
+        LOGGER.warning("warning: %s", p)
+    if not skip_bad:
+        raise CnnkitError(f"{len(problems)} {what} problem(s), the first: {problems[0]}"
+                          + (" (all listed above)" if len(problems) > 1 else ""))
+
+
+def decode_mask(path: Path, spec: ClassSpec) -> np.ndarray:
+    """``(H, W)`` uint8 class ids (IGNORE for ignored pixels) of the mask file at ``path``."""
+    arr, kind = read_mask_array(path)
+    if spec.binary:
+        out = (arr > 0).astype(np.uint8)
+        if spec.ignore_value not in (1, 255):  # 255 and 1 mean foreground in binary masks
+            out[arr == spec.ignore_value] = IGNORE
+        return out
+    if kind == "rgb":
+        colours = [(r << 16) | (g << 8) | b for r, g, b in spec.colours]
+        ids = list(range(len(colours)))
+        if spec.ignore_colour is not None:
+            colours.append((spec.ignore_colour[0] << 16) | (spec.ignore_colour[1] << 8) | spec.ignore_colour[2])
+            ids.append(IGNORE)
+        order = np.argsort(colours)
+        sorted_colours = np.asarray(colours)[order]
+        pos = np.clip(np.searchsorted(sorted_colours, arr), 0, len(colours) - 1)
+        out = np.asarray(ids, np.uint8)[order][pos]
+        out[sorted_colours[pos] != arr] = IGNORE  # unknown colours (reported by the checks) count for nothing
+        return out
+    return spec.value_lut()[arr]
+
+
+def class_pixel_stats(infos: Sequence[MaskInfo], spec: ClassSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Per class: pixels of the class, and pixels of the images where the class appears (float64 each)."""
+    n = len(spec.names)
+    pixels, image_pixels = np.zeros(n), np.zeros(n)
+    lut = {v: i for i, v in enumerate(spec.values)}
+    colour_lut = {(r << 16) | (g << 8) | b: i for i, (r, g, b) in enumerate(spec.colours)}
+    for info in infos:
+        per_class = np.zeros(n)
+        for value, count in info.counts.items():
+            if spec.binary:
+                cid = None if value == spec.ignore_value and value not in (1, 255) else int(value > 0)
+            else:
+                cid = (colour_lut if info.kind == "rgb" else lut).get(value)
+            if cid is not None:
+                per_class[cid] += count
+        labelled = per_class.sum()
+        pixels += per_class
+        image_pixels += np.where(per_class > 0, labelled, 0)
+    return pixels, image_pixels
+
+
+def class_weights(kind: str, pixels: np.ndarray, image_pixels: np.ndarray) -> list[float] | None:
+    """Loss weights per class. ``median``: SegNet's median frequency balancing, median(f) / f_c with
+    f_c = pixels of c / pixels of the images containing c; ``inverse``: total / (C * pixels of c);
+    ``none``: no weights; or a comma-separated list of numbers."""
+    if kind == "none":
+        return None
+    if kind in ("median", "inverse"):
+        if (pixels == 0).any():
+            LOGGER.warning("warning: %d class(es) never appear in the training masks; their weight is set to 0",
+                           int((pixels == 0).sum()))
+        present = pixels > 0
+        if kind == "median":
+            freq = np.where(present, pixels / np.maximum(image_pixels, 1), 0)
+            w = np.where(present, np.median(freq[present]) / np.maximum(freq, 1e-12), 0)
+        else:
+            w = np.where(present, pixels.sum() / (present.sum() * np.maximum(pixels, 1)), 0)
+        return [round(float(x), 6) for x in w]
+    try:
+        w = [float(x) for x in kind.split(",")]
+    except ValueError:
+        raise CnnkitError(f"--class-weights: expected none, median, inverse or numbers 'w0,w1,...', got '{kind}'"
+                          ) from None
+    if len(w) != len(pixels):
+        raise CnnkitError(f"--class-weights: {len(w)} weights given for {len(pixels)} classes; give one per class")
+    return w

@@ -1,0 +1,336 @@
+"""Segmentation data: image and mask folders paired by file stem, the Pascal VOC layout, and the
+synthetic shapes. Every mask is checked before training; small data sets are decoded into memory.
+
+Layouts of ``--data ROOT``:
+- ``ROOT/{train,val}/{images,masks}/`` (CamVid as in ../shared/datasets), or ``ROOT/{images,masks}/``
+  split by ``--val-split``; other folder names: imgs/img, labels/annotations/gt.
+- Pascal VOC: ``ROOT/JPEGImages``, ``ROOT/SegmentationClass``, ``ROOT/ImageSets/Segmentation/{train,val}.txt``
+  (also under ``ROOT/VOCdevkit/VOC2012`` or ``ROOT/VOC2012``).
+- ``shapes`` or ``shapes:N``: synthetic scenes, background + 4 shape classes.
+A classes file (``--classes-file``, or ``classes.csv`` / ``classes.txt`` in ROOT) gives names and colours.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from cnnkit.data.images import is_image_file, open_image, pil_to_array, probe_channels
+from cnnkit.data.masks import (
+    IGNORE,
+    VOC_CLASSES,
+    ClassSpec,
+    MaskInfo,
+    binary_spec,
+    check_masks,
+    class_pixel_stats,
+    decode_mask,
+    default_colours,
+    infer_classes,
+    mask_info,
+    read_classes_file,
+    report_problems,
+    scan_masks,
+)
+from cnnkit.data.synthetic import SHAPE_NAMES, make_scene
+from cnnkit.errors import CnnkitError
+from cnnkit.log import LOGGER
+
+IMAGE_DIRS = ("images", "imgs", "img", "image", "JPEGImages")
+MASK_DIRS = ("masks", "mask", "labels", "label", "annotations", "gt", "SegmentationClass")
+MASK_SUFFIXES = ("_mask", "_masks", "_label", "_labels", "_gt", "_seg", "_L", "-mask")
+CACHE_LIMIT_BYTES = 4 * 1024**3
+
+
+@dataclass
+class RawSplit:
+    """One split before decoding: file pairs, or arrays (synthetic data)."""
+
+    images: list  # paths, or (H, W, C) uint8 arrays
+    masks: list  # paths, or (H, W) uint8 class-id arrays
+    infos: list[MaskInfo] | None = None
+
+
+def scaled_size(width: int, height: int, max_size: int) -> tuple[int, int]:
+    """(W, H) shrunk so that the longer side is at most ``max_size`` (0: unchanged)."""
+    scale = min(1.0, max_size / max(width, height)) if max_size else 1.0
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _mask_stem(path: Path) -> str:
+    stem = path.stem
+    for suffix in MASK_SUFFIXES:
+        if stem.endswith(suffix) and len(stem) > len(suffix):
+            return stem[: -len(suffix)]
+    return stem
+
+
+def pair_by_stem(image_dir: Path, mask_dir: Path, skip_bad: bool) -> tuple[list[Path], list[Path]]:
+    """Images and masks matched by file stem (a mask may add _mask, _label, _L, ...)."""
+    images = {p.stem: p for p in sorted(image_dir.iterdir()) if p.is_file() and is_image_file(p)}
+    masks: dict[str, Path] = {}
+    for p in sorted(mask_dir.iterdir()):
+        if p.is_file() and is_image_file(p):
+            masks[p.stem if p.stem in images else _mask_stem(p)] = p
+    if not images:
+        raise CnnkitError(f"{image_dir}: no images; put the images (PNG, JPEG, WebP, ...) in this folder")
+    no_mask = sorted(set(images) - set(masks))
+    no_image = sorted(set(masks) - set(images))
+    problems = [f"{images[s]}: image has no mask in {mask_dir} (same file stem expected)" for s in no_mask]
+    problems += [f"{masks[s]}: mask has no image in {image_dir}" for s in no_image]
+    report_problems(problems, "image/mask pairing", skip_bad)
+    common = sorted(set(images) & set(masks))
+    return [images[s] for s in common], [masks[s] for s in common]
+
+
+def _child(root: Path, names: tuple[str, ...]) -> Path | None:
+    return next((root / n for n in names if (root / n).is_dir()), None)
+
+
+def _voc_root(root: Path) -> Path | None:
+    for cand in (root, root / "VOC2012", root / "VOCdevkit" / "VOC2012"):
+        if (cand / "JPEGImages").is_dir() and (cand / "SegmentationClass").is_dir():
+            return cand
+    return None
+
+
+def _voc_splits(root: Path, for_eval: bool) -> dict[str, tuple[list[Path], list[Path]]]:
+    sets = root / "ImageSets" / "Segmentation"
+    out = {}
+    for split in ("val",) if for_eval else ("train", "val"):
+        listing = sets / f"{split}.txt"
+        if not listing.is_file():
+            raise CnnkitError(f"{listing}: missing; the VOC layout lists each split's image ids there")
+        ids = [line.split()[0] for line in listing.read_text().splitlines() if line.strip()]
+        images = [next(iter(sorted((root / "JPEGImages").glob(f"{i}.*"))), root / "JPEGImages" / f"{i}.jpg")
+                  for i in ids]
+        out[split] = (images, [root / "SegmentationClass" / f"{i}.png" for i in ids])
+    return out
+
+
+def find_segment_files(source: str, val_split: float, seed: int, for_eval: bool, skip_bad: bool
+                       ) -> tuple[dict[str, tuple[list[Path], list[Path]]], Path, str]:
+    """{split: (image paths, mask paths)}, the data root, and the layout name."""
+    root = Path(source)
+    if not source:
+        raise CnnkitError("no data given; pass --data with a folder of images/ and masks/, a VOC folder or 'shapes'")
+    if not root.is_dir():
+        raise CnnkitError(f"{root}: not a folder; pass a folder holding images/ and masks/ (or train/ and val/)")
+    voc = _voc_root(root)
+    if voc is not None:
+        return _voc_splits(voc, for_eval), voc, "voc"
+    splits = {}
+    for split, names in (("train", ("train",)), ("val", ("val", "valid", "validation", "test"))):
+        folder = _child(root, names)
+        if folder is not None and not (for_eval and split == "train"):
+            image_dir, mask_dir = _child(folder, IMAGE_DIRS), _child(folder, MASK_DIRS)
+            if image_dir is None or mask_dir is None:
+                raise CnnkitError(f"{folder}: expected images/ and masks/ folders inside")
+            splits[split] = pair_by_stem(image_dir, mask_dir, skip_bad)
+    if splits:
+        if "val" not in splits:
+            raise CnnkitError(f"{root}: a train/ split but no val/; add val/images and val/masks")
+        return splits, root, "folders"
+    image_dir, mask_dir = _child(root, IMAGE_DIRS), _child(root, MASK_DIRS)
+    if image_dir is None or mask_dir is None:
+        raise CnnkitError(f"{root}: expected images/ and masks/ (or train/ and val/ holding them, or a VOC layout)")
+    images, masks = pair_by_stem(image_dir, mask_dir, skip_bad)
+    if for_eval:
+        return {"val": (images, masks)}, root, "folders"
+    fraction = val_split or 0.2
+    order = np.random.default_rng(seed).permutation(len(images))
+    n_val = max(1, int(round(len(images) * fraction)))
+    if n_val >= len(images):
+        raise CnnkitError(f"{root}: {len(images)} image(s) are too few to hold out {fraction:.0%} for validation")
+    val, train = sorted(order[:n_val]), sorted(order[n_val:])
+    return {"train": ([images[i] for i in train], [masks[i] for i in train]),
+            "val": ([images[i] for i in val], [masks[i] for i in val])}, root, "folders"
+
+
+def synthetic_splits(source: str, seed: int, size: int = 64) -> tuple[dict[str, RawSplit], ClassSpec]:
+    """'shapes[:N]': N training and N/4 validation scenes of ``size`` px with semantic masks."""
+    _, _, n = source.partition(":")
+    if n and not n.isdigit():
+        raise CnnkitError(f"--data {source}: expected 'shapes' or 'shapes:N' with N the number of training images")
+    n_train = int(n or 1000)
+    splits = {}
+    for split, count, split_seed in (("train", n_train, seed), ("val", max(n_train // 4, 4), seed + 10_000)):
+        scenes = [make_scene(i, split_seed, size) for i in range(count)]
+        splits[split] = RawSplit([s.image for s in scenes], [s.semantic for s in scenes])
+    names = ["background", *SHAPE_NAMES]
+    return splits, ClassSpec(names, list(range(len(names))), default_colours(len(names)), source="shapes")
+
+
+def class_spec(meta: dict | None, classes_file: str, root: Path, layout: str, infos: list[MaskInfo],
+               ignore_value: int, binary: bool) -> ClassSpec:
+    """The classes: from a checkpoint's meta, a classes file, the VOC defaults, or the masks' values."""
+    if meta and "values" in meta:
+        return ClassSpec(meta["classes"], meta["values"], [tuple(c) for c in meta["colours"]], meta["ignore_index"],
+                         binary=meta["binary"], source="checkpoint")
+    if binary:
+        return binary_spec(ignore_value)
+    candidates = [Path(classes_file)] if classes_file else [root / "classes.csv", root / "classes.txt"]
+    for path in candidates:
+        if path.is_file() or classes_file:
+            return read_classes_file(path, ignore_value)
+    if layout == "voc":
+        return ClassSpec(list(VOC_CLASSES), list(range(21)), default_colours(21), ignore_value, source="VOC")
+    return infer_classes(infos, ignore_value, binary, str(root))
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except OSError as e:
+        raise CnnkitError(f"{path}: unreadable image ({e}); re-export or remove it, or pass --skip-bad") from None
+
+
+def load_pair(image: Path, mask: Path, spec: ClassSpec, channels: int, max_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Decode one pair, scaled by ``max_size``: ``(H, W, C)`` uint8 image and ``(H, W)`` uint8 class ids."""
+    pil = open_image(image)
+    ids = decode_mask(mask, spec)
+    return scale_pair(pil_to_array(pil, channels), ids, max_size)
+
+
+def scale_pair(image: np.ndarray, mask: np.ndarray, max_size: int) -> tuple[np.ndarray, np.ndarray]:
+    h, w = mask.shape
+    size = scaled_size(w, h, max_size)
+    if size == (w, h):
+        return image, mask
+    pil = Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image).resize(size, Image.BILINEAR)
+    arr = np.asarray(pil)
+    return (arr[..., None] if arr.ndim == 2 else arr), np.asarray(Image.fromarray(mask).resize(size, Image.NEAREST))
+
+
+class SegmentDataset(Dataset):
+    """Yields ``(image (C, H, W) uint8, mask (H, W) uint8 class ids, IGNORE = 255)``; decodes from disk
+    when not cached. ``transform(image, mask)`` is applied jointly (see transforms.SegmentTransform)."""
+
+    def __init__(self, images: list, masks: list, spec: ClassSpec, channels: int, max_size: int, transform=None):
+        self.images, self.masks, self.spec = images, masks, spec
+        self.channels, self.max_size, self.transform = channels, max_size, transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image, mask = self.images[i], self.masks[i]
+        if isinstance(image, Path):
+            image, mask = load_pair(image, mask, self.spec, self.channels, self.max_size)
+        image = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+        mask = torch.from_numpy(np.ascontiguousarray(mask))
+        if self.transform is not None:
+            image, mask = self.transform(image, mask)
+        return image, mask
+
+
+def pad_collate(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack pairs of different sizes: images padded with 0, masks with IGNORE (bottom and right)."""
+    h = max(img.shape[-2] for img, _ in batch)
+    w = max(img.shape[-1] for img, _ in batch)
+    images = torch.zeros(len(batch), batch[0][0].shape[0], h, w, dtype=torch.uint8)
+    masks = torch.full((len(batch), h, w), IGNORE, dtype=torch.int64)
+    for i, (img, mask) in enumerate(batch):
+        images[i, :, : img.shape[-2], : img.shape[-1]] = img
+        masks[i, : mask.shape[-2], : mask.shape[-1]] = mask
+    return images, masks
+
+
+def decode_split(images: list[Path], masks: list[Path], spec: ClassSpec, channels: int, max_size: int,
+                 cache: str) -> tuple[list, list]:
+    """Decode into memory when ``cache`` allows (auto: under 4 GiB), else keep the paths."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    sizes = [scaled_size(*image_size(p), max_size) for p in images[:16]]
+    estimate = len(images) * np.mean([w * h for w, h in sizes or [(0, 0)]]) * (channels + 1)
+    if cache == "none" or (cache == "auto" and estimate > CACHE_LIMIT_BYTES):
+        return list(images), list(masks)
+    with ThreadPoolExecutor(2) as pool:
+        pairs = list(pool.map(lambda im_mask: load_pair(*im_mask, spec, channels, max_size), zip(images, masks)))
+    return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+def detect_channels(splits: dict[str, RawSplit]) -> int:
+    first = next(iter(splits.values())).images
+    if first and isinstance(first[0], np.ndarray):
+        return first[0].shape[-1]
+    return probe_channels(first)
+
+
+def log_layout(root: Path, layout: str, splits: dict[str, RawSplit], spec: ClassSpec) -> None:
+    counts = ", ".join(f"{len(s.images)} {k}" for k, s in splits.items())
+    LOGGER.info("segment data %s (%s layout): %s pairs; %d classes (%s), ignore index %d", root, layout, counts,
+                len(spec.names), ", ".join(spec.names[:12]) + ("..." if len(spec.names) > 12 else ""),
+                spec.ignore_value)
+
+
+@dataclass
+class SegmentData:
+    train: RawSplit | None
+    val: RawSplit
+    spec: ClassSpec
+    channels: int
+    class_stats: tuple[np.ndarray, np.ndarray] | None  # training split: (pixels, pixels of images with) per class
+
+
+def load_segment_data(source: str, *, val_split: float = 0.0, seed: int = 0, cache: str = "auto",
+                      skip_bad: bool = False, max_size: int = 0, classes_file: str = "", ignore_index: int = 255,
+                      binary: bool = False, meta: dict | None = None, for_eval: bool = False) -> SegmentData:
+    """Find, pair, check and (if small) decode a segmentation data set; see the module docstring.
+
+    ``meta`` (a checkpoint's) fixes classes and channels when evaluating; with ``for_eval`` only the
+    validation split is loaded (the whole source if it has none).
+    """
+    if source.split(":")[0] == "shapes":
+        splits, spec = synthetic_splits(source, seed)
+        if binary:
+            raise CnnkitError("--binary: the shapes data set has 5 classes; drop --binary")
+        if for_eval:
+            splits = {"val": splits["val"]}
+        for s in splits.values():
+            s.infos = [mask_info(m) for m in s.masks]
+        root, layout = Path(source), "synthetic"
+    else:
+        files, root, layout = find_segment_files(source, val_split, seed, for_eval, skip_bad)
+        for split, (images, _) in files.items():
+            if not images:
+                raise CnnkitError(f"{root}: the {split} split has no image/mask pairs; add files")
+        infos = {k: scan_masks(masks) for k, (_, masks) in files.items()}
+        spec = class_spec(meta, classes_file, root, layout, [i for v in infos.values() for i in v], ignore_index,
+                          binary)
+        splits = {k: _checked_split(images, masks, infos[k], spec, skip_bad) for k, (images, masks) in files.items()}
+    channels = (meta or {}).get("in_chans") or detect_channels(splits)
+    log_layout(root, layout, splits, spec)
+    stats = class_pixel_stats(splits["train"].infos, spec) if "train" in splits else None
+    for split in splits.values():
+        if split.images and isinstance(split.images[0], Path):
+            split.images, split.masks = decode_split(split.images, split.masks, spec, channels, max_size, cache)
+        else:
+            split.images, split.masks = _scaled_arrays(split.images, split.masks, channels, max_size)
+    return SegmentData(splits.get("train"), splits["val"], spec, channels, stats)
+
+
+def _checked_split(images: list[Path], masks: list[Path], infos: list[MaskInfo], spec: ClassSpec,
+                   skip_bad: bool) -> RawSplit:
+    problems = check_masks(infos, masks, [image_size(p) for p in images], spec)
+    report_problems(problems.values(), "mask", skip_bad)
+    keep = [i for i, m in enumerate(masks) if m not in problems]
+    return RawSplit([images[i] for i in keep], [masks[i] for i in keep], [infos[i] for i in keep])
+
+
+def _scaled_arrays(images: list[np.ndarray], masks: list[np.ndarray], channels: int, max_size: int
+                   ) -> tuple[list, list]:
+    out_images, out_masks = [], []
+    for image, mask in zip(images, masks):
+        if image.shape[-1] != channels:
+            image = pil_to_array(Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image), channels)
+        image, mask = scale_pair(image, mask, max_size)
+        out_images.append(image)
+        out_masks.append(mask)
+    return out_images, out_masks

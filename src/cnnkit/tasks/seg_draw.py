@@ -1,0 +1,95 @@
+"""Pictures of segmentation results: colour masks, overlays with a class legend, and the PNG files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from cnnkit.data.masks import IGNORE
+from cnnkit.engine.checkpoint import atomic_write_bytes
+
+
+def colour_lut(colours: list) -> np.ndarray:
+    """``(256, 3)`` uint8: class id -> colour; ids without a class (IGNORE) are black."""
+    lut = np.zeros((256, 3), np.uint8)
+    lut[: len(colours)] = np.asarray(colours, dtype=np.uint8).reshape(-1, 3)
+    lut[IGNORE] = 0
+    return lut
+
+
+def colour_mask(ids: np.ndarray, meta: dict[str, Any]) -> Image.Image:
+    return Image.fromarray(colour_lut(meta["colours"])[ids])
+
+
+def overlay(image: Image.Image, ids: np.ndarray, meta: dict[str, Any], alpha: float = 0.5) -> Image.Image:
+    """The image with each class's colour blended in (not over 'background'), and a legend of the
+    classes present, largest first."""
+    base = np.asarray(image.convert("RGB"), dtype=np.float32)
+    colours = colour_lut(meta["colours"])[ids].astype(np.float32)
+    names = meta["classes"]
+    blend = np.ones(ids.shape, bool)
+    if names and names[0].lower() in ("background", "bg", "_background_"):
+        blend &= ids != 0
+    blend &= ids != IGNORE
+    out = np.where(blend[..., None], (1 - alpha) * base + alpha * colours, base)
+    picture = Image.fromarray(out.clip(0, 255).astype(np.uint8))
+    if max(picture.size) < 256:  # small images: enlarge so that the legend stays readable
+        scale = 256 / max(picture.size)
+        picture = picture.resize((round(picture.width * scale), round(picture.height * scale)), Image.NEAREST)
+    counts = np.bincount(ids.ravel(), minlength=256)[: len(names)]
+    present = [int(i) for i in np.argsort(-counts) if counts[i] > 0][:12]
+    draw = ImageDraw.Draw(picture)
+    for row, cid in enumerate(present):
+        y = 4 + 13 * row
+        draw.rectangle([4, y, 14, y + 10], fill=tuple(int(c) for c in meta["colours"][cid]), outline=(255, 255, 255))
+        draw.text((18, y - 1), f"{names[cid]} {counts[cid] / ids.size:.0%}", fill=(255, 255, 255),
+                  stroke_width=1, stroke_fill=(0, 0, 0))
+    return picture
+
+
+def index_mask_image(ids: np.ndarray, meta: dict[str, Any]) -> Image.Image:
+    """Class ids written back in the data set's own values: a palette PNG (values = indices, as VOC),
+    16-bit for values above 255, and 0/255 for binary masks."""
+    if meta.get("binary"):
+        return Image.fromarray(np.where(ids == 1, 255, 0).astype(np.uint8), "L")
+    values = np.asarray(meta["values"] + [0] * (256 - len(meta["values"])), dtype=np.int64)
+    values[IGNORE] = meta["ignore_index"]
+    raw = values[ids]
+    if raw.max(initial=0) > 255:
+        return Image.fromarray(raw.astype(np.uint16))
+    picture = Image.fromarray(raw.astype(np.uint8), "P")
+    palette = np.zeros((256, 3), np.uint8)
+    for value, colour in zip(meta["values"], meta["colours"]):
+        palette[value] = colour
+    picture.putpalette(palette.ravel().tolist())
+    return picture
+
+
+def save_png(picture: Image.Image, path: Path) -> None:
+    """Write atomically, so that an interrupted run leaves no half-written picture."""
+    import io
+
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def write_segment_outputs(image: Image.Image, prediction: dict, meta: dict[str, Any], folder: Path, stem: str,
+                          pictures: bool = True) -> dict[str, str]:
+    """<stem>_mask.png always; <stem>_color.png and <stem>_overlay.png unless ``pictures`` is off;
+    <stem>_probs.npy (float16, (K, H, W)) when the prediction holds probabilities."""
+    ids = prediction["mask"]
+    written = {"mask": folder / f"{stem}_mask.png"}
+    save_png(index_mask_image(ids, meta), written["mask"])
+    if pictures:
+        written["color"] = folder / f"{stem}_color.png"
+        written["overlay"] = folder / f"{stem}_overlay.png"
+        save_png(colour_mask(ids, meta), written["color"])
+        save_png(overlay(image, ids, meta), written["overlay"])
+    if prediction.get("probs") is not None:
+        written["probs"] = folder / f"{stem}_probs.npy"
+        np.save(written["probs"], prediction["probs"])
+    return {k: str(v) for k, v in written.items()}

@@ -1,0 +1,156 @@
+"""Semantic segmentation: data, model, loss, metrics, predictor and visualiser for the engine."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from cnnkit.config import TrainConfig
+from cnnkit.data.images import pil_to_array, read_image
+from cnnkit.data.masks import class_weights
+from cnnkit.data.segment import SegmentDataset, image_size, load_segment_data, pad_collate, scaled_size
+from cnnkit.data.transforms import SegmentTransform
+from cnnkit.errors import CnnkitError
+from cnnkit.log import LOGGER
+from cnnkit.metrics.segmentation import SegmentationMetrics
+from cnnkit.models.wrapper import build_image_model
+from cnnkit.tasks.base import TaskData
+from cnnkit.tasks.seg_draw import overlay, write_segment_outputs
+from cnnkit.tasks.seg_infer import choose_mode, predict_slide, predict_whole, resize_ids
+from cnnkit.tasks.seg_losses import SegmentationLoss
+
+DEFAULT_CROP = 512  # training crop side when images differ in size and --imgsz is not given (pixels)
+STATS_SAMPLES = 200  # training images used for the normalisation statistics
+
+
+class SegmentTask:
+    name = "segment"
+    default_monitor = "miou"
+
+    def build_data(self, cfg: TrainConfig, meta: dict[str, Any] | None = None, for_eval: bool = False) -> TaskData:
+        """Training: find classes, channels, crop size, normalisation and class weights; evaluation:
+        take them from ``meta`` (a checkpoint's)."""
+        meta = dict(meta or {})
+        max_size = meta.get("max_size", cfg.max_size)
+        data = load_segment_data(cfg.data, val_split=cfg.val_split, seed=cfg.seed, cache=cfg.cache,
+                                 skip_bad=cfg.skip_bad, max_size=max_size, classes_file=cfg.classes_file,
+                                 ignore_index=cfg.ignore_index, binary=cfg.binary, meta=meta, for_eval=for_eval)
+        if "mean" not in meta:
+            crop = _crop_size(cfg.imgsz, data.train.images, max_size)
+            mean, std = ((list(cfg.mean), list(cfg.std)) if cfg.mean and cfg.std
+                         else _stats(data.train.images, data.channels))
+            weights = class_weights(cfg.class_weights, *data.class_stats)
+            meta.update(task=self.name, **data.spec.to_meta(), num_classes=len(data.spec.names),
+                        num_outputs=1 if data.spec.binary else len(data.spec.names), in_chans=data.channels,
+                        imgsz=max(crop), crop=list(crop), max_size=max_size, mean=mean, std=std,
+                        class_weights=weights)
+            if weights is not None:
+                LOGGER.info("class weights (%s): %s", cfg.class_weights, " ".join(f"{w:.3f}" for w in weights))
+        train = None
+        if data.train is not None:
+            transform = SegmentTransform(cfg.augment, tuple(meta["crop"]), channels=data.channels)
+            train = SegmentDataset(data.train.images, data.train.masks, data.spec, data.channels, max_size, transform)
+        val = SegmentDataset(data.val.images, data.val.masks, data.spec, data.channels, max_size)
+        return TaskData(train, val, meta, collate_fn=pad_collate)
+
+    def build_model(self, cfg: TrainConfig, meta: dict[str, Any]) -> nn.Module:
+        return build_image_model({**meta, "model": cfg.model, "model_args": dict(cfg.model_args)},
+                                 pretrained=cfg.pretrained)
+
+    def build_loss(self, cfg: TrainConfig, data: TaskData) -> nn.Module:
+        return SegmentationLoss(cfg.loss or "ce", data.meta.get("class_weights"))
+
+    def build_metrics(self, meta: dict[str, Any], device: torch.device) -> SegmentationMetrics:
+        return SegmentationMetrics(meta["classes"], device)
+
+    @staticmethod
+    def tta_forward(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+        """Mean of the logits of the image and of its mirror image, mirrored back."""
+        return (model(images) + model(images.flip(-1)).flip(-1)) / 2
+
+    @torch.no_grad()
+    def predict(self, model: nn.Module, images: list[Image.Image], tta: bool = False, mode: str = "auto",
+                tile: int = 0, overlap: float = 0.25, probs: bool = False, batch: int = 4) -> list[dict]:
+        """Per image: ``mask`` (H, W) uint8 class ids at the original size, class ``areas`` (fractions),
+        and with ``probs`` the probabilities ``(K, H, W)`` float16. ``mode``: whole, slide or auto
+        (slide once the image holds over 4 training crops); ``tile`` 0 = the training crop."""
+        meta = model.meta
+        tile_hw = (tile, tile) if tile else tuple(meta["crop"])
+        out = []
+        for pil in images:
+            array = pil_to_array(pil, meta["in_chans"])
+            height, width = array.shape[:2]
+            size = scaled_size(width, height, meta.get("max_size", 0))
+            if size != (width, height):
+                array = pil_to_array(Image.fromarray(array.squeeze(-1) if array.shape[-1] == 1 else array)
+                                     .resize(size, Image.BILINEAR), meta["in_chans"])
+            tensor = torch.from_numpy(array).permute(2, 0, 1).contiguous()
+            if choose_mode(mode, (size[1], size[0]), tile_hw) == "slide":
+                ids, p = predict_slide(model, tensor, tile_hw, overlap, tta, batch, probs)
+                ids = resize_ids(ids, (height, width))
+            else:
+                ids, p = predict_whole(model, tensor, tta, probs, size=(height, width))
+                ids = resize_ids(ids, (height, width))
+            counts = np.bincount(ids.ravel(), minlength=len(meta["classes"]))[: len(meta["classes"])]
+            areas = {meta["classes"][i]: round(float(c) / ids.size, 6) for i, c in enumerate(counts) if c}
+            out.append({"mask": ids, "probs": p, "areas": dict(sorted(areas.items(), key=lambda kv: -kv[1])),
+                        "size": [width, height]})
+        return out
+
+    @staticmethod
+    def record(prediction: dict) -> dict:
+        """The JSON-able part of a prediction."""
+        return {"size": prediction["size"], "areas": prediction["areas"]}
+
+    @staticmethod
+    def describe(prediction: dict) -> str:
+        return ", ".join(f"{name} {area:.0%}" for name, area in list(prediction["areas"].items())[:4])
+
+    @staticmethod
+    def csv_row(prediction: dict) -> dict[str, str]:
+        return {"areas": ";".join(f"{name}:{area:.4f}" for name, area in prediction["areas"].items())}
+
+    def visualise(self, image: Image.Image, prediction: dict, meta: dict[str, Any]) -> Image.Image:
+        return overlay(image, prediction["mask"], meta)
+
+    @staticmethod
+    def write_outputs(image: Image.Image, prediction: dict, meta: dict[str, Any], folder: Path, stem: str,
+                      pictures: bool = True) -> dict[str, str]:
+        return write_segment_outputs(image, prediction, meta, folder, stem, pictures)
+
+
+def _crop_size(imgsz: int, images: list, max_size: int) -> tuple[int, int]:
+    """``imgsz`` square, or the images' own (H, W) when they all share one, else DEFAULT_CROP."""
+    if imgsz:
+        return imgsz, imgsz
+    if images and isinstance(images[0], np.ndarray):
+        sizes = Counter(im.shape[:2] for im in images)
+    else:  # streamed from disk: the headers of the first files tell
+        sizes = Counter(scaled_size(*image_size(p), max_size)[::-1] for p in images[:64])
+    if len(sizes) == 1:
+        return next(iter(sizes))
+    LOGGER.warning("segment: images differ in size; training on %d px crops (set --imgsz to choose)", DEFAULT_CROP)
+    return DEFAULT_CROP, DEFAULT_CROP
+
+
+def _stats(images: list, channels: int) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of 0..1 pixels over up to STATS_SAMPLES training images."""
+    if not images:
+        raise CnnkitError("the training split is empty; add image/mask pairs")
+    pick = np.random.default_rng(0).permutation(len(images))[:STATS_SAMPLES]
+    total = total_sq = count = 0.0
+    for i in pick:
+        image = images[int(i)]
+        if isinstance(image, Path):
+            image = read_image(image, channels)
+        x = image.reshape(-1, image.shape[-1]).astype(np.float64) / 255.0
+        total, total_sq, count = total + x.sum(0), total_sq + (x * x).sum(0), count + len(x)
+    mean = total / count
+    std = np.sqrt(np.maximum(total_sq / count - mean * mean, 1e-12))
+    return [round(float(m), 6) for m in mean], [round(float(s), 6) for s in std]
