@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test lint bench clean
+.PHONY: venv demo test lint bench bench-camvid clean
 
 venv: $(STAMP)
 
@@ -24,6 +24,10 @@ test: lint
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/fashion_mnist.py --data ../shared/datasets/fashion-mnist
+
+bench-camvid: $(STAMP)
+	$(BIN)/python -m pip install -qq --disable-pip-version-check -e '.[bench]'
+	$(BIN)/python benchmarks/camvid.py --data ../shared/datasets/camvid
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info src/*.egg-info

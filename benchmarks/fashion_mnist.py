@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from common import peak_rss_mb, reset_peak_rss  # benchmarks/common.py
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -29,21 +30,6 @@ from cnnkit.data.idx import load_idx_split
 from cnnkit.engine.trainer import fit
 
 RECIPES = Path(__file__).parent / "recipes"
-
-
-def reset_peak_rss() -> None:
-    """Linux: make VmHWM restart from the current RSS, so each run's peak is its own."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
-
-
-def peak_rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 class ReferenceNet(nn.Module):

@@ -43,7 +43,8 @@ class TrainConfig:
     schedule: str = _f("onecycle", "learning-rate shape after warm-up", choices=("cosine", "onecycle", "constant"))
     warmup_epochs: float = _f(1.0, "linear warm-up length (epochs); steadies early large-batch steps")
     label_smoothing: float = _f(0.0, "cross-entropy target smoothing (probability mass)")
-    loss: str = _f("", "loss; empty = the task's (cross-entropy); segment: ce, dice, focal or ce+dice")
+    loss: str = _f("", "loss; empty = the task's (cross-entropy); segment: ce, dice, focal or ce+dice",
+                   choices=("", "ce", "dice", "focal", "ce+dice"))
     class_weights: str = _f("none", "segment: loss weight per class: none, median (SegNet's median frequency), "
                                     "inverse (frequency), or numbers w0,w1,... (from the training split)")
     ignore_index: int = _f(255, "segment: mask value that counts in neither loss nor metrics (VOC 255, CamVid 11)")

@@ -50,3 +50,19 @@ def test_torchvision_weights_offline_fail_fast(monkeypatch):
     with pytest.raises(CnnkitError, match="could not download torchvision weights.*--pretrained"):
         create_model("resnet18", pretrained="torchvision")
     assert time.perf_counter() - start < 5
+
+
+@pytest.mark.parametrize("arch,name", [("resnet34", "unet_resnet34"),
+                                       ("mobilenet_v3_large", "fcn8s_mobilenet_v3_large")])
+def test_segmentation_encoder_takes_local_pretrained_weights(tmp_path, arch, name):
+    torch.manual_seed(0)
+    reference = torchvision.models.get_model(arch, weights=None)
+    path = tmp_path / f"{arch}.pth"
+    torch.save(reference.state_dict(), path)
+    model = create_model(name, num_classes=3, in_chans=3, pretrained=str(path))
+    convs = [p for p in model.encoder.parameters() if p.ndim == 4]  # BN's ones and zeros would match anyway
+    ref = [p for p in reference.parameters() if p.ndim == 4]
+    matched = sum(any(p.shape == r.shape and torch.equal(p, r) for r in ref) for p in convs)
+    assert matched == len(convs)
+    with pytest.raises(CnnkitError, match="no pretrained weights"):
+        create_model("unet_basic", pretrained=str(path))

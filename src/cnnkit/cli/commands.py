@@ -112,9 +112,9 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from cnnkit.cli.demo import run_demo
+    from cnnkit.cli.demo import DEMOS, run_demo
 
     if args.epochs < 0:
         raise CnnkitError("--epochs must be positive")
-    run_demo(Path(args.out), args.epochs)
+    run_demo(Path(args.out), args.epochs, tuple(args.task) if args.task else tuple(DEMOS))
     return 0

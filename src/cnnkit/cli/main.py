@@ -34,7 +34,7 @@ EXAMPLES = {
     "models": "examples:\n  cnnkit models\n  cnnkit models --task segment --imgsz 256\n  cnnkit models --no-flops",
     "summary": ("examples:\n  cnnkit summary basic_cnn --imgsz 28 --in-chans 1\n  cnnkit summary resnet18 --imgsz 224\n"
                 "  cnnkit summary unet_resnet18 --imgsz 256 --num-classes 11"),
-    "demo": "examples:\n  cnnkit demo\n  cnnkit demo --epochs 3 --out /tmp/demo",
+    "demo": "examples:\n  cnnkit demo\n  cnnkit demo --task segment\n  cnnkit demo --epochs 3 --out /tmp/demo",
 }
 
 
@@ -110,8 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--in-chans", type=int, default=3, help="input channels")
     p.add_argument("--num-classes", type=int, default=10, help="number of classes")
 
-    p = add("demo", "generate synthetic shapes, train, evaluate and predict, in about a minute on a CPU")
+    p = add("demo", "generate synthetic shapes; train, evaluate and predict each task, about a minute each on a CPU")
     p.add_argument("--epochs", type=int, default=0, help="override the demo's epochs")
+    p.add_argument("--task", action="append", choices=("classify", "segment"),
+                   help="run only this task's demo (repeatable) [default: all]")
     p.add_argument("--out", default="runs/demo", help="project folder for the demo's runs")
     return parser
 

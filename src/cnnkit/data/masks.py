@@ -158,7 +158,7 @@ def infer_classes(infos: Sequence[MaskInfo], ignore_value: int, binary: bool, or
     values = sorted({v for info in infos for v in info.counts} - {ignore_value})
     if not values:
         raise CnnkitError(f"{origin}: every mask pixel equals the ignore index {ignore_value}; check --ignore-index")
-    _suggest_binary(set(values) | {v for info in infos for v in info.counts}, ignore_value, len(values), origin)
+    _suggest_binary({v for info in infos for v in info.counts}, origin)
     top = max(values)
     if top > 253:
         raise CnnkitError(f"{origin}: mask value {top} found; index masks need values 0..253 (or a classes file)")
@@ -172,8 +172,9 @@ def binary_spec(ignore_value: int) -> ClassSpec:
                      source="binary masks")
 
 
-def _suggest_binary(found: set[int], ignore_value: int, n_classes: int, origin: str) -> None:
-    if found <= {0, 1, 255} and 255 in found and n_classes <= 2 and (ignore_value == 255 or 1 not in found):
+def _suggest_binary(found: set[int], origin: str) -> None:
+    """Masks of only 0 and 255 are almost always binary masks, whatever the ignore index says."""
+    if found <= {0, 255} and 255 in found:
         raise CnnkitError(f"{origin}: masks hold only the values {sorted(found)}: binary masks (0/255)? Pass --binary "
                           "for a one-class sigmoid model (or a classes file / --ignore-index for other meanings)")
 

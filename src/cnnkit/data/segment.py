@@ -109,7 +109,12 @@ def _voc_splits(root: Path, for_eval: bool) -> dict[str, tuple[list[Path], list[
         ids = [line.split()[0] for line in listing.read_text().splitlines() if line.strip()]
         images = [next(iter(sorted((root / "JPEGImages").glob(f"{i}.*"))), root / "JPEGImages" / f"{i}.jpg")
                   for i in ids]
-        out[split] = (images, [root / "SegmentationClass" / f"{i}.png" for i in ids])
+        masks = [root / "SegmentationClass" / f"{i}.png" for i in ids]
+        missing = [str(p) for p in images + masks if not p.is_file()]
+        if missing:
+            raise CnnkitError(f"{listing}: {len(missing)} listed file(s) missing, the first {missing[0]}; "
+                              "fix the list or add the files")
+        out[split] = (images, masks)
     return out
 
 
@@ -204,8 +209,8 @@ def scale_pair(image: np.ndarray, mask: np.ndarray, max_size: int) -> tuple[np.n
     if size == (w, h):
         return image, mask
     pil = Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image).resize(size, Image.BILINEAR)
-    arr = np.asarray(pil)
-    return (arr[..., None] if arr.ndim == 2 else arr), np.asarray(Image.fromarray(mask).resize(size, Image.NEAREST))
+    arr = np.array(pil)  # writable, as torch.from_numpy wants
+    return (arr[..., None] if arr.ndim == 2 else arr), np.array(Image.fromarray(mask).resize(size, Image.NEAREST))
 
 
 class SegmentDataset(Dataset):
@@ -304,7 +309,10 @@ def load_segment_data(source: str, *, val_split: float = 0.0, seed: int = 0, cac
         infos = {k: scan_masks(masks) for k, (_, masks) in files.items()}
         spec = class_spec(meta, classes_file, root, layout, [i for v in infos.values() for i in v], ignore_index,
                           binary)
-        splits = {k: _checked_split(images, masks, infos[k], spec, skip_bad) for k, (images, masks) in files.items()}
+        problems = {k: check_masks(infos[k], masks, [image_size(p) for p in images], spec)
+                    for k, (images, masks) in files.items()}
+        report_problems([m for found in problems.values() for m in found.values()], "mask", skip_bad)
+        splits = {k: _kept(images, masks, infos[k], problems[k]) for k, (images, masks) in files.items()}
     channels = (meta or {}).get("in_chans") or detect_channels(splits)
     log_layout(root, layout, splits, spec)
     stats = class_pixel_stats(splits["train"].infos, spec) if "train" in splits else None
@@ -316,10 +324,8 @@ def load_segment_data(source: str, *, val_split: float = 0.0, seed: int = 0, cac
     return SegmentData(splits.get("train"), splits["val"], spec, channels, stats)
 
 
-def _checked_split(images: list[Path], masks: list[Path], infos: list[MaskInfo], spec: ClassSpec,
-                   skip_bad: bool) -> RawSplit:
-    problems = check_masks(infos, masks, [image_size(p) for p in images], spec)
-    report_problems(problems.values(), "mask", skip_bad)
+def _kept(images: list[Path], masks: list[Path], infos: list[MaskInfo], problems: dict[Path, str]) -> RawSplit:
+    """The pairs whose masks had no problem (the others were reported, and skipped with --skip-bad)."""
     keep = [i for i, m in enumerate(masks) if m not in problems]
     return RawSplit([images[i] for i in keep], [masks[i] for i in keep], [infos[i] for i in keep])
 

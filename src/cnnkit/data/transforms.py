@@ -69,7 +69,7 @@ def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[list[float],
 
 
 # preset -> (scale range, colour jitter strength); flip and crop always
-SEGMENT_PRESETS = {"none": (None, 0.0), "light": ((0.75, 1.25), 0.0), "standard": ((0.5, 2.0), 0.2),
+SEGMENT_PRESETS = {"none": (None, 0.0), "light": ((1.0, 1.5), 0.0), "standard": ((0.5, 2.0), 0.2),
                    "strong": ((0.5, 2.0), 0.4)}
 
 

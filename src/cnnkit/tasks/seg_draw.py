@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -91,5 +92,8 @@ def write_segment_outputs(image: Image.Image, prediction: dict, meta: dict[str, 
         save_png(overlay(image, ids, meta), written["overlay"])
     if prediction.get("probs") is not None:
         written["probs"] = folder / f"{stem}_probs.npy"
-        np.save(written["probs"], prediction["probs"])
+        partial = folder / f".{stem}_probs.npy.partial"
+        with partial.open("wb") as f:  # written beside, then renamed: never a half-written file
+            np.save(f, prediction["probs"])
+        os.replace(partial, written["probs"])
     return {k: str(v) for k, v in written.items()}
