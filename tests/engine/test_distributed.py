@@ -1,6 +1,7 @@
 """Two CPU processes under torchrun (gloo) give the metrics of one process with the same global batch."""
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -42,3 +43,22 @@ def test_two_processes_match_one(tmp_path):
     for k in wa:
         assert torch.allclose(wa[k], wb[k], atol=1e-5), k
     assert not (tmp_path / "classify" / "two2").exists()  # only rank 0 chose and wrote a folder
+
+
+@pytest.mark.slow
+def test_segment_metrics_are_reduced_over_ranks(tmp_path):
+    """Two ranks each see half of the validation images; the logged mIoU must be that of all of them."""
+    recipe = tmp_path / "seg.yaml"
+    recipe.write_text("model_args: {widths: [8, 8, 16, 16, 16], decoder_channels: [16, 16, 8, 8, 8]}\n")
+    _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "cnnkit.cli.main",
+          "train", "segment", "--data", "shapes:32", "--model", "unet_basic", "--max-size", "32", "--epochs", "1",
+          "--batch", "8", "--no-verbose", "--config", str(recipe), "--project", str(tmp_path), "--name", "two"],
+         tmp_path)
+    run = tmp_path / "segment" / "two"
+    with (run / "metrics.csv").open() as f:
+        logged = list(csv.DictReader(f))[-1]
+    _run([sys.executable, "-m", "cnnkit.cli.main", "val", "--weights", str(run / "last.pt"), "--data", "shapes:32",
+          "--out", str(tmp_path / "v")], tmp_path)
+    single = json.loads((tmp_path / "v" / "metrics.json").read_text())
+    assert abs(float(logged["miou"]) - single["miou"]) < 1e-6
+    assert abs(float(logged["pixel_acc"]) - single["pixel_acc"]) < 1e-6
