@@ -120,3 +120,12 @@ def test_compile_trains_and_saves_plain_weights(tmp_path):
 def test_amp_on_gpu(tmp_path):
     result = cnnkit.train(**TINY, amp=True, channels_last=True, device="cuda", project=str(tmp_path))
     assert result.best["top1"] >= 0
+
+
+def test_a_deterministic_run_does_not_stay_deterministic():
+    from cnnkit.engine.trainer import seed_everything
+
+    seed_everything(0, deterministic=True)
+    assert torch.are_deterministic_algorithms_enabled()
+    seed_everything(0, deterministic=False)  # the next run in the same process
+    assert not torch.are_deterministic_algorithms_enabled()

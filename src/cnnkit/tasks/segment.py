@@ -52,6 +52,9 @@ class SegmentTask:
                         class_weights=weights)
             if weights is not None:
                 LOGGER.info("class weights (%s): %s", cfg.class_weights, " ".join(f"{w:.3f}" for w in weights))
+        if max_size:
+            LOGGER.info("segment: images and masks (nearest) shrunk to at most %d px, so validation metrics are "
+                        "at the training scale; predictions are resized back to each image's full size", max_size)
         train = None
         if data.train is not None:
             transform = SegmentTransform(cfg.augment, tuple(meta["crop"]), channels=data.channels)
