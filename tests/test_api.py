@@ -29,3 +29,13 @@ def test_create_model_is_exported():
     model = cnnkit.create_model("fastnet_small", num_classes=3, in_chans=1)
     assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 3)
     assert "resnet18" in cnnkit.list_models()
+
+
+def test_no_task_option_collides_with_the_image_batch():
+    """Model.predict and `cnnkit predict --batch` take `batch` (images); a task's own option of that name
+    would silently receive it (segment once took it for tiles, 32 at a time instead of 4)."""
+    from cnnkit.api import task_options
+    from cnnkit.tasks import TASKS
+
+    for task in TASKS.values():
+        assert "batch" not in task_options(task), task.name

@@ -79,10 +79,11 @@ class SegmentTask:
 
     @torch.no_grad()
     def predict(self, model: nn.Module, images: list[Image.Image], tta: bool = False, mode: str = "auto",
-                tile: int = 0, overlap: float = 0.25, probs: bool = False, batch: int = 4) -> list[dict]:
+                tile: int = 0, overlap: float = 0.25, probs: bool = False, tile_batch: int = 4) -> list[dict]:
         """Per image: ``mask`` (H, W) uint8 class ids at the original size, class ``areas`` (fractions),
         and with ``probs`` the probabilities ``(K, H, W)`` float16. ``mode``: whole, slide or auto
-        (slide once the image holds over 4 training crops); ``tile`` 0 = the training crop."""
+        (slide once the image holds over 4 training crops); ``tile`` 0 = the training crop;
+        ``tile_batch`` tiles go through the model at a time (memory grows with it)."""
         meta = model.meta
         tile_hw = (tile, tile) if tile else tuple(meta["crop"])
         out = []
@@ -95,7 +96,7 @@ class SegmentTask:
                                      .resize(size, Image.BILINEAR), meta["in_chans"])
             tensor = torch.from_numpy(array).permute(2, 0, 1).contiguous()
             if choose_mode(mode, (size[1], size[0]), tile_hw) == "slide":
-                ids, p = predict_slide(model, tensor, tile_hw, overlap, tta, batch, probs)
+                ids, p = predict_slide(model, tensor, tile_hw, overlap, tta, tile_batch, probs)
                 ids = resize_ids(ids, (height, width))
             else:
                 ids, p = predict_whole(model, tensor, tta, probs, size=(height, width))
