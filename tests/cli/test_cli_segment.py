@@ -63,3 +63,28 @@ def test_segment_models_listed(capsys):
         assert name in out
     assert main(["summary", "unet_basic", "--imgsz", "64", "--num-classes", "3"]) == 0
     assert "[1, 3, 64, 64]" in capsys.readouterr().out
+
+
+def test_val_with_max_size_scores_full_size_masks(tmp_path, capsys):
+    """`cnnkit val` compares each image's logits, resized back, with its full-size mask: the same
+    figures as predicting every image and scoring the masks returned."""
+    from sklearn.metrics import jaccard_score
+
+    import cnnkit
+
+    data = write_pairs(tmp_path / "d", 12, "index", size=48)
+    assert main([*TRAIN, "--data", str(data), "--val-split", "0.25", "--max-size", "24", "--project",
+                 str(tmp_path / "runs"), "--name", "m"]) == 0
+    weights = tmp_path / "runs" / "segment" / "m" / "best.pt"
+    assert main(["val", "--weights", str(weights), "--data", str(data), "--out", str(tmp_path / "v")]) == 0
+    reported = json.loads((tmp_path / "v" / "metrics.json").read_text())
+
+    model = cnnkit.load(weights)
+    truth, pred = [], []
+    for image in sorted((data / "images").iterdir()):
+        truth.append(np.asarray(Image.open(data / "masks" / f"{image.stem}.png")).ravel())
+        pred.append(model.predict(str(image), mode="whole")[0]["mask"].ravel())
+    truth, pred = np.concatenate(truth), np.concatenate(pred)
+    present = sorted(set(truth) | set(pred))
+    assert reported["miou"] == pytest.approx(jaccard_score(truth, pred, labels=present, average="macro"), abs=1e-6)
+    assert reported["pixel_acc"] == pytest.approx((truth == pred).mean(), abs=1e-6)

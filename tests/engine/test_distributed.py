@@ -51,7 +51,7 @@ def test_segment_metrics_are_reduced_over_ranks(tmp_path):
     recipe = tmp_path / "seg.yaml"
     recipe.write_text("model_args: {widths: [8, 8, 16, 16, 16], decoder_channels: [16, 16, 8, 8, 8]}\n")
     _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "cnnkit.cli.main",
-          "train", "segment", "--data", "shapes:32", "--model", "unet_basic", "--max-size", "32", "--epochs", "1",
+          "train", "segment", "--data", "shapes:32", "--model", "unet_basic", "--epochs", "1",
           "--batch", "8", "--no-verbose", "--config", str(recipe), "--project", str(tmp_path), "--name", "two"],
          tmp_path)
     run = tmp_path / "segment" / "two"

@@ -196,59 +196,76 @@ def image_size(path: Path) -> tuple[int, int]:
         raise CnnkitError(f"{path}: unreadable image ({e}); re-export or remove it, or pass --skip-bad") from None
 
 
-def load_pair(image: Path, mask: Path, spec: ClassSpec, channels: int, max_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Decode one pair, scaled by ``max_size``: ``(H, W, C)`` uint8 image and ``(H, W)`` uint8 class ids."""
+def load_pair(image: Path, mask: Path, spec: ClassSpec, channels: int, max_size: int, scale_masks: bool = True
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Decode one pair, scaled by ``max_size``: ``(H, W, C)`` uint8 image and ``(H, W)`` uint8 class ids
+    (the mask left at full size without ``scale_masks``)."""
     pil = open_image(image)
     ids = decode_mask(mask, spec)
-    return scale_pair(pil_to_array(pil, channels), ids, max_size)
+    return scale_pair(pil_to_array(pil, channels), ids, max_size, scale_masks)
 
 
-def scale_pair(image: np.ndarray, mask: np.ndarray, max_size: int) -> tuple[np.ndarray, np.ndarray]:
+def scale_pair(image: np.ndarray, mask: np.ndarray, max_size: int, scale_masks: bool = True
+               ) -> tuple[np.ndarray, np.ndarray]:
     h, w = mask.shape
     size = scaled_size(w, h, max_size)
     if size == (w, h):
         return image, mask
     pil = Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image).resize(size, Image.BILINEAR)
     arr = np.array(pil)  # writable, as torch.from_numpy wants
-    return (arr[..., None] if arr.ndim == 2 else arr), np.array(Image.fromarray(mask).resize(size, Image.NEAREST))
+    if scale_masks:
+        mask = np.array(Image.fromarray(mask).resize(size, Image.NEAREST))
+    return (arr[..., None] if arr.ndim == 2 else arr), mask
 
 
 class SegmentDataset(Dataset):
     """Yields ``(image (C, H, W) uint8, mask (H, W) uint8 class ids, IGNORE = 255)``; decodes from disk
     when not cached. ``transform(image, mask)`` is applied jointly (see transforms.SegmentTransform)."""
 
-    def __init__(self, images: list, masks: list, spec: ClassSpec, channels: int, max_size: int, transform=None):
+    def __init__(self, images: list, masks: list, spec: ClassSpec, channels: int, max_size: int, transform=None,
+                 scale_masks: bool = True):
         self.images, self.masks, self.spec = images, masks, spec
         self.channels, self.max_size, self.transform = channels, max_size, transform
+        self.scale_masks = scale_masks  # False: full-size masks, yielded as {"mask", "size"} for full_res_collate
 
     def __len__(self) -> int:
         return len(self.images)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor | dict]:
         image, mask = self.images[i], self.masks[i]
         if isinstance(image, Path):
-            image, mask = load_pair(image, mask, self.spec, self.channels, self.max_size)
+            image, mask = load_pair(image, mask, self.spec, self.channels, self.max_size, self.scale_masks)
         image = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
         mask = torch.from_numpy(np.ascontiguousarray(mask))
         if self.transform is not None:
             image, mask = self.transform(image, mask)
+        if not self.scale_masks:
+            return image, {"mask": mask, "size": torch.tensor(image.shape[-2:]), "full_size": torch.tensor(mask.shape)}
         return image, mask
 
 
 def pad_collate(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
     """Stack pairs of different sizes: images padded with 0, masks with IGNORE (bottom and right)."""
-    h = max(img.shape[-2] for img, _ in batch)
-    w = max(img.shape[-1] for img, _ in batch)
+    h, w = (max(img.shape[d] for img, _ in batch) for d in (-2, -1))
+    mask_h, mask_w = (max(mask.shape[d] for _, mask in batch) for d in (-2, -1))  # full-size masks may be larger
     images = torch.zeros(len(batch), batch[0][0].shape[0], h, w, dtype=torch.uint8)
-    masks = torch.full((len(batch), h, w), IGNORE, dtype=torch.int64)
+    masks = torch.full((len(batch), mask_h, mask_w), IGNORE, dtype=torch.int64)
     for i, (img, mask) in enumerate(batch):
         images[i, :, : img.shape[-2], : img.shape[-1]] = img
         masks[i, : mask.shape[-2], : mask.shape[-1]] = mask
     return images, masks
 
 
+def full_res_collate(batch: list[tuple[torch.Tensor, dict]]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Like pad_collate, for shrunk images with full-size masks: targets are {"mask": (N, H, W) padded with
+    IGNORE, "size" and "full_size": (N, 2), each image's (h, w) and its mask's (H, W) before padding}."""
+    images, masks = pad_collate([(image, target["mask"]) for image, target in batch])
+    return images, {"mask": masks, "size": torch.stack([target["size"] for _, target in batch]),
+                    "full_size": torch.stack([target["full_size"] for _, target in batch])}
+
+
 def decode_split(images: list[Path], masks: list[Path], spec: ClassSpec, channels: int, max_size: int,
-                 cache: str) -> tuple[list, list]:
+                 cache: str, scale_masks: bool = True) -> tuple[list, list]:
     """Decode into memory when ``cache`` allows (auto: under 4 GiB), else keep the paths."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -257,7 +274,7 @@ def decode_split(images: list[Path], masks: list[Path], spec: ClassSpec, channel
     if cache == "none" or (cache == "auto" and estimate > CACHE_LIMIT_BYTES):
         return list(images), list(masks)
     with ThreadPoolExecutor(2) as pool:
-        pairs = list(pool.map(lambda im_mask: load_pair(*im_mask, spec, channels, max_size), zip(images, masks)))
+        pairs = list(pool.map(lambda pair: load_pair(*pair, spec, channels, max_size, scale_masks), zip(images, masks)))
     return [p[0] for p in pairs], [p[1] for p in pairs]
 
 
@@ -290,7 +307,7 @@ def load_segment_data(source: str, *, val_split: float = 0.0, seed: int = 0, cac
     """Find, pair, check and (if small) decode a segmentation data set; see the module docstring.
 
     ``meta`` (a checkpoint's) fixes classes and channels when evaluating; with ``for_eval`` only the
-    validation split is loaded (the whole source if it has none).
+    validation split is loaded (the whole source if it has none), its masks at full size.
     """
     if source.split(":")[0] == "shapes":
         splits, spec = synthetic_splits(source, seed)
@@ -318,9 +335,10 @@ def load_segment_data(source: str, *, val_split: float = 0.0, seed: int = 0, cac
     stats = class_pixel_stats(splits["train"].infos, spec) if "train" in splits else None
     for split in splits.values():
         if split.images and isinstance(split.images[0], Path):
-            split.images, split.masks = decode_split(split.images, split.masks, spec, channels, max_size, cache)
+            split.images, split.masks = decode_split(split.images, split.masks, spec, channels, max_size, cache,
+                                                     scale_masks=not for_eval)
         else:
-            split.images, split.masks = _scaled_arrays(split.images, split.masks, channels, max_size)
+            split.images, split.masks = _scaled_arrays(split.images, split.masks, channels, max_size, not for_eval)
     return SegmentData(splits.get("train"), splits["val"], spec, channels, stats)
 
 
@@ -330,13 +348,13 @@ def _kept(images: list[Path], masks: list[Path], infos: list[MaskInfo], problems
     return RawSplit([images[i] for i in keep], [masks[i] for i in keep], [infos[i] for i in keep])
 
 
-def _scaled_arrays(images: list[np.ndarray], masks: list[np.ndarray], channels: int, max_size: int
-                   ) -> tuple[list, list]:
+def _scaled_arrays(images: list[np.ndarray], masks: list[np.ndarray], channels: int, max_size: int,
+                   scale_masks: bool = True) -> tuple[list, list]:
     out_images, out_masks = [], []
     for image, mask in zip(images, masks):
         if image.shape[-1] != channels:
             image = pil_to_array(Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image), channels)
-        image, mask = scale_pair(image, mask, max_size)
+        image, mask = scale_pair(image, mask, max_size, scale_masks)
         out_images.append(image)
         out_masks.append(mask)
     return out_images, out_masks

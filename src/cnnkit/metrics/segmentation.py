@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from cnnkit.data.masks import IGNORE
@@ -47,8 +48,18 @@ class SegmentationMetrics:
         self.confusion = MulticlassConfusionMatrix(len(classes), ignore_index=IGNORE, validate_args=False).to(device)
         self._last: dict[str, torch.Tensor] = {}
 
-    def update(self, outputs: torch.Tensor, targets: torch.Tensor) -> None:
-        self.confusion.update(logits_to_ids(outputs.float()), targets)
+    def update(self, outputs: torch.Tensor, targets: torch.Tensor | dict[str, torch.Tensor]) -> None:
+        """``targets``: masks at the outputs' size, or {"mask": full-size masks, "size" and "full_size": (N, 2)
+        each image's (h, w) in the batch and its mask's}: each image's logits are then resized (bilinear)
+        to its mask's full size."""
+        if isinstance(targets, torch.Tensor):
+            self.confusion.update(logits_to_ids(outputs.float()), targets)
+            return
+        sizes, full_sizes = targets["size"].tolist(), targets["full_size"].tolist()
+        for logits, mask, (h, w), (full_h, full_w) in zip(outputs.float(), targets["mask"], sizes, full_sizes):
+            resized = F.interpolate(logits[None, :, :h, :w], size=(full_h, full_w), mode="bilinear",
+                                    align_corners=False)
+            self.confusion.update(logits_to_ids(resized), mask[None, :full_h, :full_w])
 
     def reset(self) -> None:
         self.confusion.reset()

@@ -14,7 +14,14 @@ from torch import nn
 from cnnkit.config import TrainConfig
 from cnnkit.data.images import pil_to_array, read_image
 from cnnkit.data.masks import class_weights
-from cnnkit.data.segment import SegmentDataset, image_size, load_segment_data, pad_collate, scaled_size
+from cnnkit.data.segment import (
+    SegmentDataset,
+    full_res_collate,
+    image_size,
+    load_segment_data,
+    pad_collate,
+    scaled_size,
+)
 from cnnkit.data.transforms import SegmentTransform
 from cnnkit.errors import CnnkitError
 from cnnkit.log import LOGGER
@@ -52,15 +59,19 @@ class SegmentTask:
                         class_weights=weights)
             if weights is not None:
                 LOGGER.info("class weights (%s): %s", cfg.class_weights, " ".join(f"{w:.3f}" for w in weights))
-        if max_size:
-            LOGGER.info("segment: images and masks (nearest) shrunk to at most %d px, so validation metrics are "
-                        "at the training scale; predictions are resized back to each image's full size", max_size)
+        # evaluation alone compares with full-size masks (logits resized per image); training validates at
+        # the training scale, which is cheaper and what the model sees
+        full_res = for_eval and max_size > 0
+        if max_size and not for_eval:
+            LOGGER.info("segment: images and masks (nearest) shrunk to at most %d px: validation during training "
+                        "is at that scale; `cnnkit val` and predictions are at each image's full size", max_size)
         train = None
         if data.train is not None:
             transform = SegmentTransform(cfg.augment, tuple(meta["crop"]), channels=data.channels)
             train = SegmentDataset(data.train.images, data.train.masks, data.spec, data.channels, max_size, transform)
-        val = SegmentDataset(data.val.images, data.val.masks, data.spec, data.channels, max_size)
-        return TaskData(train, val, meta, collate_fn=pad_collate)
+        val = SegmentDataset(data.val.images, data.val.masks, data.spec, data.channels, max_size,
+                             scale_masks=not full_res)
+        return TaskData(train, val, meta, collate_fn=full_res_collate if full_res else pad_collate)
 
     def build_model(self, cfg: TrainConfig, meta: dict[str, Any]) -> nn.Module:
         return build_image_model({**meta, "model": cfg.model, "model_args": dict(cfg.model_args)},
