@@ -88,3 +88,10 @@ def test_val_with_max_size_scores_full_size_masks(tmp_path, capsys):
     present = sorted(set(truth) | set(pred))
     assert reported["miou"] == pytest.approx(jaccard_score(truth, pred, labels=present, average="macro"), abs=1e-6)
     assert reported["pixel_acc"] == pytest.approx((truth == pred).mean(), abs=1e-6)
+
+
+def test_demo_segment_smoke(tmp_path, capsys):
+    assert main(["demo", "--task", "segment", "--epochs", "1", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "cnnkit demo (segment): background + 4 shape classes" in out and "validation mIoU" in out
+    assert len(list((tmp_path / "predictions_segment").glob("*_overlay.png"))) == 6

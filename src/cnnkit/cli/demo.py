@@ -79,13 +79,15 @@ def demo_segment(project: Path, epochs: int) -> None:
     print(f"masks, colour masks and overlays in {out}")
 
 
-DEMOS = {"classify": demo_classify, "segment": demo_segment}
+# task -> (the demo, what its data holds)
+DEMOS = {"classify": (demo_classify, f"{len(SHAPE_NAMES)} shape classes"),
+         "segment": (demo_segment, f"background + {len(SHAPE_NAMES)} shape classes")}
 
 
 def run_demo(project: Path, epochs: int = 0, tasks: tuple[str, ...] = tuple(DEMOS)) -> None:
     """Generate shapes, train, evaluate, predict new images, and say where everything went."""
     for task in tasks:
-        classes = ("background + " if task == "segment" else "") + f"{len(SHAPE_NAMES)} shape classes"
+        demo, classes = DEMOS[task]
         print(f"cnnkit demo ({task}): {classes} ({', '.join(SHAPE_NAMES)}), synthetic scenes")
-        DEMOS[task](project, epochs)
+        demo(project, epochs)
 
