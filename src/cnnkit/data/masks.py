@@ -20,6 +20,13 @@ from cnnkit.errors import CnnkitError
 from cnnkit.log import LOGGER
 
 IGNORE = 255  # internal id of ignored pixels
+UNKNOWN = 254  # internal id of values outside the classes, found and reported before training
+
+
+def pack(colour) -> int:
+    """(r, g, b) -> 0xRRGGBB, the form RGB masks are compared in."""
+    r, g, b = colour
+    return (int(r) << 16) | (int(g) << 8) | int(b)
 
 
 def default_colours(n: int) -> list[tuple[int, int, int]]:
@@ -60,14 +67,29 @@ class ClassSpec:
             raise CnnkitError(f"{self.source}: {len(self.names)} classes; at most 254 are supported")
 
     def value_lut(self) -> np.ndarray:
-        """(65536,) uint8: disk value -> class id; unknown values map to 254 (reported by the checks)."""
+        """(65536,) uint8: disk value -> class id; unknown values map to UNKNOWN (reported by the checks).
+        Binary masks: 0 is background and any other value foreground; the ignore index counts only
+        when it is neither 1 nor 255, which mean foreground there."""
         if self._lut is None:
-            lut = np.full(65536, 254, np.uint8)
-            lut[self.ignore_value] = IGNORE
-            for i, v in enumerate(self.values):
-                lut[v] = i
+            if self.binary:
+                lut = np.ones(65536, np.uint8)
+                lut[0] = 0
+                if self.ignore_value not in (1, 255):
+                    lut[self.ignore_value] = IGNORE
+            else:
+                lut = np.full(65536, UNKNOWN, np.uint8)
+                lut[self.ignore_value] = IGNORE
+                for i, v in enumerate(self.values):
+                    lut[v] = i
             self._lut = lut
         return self._lut
+
+    def colour_ids(self) -> dict[int, int]:
+        """Packed 0xRRGGBB colour -> class id, the ignore row's colour -> IGNORE."""
+        ids = {pack(c): i for i, c in enumerate(self.colours)}
+        if self.ignore_colour is not None:
+            ids[pack(self.ignore_colour)] = IGNORE
+        return ids
 
     def to_meta(self) -> dict:
         return {"classes": list(self.names), "values": list(self.values), "colours": [list(c) for c in self.colours],
@@ -184,9 +206,7 @@ def check_masks(infos: Sequence[MaskInfo], mask_paths: Sequence[Path], image_siz
     """Every problem found, by mask file: size mismatches, values outside the classes, unknown RGB colours."""
     problems: dict[Path, str] = {}
     known_values = set(spec.values) | {spec.ignore_value}
-    known_colours = {(r << 16) | (g << 8) | b for r, g, b in spec.colours}
-    if spec.ignore_colour is not None:
-        known_colours.add((spec.ignore_colour[0] << 16) | (spec.ignore_colour[1] << 8) | spec.ignore_colour[2])
+    known_colours = set(spec.colour_ids())
     found_outside: set[int] = set()
     for info, path, size in zip(infos, mask_paths, image_sizes):
         if info.size != size:
@@ -231,40 +251,33 @@ def report_problems(problems: Sequence[str], what: str, skip_bad: bool) -> None:
 def decode_mask(path: Path, spec: ClassSpec) -> np.ndarray:
     """``(H, W)`` uint8 class ids (IGNORE for ignored pixels) of the mask file at ``path``."""
     arr, kind = read_mask_array(path)
-    if spec.binary:
-        out = (arr > 0).astype(np.uint8)
-        if spec.ignore_value not in (1, 255):  # 255 and 1 mean foreground in binary masks
-            out[arr == spec.ignore_value] = IGNORE
+    if kind == "rgb" and spec.binary:
+        arr = (arr > 0).astype(np.int32)  # a black-and-white mask saved as RGB
+    elif kind == "rgb":
+        table = spec.colour_ids()
+        colours = np.asarray(sorted(table))
+        pos = np.clip(np.searchsorted(colours, arr), 0, len(colours) - 1)
+        out = np.asarray([table[c] for c in colours.tolist()], np.uint8)[pos]
+        out[colours[pos] != arr] = IGNORE  # unknown colours (reported by the checks) count for nothing
         return out
-    if kind == "rgb":
-        colours = [(r << 16) | (g << 8) | b for r, g, b in spec.colours]
-        ids = list(range(len(colours)))
-        if spec.ignore_colour is not None:
-            colours.append((spec.ignore_colour[0] << 16) | (spec.ignore_colour[1] << 8) | spec.ignore_colour[2])
-            ids.append(IGNORE)
-        order = np.argsort(colours)
-        sorted_colours = np.asarray(colours)[order]
-        pos = np.clip(np.searchsorted(sorted_colours, arr), 0, len(colours) - 1)
-        out = np.asarray(ids, np.uint8)[order][pos]
-        out[sorted_colours[pos] != arr] = IGNORE  # unknown colours (reported by the checks) count for nothing
-        return out
-    return spec.value_lut()[arr]
+    out = spec.value_lut()[arr]
+    out[out == UNKNOWN] = IGNORE
+    return out
 
 
 def class_pixel_stats(infos: Sequence[MaskInfo], spec: ClassSpec) -> tuple[np.ndarray, np.ndarray]:
     """Per class: pixels of the class, and pixels of the images where the class appears (float64 each)."""
     n = len(spec.names)
     pixels, image_pixels = np.zeros(n), np.zeros(n)
-    lut = {v: i for i, v in enumerate(spec.values)}
-    colour_lut = {(r << 16) | (g << 8) | b: i for i, (r, g, b) in enumerate(spec.colours)}
+    lut, colour_ids = spec.value_lut(), spec.colour_ids()
     for info in infos:
         per_class = np.zeros(n)
         for value, count in info.counts.items():
-            if spec.binary:
-                cid = None if value == spec.ignore_value and value not in (1, 255) else int(value > 0)
+            if info.kind == "rgb":
+                cid = int(value > 0) if spec.binary else colour_ids.get(value, IGNORE)
             else:
-                cid = (colour_lut if info.kind == "rgb" else lut).get(value)
-            if cid is not None:
+                cid = int(lut[value]) if 0 <= value < len(lut) else IGNORE
+            if cid < n:  # IGNORE and UNKNOWN count for no class
                 per_class[cid] += count
         labelled = per_class.sum()
         pixels += per_class
