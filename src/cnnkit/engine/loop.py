@@ -35,24 +35,26 @@ def train_one_epoch(model: nn.Module, loader: Iterable, loss_fn: Callable, optim
                     scheduler: torch.optim.lr_scheduler.LRScheduler, *, device: torch.device,
                     scaler: torch.amp.GradScaler, ema: torch.optim.swa_utils.AveragedModel | None = None,
                     amp: bool = False, grad_clip: float = 0.0, channels_last: bool = False,
-                    batch_transform: Callable | None = None,
+                    batch_transform: Callable | None = None, forward: Callable | None = None,
                     progress: Callable[[dict[str, float]], None] | None = None) -> dict[str, float]:
     """One pass over ``loader``; returns mean training loss and images per second.
 
-    ``batch_transform(images, targets)`` augments each batch on the device before the forward pass.
+    ``images`` is a batch tensor or a list of image tensors. ``batch_transform(images, targets)``
+    augments each batch on the device before the forward pass; ``forward(model, images, targets)``
+    replaces ``model(images)`` for models that compute their losses from the targets (detection).
     """
     model.train()
     loss_sum = torch.zeros((), device=device)
     seen, start = 0, time.perf_counter()
     for step, (images, targets) in enumerate(loader):
-        images, targets = images.to(device, non_blocking=True), to_device(targets, device)
+        images, targets = to_device(images, device), to_device(targets, device)
         if batch_transform is not None:
             images, targets = batch_transform(images, targets)
-        if channels_last:
+        if channels_last and isinstance(images, torch.Tensor):
             images = images.contiguous(memory_format=torch.channels_last)
 
         with autocast(device, amp):
-            outputs = model(images)
+            outputs = forward(model, images, targets) if forward is not None else model(images)
             loss = loss_fn(outputs, targets)
 
         optimizer.zero_grad(set_to_none=True)
@@ -66,7 +68,7 @@ def train_one_epoch(model: nn.Module, loader: Iterable, loss_fn: Callable, optim
         if ema is not None:
             ema.update_parameters(model)
 
-        n = images.shape[0]
+        n = len(images)
         loss_sum += loss.detach().float() * n
         seen += n
         if progress is not None and (step % 10 == 0 or step == len(loader) - 1):
@@ -75,7 +77,8 @@ def train_one_epoch(model: nn.Module, loader: Iterable, loss_fn: Callable, optim
                 raise CnnkitError(f"training loss became {mean_loss} at step {step}; lower --lr or use --grad-clip")
             progress({"loss": mean_loss, "img/s": seen / (time.perf_counter() - start), "step": step + 1})
     elapsed = time.perf_counter() - start
-    return {"train_loss": float(loss_sum) / max(1, seen), "train_img_s": seen / max(elapsed, 1e-9)}
+    return {"train_loss": float(loss_sum) / max(1, seen), "train_img_s": seen / max(elapsed, 1e-9),
+            "train_s": elapsed}
 
 
 @torch.no_grad()
@@ -85,26 +88,29 @@ def evaluate(model: nn.Module, loader: Iterable, metrics: Any, *, device: torch.
     """Stream ``loader`` through ``model`` into ``metrics``; returns the metrics and the mean loss.
 
     ``forward(model, images)`` replaces ``model(images)`` (test-time augmentation, for instance).
+    A ``loss_fn`` that returns None (detection models give no losses in eval mode) adds no val_loss.
     """
     model.eval()
     metrics.reset()
     loss_sum = torch.zeros((), device=device)
-    seen, start = 0, time.perf_counter()
+    seen, losses_seen, start = 0, 0, time.perf_counter()
     for images, targets in loader:
-        images = images.to(device, non_blocking=True)
-        if channels_last:
+        images = to_device(images, device)
+        if channels_last and isinstance(images, torch.Tensor):
             images = images.contiguous(memory_format=torch.channels_last)
         targets = to_device(targets, device)
 
         with autocast(device, amp):
             outputs = forward(model, images) if forward is not None else model(images)
-            if loss_fn is not None:
-                loss_sum += loss_fn(outputs, targets).float() * images.shape[0]
+            loss = loss_fn(outputs, targets) if loss_fn is not None else None
+        if loss is not None:
+            loss_sum += loss.float() * len(images)
+            losses_seen += len(images)
 
         metrics.update(outputs, targets)
-        seen += images.shape[0]
+        seen += len(images)
     results = metrics.compute()
-    if loss_fn is not None:
-        results["val_loss"] = float(loss_sum) / max(1, seen)
+    if losses_seen:
+        results["val_loss"] = float(loss_sum) / losses_seen
     results["val_img_s"] = seen / max(time.perf_counter() - start, 1e-9)
     return results

@@ -198,11 +198,11 @@ def fit(cfg: TrainConfig, on_epoch_end: Callable[[int, dict], None] | None = Non
         row.update(train_one_epoch(train_model, train_loader, loss_fn, parts.optimizer, parts.scheduler,
                                    device=device, scaler=parts.scaler, ema=parts.ema, amp=cfg.amp,
                                    grad_clip=cfg.grad_clip, channels_last=cfg.channels_last,
-                                   batch_transform=data.batch_transform, progress=log.progress))
+                                   batch_transform=data.batch_transform, forward=data.train_forward,
+                                   progress=log.progress))
         row.update(evaluate(parts.eval_model, val_loader, metrics, device=device, loss_fn=loss_fn, amp=cfg.amp,
                             forward=tta, channels_last=cfg.channels_last))
-        for key in ("train_loss", "val_loss"):
-            row[key] = dist_utils.reduce_mean(row[key], info, device)
+        row.update({k: dist_utils.reduce_mean(row[k], info, device) for k in ("train_loss", "val_loss") if k in row})
         row["lr"] = parts.optimizer.param_groups[0]["lr"]
         row["time_s"] = elapsed0 + time.perf_counter() - t0
         end_epoch(parts, cfg, row, run_dir, info.is_main, metrics)

@@ -8,10 +8,12 @@ relative to the input: 2, 4, 8, 16, 32) so that any decoder can be put on top of
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
+from torchvision.ops import FrozenBatchNorm2d
 
 from cnnkit.errors import CnnkitError, did_you_mean
 from cnnkit.models.basic_cnn import conv_bn_relu
@@ -78,12 +80,40 @@ def _dilate(module: nn.Module, dilation: int) -> None:
                 conv.dilation, conv.padding = (dilation, dilation), (dilation, dilation)
 
 
-class ResNetEncoder(nn.Module):
-    """torchvision ResNet body: stem (stride 2), then layer1..layer4 (strides 4, 8, 16, 32)."""
+def group_norm(channels: int) -> nn.GroupNorm:
+    """GroupNorm with up to 32 groups that divide ``channels`` (32 for every ResNet width)."""
+    return nn.GroupNorm(math.gcd(channels, 32), channels)
 
-    def __init__(self, arch: str, in_chans: int, pretrained: str = "", output_stride: int = 32):
+
+# norm name -> torchvision ``norm_layer``; None keeps the architecture's own BatchNorm
+NORM_LAYERS: dict[str, Callable[[int], nn.Module] | None] = {
+    "batch": None,
+    "group": group_norm,  # statistics per image: independent of the batch size
+    "frozen": FrozenBatchNorm2d,  # fixed pretrained statistics, as torchvision fine-tunes detectors
+}
+
+
+def norm_layer(norm: str) -> Callable[[int], nn.Module] | None:
+    if norm not in NORM_LAYERS:
+        raise CnnkitError(f"unknown norm '{norm}'.{did_you_mean(norm, NORM_LAYERS)} Norms: {', '.join(NORM_LAYERS)}")
+    return NORM_LAYERS[norm]
+
+
+def _norm_kw(norm: str) -> dict:
+    layer = norm_layer(norm)
+    return {} if layer is None else {"norm_layer": layer}
+
+
+class ResNetEncoder(nn.Module):
+    """torchvision ResNet body: stem (stride 2), then layer1..layer4 (strides 4, 8, 16, 32).
+
+    ``norm``: batch (default), group or frozen (see ``NORM_LAYERS``).
+    """
+
+    def __init__(self, arch: str, in_chans: int, pretrained: str = "", output_stride: int = 32,
+                 norm: str = "batch"):
         super().__init__()
-        net = build_torchvision(arch, 1000, in_chans, pretrained)
+        net = build_torchvision(arch, 1000, in_chans, pretrained, **_norm_kw(norm))
         self.stem = nn.Sequential(net.conv1, net.bn1, net.relu)
         self.pool = net.maxpool
         self.layers = nn.ModuleList([net.layer1, net.layer2, net.layer3, net.layer4])
@@ -107,9 +137,10 @@ class ResNetEncoder(nn.Module):
 class MobileNetV3Encoder(nn.Module):
     """torchvision MobileNetV3 ``features``, tapped at the last block of each resolution."""
 
-    def __init__(self, arch: str, in_chans: int, pretrained: str = "", output_stride: int = 32):
+    def __init__(self, arch: str, in_chans: int, pretrained: str = "", output_stride: int = 32,
+                 norm: str = "batch"):
         super().__init__()
-        net = build_torchvision(arch, 1000, in_chans, pretrained, dilated=output_stride == 16)
+        net = build_torchvision(arch, 1000, in_chans, pretrained, dilated=output_stride == 16, **_norm_kw(norm))
         self.features = net.features
         self.taps, self.out_channels, self.strides = self._find_taps(in_chans)
 

@@ -27,11 +27,25 @@ class ImageModel(nn.Module):
         self.register_buffer("std", torch.tensor(meta["std"], dtype=torch.float32).view(1, c, 1, 1))
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, C, H, W)`` or one ``(C, H, W)`` image -> normalised float."""
         x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+        if x.ndim == 3:
+            return (x - self.mean[0]) / self.std[0]
         return (x - self.mean) / self.std
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(self.normalize(x))
+    def forward(self, x: torch.Tensor | list[torch.Tensor], *args: Any) -> Any:
+        """A batch tensor, or a list of ``(C, H, W)`` images of any sizes (detection); ``args`` (the
+        detection targets in training) pass through to the network.
+
+        A list of images of different sizes is run one image at a time in evaluation: batching pads
+        them to one size, and GroupNorm's per-image statistics would then count the padding.
+        """
+        if not isinstance(x, (list, tuple)):
+            return self.net(self.normalize(x), *args)
+        x = [self.normalize(im) for im in x]
+        if not self.training and not args and len({im.shape for im in x}) > 1:
+            return [out for im in x for out in self.net([im])]
+        return self.net(x, *args)
 
 
 def build_image_model(meta: dict[str, Any], pretrained: str = "") -> ImageModel:

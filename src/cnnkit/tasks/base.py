@@ -28,6 +28,8 @@ class TaskData:
     collate_fn: Callable | None = None
     # (images, targets) -> (images, targets) on the device, for whole-batch training augmentation
     batch_transform: Callable[[torch.Tensor, Any], tuple[torch.Tensor, Any]] | None = None
+    # (model, images, targets) -> outputs, for models that compute their losses inside (detection)
+    train_forward: Callable[[nn.Module, Any, Any], Any] | None = None
 
 
 class Metrics(Protocol):
