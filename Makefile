@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test lint bench bench-camvid clean
+.PHONY: venv demo test lint bench bench-camvid bench-dsb2018 clean
 
 venv: $(STAMP)
 
@@ -28,6 +28,9 @@ bench: $(STAMP)
 bench-camvid: $(STAMP)
 	$(BIN)/python -m pip install -qq --disable-pip-version-check -e '.[bench]'
 	$(BIN)/python benchmarks/camvid.py --data ../shared/datasets/camvid
+
+bench-dsb2018: $(STAMP)
+	$(BIN)/python benchmarks/dsb2018.py --data ../shared/datasets/dsb2018
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info src/*.egg-info

@@ -59,7 +59,8 @@ class Model:
     def predict(self, images: ImageLike | Sequence[ImageLike], batch: int = 32, **options: Any) -> list[dict]:
         """Predict one image or a list (paths, PIL images, HxWxC arrays, CxHxW tensors).
 
-        ``options`` go to the task's predictor (classify: topk, tta; segment: tta, mode, tile, overlap, probs).
+        ``options`` go to the task's predictor (classify: topk, tta; segment: tta, mode, tile, overlap, probs;
+        instance and detect: score_thresh, nms_thresh, max_det, tile, overlap).
         """
         accepted = task_options(self.task)
         unknown = sorted(set(options) - set(accepted))

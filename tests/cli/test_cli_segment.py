@@ -93,5 +93,5 @@ def test_val_with_max_size_scores_full_size_masks(tmp_path, capsys):
 def test_demo_segment_smoke(tmp_path, capsys):
     assert main(["demo", "--task", "segment", "--epochs", "1", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "cnnkit demo (segment): background + 4 shape classes" in out and "validation mIoU" in out
+    assert "cnnkit demo (segment): background + 4 shape classes" in out and "validation: miou=" in out
     assert len(list((tmp_path / "predictions_segment").glob("*_overlay.png"))) == 6

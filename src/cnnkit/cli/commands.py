@@ -76,12 +76,23 @@ def cmd_predict(args: argparse.Namespace) -> int:
             rows.append({"path": str(path), **model.task.csv_row(pred)})
             if len(records) <= 10:
                 print(f"{path}: {model.task.describe(pred)}")
+    write_results = getattr(model.task, "write_results", None)  # tasks with a standard results file (COCO)
+    if write_results is not None:
+        write_results(records, model.meta, out)
     atomic_write_csv(out / "predictions.csv", rows)
     atomic_write_bytes(out / "predictions.json", json.dumps(records, indent=2).encode())
     if len(records) > 10:
         print(f"... and {len(records) - 10} more")
     print(f"{len(records)} images in {time.perf_counter() - start:.1f}s; predictions.csv, predictions.json "
           f"and per-image files in {out}")
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from cnnkit.data.convert import convert
+
+    written = convert(args.source, args.to, args.out, skip_bad=args.skip_bad)
+    print(f"wrote {', '.join(str(p) for p in written)}")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""``cnnkit`` command line: train, val, predict, models, summary, demo (classify and segment)."""
+"""``cnnkit`` command line: train, val, predict, data, models, summary, demo (classify, segment, instance, detect)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,11 @@ EXAMPLES = {
   cnnkit train segment --data shapes --model unet_basic --epochs 5
   cnnkit train segment --data ../shared/datasets/camvid --model unet_resnet18 --ignore-index 11 \
       --class-weights median --max-size 240 --loss ce+dice
-  cnnkit train segment --data nuclei/ --model unet_resnet18 --binary --imgsz 256""",
+  cnnkit train segment --data nuclei/ --model unet_resnet18 --binary --imgsz 256
+  cnnkit train instance --data shapes --model maskrcnn_resnet18 --imgsz 96 --epochs 10
+  cnnkit train instance --data coco/annotations.json --model maskrcnn_resnet50 --pretrained r50.pth
+  cnnkit train instance --config benchmarks/recipes/dsb2018_maskrcnn.yaml --data ../shared/datasets/dsb2018
+  cnnkit train detect --data yolo_folder/ --model fasterrcnn_mobilenet_v3_large --imgsz 512""",
     "val": """examples:
   cnnkit val --weights runs/classify/exp/best.pt --data path/to/images
   cnnkit val --weights best.pt --data labels.csv --tta""",
@@ -30,7 +34,13 @@ EXAMPLES = {
   cnnkit predict --weights runs/classify/exp/best.pt photo.jpg more_photos/ 'shots/*.png'
   cnnkit predict --weights best.pt images/ --topk 3 --out predictions
   cnnkit predict --weights runs/segment/exp/best.pt street.png --tta --probs
-  cnnkit predict --weights best.pt huge_scan.tif --mode slide --tile 512 --overlap 0.25""",
+  cnnkit predict --weights best.pt huge_scan.tif --mode slide --tile 512 --overlap 0.25
+  cnnkit predict --weights runs/instance/exp/best.pt cells/ --score-thresh 0.3 --max-det 500
+  cnnkit predict --weights best.pt slide.png --tile 512 --overlap 0.2   (instance: tiles merged)""",
+    "data": """examples:
+  cnnkit data convert ../shared/datasets/dsb2018 --to coco --out dsb_coco
+  cnnkit data convert dsb_coco/annotations.json --to yolo --out dsb_yolo
+  cnnkit data convert dsb_yolo --to masks --out dsb_maps""",
     "models": "examples:\n  cnnkit models\n  cnnkit models --task segment --imgsz 256\n  cnnkit models --no-flops",
     "summary": ("examples:\n  cnnkit summary basic_cnn --imgsz 28 --in-chans 1\n  cnnkit summary resnet18 --imgsz 224\n"
                 "  cnnkit summary unet_resnet18 --imgsz 256 --num-classes 11"),
@@ -62,6 +72,24 @@ def _add_inference_flags(parser: argparse.ArgumentParser, batch: int) -> None:
     parser.add_argument("--tta", action="store_true", help="average over a horizontal flip")
 
 
+def _add_predict_flags(p: argparse.ArgumentParser) -> None:
+    """Each task's prediction options; a task takes those its predictor accepts."""
+    p.add_argument("--topk", type=int, default=5, help="classify: classes to report per image")
+    p.add_argument("--mode", default="auto", choices=("auto", "whole", "slide"),
+                   help="segment: whole image, sliding window, or auto (slide above 4 training crops)")
+    p.add_argument("--tile", type=int, default=0, help="segment, instance: tile side (pixels) [default: segment the "
+                   "training crop; instance twice it, tiling only images over four crops]")
+    p.add_argument("--overlap", type=float, default=0.25, help="segment, instance: tile overlap (fraction of a tile)")
+    p.add_argument("--score-thresh", type=float, default=0.5, help="instance, detect: lowest score kept")
+    p.add_argument("--nms-thresh", type=float, default=0.5,
+                   help="instance, detect: box IoU above which the lower-scored same-class detection is dropped")
+    p.add_argument("--max-det", type=int, default=0, help="instance, detect: most objects per image [default: model's]")
+    p.add_argument("--probs", action="store_true", help="segment: also save class probabilities (<stem>_probs.npy)")
+    p.add_argument("--out", default="", help="output folder [default: runs/<task>/predict, predict2, ...]")
+    p.add_argument("--no-images", action="store_true",
+                   help="no annotated pictures (segment still writes the index masks)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cnnkit", description="Train, evaluate and use CNNs on images.")
     parser.add_argument("--version", action="version", version=f"cnnkit {__version__}")
@@ -75,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     p = add("train", "train a model for a task")
-    p.add_argument("task", help="task to train: classify or segment")
+    p.add_argument("task", help="task to train: classify, segment, instance (masks) or detect (boxes)")
     p.add_argument("--config", help="YAML recipe of config fields; flags given here override it")
     _add_config_flags(p)
 
@@ -89,15 +117,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("predict", "predict images with a checkpoint")
     _add_inference_flags(p, batch=32)
     p.add_argument("sources", nargs="+", metavar="SOURCE", help="image files, folders or globs")
-    p.add_argument("--topk", type=int, default=5, help="classify: classes to report per image")
-    p.add_argument("--mode", default="auto", choices=("auto", "whole", "slide"),
-                   help="segment: whole image, sliding window, or auto (slide above 4 training crops)")
-    p.add_argument("--tile", type=int, default=0, help="segment: sliding-window tile side [default: training crop]")
-    p.add_argument("--overlap", type=float, default=0.25, help="segment: tile overlap (fraction of a tile)")
-    p.add_argument("--probs", action="store_true", help="segment: also save class probabilities (<stem>_probs.npy)")
-    p.add_argument("--out", default="", help="output folder [default: runs/<task>/predict, predict2, ...]")
-    p.add_argument("--no-images", action="store_true",
-                   help="no annotated pictures (segment still writes the index masks)")
+    _add_predict_flags(p)
+
+    p = add("data", "convert instance annotations between COCO JSON, YOLO text files and instance-map folders")
+    p.add_argument("action", choices=("convert",), help="what to do")
+    p.add_argument("source", help="annotations in any instance layout (a COCO .json, or a folder)")
+    p.add_argument("--to", required=True, choices=("coco", "yolo", "masks"), help="output format")
+    p.add_argument("--out", required=True, help="output folder (new or empty)")
+    p.add_argument("--skip-bad", action="store_true", help="skip missing images with a warning")
 
     p = add("models", "list registered models with parameters and FLOPs")
     p.add_argument("--task", default=None, help="only models of this task")
@@ -112,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("demo", "generate synthetic shapes; train, evaluate and predict each task, about a minute each on a CPU")
     p.add_argument("--epochs", type=int, default=0, help="override the demo's epochs")
-    p.add_argument("--task", action="append", choices=("classify", "segment"),
+    p.add_argument("--task", action="append", choices=("classify", "segment", "instance"),
                    help="run only this task's demo (repeatable) [default: all]")
     p.add_argument("--out", default="runs/demo", help="project folder for the demo's runs")
     return parser

@@ -70,3 +70,31 @@ def write_reports(folder: Path, per_class: list[dict], cm: torch.Tensor, classes
     rows = [{"true\\pred": name, **dict(zip(classes, row))} for name, row in zip(classes, cm.tolist())]
     atomic_write_csv(cm_csv, rows)
     return [per_class_csv, cm_csv, plot_confusion_matrix(cm, classes, folder / "confusion_matrix.png", annotate)]
+
+
+def plot_pr_curves(precision, recall_thresholds, classes: list[str], path: Path, title: str) -> Path:
+    """COCOeval precision ``(IoU, recall, class, area, maxdet)`` -> curves at IoU 0.50 and 0.75 (mean over
+    classes with ground truth) and per class at IoU 0.50 when there are few classes."""
+    fig, ax = plt.subplots(figsize=(6, 5))
+    p = precision[:, :, :, 0, -1]
+    for t, (iou, style) in enumerate(((0.50, "-"), (0.75, "--"))):
+        index = 0 if t == 0 else 5  # IoU thresholds 0.50, 0.55, ..., 0.95
+        curve = p[index]
+        valid = (curve > -1).all(0)
+        if valid.any():
+            ax.plot(recall_thresholds, curve[:, valid].mean(1), style, lw=2, label=f"all classes, IoU {iou:.2f}")
+    if 1 < len(classes) <= 10:
+        for k, name in enumerate(classes):
+            if (p[0, :, k] > -1).all():
+                ax.plot(recall_thresholds, p[0, :, k], lw=1, alpha=0.7, label=f"{name}, IoU 0.50")
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="lower left")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

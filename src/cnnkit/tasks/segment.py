@@ -51,7 +51,7 @@ class SegmentTask:
         if "mean" not in meta:
             crop = _crop_size(cfg.imgsz, data.train.images, max_size)
             mean, std = ((list(cfg.mean), list(cfg.std)) if cfg.mean and cfg.std
-                         else _stats(data.train.images, data.channels))
+                         else image_stats(data.train.images, data.channels))
             weights = class_weights(cfg.class_weights, *data.class_stats)
             meta.update(task=self.name, **data.spec.to_meta(), num_classes=len(data.spec.names),
                         num_outputs=1 if data.spec.binary else len(data.spec.names), in_chans=data.channels,
@@ -154,7 +154,7 @@ def _crop_size(imgsz: int, images: list, max_size: int) -> tuple[int, int]:
     return DEFAULT_CROP, DEFAULT_CROP
 
 
-def _stats(images: list, channels: int) -> tuple[list[float], list[float]]:
+def image_stats(images: list, channels: int) -> tuple[list[float], list[float]]:
     """Per-channel mean and std of 0..1 pixels over up to STATS_SAMPLES training images."""
     if not images:
         raise CnnkitError("the training split is empty; add image/mask pairs")

@@ -1,0 +1,282 @@
+"""Readers for the instance annotation formats users have; each gives ``InstanceItem``s and class names.
+
+- COCO JSON: polygons, RLE (compressed or not), iscrowd, boxes, categories with names.
+- Instance maps: ``images/`` + ``masks/``, one 8/16-bit PNG per image with one id per object and 0
+  for background (../shared/datasets/dsb2018). Optional classes: ``classes.txt`` (one name per line)
+  and a ``masks/<stem>.json`` of {id: class name} per image; otherwise one class, "object".
+- One binary PNG per object: ``masks/<stem>/*.png`` (or the DSB2018 original ``<id>/images/<id>.png``
+  + ``<id>/masks/*.png``).
+- YOLO segmentation: ``images/`` + ``labels/<stem>.txt`` with ``class x1 y1 x2 y2 ...`` normalised
+  polygons (``class cx cy w h`` lines are boxes) and names in ``classes.txt`` or ``data.yaml``.
+
+Rules for bad annotations: a polygon with fewer than 3 points is skipped, an object with nothing
+left is dropped, a box is clipped to its image and dropped if nothing is left: all counted in one
+warning per file. An unknown category or class index, a missing image file, a label without image
+or an empty image list is an error naming the file (``--skip-bad`` skips missing images instead).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import yaml
+from PIL import Image
+from pycocotools import mask as mask_util
+
+from cnnkit.data.images import is_image_file
+from cnnkit.data.instance import InstanceItem, Objects, masks_to_boxes_np, rle_of
+from cnnkit.data.masks import report_problems
+from cnnkit.data.segment import IMAGE_DIRS, MASK_DIRS, _child, image_size, pair_by_stem
+from cnnkit.errors import CnnkitError
+from cnnkit.log import LOGGER
+
+LABEL_DIRS = ("labels",)
+
+
+class Problems:
+    """Counted annotation problems of one file, reported as one warning line."""
+
+    def __init__(self, source: Path):
+        self.source, self.counts = source, Counter()
+
+    def add(self, what: str) -> None:
+        self.counts[what] += 1
+
+    def report(self) -> None:
+        if self.counts:
+            LOGGER.warning("warning: %s: %s", self.source, ", ".join(f"{n} {w}" for w, n in self.counts.items()))
+
+
+def clean_polygons(polygons: list, problems: Problems) -> list[list[float]]:
+    kept = []
+    for poly in polygons:
+        if len(poly) < 6 or len(poly) % 2:
+            problems.add("polygon(s) with fewer than 3 points skipped")
+        else:
+            kept.append([float(v) for v in poly])
+    return kept
+
+
+def clip_box(box: np.ndarray, size: tuple[int, int], problems: Problems) -> np.ndarray | None:
+    h, w = size
+    clipped = np.clip(box, 0, [w, h, w, h])
+    if not np.array_equal(clipped, box):
+        problems.add("box(es) outside the image clipped")
+    if clipped[2] - clipped[0] <= 0 or clipped[3] - clipped[1] <= 0:
+        problems.add("object(s) with an empty box dropped")
+        return None
+    return clipped
+
+
+def polygon_box(polygons: list[list[float]]) -> np.ndarray:
+    pts = np.concatenate([np.asarray(p).reshape(-1, 2) for p in polygons])
+    return np.array([*pts.min(0), *pts.max(0)], np.float32)
+
+
+def shape_objects(size: tuple[int, int], shapes: list, boxes: list, labels: list, crowd: list) -> Objects:
+    return Objects(size, shapes=shapes, boxes=np.asarray(boxes, np.float32).reshape(-1, 4),
+                   labels=np.asarray(labels, np.int64), crowd=np.asarray(crowd, bool))
+
+
+# ----------------------------------------------------------------------------------------- COCO
+def _find_image(json_path: Path, name: str) -> Path:
+    for base in (json_path.parent, json_path.parent / "images", json_path.parent.parent,
+                 json_path.parent.parent / "images"):
+        if (base / name).is_file():
+            return base / name
+    return json_path.parent / name
+
+
+def read_coco(json_path: Path, skip_bad: bool, names: list[str] | None = None) -> tuple[list[InstanceItem], list[str]]:
+    """A COCO JSON file -> items (images resolved beside the file or in images/) and category names.
+
+    ``names`` (a checkpoint's classes) fixes the class order; otherwise the categories' in id order.
+    """
+    try:
+        coco = json.loads(json_path.read_text())
+    except (OSError, ValueError) as e:
+        raise CnnkitError(f"{json_path}: not a readable COCO JSON file ({e}); fix or re-export it") from None
+    if not isinstance(coco, dict) or not coco.get("images"):
+        raise CnnkitError(f"{json_path}: no images listed; a COCO file needs 'images', 'annotations', 'categories'")
+    cats = sorted(coco.get("categories", []), key=lambda c: c["id"])
+    names = names or [c["name"] for c in cats]
+    by_name = {n: i for i, n in enumerate(names)}
+    cat_index = {c["id"]: by_name.get(c["name"], -1) for c in cats}
+    per_image: dict[int, list[dict]] = {im["id"]: [] for im in coco["images"]}
+    for ann in coco.get("annotations", []):
+        if ann.get("category_id") not in cat_index or cat_index[ann["category_id"]] < 0:
+            raise CnnkitError(f"{json_path}: annotation {ann.get('id')} has unknown category {ann.get('category_id')}; "
+                              f"add it to 'categories' (known: {', '.join(names)})")
+        if ann.get("image_id") not in per_image:
+            raise CnnkitError(f"{json_path}: annotation {ann.get('id')} names image {ann.get('image_id')}, "
+                              "which 'images' does not list")
+        per_image[ann["image_id"]].append(ann)
+    problems, items, missing = Problems(json_path), [], []
+    for im in coco["images"]:
+        path = _find_image(json_path, im["file_name"])
+        if not path.is_file():
+            missing.append(f"{path}: image listed in {json_path.name} not found")
+            continue
+        size = (int(im["height"]), int(im["width"])) if "height" in im else image_size(path)[::-1]
+        items.append(InstanceItem(path, _coco_objects(per_image[im["id"]], size, cat_index, problems)))
+    report_problems(missing, "missing image", skip_bad)
+    problems.report()
+    return items, names
+
+
+def _coco_objects(anns: list[dict], size: tuple[int, int], cat_index: dict, problems: Problems) -> Objects:
+    shapes, boxes, labels, crowd = [], [], [], []
+    for ann in anns:
+        seg = ann.get("segmentation")
+        if isinstance(seg, list) and seg:
+            seg = clean_polygons(seg, problems) or None
+            if seg is None and "bbox" not in ann:
+                problems.add("object(s) without a valid polygon dropped")
+                continue
+        elif isinstance(seg, dict):
+            seg = rle_of(seg, size)
+        else:
+            seg = None
+        if "bbox" in ann:
+            x, y, w, h = ann["bbox"]
+            box = np.array([x, y, x + w, y + h], np.float32)
+        elif isinstance(seg, list):
+            box = polygon_box(seg)
+        else:
+            box = masks_to_boxes_np(mask_util.decode(seg)[None])[0]
+        box = clip_box(box, size, problems)
+        if box is None:
+            continue
+        shapes.append(seg)
+        boxes.append(box)
+        labels.append(cat_index[ann["category_id"]])
+        crowd.append(bool(ann.get("iscrowd", 0)))
+    return shape_objects(size, shapes, boxes, labels, crowd)
+
+
+# ----------------------------------------------------------------------------------------- YOLO
+def yolo_names(root: Path) -> list[str] | None:
+    for path in (root / "classes.txt", root.parent / "classes.txt"):
+        if path.is_file():
+            return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    for path in (root / "data.yaml", root.parent / "data.yaml"):
+        if path.is_file():
+            names = (yaml.safe_load(path.read_text()) or {}).get("names")
+            if isinstance(names, dict):
+                return [names[k] for k in sorted(names)]
+            if isinstance(names, list):
+                return [str(n) for n in names]
+    return None
+
+
+def read_yolo(image_dir: Path, label_dir: Path, names: list[str], skip_bad: bool) -> list[InstanceItem]:
+    """``labels/<stem>.txt`` per image; an image without a label file has no objects."""
+    images = sorted(p for p in image_dir.iterdir() if p.is_file() and is_image_file(p))
+    if not images:
+        raise CnnkitError(f"{image_dir}: no images; put the images beside labels/")
+    stems = {p.stem for p in images}
+    orphans = [f"{p}: label file has no image in {image_dir}" for p in sorted(label_dir.glob("*.txt"))
+               if p.stem not in stems]
+    report_problems(orphans, "label", skip_bad)
+    items = []
+    for path in images:
+        w, h = image_size(path)
+        label = label_dir / f"{path.stem}.txt"
+        lines = label.read_text().splitlines() if label.is_file() else []
+        items.append(InstanceItem(path, _yolo_objects(label, lines, (h, w), names)))
+    return items
+
+
+def _yolo_objects(label: Path, lines: list[str], size: tuple[int, int], names: list[str]) -> Objects:
+    h, w = size
+    problems = Problems(label)
+    shapes, boxes, labels = [], [], []
+    for n, line in enumerate(lines, 1):
+        parts = line.split()
+        if not parts:
+            continue
+        try:
+            cls, values = int(parts[0]), np.array([float(v) for v in parts[1:]])
+        except ValueError:
+            raise CnnkitError(f"{label}:{n}: expected 'class x y ...' numbers, got {line!r}") from None
+        if not 0 <= cls < len(names):
+            raise CnnkitError(f"{label}:{n}: class {cls} is not in the {len(names)} classes; fix the line "
+                              "or add the name to classes.txt")
+        if len(values) == 4:  # cx cy w h: a box
+            cx, cy, bw, bh = values * [w, h, w, h]
+            poly, box = None, np.array([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], np.float32)
+        else:
+            cleaned = clean_polygons([(values.reshape(-1, 2).clip(0, 1) * [w, h]).ravel().tolist()], problems)
+            if not cleaned:
+                continue
+            poly, box = cleaned, polygon_box(cleaned)
+        box = clip_box(box, size, problems)
+        if box is not None:
+            shapes.append(poly)
+            boxes.append(box)
+            labels.append(cls)
+    problems.report()
+    return shape_objects(size, shapes, boxes, labels, [False] * len(labels))
+
+
+# ------------------------------------------------------------------------ instance maps, per-object PNGs
+def read_map_folder(image_dir: Path, mask_dir: Path, names: list[str], skip_bad: bool) -> list[InstanceItem]:
+    """Instance maps (files in ``mask_dir``) or one PNG per object (sub-folders ``mask_dir/<stem>/``)."""
+    subdirs = {p.name: p for p in mask_dir.iterdir() if p.is_dir()}
+    if subdirs:
+        images = {p.stem: p for p in sorted(image_dir.iterdir()) if p.is_file() and is_image_file(p)}
+        missing = [f"{images[s]}: no mask folder {mask_dir / s}" for s in sorted(set(images) - set(subdirs))]
+        report_problems(missing, "image/mask pairing", skip_bad)
+        return [_object_files(images[s], sorted(p for p in subdirs[s].iterdir() if is_image_file(p)))
+                for s in sorted(set(images) & set(subdirs))]
+    images, maps = pair_by_stem(image_dir, mask_dir, skip_bad)
+    items = []
+    for image, id_map in zip(images, maps):
+        w, h = image_size(image)
+        if image_size(id_map) != (w, h):
+            raise CnnkitError(f"{id_map}: mask is {image_size(id_map)} but its image is {(w, h)}; "
+                              "masks must match their images pixel for pixel")
+        items.append(InstanceItem(image, Objects((h, w), id_map=id_map, map_classes=_map_classes(id_map, names))))
+    return items
+
+
+def _map_classes(id_map: Path, names: list[str]) -> dict[int, int]:
+    sidecar = id_map.with_suffix(".json")
+    if not sidecar.is_file():
+        return {}
+    table = json.loads(sidecar.read_text())
+    unknown = sorted({str(v) for v in table.values()} - set(names))
+    if unknown:
+        raise CnnkitError(f"{sidecar}: classes {unknown} are not in classes.txt ({', '.join(names)}); add them")
+    return {int(k): names.index(str(v)) for k, v in table.items()}
+
+
+def _object_files(image: Path, files: list[Path]) -> InstanceItem:
+    w, h = image_size(image)
+    boxes = []
+    for f in files:
+        if image_size(f) != (w, h):
+            raise CnnkitError(f"{f}: object mask is {image_size(f)} but its image is {(w, h)}; they must match")
+        with Image.open(f) as im:
+            boxes.append(masks_to_boxes_np((np.asarray(im.convert("L")) > 0)[None])[0])
+    return InstanceItem(image, Objects((h, w), mask_files=files, boxes=np.asarray(boxes, np.float32).reshape(-1, 4),
+                                       labels=np.zeros(len(files), np.int64), crowd=np.zeros(len(files), bool)))
+
+
+def dsb_original(root: Path) -> list[InstanceItem] | None:
+    """The DSB2018 download layout: ``<id>/images/<id>.png`` and ``<id>/masks/*.png``."""
+    folders = [p for p in sorted(root.iterdir()) if (p / "images").is_dir() and (p / "masks").is_dir()]
+    if not folders or _child(root, IMAGE_DIRS) is not None:
+        return None
+    return [_object_files(next(iter(sorted((p / "images").iterdir()))), sorted((p / "masks").glob("*.png")))
+            for p in folders]
+
+
+def class_names(root: Path) -> list[str]:
+    return yolo_names(root) or ["object"]
+
+
+__all__ = ["MASK_DIRS", "LABEL_DIRS", "read_coco", "read_yolo", "read_map_folder", "dsb_original", "class_names"]

@@ -1,0 +1,171 @@
+"""Instance inference: whole images, or tiles whose objects are merged across tile borders.
+
+Tiling: tiles of ``side`` pixels overlap by ``overlap`` of a side. Two detections from different
+tiles are the same object when they have the same class and, inside the region both tiles saw,
+their masks (boxes for detect) overlap with IoU >= MERGE_IOU: both tiles looked at the same
+pixels there, so a cut object shows the same part in each. Each group of such detections becomes
+one object: the union of the masks, the enclosing box, the best score.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torchvision.ops import box_iou
+
+from cnnkit.metrics.coco import encode
+from cnnkit.models.detection import paste_local
+
+MERGE_IOU = 0.5  # IoU inside the shared region above which two tiles' detections are one object
+
+
+@dataclass
+class Detection:
+    box: np.ndarray  # (4,) xyxy in image pixels
+    label: int  # 1-based class
+    score: float
+    mask: np.ndarray | None = None  # (h, w) bool, placed at (top, left)
+    top: int = 0
+    left: int = 0
+    tile: int = 0
+
+    def mask_in(self, region: tuple[int, int, int, int]) -> np.ndarray:
+        """This object's mask inside ``region`` (y0, x0, y1, x1) of the image."""
+        y0, x0, y1, x1 = region
+        out = np.zeros((max(y1 - y0, 0), max(x1 - x0, 0)), bool)
+        if self.mask is None:
+            bx0, by0, bx1, by1 = np.round(self.box).astype(int)
+            out[max(by0 - y0, 0):max(by1 - y0, 0), max(bx0 - x0, 0):max(bx1 - x0, 0)] = True
+            return out
+        h, w = self.mask.shape
+        ty0, tx0 = max(self.top, y0), max(self.left, x0)
+        ty1, tx1 = min(self.top + h, y1), min(self.left + w, x1)
+        if ty1 > ty0 and tx1 > tx0:
+            out[ty0 - y0:ty1 - y0, tx0 - x0:tx1 - x0] = self.mask[ty0 - self.top:ty1 - self.top,
+                                                                  tx0 - self.left:tx1 - self.left]
+        return out
+
+
+def _detections(output: dict[str, torch.Tensor], size: tuple[int, int], offset: tuple[int, int] = (0, 0),
+                tile: int = 0) -> list[Detection]:
+    dy, dx = offset
+    boxes = output["boxes"].float().cpu()
+    shifted = (boxes + torch.tensor([dx, dy, dx, dy])).numpy()
+    labels, scores = output["labels"].tolist(), output["scores"].tolist()
+    if "masks" not in output:
+        return [Detection(b, c, s, tile=tile) for b, c, s in zip(shifted, labels, scores)]
+    pasted = paste_local(output["masks"].cpu(), boxes, size)
+    return [Detection(b, c, s, m, top + dy, left + dx, tile)
+            for b, c, s, (m, top, left) in zip(shifted, labels, scores, pasted)]
+
+
+def detect_image(model: nn.Module, image: torch.Tensor) -> list[Detection]:
+    """One ``(C, H, W)`` uint8 image through the model in eval mode."""
+    return _detections(model([image])[0], tuple(image.shape[-2:]))
+
+
+def tile_starts(length: int, side: int, step: int) -> list[int]:
+    if length <= side:
+        return [0]
+    starts = list(range(0, length - side, step))
+    return starts + [length - side]
+
+
+def detect_tiled(model: nn.Module, image: torch.Tensor, side: int, overlap: float, batch: int = 4
+                 ) -> list[Detection]:
+    """Tiles of ``side`` px overlapping by ``overlap`` (fraction), ``batch`` tiles per forward pass;
+    detections merged across tiles (see the module docstring)."""
+    height, width = image.shape[-2:]
+    step = max(1, int(side * (1 - overlap)))
+    tiles = [(y, x) for y in tile_starts(height, side, step) for x in tile_starts(width, side, step)]
+    dets: list[Detection] = []
+    for i in range(0, len(tiles), batch):
+        chunk = tiles[i:i + batch]
+        crops = [image[:, y:y + side, x:x + side] for y, x in chunk]
+        for k, (crop, out) in enumerate(zip(crops, model(crops))):
+            dets += _detections(out, tuple(crop.shape[-2:]), chunk[k], tile=i + k)
+    rects = [(y, x, min(y + side, height), min(x + side, width)) for y, x in tiles]
+    return merge_tiles(dets, rects)
+
+
+def _shared_iou(a: Detection, b: Detection, rects: list[tuple[int, int, int, int]]) -> float:
+    ra, rb = rects[a.tile], rects[b.tile]
+    y0, x0 = max(ra[0], rb[0], int(min(a.box[1], b.box[1]))), max(ra[1], rb[1], int(min(a.box[0], b.box[0])))
+    y1 = min(ra[2], rb[2], int(np.ceil(max(a.box[3], b.box[3]))))
+    x1 = min(ra[3], rb[3], int(np.ceil(max(a.box[2], b.box[2]))))
+    if y1 <= y0 or x1 <= x0:
+        return 0.0
+    ma, mb = a.mask_in((y0, x0, y1, x1)), b.mask_in((y0, x0, y1, x1))
+    union = np.logical_or(ma, mb).sum()
+    return float(np.logical_and(ma, mb).sum() / union) if union else 0.0
+
+
+def merge_tiles(dets: list[Detection], rects: list[tuple[int, int, int, int]]) -> list[Detection]:
+    """Group the same object seen by several tiles (union-find) and fuse each group."""
+    if len(rects) == 1 or not dets:
+        return dets
+    parent = list(range(len(dets)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    boxes = torch.from_numpy(np.stack([d.box for d in dets]))
+    touching = (box_iou(boxes, boxes) > 0).nonzero().tolist()
+    for i, j in touching:
+        a, b = dets[i], dets[j]
+        if i < j and a.tile != b.tile and a.label == b.label and _shared_iou(a, b, rects) >= MERGE_IOU:
+            parent[root(j)] = root(i)
+    groups: dict[int, list[Detection]] = {}
+    for i, d in enumerate(dets):
+        groups.setdefault(root(i), []).append(d)
+    return [_fuse(g) for g in groups.values()]
+
+
+def _fuse(group: list[Detection]) -> Detection:
+    if len(group) == 1:
+        return group[0]
+    best = max(group, key=lambda d: d.score)
+    box = np.array([min(d.box[0] for d in group), min(d.box[1] for d in group),
+                    max(d.box[2] for d in group), max(d.box[3] for d in group)], np.float32)
+    if best.mask is None:
+        return Detection(box, best.label, best.score, tile=best.tile)
+    top = min(d.top for d in group)
+    left = min(d.left for d in group)
+    bottom = max(d.top + d.mask.shape[0] for d in group)
+    right = max(d.left + d.mask.shape[1] for d in group)
+    mask = np.zeros((bottom - top, right - left), bool)
+    for d in group:
+        mask |= d.mask_in((top, left, bottom, right))
+    return Detection(box, best.label, best.score, mask, top, left, best.tile)
+
+
+def to_instances(dets: list[Detection], classes: list[str], factor: float, size: tuple[int, int],
+                 masks: bool) -> list[dict]:
+    """JSON-able instances at the original image ``size`` (H, W); ``factor`` is the working scale."""
+    out = []
+    for d in dets:
+        inst = {"class": classes[d.label - 1], "class_id": d.label - 1, "score": round(d.score, 4),
+                "box": [round(float(v) / factor, 2) for v in d.box]}
+        if masks and d.mask is not None:
+            inst["rle"] = encode(_full_mask(d, factor, size))
+        out.append(inst)
+    return out
+
+
+def _full_mask(d: Detection, factor: float, size: tuple[int, int]) -> np.ndarray:
+    """The detection's mask on an image-sized canvas, scaled back from the working scale."""
+    if factor == 1.0:
+        full = np.zeros(size, bool)
+        h, w = d.mask.shape
+        full[d.top:d.top + h, d.left:d.left + w] = d.mask[:size[0] - d.top, :size[1] - d.left]
+        return full
+    work = (round(size[0] * factor), round(size[1] * factor))
+    small = d.mask_in((0, 0, *work)).astype(np.float32)
+    resized = torch.nn.functional.interpolate(torch.from_numpy(small)[None, None], size=size, mode="bilinear")
+    return resized[0, 0].numpy() > 0.5

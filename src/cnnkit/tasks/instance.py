@@ -1,0 +1,154 @@
+"""Instance segmentation (Mask R-CNN) and detection (Faster R-CNN): data, model, loss, metrics,
+predictor and visualiser for the engine. ``detect`` is the same task with boxes only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from cnnkit.config import TrainConfig
+from cnnkit.data.images import pil_to_array
+from cnnkit.data.instance import InstanceDataset, InstanceTransform, list_collate
+from cnnkit.data.instance_data import load_instance_data
+from cnnkit.errors import CnnkitError
+from cnnkit.metrics.coco import COCOMetrics
+from cnnkit.models.wrapper import build_image_model
+from cnnkit.tasks.base import TaskData
+from cnnkit.tasks.inst_draw import overlay, write_instance_outputs, write_results
+from cnnkit.tasks.inst_infer import Detection, detect_image, detect_tiled, to_instances
+from cnnkit.tasks.segment import image_stats
+
+DEFAULT_CROP = 512  # training crop side when --imgsz is not given (pixels)
+DEFAULT_DETECTIONS = 300  # most objects a model returns per image (model_args: detections)
+
+
+def detection_losses(outputs: Any, targets: Any) -> torch.Tensor | None:
+    """The sum of the model's own losses (RPN objectness and boxes, class, box, mask); None in eval mode."""
+    return sum(outputs.values()) if isinstance(outputs, dict) else None
+
+
+def forward_with_targets(model: nn.Module, images: list[torch.Tensor], targets: list[dict]) -> Any:
+    return model(images, targets)
+
+
+class InstanceTask:
+    """``masks=True``: the instance task (Mask R-CNN); ``masks=False``: detect (Faster R-CNN)."""
+
+    def __init__(self, name: str = "instance", masks: bool = True):
+        self.name, self.masks = name, masks
+        self.default_monitor = "mask_ap" if masks else "box_ap"
+
+    def build_data(self, cfg: TrainConfig, meta: dict[str, Any] | None = None, for_eval: bool = False) -> TaskData:
+        meta = dict(meta or {})
+        data = load_instance_data(cfg.data, val_split=cfg.val_split, seed=cfg.seed, skip_bad=cfg.skip_bad,
+                                  meta=meta or None, for_eval=for_eval)
+        if self.masks and not any(item.objects.has_masks for item in (data.train or data.val)[:50]):
+            raise CnnkitError(f"{cfg.data}: the annotations have boxes but no masks; train with --task detect")
+        max_size = meta.get("max_size", cfg.max_size)
+        if "mean" not in meta:
+            crop = cfg.imgsz or DEFAULT_CROP
+            mean, std = ((list(cfg.mean), list(cfg.std)) if cfg.mean and cfg.std
+                         else image_stats([i.image for i in data.train], data.channels))
+            detections = int(cfg.model_args.get("detections", DEFAULT_DETECTIONS))
+            meta.update(task=self.name, classes=data.classes, num_classes=len(data.classes), in_chans=data.channels,
+                        imgsz=crop, crop=[crop, crop], max_size=max_size, mean=mean, std=std, detections=detections,
+                        layout=data.layout)
+        train = None
+        if data.train is not None:
+            transform = InstanceTransform(cfg.augment, tuple(meta["crop"]))
+            train = InstanceDataset(data.train, data.channels, transform, max_size, drop_crowd=True)
+        val = InstanceDataset(data.val, data.channels, None, max_size)
+        return TaskData(train, val, meta, collate_fn=list_collate, train_forward=forward_with_targets)
+
+    def build_model(self, cfg: TrainConfig, meta: dict[str, Any]) -> nn.Module:
+        args = {"detections": meta["detections"], **dict(cfg.model_args)}
+        return build_image_model({**meta, "model": cfg.model, "model_args": args}, pretrained=cfg.pretrained)
+
+    def build_loss(self, cfg: TrainConfig, data: TaskData):
+        if cfg.loss:
+            raise CnnkitError(f"--loss {cfg.loss}: the {self.name} task uses its model's own losses; drop --loss")
+        return detection_losses
+
+    def build_metrics(self, meta: dict[str, Any], device: torch.device) -> COCOMetrics:
+        return COCOMetrics(meta["classes"], masks=self.masks, max_dets=meta.get("detections", DEFAULT_DETECTIONS))
+
+    @staticmethod
+    def tta_forward(model: nn.Module, images: list[torch.Tensor]) -> Any:
+        raise CnnkitError("--tta: flip test-time augmentation is not available for instance and detect; drop --tta")
+
+    @torch.no_grad()
+    def predict(self, model: nn.Module, images: list[Image.Image], score_thresh: float = 0.5,
+                nms_thresh: float = 0.5, max_det: int = 0, tile: int = 0, overlap: float = 0.25,
+                tile_batch: int = 4) -> list[dict]:
+        """Per image: ``instances``, each with class, class_id, score, box [x0, y0, x1, y1] (pixels) and
+        (instance task) an RLE mask at the original size; ``size`` [W, H].
+
+        ``score_thresh``: lowest score kept; ``nms_thresh``: box IoU above which the lower-scored of
+        two same-class detections is dropped; ``max_det``: most objects per image (0: the model's).
+        Images over four training crops (or any with ``tile`` > 0 as the tile side) are tiled with
+        ``overlap`` (fraction of a tile) and objects cut by tile borders are merged.
+        """
+        meta = model.meta
+        heads = model.net.roi_heads
+        saved = heads.score_thresh, heads.nms_thresh, heads.detections_per_img
+        heads.score_thresh, heads.nms_thresh = score_thresh, nms_thresh
+        heads.detections_per_img = max_det or meta.get("detections", DEFAULT_DETECTIONS)
+        crop = tuple(meta["crop"])
+        try:
+            out = []
+            for pil in images:
+                array = pil_to_array(pil, meta["in_chans"])
+                height, width = array.shape[:2]
+                factor = min(1.0, meta["max_size"] / max(height, width)) if meta.get("max_size") else 1.0
+                tensor = torch.from_numpy(array).permute(2, 0, 1).contiguous()
+                if factor < 1.0:
+                    size = (max(1, round(height * factor)), max(1, round(width * factor)))
+                    tensor = torch.nn.functional.interpolate(tensor[None].float(), size=size, mode="bilinear",
+                                                             antialias=True)[0].round().clamp(0, 255).byte()
+                side = tile or 2 * max(crop)
+                tiled = tile > 0 or tensor.shape[1] * tensor.shape[2] > 4 * crop[0] * crop[1]
+                dets = (detect_tiled(model, tensor, side, overlap, tile_batch) if tiled
+                        else detect_image(model, tensor))
+                dets = sorted(dets, key=lambda d: -d.score)[:heads.detections_per_img]
+                out.append({"size": [width, height],
+                            "instances": to_instances(dets, meta["classes"], factor, (height, width), self.masks)})
+            return out
+        finally:
+            heads.score_thresh, heads.nms_thresh, heads.detections_per_img = saved
+
+    @staticmethod
+    def record(prediction: dict) -> dict:
+        return {"size": prediction["size"], "instances": prediction["instances"]}
+
+    @staticmethod
+    def describe(prediction: dict) -> str:
+        counts: dict[str, int] = {}
+        for inst in prediction["instances"]:
+            counts[inst["class"]] = counts.get(inst["class"], 0) + 1
+        return ", ".join(f"{n} {c}" for c, n in sorted(counts.items(), key=lambda kv: -kv[1])) or "no objects"
+
+    @staticmethod
+    def csv_row(prediction: dict) -> dict[str, str]:
+        scores = [i["score"] for i in prediction["instances"]]
+        return {"objects": str(len(scores)), "mean_score": f"{np.mean(scores):.4f}" if scores else ""}
+
+    def visualise(self, image: Image.Image, prediction: dict, meta: dict[str, Any]) -> Image.Image:
+        return overlay(image, prediction["instances"], meta)
+
+    @staticmethod
+    def write_outputs(image: Image.Image, prediction: dict, meta: dict[str, Any], folder: Path, stem: str,
+                      pictures: bool = True) -> dict[str, str]:
+        return write_instance_outputs(image, prediction, meta, folder, stem, pictures)
+
+    @staticmethod
+    def write_results(records: list[dict], meta: dict[str, Any], folder: Path) -> Path:
+        """COCO results JSON (RLE masks) for all predicted images."""
+        return write_results(records, meta, folder)
+
+
+__all__ = ["InstanceTask", "Detection"]
