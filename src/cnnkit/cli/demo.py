@@ -96,10 +96,11 @@ def demo_instance(project: Path, epochs: int) -> None:
     from cnnkit.data.instance_data import SHAPES_SIZE
 
     found = total = 0
-    for scene, pred in _predict_new("instance", project, epochs, SHAPES_SIZE, score_thresh=0.5):
+    # a three-minute model is unsure of itself: show what it finds at score 0.2
+    for scene, pred in _predict_new("instance", project, epochs, SHAPES_SIZE, score_thresh=0.2):
         total += len(scene.instances)
         found += len(pred["instances"])
-    print(f"{found} objects found (score >= 0.5) in 6 new images holding {total} shapes")
+    print(f"{found} objects found (score >= 0.2) in 6 new images holding {total} shapes")
 
 
 # task -> (the demo, what its data holds)
