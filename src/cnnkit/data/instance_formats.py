@@ -258,9 +258,9 @@ def _object_files(image: Path, files: list[Path]) -> InstanceItem:
     w, h = image_size(image)
     boxes = []
     for f in files:
-        if image_size(f) != (w, h):
-            raise CnnkitError(f"{f}: object mask is {image_size(f)} but its image is {(w, h)}; they must match")
-        with Image.open(f) as im:
+        with Image.open(f) as im:  # opened once: its size is checked and its box found from one decode
+            if im.size != (w, h):
+                raise CnnkitError(f"{f}: object mask is {im.size} but its image is {(w, h)}; they must match")
             boxes.append(masks_to_boxes_np((np.asarray(im.convert("L")) > 0)[None])[0])
     return InstanceItem(image, Objects((h, w), mask_files=files, boxes=np.asarray(boxes, np.float32).reshape(-1, 4),
                                        labels=np.zeros(len(files), np.int64), crowd=np.zeros(len(files), bool)))
