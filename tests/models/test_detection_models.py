@@ -1,5 +1,7 @@
 """Every registered instance and detect model: losses in training, detections in evaluation."""
 
+import copy
+
 import pytest
 import torch
 
@@ -74,3 +76,18 @@ def test_images_of_different_sizes_predict_as_they_would_alone():
         alone = model([small])[0]
     torch.testing.assert_close(together[0]["boxes"], alone["boxes"])
     torch.testing.assert_close(together[0]["scores"], alone["scores"])
+
+
+def test_a_small_first_image_does_not_change_later_predictions():
+    """Regression: torchvision's RoIAlign inferred its level scales from the first batch and kept them;
+    an image under ~64 px set them twice too large for every image after it."""
+    torch.manual_seed(0)
+    model = create_model("maskrcnn_resnet18", num_classes=2, fpn_channels=32, mask_channels=16, detections=20).eval()
+    fresh = copy.deepcopy(model)
+    big, small = torch.rand(3, 96, 96), torch.rand(3, 40, 50)
+    with torch.no_grad():
+        model([small])
+        after_small = model([big])[0]["scores"]
+        alone = fresh([big])[0]["scores"]
+    assert torch.equal(alone, after_small)
+    assert model.roi_heads.box_roi_pool.scales == [0.25, 0.125, 0.0625, 0.03125]

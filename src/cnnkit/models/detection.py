@@ -30,6 +30,7 @@ from torchvision.models.detection.rpn import RPNHead
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
+from torchvision.ops.poolers import initLevelMapper
 
 from cnnkit.models.encoders import build_encoder, norm_layer
 from cnnkit.models.registry import register_model
@@ -86,6 +87,19 @@ def paste_local(masks: torch.Tensor, boxes: torch.Tensor, size: tuple[int, int],
         yield (local > threshold).cpu().numpy(), top, left
 
 
+def fixed_scale_pool(levels: list[str], output_size: int) -> MultiScaleRoIAlign:
+    """RoIAlign over the pyramid levels of strides 4, 8, 16, 32, with those scales set now.
+
+    torchvision infers the scales from the first batch it sees and keeps them; an image under about
+    64 px rounds them to twice the truth (1/2 for stride 4), and every later image was then pooled
+    from the wrong places. Known strides need no inference.
+    """
+    pool = MultiScaleRoIAlign(levels, output_size=output_size, sampling_ratio=2)
+    pool.scales = [1.0 / 2 ** (2 + k) for k in range(len(levels))]
+    pool.map_levels = initLevelMapper(2, 1 + len(levels), pool.canonical_scale, pool.canonical_level)
+    return pool
+
+
 def build_rcnn(encoder: str, num_classes: int, in_chans: int = 3, masks: bool = True, pretrained: str = "",
                norm: str = "", fpn_channels: int = 128, anchor_sizes: Sequence[int] = DEFAULT_ANCHORS,
                aspect_ratios: Sequence[float] = (0.5, 1.0, 2.0), rpn_pre_nms: int = 1000, rpn_post_nms: int = 500,
@@ -113,7 +127,7 @@ def build_rcnn(encoder: str, num_classes: int, in_chans: int = 3, masks: bool = 
         rpn_head=RPNHead(fpn_channels, len(aspect_ratios), conv_depth=1),
         rpn_pre_nms_top_n_train=rpn_pre_nms, rpn_pre_nms_top_n_test=rpn_pre_nms,
         rpn_post_nms_top_n_train=rpn_post_nms, rpn_post_nms_top_n_test=rpn_post_nms_test,
-        box_roi_pool=MultiScaleRoIAlign(levels, output_size=7, sampling_ratio=2),
+        box_roi_pool=fixed_scale_pool(levels, 7),
         # box_convs=0: two fully connected layers (torchvision's original head), cheap for hundreds of RoIs
         # on a CPU; box_convs=4 gives the GroupNorm conv head of torchvision's "v2" models
         box_head=FastRCNNConvFCHead((fpn_channels, 7, 7), [fpn_channels] * box_convs,
@@ -123,7 +137,7 @@ def build_rcnn(encoder: str, num_classes: int, in_chans: int = 3, masks: bool = 
         box_score_thresh=score_thresh, box_nms_thresh=nms_thresh,
     )
     if masks:
-        kw["mask_roi_pool"] = MultiScaleRoIAlign(levels, output_size=14, sampling_ratio=2)
+        kw["mask_roi_pool"] = fixed_scale_pool(levels, 14)
         kw["mask_head"] = MaskRCNNHeads(fpn_channels, [mask_channels] * mask_convs, 1, norm_layer=head_norm)
         # 2x2 transposed convolution 14 -> 28 px, then one 1x1 mask logit map per class
         kw["mask_predictor"] = MaskRCNNPredictor(mask_channels, mask_channels, num_classes + 1)
