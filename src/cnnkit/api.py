@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from cnnkit.config import TrainConfig, load_yaml, make_config
-from cnnkit.data.images import open_image
+from cnnkit.data.images import iter_sources, open_image  # noqa: F401 - iter_sources is part of the API
 from cnnkit.engine.checkpoint import load_checkpoint
 from cnnkit.engine.trainer import TrainResult, fit, select_device
 from cnnkit.errors import CnnkitError
@@ -56,6 +56,10 @@ class Model:
             return Image.fromarray(arr.squeeze(-1).numpy() if arr.ndim == 3 and arr.shape[-1] == 1 else arr.numpy())
         return Image.fromarray(np.asarray(image).squeeze())
 
+    def options(self) -> list[str]:
+        """Keyword options ``predict`` takes for this model's task."""
+        return task_options(self.task)
+
     def predict(self, images: ImageLike | Sequence[ImageLike], batch: int = 32, **options: Any) -> list[dict]:
         """Predict one image or a list (paths, PIL images, HxWxC arrays, CxHxW tensors).
 
@@ -99,31 +103,6 @@ def load(weights: str | Path, device: str = "auto", task: str | None = None) -> 
         raise CnnkitError(f"{weights}: weights do not fit {ckpt['meta'].get('model')} ({str(e).splitlines()[0]})"
                           ) from None
     return Model(module.to(dev).eval(), ckpt, dev)
-
-
-def iter_sources(sources: Iterable[str]) -> list[Path]:
-    """Expand files, folders (recursively) and globs into image paths, in order, without duplicates."""
-    from glob import glob
-
-    from cnnkit.data.images import is_image_file
-
-    found: list[Path] = []
-    for src in sources:
-        path = Path(src)
-        if path.is_dir():
-            found += sorted(p for p in path.rglob("*") if p.is_file() and is_image_file(p))
-        elif path.is_file():
-            if not is_image_file(path):
-                raise CnnkitError(f"{path}: unsupported file type '{path.suffix}'; pass images (PNG, JPEG, ...)")
-            found.append(path)
-        else:
-            matches = sorted(Path(m) for m in glob(src, recursive=True) if is_image_file(Path(m)))
-            if not matches:
-                raise CnnkitError(f"{src}: no such file, folder or matching images; check the path")
-            found += matches
-    if not found:
-        raise CnnkitError(f"{' '.join(sources)}: no images found; pass image files, folders or globs")
-    return list(dict.fromkeys(found))
 
 
 __all__ = ["Model", "TrainConfig", "iter_sources", "load", "train"]

@@ -143,6 +143,6 @@ def to_dict(cfg: TrainConfig) -> dict[str, Any]:
 
 
 def save_yaml(cfg: TrainConfig, path: Path) -> None:
-    from cnnkit.engine.checkpoint import atomic_write_bytes
+    from cnnkit.files import atomic_write_bytes
 
     atomic_write_bytes(path, yaml.safe_dump(to_dict(cfg), sort_keys=False).encode())

@@ -7,9 +7,10 @@ import json
 import time
 from pathlib import Path
 
+from cnnkit.cli.deploy import cmd_export, cmd_serve, load_predictor  # noqa: F401 - subcommands
 from cnnkit.config import load_yaml, make_config
-from cnnkit.engine.checkpoint import atomic_write_bytes, atomic_write_csv
 from cnnkit.errors import CnnkitError
+from cnnkit.files import atomic_write_bytes, atomic_write_csv
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -32,6 +33,8 @@ def next_folder(base: Path) -> Path:
 
 
 def cmd_val(args: argparse.Namespace) -> int:
+    if Path(args.weights).suffix.lower() == ".onnx":
+        return _val_onnx(args)
     from torch.utils.data import DataLoader
 
     from cnnkit.api import load
@@ -55,15 +58,17 @@ def cmd_val(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from cnnkit.api import iter_sources, load, task_options
-    from cnnkit.data.images import open_image
+    """Checkpoints run on PyTorch; .onnx files on onnxruntime, without importing torch."""
+    from cnnkit.data.images import iter_sources, open_image
 
-    model = load(args.weights, device=args.device)
+    model = load_predictor(args.weights, args.device)
     paths = iter_sources(args.sources)
-    out = Path(args.out) if args.out else next_folder(Path("runs") / model.checkpoint["task"] / "predict")
+    out = Path(args.out) if args.out else next_folder(Path("runs") / model.meta["task"] / "predict")
     out.mkdir(parents=True, exist_ok=True)
     # each task takes the options it knows (classify: topk; segment: mode, tile, overlap, probs)
-    options = {k: v for k, v in vars(args).items() if k in task_options(model.task)}
+    options = {k: v for k, v in vars(args).items() if k in model.options()}
+    if args.tta and "tta" not in options:
+        raise CnnkitError(f"--tta: not available for {args.weights}; drop --tta")
     start, records, rows, stems = time.perf_counter(), [], [], set()
     for i in range(0, len(paths), args.batch):
         chunk = paths[i:i + args.batch]
@@ -85,6 +90,24 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print(f"... and {len(records) - 10} more")
     print(f"{len(records)} images in {time.perf_counter() - start:.1f}s; predictions.csv, predictions.json "
           f"and per-image files in {out}")
+    return 0
+
+
+def _val_onnx(args: argparse.Namespace) -> int:
+    """The exported model on onnxruntime; the data and the metrics are the task's own (with torch)."""
+    from cnnkit.export.runtime import OnnxModel
+    from cnnkit.export.verify import score_on_data
+
+    model = OnnxModel(args.weights)
+    config = json.loads(model.session.get_modelmeta().custom_metadata_map.get("cnnkit_config", "{}"))
+    scored = score_on_data(model.run, model.input_shape, model.meta, config, args.data)
+    out = Path(args.out) if args.out else next_folder(Path(args.weights).resolve().parent / "val")
+    scored["report"].save(out)
+    results = scored["metrics"]["exported"]
+    atomic_write_bytes(out / "metrics.json", json.dumps(results, indent=2).encode())
+    print(scored["report"].table())
+    print(" ".join(f"{k}={v:.4f}" for k, v in results.items()))
+    print(f"{scored['images']} images (onnxruntime); reports in {out}")
     return 0
 
 

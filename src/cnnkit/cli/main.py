@@ -1,4 +1,4 @@
-"""``cnnkit`` command line: train, val, predict, data, models, summary, demo (classify, segment, instance, detect)."""
+"""``cnnkit`` command line: train, val, predict, export, serve, data, models, summary, demo."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from cnnkit import __version__
 from cnnkit.config import config_fields
@@ -44,6 +44,18 @@ EXAMPLES = {
     "models": "examples:\n  cnnkit models\n  cnnkit models --task segment --imgsz 256\n  cnnkit models --no-flops",
     "summary": ("examples:\n  cnnkit summary basic_cnn --imgsz 28 --in-chans 1\n  cnnkit summary resnet18 --imgsz 224\n"
                 "  cnnkit summary unet_resnet18 --imgsz 256 --num-classes 11"),
+    "export": """examples:
+  cnnkit export --weights runs/classify/exp/best.pt                     (best.onnx beside it)
+  cnnkit export --weights best.pt --dynamic --verify --data path/to/images
+  cnnkit export --weights runs/segment/exp/best.pt --dynamic --half --out seg.onnx
+  cnnkit export --weights best.pt --format torchscript
+  cnnkit predict --weights best.onnx photos/      (onnxruntime; torch is not imported)
+  cnnkit val --weights best.onnx --data path/to/images""",
+    "serve": """examples:
+  cnnkit serve --weights runs/classify/exp/best.pt          (http://127.0.0.1:8000, API docs at /docs)
+  cnnkit serve --weights best.onnx --port 9000 --workers 2
+  curl -F file=@photo.jpg 'http://127.0.0.1:8000/predict?topk=3'
+  curl --data-binary @photo.jpg -H 'Content-Type: image/jpeg' 'http://127.0.0.1:8000/predict?overlay=true'""",
     "demo": "examples:\n  cnnkit demo\n  cnnkit demo --task segment\n  cnnkit demo --epochs 3 --out /tmp/demo",
 }
 
@@ -66,7 +78,8 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_inference_flags(parser: argparse.ArgumentParser, batch: int) -> None:
-    parser.add_argument("--weights", required=True, help="a cnnkit checkpoint (best.pt / last.pt)")
+    parser.add_argument("--weights", required=True,
+                        help="a cnnkit checkpoint (best.pt / last.pt), or an .onnx file from `cnnkit export`")
     parser.add_argument("--batch", type=int, default=batch, help="images per batch")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--tta", action="store_true", help="average over a horizontal flip")
@@ -88,6 +101,34 @@ def _add_predict_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="", help="output folder [default: runs/<task>/predict, predict2, ...]")
     p.add_argument("--no-images", action="store_true",
                    help="no annotated pictures (segment still writes the index masks)")
+
+
+def _add_deploy_parsers(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
+    p = add("export", "export a checkpoint to ONNX or TorchScript: uint8 images in, the task's results out")
+    p.add_argument("--weights", required=True, help="a cnnkit checkpoint (best.pt / last.pt)")
+    p.add_argument("--format", default="onnx", choices=("onnx", "torchscript"), help="file format")
+    p.add_argument("--imgsz", type=int, default=0, help="input side (pixels) [default: the training size or crop]")
+    p.add_argument("--dynamic", action="store_true",
+                   help="free batch size (and, for segment, free height and width); instance and detect "
+                        "always take one image of any size")
+    p.add_argument("--half", action="store_true", help="float16 weights and arithmetic (classify, segment)")
+    p.add_argument("--out", default="", help="output file [default: beside the weights, .onnx / .torchscript]")
+    p.add_argument("--verify", action="store_true", help="compare with PyTorch: output differences, metrics on "
+                   "--data, CPU latency (eager, exported, torch.compile)")
+    p.add_argument("--data", default="", help="--verify: data whose val split scores both models")
+    p.add_argument("--limit", type=int, default=200, help="--verify: most validation images scored")
+    p.add_argument("--no-compile", action="store_true", help="--verify: skip torch.compile's latency")
+
+    p = add("serve", "serve a model over HTTP: a web page at /, a JSON API at /predict, docs at /docs")
+    p.add_argument("--weights", required=True, help="a cnnkit checkpoint or an exported .onnx file")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 exposes it to the network)")
+    p.add_argument("--port", type=int, default=8000, help="TCP port")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (checkpoints)")
+    p.add_argument("--workers", type=int, default=1, help="inference threads (requests run at once)")
+    p.add_argument("--queue", type=int, default=16, help="requests waiting beyond those; more get 503")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds a request may wait and run; then 504")
+    p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload (MB); larger gets 413")
+    p.add_argument("--max-pixels", type=int, default=50_000_000, help="largest image (pixels); larger gets 413")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -125,6 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", required=True, choices=("coco", "yolo", "masks"), help="output format")
     p.add_argument("--out", required=True, help="output folder (new or empty)")
     p.add_argument("--skip-bad", action="store_true", help="skip missing images with a warning")
+
+    _add_deploy_parsers(add)
 
     p = add("models", "list registered models with parameters and FLOPs")
     p.add_argument("--task", default=None, help="only models of this task")

@@ -22,9 +22,9 @@ from pycocotools import mask as mask_util
 
 from cnnkit.data.instance import InstanceItem
 from cnnkit.data.instance_data import find_splits, read_split
+from cnnkit.data.rle import encode
 from cnnkit.errors import CnnkitError
 from cnnkit.log import LOGGER
-from cnnkit.metrics.coco import encode
 
 FORMATS = ("coco", "yolo", "masks")
 POLYGON_MIN_IOU = 0.99  # below this a COCO object is written as RLE instead of polygons

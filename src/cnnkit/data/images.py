@@ -133,3 +133,26 @@ def report_bad(errors: list[str], skip_bad: bool) -> None:
             f"{len(errors)} unreadable image(s), the first: {errors[0]} (all listed above); "
             "fix or remove them, or pass --skip-bad to skip them"
         )
+
+
+def iter_sources(sources: Iterable[str]) -> list[Path]:
+    """Expand files, folders (recursively) and globs into image paths, in order, without duplicates."""
+    from glob import glob
+
+    found: list[Path] = []
+    for src in sources:
+        path = Path(src)
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*") if p.is_file() and is_image_file(p))
+        elif path.is_file():
+            if not is_image_file(path):
+                raise CnnkitError(f"{path}: unsupported file type '{path.suffix}'; pass images (PNG, JPEG, ...)")
+            found.append(path)
+        else:
+            matches = sorted(Path(m) for m in glob(src, recursive=True) if is_image_file(Path(m)))
+            if not matches:
+                raise CnnkitError(f"{src}: no such file, folder or matching images; check the path")
+            found += matches
+    if not found:
+        raise CnnkitError(f"{' '.join(sources)}: no images found; pass image files, folders or globs")
+    return list(dict.fromkeys(found))

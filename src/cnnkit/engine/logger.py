@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from cnnkit.engine.checkpoint import atomic_write_csv
+from cnnkit.files import atomic_write_csv
 from cnnkit.metrics.plots import plot_results
 
 

@@ -20,18 +20,12 @@ from pycocotools import mask as mask_util
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from cnnkit.data.rle import encode
 from cnnkit.engine import distributed as dist_utils
 from cnnkit.models.detection import paste_local
 
 STAT_NAMES = ("ap", "ap50", "ap75", "ap_small", "ap_medium", "ap_large")
 MASK_THRESHOLD = 0.5  # probability above which a mask pixel belongs to the object
-
-
-def encode(mask: np.ndarray) -> dict:
-    """(H, W) uint8/bool -> compressed COCO RLE with a str ``counts`` (JSON-able)."""
-    rle = mask_util.encode(np.asfortranarray(mask.astype(np.uint8)))
-    rle["counts"] = rle["counts"].decode("ascii")
-    return rle
 
 
 def paste_masks(masks: torch.Tensor, boxes: torch.Tensor, size: tuple[int, int]):

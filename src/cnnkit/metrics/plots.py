@@ -62,7 +62,7 @@ def plot_results(metrics_csv: Path, path: Path) -> Path:
 def write_reports(folder: Path, per_class: list[dict], cm: torch.Tensor, classes: list[str],
                   annotate: str = "count") -> list[Path]:
     """per_class.csv, confusion_matrix.csv (rows: true class) and confusion_matrix.png in ``folder``."""
-    from cnnkit.engine.checkpoint import atomic_write_csv
+    from cnnkit.files import atomic_write_csv
 
     folder.mkdir(parents=True, exist_ok=True)
     per_class_csv, cm_csv = folder / "per_class.csv", folder / "confusion_matrix.csv"

@@ -38,7 +38,7 @@ class SegmentationModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
         pad_h, pad_w = -h % DIVISOR, -w % DIVISOR
-        if pad_h or pad_w:
+        if pad_h or pad_w or torch.jit.is_tracing():  # traced (ONNX export): padding follows the input's size
             x = F.pad(x, (0, pad_w, 0, pad_h))  # zeros: the mean colour, as inputs are normalised
         if getattr(self.decoder, "needs_indices", False):
             features, indices, sizes = self.encoder.forward_with_indices(x)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 from torch import nn
 
 from cnnkit.config import TrainConfig
@@ -15,16 +14,18 @@ from cnnkit.data.classify import ClassifyDataset, load_classify_data
 from cnnkit.data.images import image_to_array
 from cnnkit.data.transforms import build_batch_transform, build_train_transform, channel_stats
 from cnnkit.errors import CnnkitError
+from cnnkit.export.graphs import ClassifyGraph
 from cnnkit.metrics.classification import ClassificationMetrics
 from cnnkit.models import accepts
 from cnnkit.models.wrapper import build_image_model
 from cnnkit.tasks.base import TaskData
+from cnnkit.tasks.views import ClassifyView, topk_records
 
 INIT_SAMPLES = 5000  # training images used for data-dependent initialisation (whitening)
 
 
-class ClassifyTask:
-    name = "classify"
+class ClassifyTask(ClassifyView):
+    export_graph = ClassifyGraph  # what `cnnkit export` writes: uint8 in, post-processed out
     default_monitor = "top1"
 
     def build_data(self, cfg: TrainConfig, meta: dict[str, Any] | None = None, for_eval: bool = False) -> TaskData:
@@ -87,47 +88,4 @@ class ClassifyTask:
                   for im in images]
         batch = torch.stack(arrays).to(next(model.parameters()).device)
         logits = self.tta_forward(model, batch) if tta else model(batch)
-        probs = logits.float().softmax(1)
-        classes = model.meta["classes"]
-        k = min(topk, probs.shape[1])
-        values, indices = probs.topk(k, dim=1)
-        return [{"class": classes[int(ix[0])], "index": int(ix[0]), "score": float(v[0]),
-                 "topk": [{"class": classes[int(i)], "index": int(i), "score": float(p)} for p, i in zip(v, ix)]}
-                for v, ix in zip(values, indices)]
-
-    @staticmethod
-    def csv_row(prediction: dict) -> dict[str, str]:
-        """One predictions.csv row (after the path column)."""
-        return {"class": prediction["class"], "score": f"{prediction['score']:.6f}",
-                "topk": ";".join(f"{t['class']}:{t['score']:.4f}" for t in prediction["topk"])}
-
-    @staticmethod
-    def record(prediction: dict) -> dict:
-        """The JSON-able part of a prediction (all of it)."""
-        return prediction
-
-    @staticmethod
-    def describe(prediction: dict) -> str:
-        return f"{prediction['class']} ({prediction['score']:.3f})"
-
-    def write_outputs(self, image: Image.Image, prediction: dict, meta: dict[str, Any], folder: Path, stem: str,
-                      pictures: bool = True) -> dict[str, str]:
-        """<stem>_pred.png: the image annotated with the top classes (unless ``pictures`` is off)."""
-        if not pictures:
-            return {}
-        path = folder / f"{stem}_pred.png"
-        self.visualise(image, prediction, meta).save(path)
-        return {"image": str(path)}
-
-    def visualise(self, image: Image.Image, prediction: dict, meta: dict[str, Any]) -> Image.Image:
-        """The image (enlarged if small) with the top-k labels and probabilities written on it."""
-        im = image.convert("RGB")
-        if max(im.size) < 256:
-            scale = 256 / max(im.size)
-            im = im.resize((round(im.width * scale), round(im.height * scale)), Image.NEAREST)
-        draw = ImageDraw.Draw(im)
-        lines = [f"{t['class']} {t['score']:.2f}" for t in prediction["topk"][:3]]
-        draw.rectangle([0, 0, im.width, 12 * len(lines) + 4], fill=(0, 0, 0))
-        for i, line in enumerate(lines):
-            draw.text((4, 2 + 12 * i), line, fill=(255, 255, 0) if i == 0 else (220, 220, 220))
-        return im
+        return topk_records(logits.float().softmax(1).cpu().numpy(), meta["classes"], topk)

@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
-from pycocotools import mask as mask_util
 
-from cnnkit.engine.checkpoint import atomic_write_bytes
+from cnnkit.data.rle import decode_rle
+from cnnkit.files import atomic_write_bytes
 from cnnkit.tasks.seg_draw import save_png
 
 MAX_LABELS = 60  # objects labelled with text on an overlay; more would hide the image
@@ -27,8 +27,7 @@ def instance_colours(n: int) -> np.ndarray:
 def decode(inst: dict) -> np.ndarray | None:
     if "rle" not in inst:
         return None
-    rle = {"size": inst["rle"]["size"], "counts": inst["rle"]["counts"].encode("ascii")}
-    return mask_util.decode(rle).astype(bool)
+    return decode_rle(inst["rle"])
 
 
 def overlay(image: Image.Image, instances: list[dict], meta: dict[str, Any], alpha: float = 0.45) -> Image.Image:

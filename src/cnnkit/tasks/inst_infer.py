@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torchvision.ops import box_iou
 
-from cnnkit.metrics.coco import encode
+from cnnkit.data.rle import encode
 from cnnkit.models.detection import paste_local
 
 MERGE_IOU = 0.5  # IoU inside the shared region above which two tiles' detections are one object

@@ -3,10 +3,8 @@ predictor and visualiser for the engine. ``detect`` is the same task with boxes 
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from PIL import Image
 from torch import nn
@@ -16,12 +14,13 @@ from cnnkit.data.images import pil_to_array
 from cnnkit.data.instance import InstanceDataset, InstanceTransform, list_collate
 from cnnkit.data.instance_data import load_instance_data
 from cnnkit.errors import CnnkitError
+from cnnkit.export.graphs import DetectGraph
 from cnnkit.metrics.coco import COCOMetrics
 from cnnkit.models.wrapper import build_image_model
 from cnnkit.tasks.base import TaskData
-from cnnkit.tasks.inst_draw import overlay, write_instance_outputs, write_results
 from cnnkit.tasks.inst_infer import Detection, detect_image, detect_tiled, to_instances
 from cnnkit.tasks.segment import image_stats
+from cnnkit.tasks.views import InstanceView
 
 DEFAULT_CROP = 512  # training crop side when --imgsz is not given (pixels)
 DEFAULT_DETECTIONS = 300  # most objects a model returns per image (model_args: detections)
@@ -36,11 +35,13 @@ def forward_with_targets(model: nn.Module, images: list[torch.Tensor], targets: 
     return model(images, targets)
 
 
-class InstanceTask:
+class InstanceTask(InstanceView):
     """``masks=True``: the instance task (Mask R-CNN); ``masks=False``: detect (Faster R-CNN)."""
 
+    export_graph = DetectGraph  # what `cnnkit export` writes: uint8 in, post-processed out
+
     def __init__(self, name: str = "instance", masks: bool = True):
-        self.name, self.masks = name, masks
+        super().__init__(name, masks)
         self.default_monitor = "mask_ap" if masks else "box_ap"
 
     def build_data(self, cfg: TrainConfig, meta: dict[str, Any] | None = None, for_eval: bool = False) -> TaskData:
@@ -120,35 +121,6 @@ class InstanceTask:
             return out
         finally:
             heads.score_thresh, heads.nms_thresh, heads.detections_per_img = saved
-
-    @staticmethod
-    def record(prediction: dict) -> dict:
-        return {"size": prediction["size"], "instances": prediction["instances"]}
-
-    @staticmethod
-    def describe(prediction: dict) -> str:
-        counts: dict[str, int] = {}
-        for inst in prediction["instances"]:
-            counts[inst["class"]] = counts.get(inst["class"], 0) + 1
-        return ", ".join(f"{n} {c}" for c, n in sorted(counts.items(), key=lambda kv: -kv[1])) or "no objects"
-
-    @staticmethod
-    def csv_row(prediction: dict) -> dict[str, str]:
-        scores = [i["score"] for i in prediction["instances"]]
-        return {"objects": str(len(scores)), "mean_score": f"{np.mean(scores):.4f}" if scores else ""}
-
-    def visualise(self, image: Image.Image, prediction: dict, meta: dict[str, Any]) -> Image.Image:
-        return overlay(image, prediction["instances"], meta)
-
-    @staticmethod
-    def write_outputs(image: Image.Image, prediction: dict, meta: dict[str, Any], folder: Path, stem: str,
-                      pictures: bool = True) -> dict[str, str]:
-        return write_instance_outputs(image, prediction, meta, folder, stem, pictures)
-
-    @staticmethod
-    def write_results(records: list[dict], meta: dict[str, Any], folder: Path) -> Path:
-        """COCO results JSON (RLE masks) for all predicted images."""
-        return write_results(records, meta, folder)
 
 
 __all__ = ["InstanceTask", "Detection"]

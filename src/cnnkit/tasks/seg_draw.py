@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from cnnkit.data.masks import IGNORE
-from cnnkit.engine.checkpoint import atomic_write_bytes
+from cnnkit.files import atomic_write_bytes
 
 
 def colour_lut(colours: list) -> np.ndarray:

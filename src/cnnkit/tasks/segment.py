@@ -24,20 +24,21 @@ from cnnkit.data.segment import (
 )
 from cnnkit.data.transforms import SegmentTransform
 from cnnkit.errors import CnnkitError
+from cnnkit.export.graphs import SegmentGraph
 from cnnkit.log import LOGGER
 from cnnkit.metrics.segmentation import SegmentationMetrics
 from cnnkit.models.wrapper import build_image_model
 from cnnkit.tasks.base import TaskData
-from cnnkit.tasks.seg_draw import overlay, write_segment_outputs
 from cnnkit.tasks.seg_infer import choose_mode, predict_slide, predict_whole, resize_ids
 from cnnkit.tasks.seg_losses import SegmentationLoss
+from cnnkit.tasks.views import SegmentView, class_areas
 
 DEFAULT_CROP = 512  # training crop side when images differ in size and --imgsz is not given (pixels)
 STATS_SAMPLES = 200  # training images used for the normalisation statistics
 
 
-class SegmentTask:
-    name = "segment"
+class SegmentTask(SegmentView):
+    export_graph = SegmentGraph  # what `cnnkit export` writes: uint8 in, post-processed out
     default_monitor = "miou"
 
     def build_data(self, cfg: TrainConfig, meta: dict[str, Any] | None = None, for_eval: bool = False) -> TaskData:
@@ -112,32 +113,8 @@ class SegmentTask:
             else:
                 ids, p = predict_whole(model, tensor, tta, probs, size=(height, width))
                 ids = resize_ids(ids, (height, width))
-            counts = np.bincount(ids.ravel(), minlength=len(meta["classes"]))[: len(meta["classes"])]
-            areas = {meta["classes"][i]: round(float(c) / ids.size, 6) for i, c in enumerate(counts) if c}
-            out.append({"mask": ids, "probs": p, "areas": dict(sorted(areas.items(), key=lambda kv: -kv[1])),
-                        "size": [width, height]})
+            out.append({"mask": ids, "probs": p, "areas": class_areas(ids, meta["classes"]), "size": [width, height]})
         return out
-
-    @staticmethod
-    def record(prediction: dict) -> dict:
-        """The JSON-able part of a prediction."""
-        return {"size": prediction["size"], "areas": prediction["areas"]}
-
-    @staticmethod
-    def describe(prediction: dict) -> str:
-        return ", ".join(f"{name} {area:.0%}" for name, area in list(prediction["areas"].items())[:4])
-
-    @staticmethod
-    def csv_row(prediction: dict) -> dict[str, str]:
-        return {"areas": ";".join(f"{name}:{area:.4f}" for name, area in prediction["areas"].items())}
-
-    def visualise(self, image: Image.Image, prediction: dict, meta: dict[str, Any]) -> Image.Image:
-        return overlay(image, prediction["mask"], meta)
-
-    @staticmethod
-    def write_outputs(image: Image.Image, prediction: dict, meta: dict[str, Any], folder: Path, stem: str,
-                      pictures: bool = True) -> dict[str, str]:
-        return write_segment_outputs(image, prediction, meta, folder, stem, pictures)
 
 
 def _crop_size(imgsz: int, images: list, max_size: int) -> tuple[int, int]:

@@ -1,0 +1,79 @@
+"""``cnnkit export`` and ``cnnkit serve``, and the loader that takes a checkpoint or an .onnx file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from cnnkit.errors import CnnkitError
+from cnnkit.files import atomic_write_bytes
+
+
+def load_predictor(weights: str, device: str = "auto") -> Any:
+    """An .onnx file -> ``OnnxModel`` (onnxruntime, no torch); anything else -> a checkpoint's ``Model``."""
+    if Path(weights).suffix.lower() == ".onnx":
+        from cnnkit.export.runtime import OnnxModel
+
+        if device not in ("auto", "cpu"):
+            raise CnnkitError(f"--device {device}: .onnx files run on onnxruntime's CPU provider; drop --device")
+        return OnnxModel(weights)
+    from cnnkit.api import load
+
+    return load(weights, device=device)
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    parity = ", ".join(f"{k}={v:.3g}" for k, v in report["parity"].items())
+    print(f"parity (eager PyTorch vs {report['format']}, random inputs): {parity}")
+    if "agreement" in report:
+        agreement = report["agreement"]
+        for who, metrics in agreement["metrics"].items():
+            print(f"  {who:>8}: " + " ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+        print(f"  same prediction on {agreement['images']} images: {agreement.get('same_prediction', 0):.4f}")
+    for key in ("latency_batch1", "latency_batch8"):
+        if key in report:
+            cells = ", ".join(f"{k[:-3]} {v:.2f} ms" if isinstance(v, float) else f"{k[:-3]} {v}"
+                              for k, v in report[key].items())
+            print(f"CPU latency, {key[8:].replace('batch', 'batch ')}: {cells}")
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from cnnkit.export.exporter import export_model
+    from cnnkit.export.verify import verify_export
+
+    path, model = export_model(args.weights, args.format, args.imgsz, args.dynamic, args.half, args.out)
+    export = json.loads(_metadata(path, args.format)["cnnkit_export"])
+    shape = export["input"]["shape"]
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): {model.meta['task']}, input images {shape} uint8, "
+          f"outputs {', '.join(export['outputs'])}")
+    if args.verify:
+        report = verify_export(str(path), args.format, args.weights, shape, args.half, args.data, args.limit,
+                               compile_too=not args.no_compile)
+        _print_report(report)
+        out = path.with_name(path.name + ".verify.json")
+        atomic_write_bytes(out, json.dumps(report, indent=2).encode())
+        print(f"report: {out}")
+    return 0
+
+
+def _metadata(path: Path, fmt: str) -> dict[str, str]:
+    if fmt == "onnx":
+        import onnx
+
+        return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    import torch
+
+    files = {"cnnkit.json": ""}
+    torch.jit.load(str(path), map_location="cpu", _extra_files=files)
+    return json.loads(files["cnnkit.json"])
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from cnnkit.serve.app import Limits, serve
+
+    limits = Limits(max_upload_mb=args.max_upload_mb, max_pixels=args.max_pixels, workers=args.workers,
+                    queue=args.queue, timeout_s=args.timeout)
+    serve(load_predictor(args.weights, args.device), args.host, args.port, limits)
+    return 0

@@ -1,0 +1,119 @@
+"""``cnnkit export``: a checkpoint -> an ONNX or TorchScript file that takes uint8 images.
+
+ONNX goes through torch's TorchScript-based exporter (``dynamo=False``): it handles torchvision's
+detection models, whose data-dependent shapes the dynamo exporter does not export as of torch 2.x.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cnnkit import __version__
+from cnnkit.api import Model, load
+from cnnkit.errors import CnnkitError
+from cnnkit.files import atomic_write_bytes
+from cnnkit.tasks.inst_draw import instance_colours
+
+FORMATS = {"onnx": ".onnx", "torchscript": ".torchscript"}
+OPSET = 17  # ONNX operator set: onnxruntime >= 1.14 runs it; torchvision's RoIAlign needs >= 16
+
+
+def input_side(model: Model, imgsz: int) -> int:
+    """The exported input's side (pixels): ``imgsz``, else the training size (classify) or crop."""
+    if imgsz:
+        return imgsz
+    meta = model.meta
+    return int(meta.get("imgsz") or max(meta.get("crop") or [0]) or 224)
+
+
+def export_metadata(model: Model, graph: torch.nn.Module, shape: list, fmt: str, half: bool,
+                    source: str) -> dict[str, str]:
+    """String key -> value pairs stored in the file: what a runtime needs without cnnkit's checkpoint."""
+    meta = {k: v for k, v in model.meta.items() if k != "class_weights"}
+    if "colours" not in meta:
+        meta["colours"] = instance_colours(len(meta["classes"])).tolist()
+    export = {"format": fmt, "input": {"name": "images", "dtype": "uint8", "layout": "NCHW", "shape": shape},
+              "outputs": list(graph.outputs), "half": half, "source": source, "cnnkit_version": __version__}
+    return {"task": meta["task"], "classes": json.dumps(meta["classes"]), "colours": json.dumps(meta["colours"]),
+            "input_size": json.dumps(shape[2:]), "cnnkit_version": __version__,
+            "cnnkit_meta": json.dumps(meta), "cnnkit_export": json.dumps(export),
+            "cnnkit_config": json.dumps(model.checkpoint.get("config", {}))}
+
+
+def build_graph(model: Model, half: bool) -> torch.nn.Module:
+    graph = model.task.export_graph(model.module, half)
+    return graph.eval()
+
+
+def example_input(channels: int, side: int, batch: int = 1, seed: int = 0) -> torch.Tensor:
+    """Random uint8 images ``(batch, channels, side, side)``, the same for the same seed."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (batch, channels, side, side), generator=g, dtype=torch.uint8)
+
+
+def input_shape(graph: torch.nn.Module, channels: int, side: int, dynamic: bool) -> list:
+    """The input's shape with names for free axes."""
+    batch = "batch" if dynamic and graph.batch_dynamic else 1
+    free = graph.free_size == "always" or (dynamic and graph.free_size == "dynamic")
+    return [batch, channels, "height" if free else side, "width" if free else side]
+
+
+def export_model(weights: str | Path, fmt: str = "onnx", imgsz: int = 0, dynamic: bool = False, half: bool = False,
+                 out: str | Path = "") -> tuple[Path, Model]:
+    """Write ``weights`` as ``fmt`` beside it (or to ``out``); returns the file and the loaded model."""
+    if fmt not in FORMATS:
+        raise CnnkitError(f"--format {fmt}: choose one of {', '.join(FORMATS)}")
+    model = load(weights, device="cpu")
+    graph = build_graph(model, half)
+    side = input_side(model, imgsz)
+    shape = input_shape(graph, model.meta["in_chans"], side, dynamic)
+    path = Path(out) if out else Path(weights).with_suffix(FORMATS[fmt])
+    metadata = export_metadata(model, graph, shape, fmt, half, Path(weights).name)
+    example = example_input(model.meta["in_chans"], side)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # tracer warnings about Python values: the parity check is the test
+        try:
+            data = (_onnx_bytes(graph, example, shape, metadata) if fmt == "onnx"
+                    else _torchscript_bytes(graph, example, metadata))
+        except CnnkitError:
+            raise
+        except Exception as e:  # noqa: BLE001 - any exporter failure: one line naming the model
+            raise CnnkitError(f"{weights}: {model.meta['model']} did not export to {fmt} "
+                              f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from e
+    atomic_write_bytes(path, data)
+    return path, model
+
+
+def _onnx_bytes(graph: torch.nn.Module, example: torch.Tensor, shape: list, metadata: dict[str, str]) -> bytes:
+    import onnx
+
+    axes = {i: name for i, name in enumerate(shape) if isinstance(name, str)}
+    dynamic_axes: dict[str, Any] = {"images": axes} if axes else {}
+    for name in graph.outputs:  # outputs' free axes: the batch (or object count) and, for masks, the size
+        dynamic_axes[name] = {0: "objects" if not graph.batch_dynamic else "batch"}
+        if name == "mask" and "height" in shape:
+            dynamic_axes[name].update({1: "height", 2: "width"})
+    with tempfile.TemporaryDirectory() as tmp:
+        file = Path(tmp) / "model.onnx"
+        torch.onnx.export(graph, (example,), str(file), dynamo=False, opset_version=OPSET, input_names=["images"],
+                          output_names=list(graph.outputs), dynamic_axes=dynamic_axes)
+        proto = onnx.load(str(file))
+    for key, value in metadata.items():
+        prop = proto.metadata_props.add()
+        prop.key, prop.value = key, value
+    proto.producer_name, proto.producer_version = "cnnkit", metadata["cnnkit_version"]
+    return proto.SerializeToString()
+
+
+def _torchscript_bytes(graph: torch.nn.Module, example: torch.Tensor, metadata: dict[str, str]) -> bytes:
+    traced = torch.jit.trace(graph, example, check_trace=False)
+    buffer = io.BytesIO()
+    torch.jit.save(traced, buffer, _extra_files={"cnnkit.json": json.dumps(metadata)})
+    return buffer.getvalue()

@@ -1,0 +1,137 @@
+"""Export for every task: metadata in the file, parity with PyTorch (ONNX and TorchScript), the
+torch-free ONNX path for predict, and the CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from PIL import Image
+
+from cnnkit.api import load
+from cnnkit.cli.main import main
+from cnnkit.data.synthetic import make_scene
+from cnnkit.export.exporter import build_graph, export_model
+from cnnkit.export.runtime import OnnxModel
+from cnnkit.export.verify import exported_runner, parity
+from tests.export.helpers import write_checkpoint
+
+TASKS = ["classify", "segment", "instance", "detect"]
+FLOAT_TOL = 1e-3  # largest difference accepted in float outputs (probabilities, boxes in pixels, masks)
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("ckpt")
+    return {task: write_checkpoint(folder, task) for task in TASKS}
+
+
+def scenes(n: int = 3) -> list[Image.Image]:
+    return [Image.fromarray(make_scene(i, seed=3, size=72 + 12 * i).image) for i in range(n)]
+
+
+def assert_parity(differences: dict[str, float]) -> None:
+    for key, value in differences.items():
+        assert not key.endswith("count_diff"), differences
+        assert value <= (FLOAT_TOL if key.endswith("max_abs_diff") else 0.0), differences
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+@pytest.mark.parametrize("task", TASKS)
+def test_export_matches_pytorch(checkpoints, tmp_path, task, fmt):
+    path, model = export_model(checkpoints[task], fmt, dynamic=True, out=tmp_path / f"m.{fmt}")
+    graph = build_graph(load(checkpoints[task], device="cpu"), half=False)
+    shape = [1 if task in ("instance", "detect") else "batch", 3,
+             *(["height", "width"] if task != "classify" else [32, 32])]
+    side = 32 if task == "classify" else 64
+    assert_parity(parity(graph, exported_runner(str(path), fmt), shape, 3, side, samples=2))
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_onnx_metadata_travels_in_the_file(checkpoints, tmp_path, task):
+    path, _ = export_model(checkpoints[task], "onnx", out=tmp_path / "m.onnx")
+    props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert props["task"] == task and json.loads(props["classes"])[-1] == "star"
+    assert len(json.loads(props["colours"])) == len(json.loads(props["classes"]))
+    assert props["cnnkit_version"] and json.loads(props["input_size"])
+    model = OnnxModel(path)
+    assert model.meta["task"] == task and model.export["input"]["dtype"] == "uint8"
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_onnx_predictions_equal_pytorch_predictions(checkpoints, tmp_path, task):
+    path, _ = export_model(checkpoints[task], "onnx", dynamic=True, out=tmp_path / "m.onnx")
+    options = {"score_thresh": 0.0} if task in ("instance", "detect") else {}
+    torch_preds = load(checkpoints[task], device="cpu").predict(scenes(), **options)
+    onnx_preds = OnnxModel(path).predict(scenes(), **options)
+    for a, b in zip(torch_preds, onnx_preds):
+        if task == "classify":
+            assert a["index"] == b["index"] and abs(a["score"] - b["score"]) < 1e-4
+        elif task == "segment":
+            assert np.array_equal(a["mask"], b["mask"]) and a["areas"] == b["areas"]
+        else:
+            assert len(a["instances"]) == len(b["instances"]) > 0
+            boxes_a = np.array([i["box"] for i in a["instances"]])
+            boxes_b = np.array([i["box"] for i in b["instances"]])
+            assert np.abs(boxes_a - boxes_b).max() < 0.05
+            assert ("rle" in b["instances"][0]) == (task == "instance")
+            if task == "instance":  # masks pasted in numpy, as torchvision pastes them
+                assert np.mean([x["rle"] == y["rle"] for x, y in zip(a["instances"], b["instances"])]) > 0.9
+
+
+def test_half_precision_classifier(checkpoints, tmp_path):
+    path, _ = export_model(checkpoints["classify"], "onnx", half=True, out=tmp_path / "half.onnx")
+    graph = build_graph(load(checkpoints["classify"], device="cpu"), half=False)
+    differences = parity(graph, exported_runner(str(path), "onnx"), [1, 3, 32, 32], 3, 32, samples=2)
+    assert differences["probs_max_abs_diff"] < 2e-2
+    assert OnnxModel(path).export["half"] is True
+
+
+def test_fixed_size_segmenter_resizes_images(checkpoints, tmp_path):
+    path, _ = export_model(checkpoints["segment"], "onnx", imgsz=48, out=tmp_path / "fixed.onnx")
+    model = OnnxModel(path)
+    assert model.input_shape == [1, 3, 48, 48]
+    prediction = model.predict(scenes(1))[0]
+    assert prediction["mask"].shape == (72, 72) and prediction["size"] == [72, 72]
+
+
+def test_onnx_predict_does_not_import_torch(checkpoints, tmp_path):
+    path, _ = export_model(checkpoints["segment"], "onnx", dynamic=True, out=tmp_path / "m.onnx")
+    scenes(1)[0].save(tmp_path / "a.png")
+    code = ("import sys; from cnnkit.cli.main import main; "
+            f"rc = main(['predict', '--weights', r'{path}', r'{tmp_path / 'a.png'}', '--out', r'{tmp_path / 'out'}']); "
+            "assert rc == 0; assert 'torch' not in sys.modules, 'torch was imported'")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out" / "a_mask.png").is_file()
+
+
+def test_cli_export_verify_and_val_on_onnx(checkpoints, tmp_path, shapes_folder, capsys):
+    out = tmp_path / "cls.onnx"
+    assert main(["export", "--weights", str(checkpoints["classify"]), "--dynamic", "--verify", "--data",
+                 str(shapes_folder), "--limit", "8", "--no-compile", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "probs_max_abs_diff" in text and "same prediction on 8 images: 1.0000" in text
+    report = json.loads((tmp_path / "cls.onnx.verify.json").read_text())
+    assert report["latency_batch1"]["exported_ms"] > 0 and "latency_batch8" in report
+    assert main(["val", "--weights", str(out), "--data", str(shapes_folder), "--out", str(tmp_path / "val")]) == 0
+    assert "top1=" in capsys.readouterr().out and (tmp_path / "val" / "metrics.json").is_file()
+
+
+def test_bad_onnx_files_give_one_line_errors(tmp_path, capsys):
+    assert main(["predict", "--weights", str(tmp_path / "missing.onnx"), str(tmp_path)]) == 2
+    assert "no such file" in capsys.readouterr().err
+    plain = tmp_path / "plain.onnx"
+    graph = onnx.helper.make_graph([onnx.helper.make_node("Identity", ["x"], ["y"])], "g",
+                                   [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],
+                                   [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])])
+    onnx.save(onnx.helper.make_model(graph), plain)
+    Image.new("RGB", (8, 8)).save(tmp_path / "x.png")
+    assert main(["predict", "--weights", str(plain), str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err
+    assert "no cnnkit metadata" in err and len(err.strip().splitlines()) == 1
