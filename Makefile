@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test lint bench bench-camvid bench-dsb2018 clean
+.PHONY: venv demo test lint bench bench-camvid bench-dsb2018 bench-export bench-serve clean
 
 venv: $(STAMP)
 
@@ -31,6 +31,12 @@ bench-camvid: $(STAMP)
 
 bench-dsb2018: $(STAMP)
 	$(BIN)/python benchmarks/dsb2018.py --data ../shared/datasets/dsb2018
+
+bench-export: $(STAMP)
+	$(BIN)/python benchmarks/export.py
+
+bench-serve: $(STAMP)
+	$(BIN)/python benchmarks/serve.py
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info src/*.egg-info

@@ -60,6 +60,19 @@ def demo_classify(project: Path, epochs: int) -> None:
     print(f"{correct}/{len(samples)} new images right; top-1 on validation {result.best.get('top1', 0):.3f}")
     print(f"run folder {result.run_dir}: " + ", ".join(sorted(p.name for p in result.run_dir.iterdir())))
     print(f"annotated predictions in {out}")
+    _export_and_compare(result.run_dir / "best.pt", [str(p) for p, _ in samples], predictions)
+
+
+def _export_and_compare(weights: Path, images: list[str], predictions: list[dict]) -> None:
+    """The model leaves PyTorch: an ONNX file that predicts the same classes on onnxruntime."""
+    from cnnkit.export.exporter import export_model
+    from cnnkit.export.runtime import OnnxModel
+
+    path, _ = export_model(weights, "onnx", dynamic=True)
+    exported = OnnxModel(path).predict(images, topk=3)
+    same = sum(a["class"] == b["class"] for a, b in zip(predictions, exported))
+    print(f"exported {path} ({path.stat().st_size / 1e6:.1f} MB): onnxruntime gives the same class on "
+          f"{same}/{len(images)} new images; try `cnnkit serve --weights {path}` and open http://127.0.0.1:8000")
 
 
 def _predict_new(task: str, project: Path, epochs: int, size: int, **options):

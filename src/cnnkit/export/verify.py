@@ -22,8 +22,8 @@ from cnnkit.export.exporter import example_input
 from cnnkit.log import LOGGER
 
 
-def latency_ms(fn: Callable[[], Any], runs: int = 20, warmup: int = 3, budget_s: float = 30.0) -> float:
-    """Median wall-clock milliseconds of ``fn()`` over up to ``runs`` calls (fewer past ``budget_s``)."""
+def latency_ms(fn: Callable[[], Any], runs: int = 20, warmup: int = 3, budget_s: float = 30.0) -> list[float]:
+    """Wall-clock milliseconds of up to ``runs`` calls of ``fn()`` (at least 3; fewer past ``budget_s``)."""
     for _ in range(warmup):
         fn()
     times: list[float] = []
@@ -32,7 +32,7 @@ def latency_ms(fn: Callable[[], Any], runs: int = 20, warmup: int = 3, budget_s:
         t0 = time.perf_counter()
         fn()
         times.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(times)
+    return times
 
 
 def output_differences(reference: list[np.ndarray], other: list[np.ndarray], names: list[str]) -> dict[str, float]:
@@ -132,23 +132,30 @@ def parity(graph: torch.nn.Module, run_exported: Callable[[np.ndarray], list[np.
 
 
 def latencies(graph: torch.nn.Module, run_exported: Callable[[np.ndarray], Any], channels: int, side: int,
-              batch: int, compile_too: bool = True, runs: int = 20) -> dict[str, float | str]:
-    """Median CPU milliseconds per batch of ``batch`` images: eager, exported, torch.compile."""
+              batch: int, compile_too: bool = True, runs: int = 20, rounds: int = 3) -> dict[str, float | str]:
+    """Median CPU milliseconds per batch of ``batch`` images: eager, exported, torch.compile.
+
+    The candidates take turns over ``rounds`` rounds, so that a slow spell of a shared machine
+    falls on all of them rather than on one.
+    """
     x = example_input(channels, side, batch=batch)
     xn = x.numpy()
+    candidates: dict[str, Callable[[], Any]] = {"eager_ms": lambda: graph(x), "exported_ms": lambda: run_exported(xn)}
     out: dict[str, float | str] = {}
     with torch.no_grad():
-        out["eager_ms"] = latency_ms(lambda: graph(x), runs)
-        out["exported_ms"] = latency_ms(lambda: run_exported(xn), runs)
         if compile_too:
             try:
                 compiled = torch.compile(graph)
                 compiled(x)  # compile outside the timing
-                out["compile_ms"] = latency_ms(lambda: compiled(x), runs)
+                candidates["compile_ms"] = lambda: compiled(x)
             except Exception as e:  # noqa: BLE001 - report, do not fail the export
                 LOGGER.warning("torch.compile failed: %s", str(e).splitlines()[0][:200])
                 out["compile_ms"] = "failed"
-    return out
+        times: dict[str, list[float]] = {name: [] for name in candidates}
+        for _ in range(rounds):
+            for name, fn in candidates.items():
+                times[name] += latency_ms(fn, max(3, runs // rounds), warmup=1, budget_s=30.0 / rounds)
+    return {**{name: statistics.median(t) for name, t in times.items()}, **out}
 
 
 def exported_runner(path: str, fmt: str) -> Callable[[np.ndarray], list[np.ndarray]]:
