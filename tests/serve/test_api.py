@@ -126,3 +126,13 @@ def test_time_out_and_bounded_pool(models):
         for t in threads:
             t.join()
     assert sorted(codes).count(200) == 2 and codes.count(503) == 2
+
+
+def test_timed_out_work_keeps_its_slot_until_it_ends(models):
+    """A thread cannot be stopped: work whose request timed out still holds its slot, so that such
+    work cannot pile up behind the pool."""
+    with running(SlowModel(models["onnx"], 1.0), Limits(workers=1, queue=0, timeout_s=0.2)) as url:
+        assert httpx.post(f"{url}/predict", content=png_bytes(), timeout=10).status_code == 504
+        assert httpx.post(f"{url}/predict", content=png_bytes(), timeout=10).status_code == 503
+        time.sleep(1.2)
+        assert httpx.post(f"{url}/predict", content=png_bytes(), timeout=10).status_code == 504  # admitted again

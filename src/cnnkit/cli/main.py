@@ -124,7 +124,8 @@ def _add_deploy_parsers(add: Callable[[str, str], argparse.ArgumentParser]) -> N
     p.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 exposes it to the network)")
     p.add_argument("--port", type=int, default=8000, help="TCP port")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (checkpoints)")
-    p.add_argument("--workers", type=int, default=1, help="inference threads (requests run at once)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="inference threads: .onnx requests run this many at once (checkpoints: one)")
     p.add_argument("--queue", type=int, default=16, help="requests waiting beyond those; more get 503")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds a request may wait and run; then 504")
     p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload (MB); larger gets 413")

@@ -119,13 +119,18 @@ def response_body(predictor: Any, image: Image.Image, prediction: dict, overlay:
 
 
 class Runner:
-    """A bounded pool: ``workers`` threads, ``queue`` more admitted to wait; PyTorch models, whose
-    predictors set per-call options on the module, run one call at a time."""
+    """A bounded pool: ``workers`` threads, ``queue`` more calls admitted to wait; beyond, 503.
+
+    A call holds its slot until its work really ends, even after its request timed out (a running
+    thread cannot be stopped), so that timed-out work cannot pile up behind the pool. PyTorch
+    models, whose predictors set per-call options on the module, run one call at a time.
+    """
 
     def __init__(self, predictor: Any, limits: Limits):
         self.predictor, self.limits = predictor, limits
         self.pool = ThreadPoolExecutor(max_workers=limits.workers, thread_name_prefix="cnnkit-infer")
-        self.admitted = 0
+        self.pending = 0  # calls admitted and not finished; changed under self.count_lock
+        self.count_lock = threading.Lock()
         self.serial = None if getattr(predictor, "thread_safe", False) else threading.Lock()
 
     def _predict(self, image: Image.Image, options: dict) -> dict:
@@ -134,19 +139,23 @@ class Runner:
         with self.serial:
             return self.predictor.predict([image], **options)[0]
 
+    def _release(self, _: Any) -> None:
+        with self.count_lock:
+            self.pending -= 1
+
     async def predict(self, image: Image.Image, options: dict) -> dict:
-        if self.admitted >= self.limits.workers + self.limits.queue:
-            raise HTTPException(503, "server busy: all inference slots are taken; retry shortly",
-                                headers={"Retry-After": "1"})
-        self.admitted += 1
+        with self.count_lock:
+            if self.pending >= self.limits.workers + self.limits.queue:
+                raise HTTPException(503, "server busy: all inference slots are taken; retry shortly",
+                                    headers={"Retry-After": "1"})
+            self.pending += 1
+        work = self.pool.submit(self._predict, image, options)
+        work.add_done_callback(self._release)
         try:
-            work = asyncio.get_running_loop().run_in_executor(self.pool, self._predict, image, options)
-            return await asyncio.wait_for(work, self.limits.timeout_s)
+            return await asyncio.wait_for(asyncio.wrap_future(work), self.limits.timeout_s)
         except asyncio.TimeoutError:
             raise HTTPException(504, f"prediction took over {self.limits.timeout_s:g} s; "
                                      "send a smaller image or raise --timeout") from None
-        finally:
-            self.admitted -= 1
 
 
 def create_app(predictor: Any, limits: Limits = Limits()) -> FastAPI:
