@@ -1,7 +1,7 @@
 """``cnnkit export``: a checkpoint -> an ONNX or TorchScript file that takes uint8 images.
 
-ONNX goes through torch's TorchScript-based exporter (``dynamo=False``): it handles torchvision's
-detection models, whose data-dependent shapes the dynamo exporter does not export as of torch 2.x.
+ONNX goes through torch's TorchScript-based exporter (``dynamo=False``), the path torchvision's
+detection models are written and tested for (their post-processing has data-dependent shapes).
 """
 
 from __future__ import annotations
