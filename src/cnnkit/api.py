@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from cnnkit.config import TrainConfig, load_yaml, make_config
-from cnnkit.data.images import iter_sources, open_image  # noqa: F401 - iter_sources is part of the API
+from cnnkit.data.images import as_pil, iter_sources  # noqa: F401 - iter_sources is part of the API
 from cnnkit.engine.checkpoint import load_checkpoint
 from cnnkit.engine.trainer import TrainResult, fit, select_device
 from cnnkit.errors import CnnkitError
@@ -46,15 +46,11 @@ class Model:
     @staticmethod
     def to_pil(image: ImageLike) -> Image.Image:
         """Any image-like as a PIL image: a path, PIL, an ``(H, W[, C])`` uint8 array or ``(C, H, W)`` tensor."""
-        if isinstance(image, (str, Path)):
-            return open_image(image)
-        if isinstance(image, Image.Image):
-            return image
         if isinstance(image, torch.Tensor):
             arr = image.detach().cpu()
             arr = arr.permute(1, 2, 0) if arr.ndim == 3 and arr.shape[0] in (1, 3, 4) else arr
             return Image.fromarray(arr.squeeze(-1).numpy() if arr.ndim == 3 and arr.shape[-1] == 1 else arr.numpy())
-        return Image.fromarray(np.asarray(image).squeeze())
+        return as_pil(image)
 
     def options(self) -> list[str]:
         """Keyword options ``predict`` takes for this model's task."""

@@ -44,7 +44,7 @@ def assert_parity(differences: dict[str, float]) -> None:
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
 @pytest.mark.parametrize("task", TASKS)
 def test_export_matches_pytorch(checkpoints, tmp_path, task, fmt):
-    path, model = export_model(checkpoints[task], fmt, dynamic=True, out=tmp_path / f"m.{fmt}")
+    path, _ = export_model(checkpoints[task], fmt, dynamic=True, out=tmp_path / f"m.{fmt}")
     graph = build_graph(load(checkpoints[task], device="cpu"), half=False)
     shape = [1 if task in ("instance", "detect") else "batch", 3,
              *(["height", "width"] if task != "classify" else [32, 32])]

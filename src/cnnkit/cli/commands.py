@@ -99,8 +99,7 @@ def _val_onnx(args: argparse.Namespace) -> int:
     from cnnkit.export.verify import score_on_data
 
     model = OnnxModel(args.weights)
-    config = json.loads(model.session.get_modelmeta().custom_metadata_map.get("cnnkit_config", "{}"))
-    scored = score_on_data(model.run, model.input_shape, model.meta, config, args.data)
+    scored = score_on_data(model.run, model.input_shape, model.meta, model.config, args.data)
     out = Path(args.out) if args.out else next_folder(Path(args.weights).resolve().parent / "val")
     scored["report"].save(out)
     results = scored["metrics"]["exported"]

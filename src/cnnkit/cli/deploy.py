@@ -43,10 +43,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     from cnnkit.export.exporter import export_model
     from cnnkit.export.verify import verify_export
 
-    path, model = export_model(args.weights, args.format, args.imgsz, args.dynamic, args.half, args.out)
-    export = json.loads(_metadata(path, args.format)["cnnkit_export"])
+    path, metadata = export_model(args.weights, args.format, args.imgsz, args.dynamic, args.half, args.out)
+    export = json.loads(metadata["cnnkit_export"])
     shape = export["input"]["shape"]
-    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): {model.meta['task']}, input images {shape} uint8, "
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): {metadata['task']}, input images {shape} uint8, "
           f"outputs {', '.join(export['outputs'])}")
     if args.verify:
         report = verify_export(str(path), args.format, args.weights, shape, args.half, args.data, args.limit,
@@ -56,18 +56,6 @@ def cmd_export(args: argparse.Namespace) -> int:
         atomic_write_bytes(out, json.dumps(report, indent=2).encode())
         print(f"report: {out}")
     return 0
-
-
-def _metadata(path: Path, fmt: str) -> dict[str, str]:
-    if fmt == "onnx":
-        import onnx
-
-        return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
-    import torch
-
-    files = {"cnnkit.json": ""}
-    torch.jit.load(str(path), map_location="cpu", _extra_files=files)
-    return json.loads(files["cnnkit.json"])
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

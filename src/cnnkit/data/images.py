@@ -60,6 +60,21 @@ def open_image(path: str | Path) -> Image.Image:
         raise CnnkitError(msg) from None
 
 
+def scaled_size(width: int, height: int, max_size: int) -> tuple[int, int]:
+    """(W, H) shrunk so that the longer side is at most ``max_size`` (0: unchanged)."""
+    scale = min(1.0, max_size / max(width, height)) if max_size else 1.0
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def as_pil(image: str | Path | Image.Image | np.ndarray) -> Image.Image:
+    """A path (opened and checked), a PIL image, or an ``(H, W[, C])`` uint8 array -> a PIL image."""
+    if isinstance(image, (str, Path)):
+        return open_image(image)
+    if isinstance(image, Image.Image):
+        return image
+    return Image.fromarray(np.asarray(image).squeeze())
+
+
 def image_to_array(im: Image.Image, channels: int, size: int = 0) -> np.ndarray:
     """``(H, W, channels)`` uint8 of ``im``, resized (bilinear) to ``size`` x ``size`` when size > 0."""
     if size and im.size != (size, size):

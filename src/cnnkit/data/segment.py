@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from cnnkit.data.images import is_image_file, open_image, pil_to_array, probe_channels
+from cnnkit.data.images import is_image_file, open_image, pil_to_array, probe_channels, scaled_size
 from cnnkit.data.masks import (
     IGNORE,
     VOC_CLASSES,
@@ -54,12 +54,6 @@ class RawSplit:
     images: list  # paths, or (H, W, C) uint8 arrays
     masks: list  # paths, or (H, W) uint8 class-id arrays
     infos: list[MaskInfo] | None = None
-
-
-def scaled_size(width: int, height: int, max_size: int) -> tuple[int, int]:
-    """(W, H) shrunk so that the longer side is at most ``max_size`` (0: unchanged)."""
-    scale = min(1.0, max_size / max(width, height)) if max_size else 1.0
-    return max(1, round(width * scale)), max(1, round(height * scale))
 
 
 def _mask_stem(path: Path) -> str:

@@ -66,8 +66,8 @@ def input_shape(graph: torch.nn.Module, channels: int, side: int, dynamic: bool)
 
 
 def export_model(weights: str | Path, fmt: str = "onnx", imgsz: int = 0, dynamic: bool = False, half: bool = False,
-                 out: str | Path = "") -> tuple[Path, Model]:
-    """Write ``weights`` as ``fmt`` beside it (or to ``out``); returns the file and the loaded model."""
+                 out: str | Path = "") -> tuple[Path, dict[str, str]]:
+    """Write ``weights`` as ``fmt`` beside it (or to ``out``); returns the file and the metadata stored in it."""
     if fmt not in FORMATS:
         raise CnnkitError(f"--format {fmt}: choose one of {', '.join(FORMATS)}")
     model = load(weights, device="cpu")
@@ -88,7 +88,7 @@ def export_model(weights: str | Path, fmt: str = "onnx", imgsz: int = 0, dynamic
             raise CnnkitError(f"{weights}: {model.meta['model']} did not export to {fmt} "
                               f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from e
     atomic_write_bytes(path, data)
-    return path, model
+    return path, metadata
 
 
 def _onnx_bytes(graph: torch.nn.Module, example: torch.Tensor, shape: list, metadata: dict[str, str]) -> bytes:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from cnnkit.data.images import image_to_array, open_image, pil_to_array
+from cnnkit.data.images import as_pil, image_to_array, pil_to_array, scaled_size
 from cnnkit.errors import CnnkitError
 from cnnkit.export.paste import instances_from_outputs
 from cnnkit.tasks.views import VIEWS, class_areas, topk_records
@@ -50,6 +50,7 @@ class OnnxModel:
             raise CnnkitError(f"{self.path}: no cnnkit metadata in this ONNX file; export it with `cnnkit export`")
         self.meta: dict[str, Any] = json.loads(props["cnnkit_meta"])
         self.export: dict[str, Any] = json.loads(props["cnnkit_export"])
+        self.config: dict[str, Any] = json.loads(props.get("cnnkit_config", "{}"))  # the training run's
         self.task = VIEWS[self.meta["task"]]
         self.runner = RUNNERS[self.meta["task"]](self)
         self.input_name = self.session.get_inputs()[0].name
@@ -77,20 +78,12 @@ class OnnxModel:
             raise CnnkitError(f"predict: options {unknown} do not apply to {self.task.name} (ONNX); "
                               f"it takes {', '.join(self.runner.options) or 'none'}")
         single = not isinstance(images, (list, tuple))
-        items = [_to_pil(im) for im in ([images] if single else images)]
+        items = [as_pil(im) for im in ([images] if single else images)]
         step = batch if isinstance(self.input_shape[0], str) else 1
         out: list[dict] = []
         for start in range(0, len(items), step):
             out += self.runner.predict(items[start:start + step], **options)
         return out
-
-
-def _to_pil(image: Any) -> Image.Image:
-    if isinstance(image, (str, Path)):
-        return open_image(image)
-    if isinstance(image, Image.Image):
-        return image
-    return Image.fromarray(np.asarray(image).squeeze())
 
 
 def _chw(array: np.ndarray) -> np.ndarray:
@@ -104,12 +97,6 @@ def _resized(image: Image.Image, channels: int, size: tuple[int, int]) -> np.nda
         return array
     picture = Image.fromarray(array.squeeze(-1) if channels == 1 else array)
     return pil_to_array(picture.resize(size, Image.BILINEAR), channels)
-
-
-def _working_size(width: int, height: int, max_size: int) -> tuple[int, int]:
-    """(W, H) shrunk so that the longer side is at most ``max_size`` (0: unchanged), as in training."""
-    scale = min(1.0, max_size / max(width, height)) if max_size else 1.0
-    return max(1, round(width * scale)), max(1, round(height * scale))
 
 
 class ClassifyRunner:
@@ -137,7 +124,7 @@ class SegmentRunner:
         out = []
         for image in images:  # one at a time: images differ in size
             width, height = image.size
-            size = _working_size(width, height, meta.get("max_size", 0)) if isinstance(shape[2], str) \
+            size = scaled_size(width, height, meta.get("max_size", 0)) if isinstance(shape[2], str) \
                 else (shape[3], shape[2])
             ids = self.model.run(_chw(_resized(image, meta["in_chans"], size))[None])[0][0]
             if ids.shape != (height, width):
@@ -161,7 +148,7 @@ class InstanceRunner:
         out = []
         for image in images:
             width, height = image.size
-            size = _working_size(width, height, meta.get("max_size", 0))
+            size = scaled_size(width, height, meta.get("max_size", 0))
             outputs = self.model.run(_chw(_resized(image, meta["in_chans"], size))[None])
             factor = min(1.0, meta["max_size"] / max(height, width)) if meta.get("max_size") else 1.0
             instances = instances_from_outputs(outputs, meta["classes"], (height, width), factor,
