@@ -86,7 +86,9 @@ def held_out_eval(weights: Path, data: Path) -> dict:
 
 def predicted_ap(weights: Path, data: Path) -> dict:
     """Mask AP of ``Model.predict`` itself on the held-out images (score threshold 0.05, as COCO scores
-    it): the path users run, where images above four training crops are tiled and objects merged."""
+    it): the path users run, where images above four training crops are tiled and objects merged;
+    and the same images through ``Model.predict`` untiled (one tile the size of the image), so that
+    the cost of tiling is measured on the same weights in the same run."""
     from cnnkit.api import load
     from cnnkit.data.instance import InstanceDataset
     from cnnkit.data.instance_data import load_instance_data
@@ -95,21 +97,25 @@ def predicted_ap(weights: Path, data: Path) -> dict:
     model = load(weights, device="cpu")
     items = load_instance_data(str(data), val_split=0.1, seed=0).val
     dataset = InstanceDataset(items, model.meta["in_chans"])
-    metrics = COCOMetrics(model.meta["classes"], masks=True, max_dets=model.meta["detections"])
+    paths = ("tiled", "whole")
+    metrics = {p: COCOMetrics(model.meta["classes"], masks=True, max_dets=model.meta["detections"]) for p in paths}
     tiled = 0
     for i, item in enumerate(items):
-        pred = model.predict([item.image], score_thresh=0.05)[0]
         _, target = dataset[i]
         h, w = target["masks"].shape[-2:]
         tiled += h * w > 4 * model.meta["crop"][0] * model.meta["crop"][1]  # the predictor tiles these
-        metrics.images.append({"id": i + 1, "height": h, "width": w})
-        metrics.gt += metrics.ground_truth(target, i + 1)
-        for inst in pred["instances"]:
-            x0, y0, x1, y1 = inst["box"]
-            metrics.dt.append({"image_id": i + 1, "category_id": inst["class_id"] + 1, "score": inst["score"],
-                               "bbox": [x0, y0, x1 - x0, y1 - y0], "segmentation": inst["rle"]})
-    return {**{k: round(v, 4) for k, v in metrics.compute().items() if k.startswith("mask_ap")},
-            "tiled_images": int(tiled), "images": len(items)}
+        preds = {"tiled": model.predict([item.image], score_thresh=0.05)[0],
+                 "whole": model.predict([item.image], score_thresh=0.05, tile=max(h, w))[0]}
+        for path, m in metrics.items():
+            m.images.append({"id": i + 1, "height": h, "width": w})
+            m.gt += m.ground_truth(target, i + 1)
+            for inst in preds[path]["instances"]:
+                x0, y0, x1, y1 = inst["box"]
+                m.dt.append({"image_id": i + 1, "category_id": inst["class_id"] + 1, "score": inst["score"],
+                             "bbox": [x0, y0, x1 - x0, y1 - y0], "segmentation": inst["rle"]})
+    scores = {p: {k: round(v, 4) for k, v in m.compute().items() if k.startswith("mask_ap")}
+              for p, m in metrics.items()}
+    return {**scores["tiled"], "untiled": scores["whole"], "tiled_images": int(tiled), "images": len(items)}
 
 
 def main() -> None:

@@ -14,7 +14,28 @@ from cnnkit.data.synthetic import SHAPE_NAMES, make_classification
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# The suite must pass on any seed and thread count: rerun it with CNNKIT_TEST_SEED=1 (2, ...) and with
+# OMP_NUM_THREADS=1 to check that no test depends on the exact numerics of a model it trains.
+TEST_SEED = int(os.environ.get("CNNKIT_TEST_SEED", "0"))
+torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(autouse=True)
+def _seeded_runs(monkeypatch):
+    """Runs that name no seed take CNNKIT_TEST_SEED (0 by default, which changes nothing)."""
+    if not TEST_SEED:
+        return
+    import cnnkit.api
+    import cnnkit.cli.commands
+    import cnnkit.config
+
+    plain = cnnkit.config.make_config
+
+    def make_config(values=None, *args, **kwargs):
+        return plain({"seed": TEST_SEED, **dict(values or {})}, *args, **kwargs)
+
+    for module in (cnnkit.config, cnnkit.api, cnnkit.cli.commands):
+        monkeypatch.setattr(module, "make_config", make_config)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -1,10 +1,20 @@
 """Instance inference: whole images, or tiles whose objects are merged across tile borders.
 
-Tiling: tiles of ``side`` pixels overlap by ``overlap`` of a side. Two detections from different
-tiles are the same object when they have the same class and, inside the region both tiles saw,
-their masks (boxes for detect) overlap with IoU >= MERGE_IOU: both tiles looked at the same
-pixels there, so a cut object shows the same part in each. Each group of such detections becomes
-one object: the union of the masks, the enclosing box, the best score.
+Tiling: tiles of ``side`` pixels overlap by ``overlap`` of a side. A detection is *cut* when its box
+reaches (within EDGE_MARGIN px) an edge of its tile that lies inside the image: its tile saw only part
+of the object. Two detections from different tiles, of the same class, are the same object when,
+inside the region both tiles saw (where both looked at the same pixels):
+
+- neither is cut (the object was seen whole twice): their masks (boxes for detect) overlap with
+  IoU >= MERGE_IOU;
+- one is cut: more than MERGE_COVER of the cut one lies inside the other. A fragment's mask is
+  least reliable where the tile cut it, and a sliver's IoU with the whole object falls below any
+  fixed threshold at one pixel of error; covering measures what a fragment is: a part of the other;
+- both are cut (an object wider than the overlap): more than MERGE_COVER of the smaller one.
+
+Each group of such detections becomes one object with the best score: the mask and box of its best
+uncut member when it has one (the tile that saw the whole object), otherwise the union of the parts
+and their enclosing box.
 """
 
 from __future__ import annotations
@@ -19,7 +29,9 @@ from torchvision.ops import box_iou
 from cnnkit.data.rle import encode
 from cnnkit.models.detection import paste_local
 
-MERGE_IOU = 0.5  # IoU inside the shared region above which two tiles' detections are one object
+MERGE_IOU = 0.5  # IoU inside the shared region at or above which two whole views are one object
+MERGE_COVER = 0.5  # share of a cut detection inside another above which it is a part of that object
+EDGE_MARGIN = 2  # px: a box this close to an inner tile edge was cut by that edge
 
 
 @dataclass
@@ -91,22 +103,40 @@ def detect_tiled(model: nn.Module, image: torch.Tensor, side: int, overlap: floa
     return merge_tiles(dets, rects)
 
 
-def _shared_iou(a: Detection, b: Detection, rects: list[tuple[int, int, int, int]]) -> float:
+def is_cut(d: Detection, rect: tuple[int, int, int, int], height: int, width: int) -> bool:
+    """Whether ``d``'s box reaches an edge of its tile ``rect`` (y0, x0, y1, x1) that lies inside
+    the ``height`` x ``width`` image, so that the tile saw only part of the object."""
+    y0, x0, y1, x1 = rect
+    bx0, by0, bx1, by1 = (float(v) for v in d.box)
+    return ((y0 > 0 and by0 <= y0 + EDGE_MARGIN) or (x0 > 0 and bx0 <= x0 + EDGE_MARGIN)
+            or (y1 < height and by1 >= y1 - EDGE_MARGIN) or (x1 < width and bx1 >= x1 - EDGE_MARGIN))
+
+
+def same_object(a: Detection, b: Detection, a_cut: bool, b_cut: bool,
+                rects: list[tuple[int, int, int, int]]) -> bool:
+    """The module docstring's rule, measured inside the region both tiles saw."""
     ra, rb = rects[a.tile], rects[b.tile]
     y0, x0 = max(ra[0], rb[0], int(min(a.box[1], b.box[1]))), max(ra[1], rb[1], int(min(a.box[0], b.box[0])))
     y1 = min(ra[2], rb[2], int(np.ceil(max(a.box[3], b.box[3]))))
     x1 = min(ra[3], rb[3], int(np.ceil(max(a.box[2], b.box[2]))))
     if y1 <= y0 or x1 <= x0:
-        return 0.0
+        return False
     ma, mb = a.mask_in((y0, x0, y1, x1)), b.mask_in((y0, x0, y1, x1))
-    union = np.logical_or(ma, mb).sum()
-    return float(np.logical_and(ma, mb).sum() / union) if union else 0.0
+    inter = int(np.logical_and(ma, mb).sum())
+    if inter == 0:
+        return False
+    if a_cut or b_cut:
+        part = min(ma.sum() if a_cut else np.inf, mb.sum() if b_cut else np.inf)
+        return inter > MERGE_COVER * part
+    return inter >= MERGE_IOU * np.logical_or(ma, mb).sum()
 
 
 def merge_tiles(dets: list[Detection], rects: list[tuple[int, int, int, int]]) -> list[Detection]:
     """Group the same object seen by several tiles (union-find) and fuse each group."""
     if len(rects) == 1 or not dets:
         return dets
+    height, width = max(r[2] for r in rects), max(r[3] for r in rects)
+    cut = [is_cut(d, rects[d.tile], height, width) for d in dets]
     parent = list(range(len(dets)))
 
     def root(i: int) -> int:
@@ -119,22 +149,27 @@ def merge_tiles(dets: list[Detection], rects: list[tuple[int, int, int, int]]) -
     touching = (box_iou(boxes, boxes) > 0).nonzero().tolist()
     for i, j in touching:
         a, b = dets[i], dets[j]
-        if i < j and a.tile != b.tile and a.label == b.label and _shared_iou(a, b, rects) >= MERGE_IOU:
+        if i < j and a.tile != b.tile and a.label == b.label and same_object(a, b, cut[i], cut[j], rects):
             parent[root(j)] = root(i)
-    groups: dict[int, list[Detection]] = {}
-    for i, d in enumerate(dets):
-        groups.setdefault(root(i), []).append(d)
-    return [_fuse(g) for g in groups.values()]
+    groups: dict[int, list[int]] = {}
+    for i in range(len(dets)):
+        groups.setdefault(root(i), []).append(i)
+    return [_fuse([dets[i] for i in g], [cut[i] for i in g]) for g in groups.values()]
 
 
-def _fuse(group: list[Detection]) -> Detection:
+def _fuse(group: list[Detection], cut: list[bool]) -> Detection:
     if len(group) == 1:
         return group[0]
+    score = max(d.score for d in group)
+    whole = [d for d, c in zip(group, cut) if not c]
+    if whole:  # a tile saw the object whole: its view beats a patchwork of fragments
+        best = max(whole, key=lambda d: d.score)
+        return Detection(best.box, best.label, score, best.mask, best.top, best.left, best.tile)
     best = max(group, key=lambda d: d.score)
     box = np.array([min(d.box[0] for d in group), min(d.box[1] for d in group),
                     max(d.box[2] for d in group), max(d.box[3] for d in group)], np.float32)
     if best.mask is None:
-        return Detection(box, best.label, best.score, tile=best.tile)
+        return Detection(box, best.label, score, tile=best.tile)
     top = min(d.top for d in group)
     left = min(d.left for d in group)
     bottom = max(d.top + d.mask.shape[0] for d in group)
@@ -142,7 +177,7 @@ def _fuse(group: list[Detection]) -> Detection:
     mask = np.zeros((bottom - top, right - left), bool)
     for d in group:
         mask |= d.mask_in((top, left, bottom, right))
-    return Detection(box, best.label, best.score, mask, top, left, best.tile)
+    return Detection(box, best.label, score, mask, top, left, best.tile)
 
 
 def to_instances(dets: list[Detection], classes: list[str], factor: float, size: tuple[int, int],
