@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,13 +21,19 @@ TEST_SEED = int(os.environ.get("CNNKIT_TEST_SEED", "0"))
 torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or min(2, os.cpu_count() or 1)))
 
 
+def pytest_collection_modifyitems(config, items):
+    if not torch.cuda.is_available():
+        skip = pytest.mark.skip(reason="needs a CUDA device")
+        for item in items:
+            if "gpu" in item.keywords:
+                item.add_marker(skip)
+
+
 @pytest.fixture(autouse=True)
 def _seeded_runs(monkeypatch):
     """Runs that name no seed take CNNKIT_TEST_SEED (0 by default, which changes nothing)."""
     if not TEST_SEED:
         return
-    import cnnkit.api
-    import cnnkit.cli.commands
     import cnnkit.config
 
     plain = cnnkit.config.make_config
@@ -34,16 +41,9 @@ def _seeded_runs(monkeypatch):
     def make_config(values=None, *args, **kwargs):
         return plain({"seed": TEST_SEED, **dict(values or {})}, *args, **kwargs)
 
-    for module in (cnnkit.config, cnnkit.api, cnnkit.cli.commands):
-        monkeypatch.setattr(module, "make_config", make_config)
-
-
-def pytest_collection_modifyitems(config, items):
-    if not torch.cuda.is_available():
-        skip = pytest.mark.skip(reason="needs a CUDA device")
-        for item in items:
-            if "gpu" in item.keywords:
-                item.add_marker(skip)
+    for module in list(sys.modules.values()):  # the package's modules and the tests' own imports
+        if module is not None and vars(module).get("make_config") is plain:
+            monkeypatch.setattr(module, "make_config", make_config)
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ from scipy import ndimage
 
 from cnnkit.tasks.inst_infer import Detection, detect_tiled, merge_tiles, tile_starts
 
-EPOCHS = 100  # 200 steps of 4 images
-MIN_AP50 = 0.8
+EPOCHS = 100  # 200 steps of 4 images; after 100 steps AP50 was still 0.42
+MIN_AP50 = 0.8  # 0.96 to 1.0 after 200 steps on seeds 0-3 at 2 threads and 0-1 at 1 thread
 
 
 def det(mask_full: np.ndarray, rect: tuple[int, int, int, int], tile: int, score: float = 0.9, label: int = 1):
@@ -177,8 +177,8 @@ def test_tiled_prediction_finds_each_object_once():
 
 @pytest.mark.slow
 def test_tiny_model_overfits_a_few_shapes(tmp_path: Path):
-    """Eight synthetic images, trained on and evaluated on: mask AP50 must get high (0.9 or more on
-    every seed and thread count tried; chance is near 0). The predictions' form and files are checked,
+    """Eight synthetic images, trained on and evaluated on: mask AP50 must get high (MIN_AP50 holds
+    with a margin on every seed and thread count tried). The predictions' form and files are checked,
     and the tiled path against the whole-image path where they must agree exactly: one tile. How many
     objects a model trained on whole 96 px scenes finds in 64 px tiles of cut shapes is not a property
     of the merge (the tests above check that on views whose right answer is known)."""
@@ -187,7 +187,6 @@ def test_tiny_model_overfits_a_few_shapes(tmp_path: Path):
     from cnnkit.api import Model
     from cnnkit.config import make_config
     from cnnkit.data.instance import InstanceDataset, list_collate
-    from cnnkit.data.instance_data import synthetic_items
     from cnnkit.engine.loop import evaluate, train_one_epoch
     from cnnkit.tasks import get_task
 
@@ -205,7 +204,7 @@ def test_tiny_model_overfits_a_few_shapes(tmp_path: Path):
         train_one_epoch(model, loader, task.build_loss(cfg, data), optimizer, schedule, device=torch.device("cpu"),
                         scaler=torch.amp.GradScaler("cpu", enabled=False), grad_clip=10.0,
                         forward=data.train_forward)
-    items = synthetic_items(8, 0)
+    items = data.train.items  # the very images it trained on, whatever the seed drew
     same = DataLoader(InstanceDataset(items, 3), batch_size=4, collate_fn=list_collate)
     metrics = task.build_metrics(data.meta, torch.device("cpu"))
     results = evaluate(model, same, metrics, device=torch.device("cpu"))
