@@ -8,7 +8,10 @@ import pytest
 import torch
 from scipy import ndimage
 
-from cnnkit.tasks.inst_infer import Detection, detect_tiled, merge_tiles, tile_starts
+from cnnkit.errors import CnnkitError
+from cnnkit.tasks import get_task
+from cnnkit.tasks.inst_infer import Detection, detect_tiled, merge_tiles
+from cnnkit.tasks.tiling import tile_starts
 
 EPOCHS = 100  # 200 steps of 4 images; after 100 steps AP50 was still 0.42
 MIN_AP50 = 0.8  # 0.96 to 1.0 after 200 steps on seeds 0-3 at 2 threads and 0-1 at 1 thread
@@ -51,6 +54,15 @@ def test_different_classes_are_not_merged_and_tiles_cover_the_image():
     assert len(merge_tiles([det(obj, rects[0], 0, label=1), det(obj, rects[1], 1, label=2)], rects)) == 2
     starts = tile_starts(300, 128, 96)
     assert starts[0] == 0 and starts[-1] == 300 - 128 and all(b - a <= 96 for a, b in zip(starts, starts[1:]))
+
+
+@pytest.mark.parametrize("task", ["instance", "segment"])
+@pytest.mark.parametrize(("options", "match"), [({"tile": -5}, "--tile -5"), ({"overlap": 1.0}, "--overlap"),
+                                                ({"overlap": -0.1}, "--overlap")])
+def test_tile_options_are_checked_before_any_work(task, options, match):
+    """Regression: --overlap 1 made instance tiles advance by one pixel (a hang), --tile -5 a traceback."""
+    with pytest.raises(CnnkitError, match=match):
+        get_task(task).predict(None, [], **options)
 
 
 def test_a_sliver_segmented_short_joins_the_object_its_neighbour_tile_saw_whole():
@@ -188,7 +200,6 @@ def test_tiny_model_overfits_a_few_shapes(tmp_path: Path):
     from cnnkit.config import make_config
     from cnnkit.data.instance import InstanceDataset, list_collate
     from cnnkit.engine.loop import evaluate, train_one_epoch
-    from cnnkit.tasks import get_task
 
     torch.manual_seed(int(os.environ.get("CNNKIT_TEST_SEED", "0")))
     task = get_task("instance")

@@ -9,9 +9,10 @@ from cnnkit.data.masks import IGNORE
 from cnnkit.models import create_model
 from cnnkit.models.wrapper import ImageModel
 from cnnkit.tasks.seg_draw import write_segment_outputs
-from cnnkit.tasks.seg_infer import choose_mode, predict_slide, predict_whole, tile_starts
+from cnnkit.tasks.seg_infer import choose_mode, predict_slide, predict_whole
 from cnnkit.tasks.seg_losses import SegmentationLoss, dice_loss
 from cnnkit.tasks.segment import SegmentTask
+from cnnkit.tasks.tiling import tile_starts
 
 META = {"task": "segment", "classes": ["background", "a", "b"], "values": [0, 1, 2], "ignore_index": 255,
         "colours": [[0, 0, 0], [255, 0, 0], [0, 255, 0]], "binary": False, "num_classes": 3, "in_chans": 3,

@@ -28,6 +28,7 @@ from torchvision.ops import box_iou
 
 from cnnkit.data.rle import encode
 from cnnkit.models.detection import paste_local
+from cnnkit.tasks.tiling import tile_starts
 
 MERGE_IOU = 0.5  # IoU inside the shared region at or above which two whole views are one object
 MERGE_COVER = 0.5  # share of a cut detection inside another above which it is a part of that object
@@ -77,13 +78,6 @@ def _detections(output: dict[str, torch.Tensor], size: tuple[int, int], offset: 
 def detect_image(model: nn.Module, image: torch.Tensor) -> list[Detection]:
     """One ``(C, H, W)`` uint8 image through the model in eval mode."""
     return _detections(model([image])[0], tuple(image.shape[-2:]))
-
-
-def tile_starts(length: int, side: int, step: int) -> list[int]:
-    if length <= side:
-        return [0]
-    starts = list(range(0, length - side, step))
-    return starts + [length - side]
 
 
 def detect_tiled(model: nn.Module, image: torch.Tensor, side: int, overlap: float, batch: int = 4

@@ -20,6 +20,7 @@ from cnnkit.models.wrapper import build_image_model
 from cnnkit.tasks.base import TaskData
 from cnnkit.tasks.inst_infer import Detection, detect_image, detect_tiled, to_instances
 from cnnkit.tasks.segment import image_stats
+from cnnkit.tasks.tiling import check_tiling
 from cnnkit.tasks.views import InstanceView
 
 DEFAULT_CROP = 512  # training crop side when --imgsz is not given (pixels)
@@ -94,6 +95,7 @@ class InstanceTask(InstanceView):
         Images over four training crops (or any with ``tile`` > 0 as the tile side) are tiled with
         ``overlap`` (fraction of a tile) and objects cut by tile borders are merged.
         """
+        check_tiling(tile, overlap)
         meta = model.meta
         heads = model.net.roi_heads
         saved = heads.score_thresh, heads.nms_thresh, heads.detections_per_img

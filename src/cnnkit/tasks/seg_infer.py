@@ -16,6 +16,7 @@ from torch import nn
 
 from cnnkit.errors import CnnkitError
 from cnnkit.metrics.segmentation import logits_to_ids
+from cnnkit.tasks.tiling import check_tiling, tile_starts
 
 MODES = ("auto", "whole", "slide")
 RESIZE_LIMIT = 64_000_000  # floats of logits resized bilinearly back to the original size; beyond, nearest ids
@@ -33,14 +34,6 @@ def forward_logits(model: nn.Module, images: torch.Tensor, tta: bool = False) ->
 def activation(logits: torch.Tensor) -> torch.Tensor:
     """Class probabilities ``(K, H, W)``: softmax, or the foreground's sigmoid for one channel."""
     return torch.sigmoid(logits) if logits.shape[0] == 1 else logits.softmax(0)
-
-
-def tile_starts(length: int, tile: int, step: int) -> list[int]:
-    """Start offsets of tiles of ``tile`` pixels every ``step`` pixels, the last flush with the end."""
-    if length <= tile:
-        return [0]
-    starts = list(range(0, length - tile, step))
-    return starts + [length - tile]
 
 
 def blend_window(h: int, w: int) -> torch.Tensor:
@@ -65,8 +58,7 @@ def predict_slide(model: nn.Module, image: torch.Tensor, tile: tuple[int, int], 
                   ) -> tuple[np.ndarray, np.ndarray | None]:
     """``image`` ``(C, H, W)`` uint8 -> class ids ``(H, W)`` uint8 and, if asked, probabilities ``(K, H, W)``
     float16, from tiles of ``tile`` pixels overlapping by ``overlap`` (fraction) with blended logits."""
-    if not 0 <= overlap < 1:
-        raise CnnkitError(f"--overlap must be in [0, 1), got {overlap}")
+    check_tiling(tile[0], overlap)
     device = next(model.parameters()).device
     _, h, w = image.shape
     th, tw = min(tile[0], h), min(tile[1], w)

@@ -31,6 +31,7 @@ from cnnkit.models.wrapper import build_image_model
 from cnnkit.tasks.base import TaskData
 from cnnkit.tasks.seg_infer import choose_mode, predict_slide, predict_whole, resize_ids
 from cnnkit.tasks.seg_losses import SegmentationLoss
+from cnnkit.tasks.tiling import check_tiling
 from cnnkit.tasks.views import SegmentView, class_areas
 
 DEFAULT_CROP = 512  # training crop side when images differ in size and --imgsz is not given (pixels)
@@ -96,6 +97,7 @@ class SegmentTask(SegmentView):
         and with ``probs`` the probabilities ``(K, H, W)`` float16. ``mode``: whole, slide or auto
         (slide once the image holds over 4 training crops); ``tile`` 0 = the training crop;
         ``tile_batch`` tiles go through the model at a time (memory grows with it)."""
+        check_tiling(tile, overlap)
         meta = model.meta
         tile_hw = (tile, tile) if tile else tuple(meta["crop"])
         out = []
