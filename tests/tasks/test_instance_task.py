@@ -1,5 +1,6 @@
 """Instance task: tiles merged across borders, a tiny model that overfits shapes, predictions and files."""
 
+import logging
 import os
 from pathlib import Path
 
@@ -57,12 +58,23 @@ def test_different_classes_are_not_merged_and_tiles_cover_the_image():
 
 
 @pytest.mark.parametrize("task", ["instance", "segment"])
-@pytest.mark.parametrize(("options", "match"), [({"tile": -5}, "--tile -5"), ({"overlap": 1.0}, "--overlap"),
+@pytest.mark.parametrize(("options", "match"), [({"tile": -5}, "--tile -5"), ({"tile": 8}, "--tile 8"),
+                                                ({"overlap": 1.0}, "--overlap"), ({"overlap": 0.99}, "--overlap"),
                                                 ({"overlap": -0.1}, "--overlap")])
 def test_tile_options_are_checked_before_any_work(task, options, match):
-    """Regression: --overlap 1 made instance tiles advance by one pixel (a hang), --tile -5 a traceback."""
+    """Regression: --overlap 1 (and 0.99) made tiles advance by one pixel and --tile 1 made a tile per
+    pixel, which ran for minutes as if hung; --tile -5 gave a traceback."""
     with pytest.raises(CnnkitError, match=match):
         get_task(task).predict(None, [], **options)
+
+
+@pytest.mark.parametrize(("options", "match"), [({"score_thresh": 2.0}, "--score-thresh"),
+                                                ({"score_thresh": -1.0}, "--score-thresh"),
+                                                ({"nms_thresh": -1.0}, "--nms-thresh"), ({"max_det": -1}, "--max-det")])
+def test_instance_prediction_options_are_checked(options, match):
+    """Regression: --max-det -1 silently sliced off the last detection; thresholds out of [0, 1] were taken."""
+    with pytest.raises(CnnkitError, match=match):
+        get_task("instance").predict(None, [], **options)
 
 
 def test_a_sliver_segmented_short_joins_the_object_its_neighbour_tile_saw_whole():
@@ -188,7 +200,7 @@ def test_tiled_prediction_finds_each_object_once():
 
 
 @pytest.mark.slow
-def test_tiny_model_overfits_a_few_shapes(tmp_path: Path):
+def test_tiny_model_overfits_a_few_shapes(tmp_path: Path, caplog):
     """Eight synthetic images, trained on and evaluated on: mask AP50 must get high (MIN_AP50 holds
     with a margin on every seed and thread count tried). The predictions' form and files are checked,
     and the tiled path against the whole-image path where they must agree exactly: one tile. How many
@@ -230,3 +242,6 @@ def test_tiny_model_overfits_a_few_shapes(tmp_path: Path):
     assert one_tile == pred
     tiled = wrapped.predict([items[0].image], score_thresh=0.3, tile=64, overlap=0.5)[0]
     assert tiled["size"] == pred["size"] and all(0.3 <= inst["score"] <= 1 for inst in tiled["instances"])
+    with caplog.at_level(logging.WARNING, logger="cnnkit"):
+        capped = wrapped.predict([items[0].image], score_thresh=0.0, tile=64, overlap=0.5, max_det=1)[0]
+    assert len(capped["instances"]) == 1 and "raise --max-det" in caplog.text  # said, not silent

@@ -33,6 +33,8 @@ def next_folder(base: Path) -> Path:
 
 
 def cmd_val(args: argparse.Namespace) -> int:
+    if args.batch < 1:
+        raise CnnkitError(f"--batch {args.batch}: give 1 or more images per batch")
     if Path(args.weights).suffix.lower() == ".onnx":
         return _val_onnx(args)
     from torch.utils.data import DataLoader
@@ -61,6 +63,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     """Checkpoints run on PyTorch; .onnx files on onnxruntime, without importing torch."""
     from cnnkit.data.images import iter_sources, open_image
 
+    if args.batch < 1:
+        raise CnnkitError(f"--batch {args.batch}: give 1 or more images per batch")
     model = load_predictor(args.weights, args.device)
     paths = iter_sources(args.sources)
     out = Path(args.out) if args.out else next_folder(Path("runs") / model.meta["task"] / "predict")

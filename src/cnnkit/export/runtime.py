@@ -19,7 +19,7 @@ from PIL import Image
 from cnnkit.data.images import as_pil, image_to_array, pil_to_array, scaled_size
 from cnnkit.errors import CnnkitError
 from cnnkit.export.paste import instances_from_outputs
-from cnnkit.tasks.views import VIEWS, class_areas, topk_records
+from cnnkit.tasks.views import VIEWS, check_thresholds, class_areas, topk_records
 
 
 def _session(path: Path, threads: int):
@@ -144,6 +144,7 @@ class InstanceRunner:
         self.model = model
 
     def predict(self, images: list[Image.Image], score_thresh: float = 0.5, max_det: int = 0) -> list[dict]:
+        check_thresholds(score_thresh, 0.5, max_det)
         meta = self.model.meta
         out = []
         for image in images:

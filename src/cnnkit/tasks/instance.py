@@ -15,13 +15,14 @@ from cnnkit.data.instance import InstanceDataset, InstanceTransform, list_collat
 from cnnkit.data.instance_data import load_instance_data
 from cnnkit.errors import CnnkitError
 from cnnkit.export.graphs import DetectGraph
+from cnnkit.log import LOGGER
 from cnnkit.metrics.coco import COCOMetrics
 from cnnkit.models.wrapper import build_image_model
 from cnnkit.tasks.base import TaskData
 from cnnkit.tasks.inst_infer import Detection, detect_image, detect_tiled, to_instances
 from cnnkit.tasks.segment import image_stats
 from cnnkit.tasks.tiling import check_tiling
-from cnnkit.tasks.views import InstanceView
+from cnnkit.tasks.views import InstanceView, check_thresholds
 
 DEFAULT_CROP = 512  # training crop side when --imgsz is not given (pixels)
 DEFAULT_DETECTIONS = 300  # most objects a model returns per image (model_args: detections)
@@ -96,6 +97,7 @@ class InstanceTask(InstanceView):
         ``overlap`` (fraction of a tile) and objects cut by tile borders are merged.
         """
         check_tiling(tile, overlap)
+        check_thresholds(score_thresh, nms_thresh, max_det)
         meta = model.meta
         heads = model.net.roi_heads
         saved = heads.score_thresh, heads.nms_thresh, heads.detections_per_img
@@ -103,7 +105,7 @@ class InstanceTask(InstanceView):
         heads.detections_per_img = max_det or meta.get("detections", DEFAULT_DETECTIONS)
         crop = tuple(meta["crop"])
         try:
-            out = []
+            out, capped = [], 0
             for pil in images:
                 array = pil_to_array(pil, meta["in_chans"])
                 height, width = array.shape[:2]
@@ -117,9 +119,17 @@ class InstanceTask(InstanceView):
                 tiled = tile > 0 or tensor.shape[1] * tensor.shape[2] > 4 * crop[0] * crop[1]
                 dets = (detect_tiled(model, tensor, side, overlap, tile_batch) if tiled
                         else detect_image(model, tensor))
-                dets = sorted(dets, key=lambda d: -d.score)[:heads.detections_per_img]
+                # tiles each return up to the model's limit; a whole image's cap is the user's alone
+                limit = max_det or (0 if tiled else heads.detections_per_img)
+                dets = sorted(dets, key=lambda d: -d.score)
+                if limit and len(dets) > limit:
+                    capped += 1
+                    dets = dets[:limit]
                 out.append({"size": [width, height],
                             "instances": to_instances(dets, meta["classes"], factor, (height, width), self.masks)})
+            if capped and max_det:
+                LOGGER.warning("%d image(s) held more than --max-det %d objects; the lowest-scored were dropped "
+                               "(raise --max-det to keep them)", capped, max_det)
             return out
         finally:
             heads.score_thresh, heads.nms_thresh, heads.detections_per_img = saved

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
+from cnnkit.errors import CnnkitError
 from cnnkit.tasks import inst_draw, seg_draw
 
 
@@ -97,6 +98,16 @@ class SegmentView:
     def write_outputs(image: Image.Image, prediction: dict, meta: dict[str, Any], folder: Path, stem: str,
                       pictures: bool = True) -> dict[str, str]:
         return seg_draw.write_segment_outputs(image, prediction, meta, folder, stem, pictures)
+
+
+def check_thresholds(score_thresh: float, nms_thresh: float, max_det: int) -> None:
+    """Prediction options in range, or CnnkitError naming the flag (a negative --max-det sliced off
+    detections and a negative threshold kept every raw box, both silently)."""
+    for flag, value in (("--score-thresh", score_thresh), ("--nms-thresh", nms_thresh)):
+        if not 0 <= value <= 1:
+            raise CnnkitError(f"{flag} must be in [0, 1], got {value}")
+    if max_det < 0:
+        raise CnnkitError(f"--max-det must be 0 (the model's limit) or more, got {max_det}")
 
 
 class InstanceView:
