@@ -92,7 +92,8 @@ class InstanceTask(InstanceView):
         (instance task) an RLE mask at the original size; ``size`` [W, H].
 
         ``score_thresh``: lowest score kept; ``nms_thresh``: box IoU above which the lower-scored of
-        two same-class detections is dropped; ``max_det``: most objects per image (0: the model's).
+        two same-class detections is dropped; ``max_det``: most objects per image (0: the model's limit, per
+        tile for a tiled image; a cap that drops objects is logged as a warning).
         Images over four training crops (or any with ``tile`` > 0 as the tile side) are tiled with
         ``overlap`` (fraction of a tile) and objects cut by tile borders are merged.
         """
@@ -119,7 +120,7 @@ class InstanceTask(InstanceView):
                 tiled = tile > 0 or tensor.shape[1] * tensor.shape[2] > 4 * crop[0] * crop[1]
                 dets = (detect_tiled(model, tensor, side, overlap, tile_batch) if tiled
                         else detect_image(model, tensor))
-                # tiles each return up to the model's limit; a whole image's cap is the user's alone
+                # a tiled image keeps what its tiles found (each up to the model's limit) unless max_det caps it
                 limit = max_det or (0 if tiled else heads.detections_per_img)
                 dets = sorted(dets, key=lambda d: -d.score)
                 if limit and len(dets) > limit:
