@@ -38,3 +38,25 @@ def test_few_classes_have_no_top5():
     metrics.update(torch.tensor([[2.0, 0, 0], [0, 2.0, 0]]), torch.tensor([0, 2]))
     out = metrics.compute()
     assert "top5" not in out and out["top1"] == 0.5
+
+
+def test_top5_of_a_strong_model_whose_first_batch_is_all_correct():
+    """Regression: torchmetrics put top-5 into the compute group of precision/recall/F1 (top-1 based)
+    when the first batch was all correct, as a good classifier's often is, and top-5 then equalled
+    top-1 for good."""
+    rng = np.random.default_rng(0)
+    n, c = 256, 10
+    labels = rng.integers(0, c, n)
+    logits = rng.normal(size=(n, c))
+    logits[np.arange(n), labels] += 4.0  # right at top-1 mostly ...
+    wrong = rng.random(n) < 0.1
+    wrong[:32] = False  # ... the whole first batch surely so
+    logits[np.arange(32), labels[:32]] += 10.0
+    logits[wrong, labels[wrong]] = np.sort(logits[wrong], axis=1)[:, -2] - 0.01  # second place: top-5 still right
+    metrics = ClassificationMetrics([f"c{i}" for i in range(c)])
+    for chunk in np.array_split(np.arange(n), n // 32):
+        metrics.update(torch.tensor(logits[chunk]), torch.tensor(labels[chunk]))
+    got = metrics.compute()
+    assert np.isclose(got["top1"], accuracy_score(labels, logits.argmax(1))) and got["top1"] < 0.95
+    assert np.isclose(got["top5"], top_k_accuracy_score(labels, logits, k=5, labels=range(c)))
+    assert got["top5"] == 1.0

@@ -31,9 +31,14 @@ class ClassificationMetrics:
             "f1": MulticlassF1Score(c, average=None),
             "confusion": MulticlassConfusionMatrix(c),
         }
+        groups = [["top1"], ["precision", "recall", "f1"], ["confusion"]]
         if c > 5:
             parts["top5"] = MulticlassAccuracy(c, top_k=5, average="micro")
-        self.collection = MetricCollection(parts).to(device)
+            groups.append(["top5"])
+        # Groups named, not found: MetricCollection merges metrics whose states are equal after the
+        # first update; a first batch that is all correct made top-5's equal to those of the top-1
+        # based precision/recall/F1, and top-5 reported top-1 for good. Those three do share one state.
+        self.collection = MetricCollection(parts, compute_groups=groups).to(device)
         self._last: dict[str, torch.Tensor] = {}
 
     def update(self, outputs: torch.Tensor, targets: torch.Tensor) -> None:
