@@ -18,7 +18,7 @@ from cnnkit.cli.main import main
 from cnnkit.data.synthetic import make_scene
 from cnnkit.export.exporter import build_graph, export_model
 from cnnkit.export.runtime import OnnxModel
-from cnnkit.export.verify import exported_runner, parity
+from cnnkit.export.verify import exported_runner, parity, sample_indices
 from tests.export.helpers import write_checkpoint
 
 TASKS = ["classify", "segment", "instance", "detect"]
@@ -135,3 +135,13 @@ def test_bad_onnx_files_give_one_line_errors(tmp_path, capsys):
     assert main(["predict", "--weights", str(plain), str(tmp_path / "x.png")]) == 2
     err = capsys.readouterr().err
     assert "no cnnkit metadata" in err and len(err.strip().splitlines()) == 1
+
+
+def test_verify_samples_across_the_split():
+    """Regression: --verify scored the first 200 images in folder order, all of one class."""
+    picked = sample_indices(1000, 200)
+    assert len(picked) == len(set(picked)) == 200 and picked == sorted(picked)
+    assert picked[0] < 50 and picked[-1] > 950  # from all over, not the first 200
+    assert sum(i < 500 for i in picked) in range(70, 131)  # about half in each half
+    assert picked == sample_indices(1000, 200)  # the same sample every time
+    assert sample_indices(10, 0) == sample_indices(10, 50) == list(range(10))

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
 from cnnkit.config import make_config
 from cnnkit.errors import CnnkitError
@@ -62,11 +62,20 @@ def fits(shape: list, batch: np.ndarray) -> bool:
     return all(isinstance(s, str) or s == n for s, n in zip(shape, batch.shape))
 
 
+def sample_indices(n: int, limit: int, seed: int = 0) -> list[int]:
+    """``limit`` of ``n`` indices drawn at random with a fixed seed, in order; all when ``limit`` is 0
+    or at least ``n``. Folders list images class by class, so the first ``limit`` would often be one
+    class, whose precision and recall say nothing."""
+    if not limit or limit >= n:
+        return list(range(n))
+    return sorted(np.random.default_rng(seed).choice(n, size=limit, replace=False).tolist())
+
+
 def score_on_data(run_exported: Callable[[np.ndarray], list[np.ndarray]], shape: list, meta: dict[str, Any],
                   config: dict[str, Any], data: str, limit: int = 0,
                   reference: torch.nn.Module | None = None) -> dict[str, Any]:
     """The task's metrics of the exported model (and of ``reference``, the eager graph) on ``data``'s
-    validation split (its first ``limit`` images if > 0), one image at a time."""
+    validation split (``limit`` of its images if > 0, drawn across it), one image at a time."""
     from cnnkit.tasks import get_task
 
     task = get_task(meta["task"])
@@ -74,7 +83,8 @@ def score_on_data(run_exported: Callable[[np.ndarray], list[np.ndarray]], shape:
     cfg = make_config({**config, "task": meta["task"], "data": data, "resume": False, "batch": 1},
                       origin="exported model")
     dataset = task.build_data(cfg, meta=meta, for_eval=True)
-    loader = DataLoader(dataset.val, batch_size=1, collate_fn=dataset.collate_fn)
+    chosen = Subset(dataset.val, sample_indices(len(dataset.val), limit))
+    loader = DataLoader(chosen, batch_size=1, collate_fn=dataset.collate_fn)
     scored = {"exported": task.build_metrics(meta, torch.device("cpu"))}
     if reference is not None:
         scored["pytorch"] = task.build_metrics(meta, torch.device("cpu"))
@@ -92,8 +102,6 @@ def score_on_data(run_exported: Callable[[np.ndarray], list[np.ndarray]], shape:
             scored["pytorch"].update(graph_cls.metric_outputs([torch.from_numpy(o) for o in ref], meta), targets)
             agree.append(_same_prediction(ref, outs))
         count += 1
-        if limit and count >= limit:
-            break
     result: dict[str, Any] = {"images": count, "metrics": {k: m.compute() for k, m in scored.items()}}
     if agree:
         result["same_prediction"] = float(np.mean(agree))
