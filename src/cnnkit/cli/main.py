@@ -116,7 +116,8 @@ def _add_deploy_parsers(add: Callable[[str, str], argparse.ArgumentParser]) -> N
     p.add_argument("--verify", action="store_true", help="compare with PyTorch: output differences, metrics on "
                    "--data, CPU latency (eager, exported, torch.compile)")
     p.add_argument("--data", default="", help="--verify: data whose val split scores both models")
-    p.add_argument("--limit", type=int, default=200, help="--verify: most validation images scored")
+    p.add_argument("--limit", type=int, default=200,
+                   help="--verify: validation images scored, drawn across the split with a fixed seed (0: all)")
     p.add_argument("--no-compile", action="store_true", help="--verify: skip torch.compile's latency")
 
     p = add("serve", "serve a model over HTTP: a web page at /, a JSON API at /predict, docs at /docs")
