@@ -143,6 +143,27 @@ def test_yolo_polygons_and_boxes(tmp_path: Path):
         read_split(tmp_path, False, None)
 
 
+def test_images_without_objects_train_beside_others(tmp_path: Path):
+    """Regression: a YOLO image with no label lines had no masks in its target, and Mask R-CNN stopped
+    with "Every element of targets should have a masks key" when it shared a batch with others."""
+    from cnnkit.models.detection import build_rcnn
+
+    write_png(tmp_path / "images" / "a.png", np.zeros((40, 80, 3), np.uint8))
+    write_png(tmp_path / "images" / "b.png", np.zeros((40, 80, 3), np.uint8))
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "labels" / "a.txt").write_text("0 0.25 0.25 0.5 0.25 0.5 0.75 0.25 0.75\n")
+    (tmp_path / "labels" / "b.txt").write_text("")
+    (tmp_path / "classes.txt").write_text("cell\n")
+    items, _, _ = read_split(tmp_path, False, None)
+    dataset = InstanceDataset(items, 3, InstanceTransform("light", (32, 32)), masks=True)
+    (image_a, target_a), (image_b, target_b) = dataset[0], dataset[1]
+    assert target_b["masks"].shape == (0, 32, 32) and target_b["boxes"].shape == (0, 4)
+    torch.manual_seed(0)
+    model = build_rcnn("resnet18", num_classes=1, fpn_channels=16, mask_channels=16, box_batch=16).train()
+    losses = model([image_a.float() / 255, image_b.float() / 255], [target_a, target_b])
+    assert all(torch.isfinite(v) for v in losses.values())
+
+
 def test_split_is_fixed_by_seed(tmp_path: Path):
     write_maps(tmp_path, n=10)
     a = load_instance_data(str(tmp_path), val_split=0.2, seed=3)

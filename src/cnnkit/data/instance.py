@@ -184,9 +184,12 @@ class InstanceDataset(Dataset):
     the crop size, else the whole image (shrunk so its longer side is at most ``max_size``)."""
 
     def __init__(self, items: list[InstanceItem], channels: int, transform: InstanceTransform | None = None,
-                 max_size: int = 0, drop_crowd: bool = False):
+                 max_size: int = 0, drop_crowd: bool = False, masks: bool = False):
         self.items, self.channels, self.transform, self.max_size = items, channels, transform, max_size
         self.drop_crowd = drop_crowd  # training: torchvision's heads have no notion of crowd regions
+        # every target carries masks, (0, H, W) for an image without objects: Mask R-CNN refuses a
+        # batch where one target lacks them, and such images are legal
+        self.masks = masks
         self.epoch_seed = 0
 
     def __len__(self) -> int:
@@ -213,6 +216,8 @@ class InstanceDataset(Dataset):
                                                                     canvas_size=win[2:])}
         if "masks" in objects:
             sample["masks"] = tv_tensors.Mask(torch.from_numpy(objects["masks"]))
+        elif self.masks:
+            sample["masks"] = tv_tensors.Mask(torch.zeros((0, *win[2:]), dtype=torch.uint8))
         if out_hw != tuple(win[2:]):
             sample = v2.Resize(list(out_hw), antialias=True)(sample)  # masks: nearest, boxes: scaled
         if self.transform is not None and self.transform.ops is not None:

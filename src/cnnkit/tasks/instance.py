@@ -64,8 +64,8 @@ class InstanceTask(InstanceView):
         train = None
         if data.train is not None:
             transform = InstanceTransform(cfg.augment, tuple(meta["crop"]))
-            train = InstanceDataset(data.train, data.channels, transform, max_size, drop_crowd=True)
-        val = InstanceDataset(data.val, data.channels, None, max_size)
+            train = InstanceDataset(data.train, data.channels, transform, max_size, drop_crowd=True, masks=self.masks)
+        val = InstanceDataset(data.val, data.channels, None, max_size, masks=self.masks)
         return TaskData(train, val, meta, collate_fn=list_collate, train_forward=forward_with_targets)
 
     def build_model(self, cfg: TrainConfig, meta: dict[str, Any]) -> nn.Module:
