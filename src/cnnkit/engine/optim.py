@@ -35,9 +35,13 @@ def lr_factor(step: int, total: int, warmup: int, shape: str) -> float:
     return 1.0
 
 
+MAX_WARMUP_SHARE = 0.25  # of all steps: a one-epoch warm-up in a one-epoch run never let the lr decay
+
+
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
+    """Linear warm-up over ``cfg.warmup_epochs`` (at most MAX_WARMUP_SHARE of the run), then ``cfg.schedule``."""
     total = cfg.epochs * steps_per_epoch
-    warmup = min(total, int(round(cfg.warmup_epochs * steps_per_epoch)))
+    warmup = min(int(total * MAX_WARMUP_SHARE), int(round(cfg.warmup_epochs * steps_per_epoch)))
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, warmup, cfg.schedule))
 
 
