@@ -226,3 +226,33 @@ def test_camvid_as_it_is():
     # SegNet's published weights agree within 20% for 10 of the 11 classes (SignSymbol: 9.64 there, 3.85 here)
     segnet = np.array([0.2595, 0.1826, 4.5640, 0.1417, 0.9051, 0.3826, 9.6446, 1.8418, 0.6823, 6.2478, 7.3614])
     assert (np.abs(np.array(weights) / segnet - 1) < 0.2).sum() == 10
+
+
+def write_sideways_photo(path: Path, shown: np.ndarray) -> Path:
+    """A JPEG as a phone writes it: pixels stored turned, and EXIF orientation 6 saying how to show them."""
+    stored = np.rot90(shown, k=1)  # orientation 6: the viewer turns the stored pixels 90 degrees clockwise
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.ascontiguousarray(stored)).save(path, quality=95, exif=exif)
+    return path
+
+
+def test_photos_are_read_as_viewers_show_them(tmp_path):
+    """Regression: EXIF orientation was ignored, so a mask drawn on a phone photo as shown (48 wide,
+    80 high) was refused as not matching its 80x48 image, and square ones trained on misaligned pairs."""
+    from cnnkit.data.images import open_image, read_image
+
+    shown = np.zeros((80, 48, 3), np.uint8)
+    shown[:40] = 255  # the top half is white as the photo is shown
+    photo = write_sideways_photo(tmp_path / "d" / "images" / "p0.jpg", shown)
+    assert open_image(photo).size == (48, 80) and read_image(photo, 3).shape == (80, 48, 3)
+    assert read_image(photo, 1)[:40].mean() > 200 and read_image(photo, 1)[40:].mean() < 50
+    for i in range(1, 4):
+        write_sideways_photo(tmp_path / "d" / "images" / f"p{i}.jpg", shown)
+    for i in range(4):
+        write_png(tmp_path / "d" / "masks" / f"p{i}.png", (shown[:, :, 0] > 127).astype(np.uint8))
+    data = load_segment_data(str(tmp_path / "d"), val_split=0.25, seed=0)
+    image, mask = data.train.images[0], data.train.masks[0]
+    assert image.shape[:2] == mask.shape == (80, 48)
+    assert (image[:, :, 0] > 127).mean() == pytest.approx((mask == 1).mean(), abs=0.02)  # aligned

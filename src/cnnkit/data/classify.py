@@ -16,7 +16,15 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from cnnkit.data import idx
-from cnnkit.data.images import IMAGE_EXTS, decode_all, is_image_file, probe_channels, read_image, verify_all
+from cnnkit.data.images import (
+    IMAGE_EXTS,
+    decode_all,
+    is_image_file,
+    probe_channels,
+    read_image,
+    upright_size,
+    verify_all,
+)
 from cnnkit.data.synthetic import SHAPE_NAMES, make_classification
 from cnnkit.errors import CnnkitError
 from cnnkit.log import LOGGER
@@ -188,7 +196,7 @@ def _native_size(paths: list[Path]) -> int:
     for p in paths[:64]:
         try:
             with Image.open(p) as im:
-                sizes.add(im.size)
+                sizes.add(upright_size(im))
         except OSError:
             continue
     if len(sizes) == 1:

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from cnnkit.errors import CnnkitError
 from cnnkit.log import LOGGER
@@ -40,6 +40,21 @@ def pil_to_array(im: Image.Image, channels: int) -> np.ndarray:
     return arr[:, :, None] if arr.ndim == 2 else arr
 
 
+EXIF_ORIENTATION = 0x0112  # the EXIF tag: phone cameras store pixels sideways and say how to turn them
+
+
+def upright(im: Image.Image) -> Image.Image:
+    """``im`` as every viewer shows it, its EXIF orientation applied (``im`` itself when there is none);
+    masks are drawn on the picture as shown, so pixels and masks must be read the same way."""
+    return ImageOps.exif_transpose(im) if im.getexif().get(EXIF_ORIENTATION, 1) not in (0, 1) else im
+
+
+def upright_size(im: Image.Image) -> tuple[int, int]:
+    """(W, H) of ``im`` as shown, read from the header alone: orientations 5-8 swap the sides."""
+    width, height = im.size
+    return (height, width) if im.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8) else (width, height)
+
+
 def open_image(path: str | Path) -> Image.Image:
     """Open and fully decode ``path``; raise CnnkitError naming the file for any problem."""
     path = Path(path)
@@ -52,7 +67,7 @@ def open_image(path: str | Path) -> Image.Image:
             warnings.simplefilter("ignore")
             im = Image.open(path)
             im.load()
-        return im
+        return upright(im)
     except UnidentifiedImageError:
         raise CnnkitError(f"{path}: not an image Pillow can read; convert it to PNG or JPEG, or remove it") from None
     except (OSError, SyntaxError, ValueError) as e:

@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from cnnkit.data.images import is_image_file, open_image, pil_to_array, probe_channels, scaled_size
+from cnnkit.data.images import is_image_file, open_image, pil_to_array, probe_channels, scaled_size, upright_size
 from cnnkit.data.masks import (
     IGNORE,
     VOC_CLASSES,
@@ -185,7 +185,7 @@ def class_spec(meta: dict | None, classes_file: str, root: Path, layout: str, in
 def image_size(path: Path) -> tuple[int, int]:
     try:
         with Image.open(path) as im:
-            return im.size
+            return upright_size(im)
     except OSError as e:
         raise CnnkitError(f"{path}: unreadable image ({e}); re-export or remove it, or pass --skip-bad") from None
 

@@ -26,6 +26,7 @@ from fastapi.responses import HTMLResponse
 from PIL import Image, UnidentifiedImageError
 
 from cnnkit import __version__
+from cnnkit.data.images import upright
 from cnnkit.log import LOGGER
 
 
@@ -57,7 +58,7 @@ def decode_upload(data: bytes, max_pixels: int) -> Image.Image:
                 raise HTTPException(413, f"image of {width}x{height} px exceeds the server's limit of "
                                          f"{max_pixels} pixels; send a smaller image")
             image.load()
-        return image
+        return upright(image)
     except (UnidentifiedImageError, Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
         if isinstance(e, UnidentifiedImageError):
             raise HTTPException(400, "not an image Pillow can read; send PNG, JPEG, TIFF, BMP or WebP") from None
