@@ -256,3 +256,15 @@ def test_photos_are_read_as_viewers_show_them(tmp_path):
     image, mask = data.train.images[0], data.train.masks[0]
     assert image.shape[:2] == mask.shape == (80, 48)
     assert (image[:, :, 0] > 127).mean() == pytest.approx((mask == 1).mean(), abs=0.02)  # aligned
+
+
+def test_two_images_of_one_stem_are_named_not_dropped(tmp_path):
+    """Regression: images/a.JPG and images/a.png, two pictures, became one pair with a.png's mask and
+    the other was dropped without a word."""
+    write_png(tmp_path / "d" / "images" / "a.png", np.zeros((8, 8, 3), np.uint8))
+    Image.fromarray(np.full((8, 8, 3), 200, np.uint8)).save(tmp_path / "d" / "images" / "a.JPG")
+    for stem in ("a", "b"):
+        write_png(tmp_path / "d" / "masks" / f"{stem}.png", np.zeros((8, 8), np.uint8))
+    write_png(tmp_path / "d" / "images" / "b.png", np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(CnnkitError, match=r"a\.JPG and .*a\.png: 2 files of one stem 'a'"):
+        load_segment_data(str(tmp_path / "d"), val_split=0.5, seed=0)

@@ -64,18 +64,30 @@ def _mask_stem(path: Path) -> str:
     return stem
 
 
+def _by_stem(paths: list[Path], key) -> tuple[dict[str, Path], dict[str, list[Path]]]:
+    """({stem: path} of the stems that one file has, {stem: paths} of those that several share)."""
+    found: dict[str, list[Path]] = {}
+    for p in paths:
+        found.setdefault(key(p), []).append(p)
+    return ({k: ps[0] for k, ps in found.items() if len(ps) == 1},
+            {k: ps for k, ps in found.items() if len(ps) > 1})
+
+
 def pair_by_stem(image_dir: Path, mask_dir: Path, skip_bad: bool) -> tuple[list[Path], list[Path]]:
-    """Images and masks matched by file stem (a mask may add _mask, _label, _L, ...)."""
-    images = {p.stem: p for p in sorted(image_dir.iterdir()) if p.is_file() and is_image_file(p)}
-    masks: dict[str, Path] = {}
-    for p in sorted(mask_dir.iterdir()):
-        if p.is_file() and is_image_file(p):
-            masks[p.stem if p.stem in images else _mask_stem(p)] = p
-    if not images:
+    """Images and masks matched by file stem (a mask may add _mask, _label, _L, ...). Two files of one
+    stem (a.JPG and a.png) are a problem named with both, never one of them dropped without a word."""
+    images, clashes = _by_stem([p for p in sorted(image_dir.iterdir()) if p.is_file() and is_image_file(p)],
+                               lambda p: p.stem)
+    if not images and not clashes:
         raise CnnkitError(f"{image_dir}: no images; put the images (PNG, JPEG, WebP, ...) in this folder")
-    no_mask = sorted(set(images) - set(masks))
-    no_image = sorted(set(masks) - set(images))
-    problems = [f"{images[s]}: image has no mask in {mask_dir} (same file stem expected)" for s in no_mask]
+    masks, mask_clashes = _by_stem([p for p in sorted(mask_dir.iterdir()) if p.is_file() and is_image_file(p)],
+                                   lambda p: p.stem if p.stem in images else _mask_stem(p))
+    clashes.update(mask_clashes)
+    problems = [f"{' and '.join(map(str, ps))}: {len(ps)} files of one stem '{k}'; images and masks pair by "
+                f"stem, so rename or remove all but one" for k, ps in clashes.items()]
+    no_mask = sorted(set(images) - set(masks) - set(clashes))
+    no_image = sorted(set(masks) - set(images) - set(clashes))
+    problems += [f"{images[s]}: image has no mask in {mask_dir} (same file stem expected)" for s in no_mask]
     problems += [f"{masks[s]}: mask has no image in {image_dir}" for s in no_image]
     report_problems(problems, "image/mask pairing", skip_bad)
     common = sorted(set(images) & set(masks))
