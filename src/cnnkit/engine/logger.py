@@ -10,6 +10,8 @@ from pathlib import Path
 from cnnkit.files import atomic_write_csv
 from cnnkit.metrics.plots import plot_results
 
+PROGRESS_EVERY_S = 30.0  # s: with no terminal for a bar (a log file, a notebook, a job scheduler), a line this often
+
 
 class RunLogger:
     """Only rank 0 makes one (``enabled``); the others log nothing."""
@@ -47,6 +49,7 @@ class RunLogger:
 
     def epoch_start(self, epoch: int, epochs: int, steps: int) -> None:
         self._epoch, self._epochs, self._steps, self._t0 = epoch, epochs, steps, time.perf_counter()
+        self._last_line = self._t0
         if self.enabled and self.verbose and self.tty:
             from tqdm import tqdm
 
@@ -57,6 +60,11 @@ class RunLogger:
         if self._bar is not None:
             self._bar.n = int(stats["step"])
             self._bar.set_postfix(loss=f"{stats['loss']:.4f}", img_s=f"{stats['img/s']:.0f}")
+        elif self.enabled and self.verbose and time.perf_counter() - self._last_line >= PROGRESS_EVERY_S:
+            # a long epoch in a log file showed no sign of life until it ended, and looked hung
+            self._last_line = time.perf_counter()
+            self.info(f"epoch {self._epoch + 1}/{self._epochs} step {int(stats['step'])}/{self._steps} "
+                      f"loss {stats['loss']:.4f} {stats['img/s']:.0f} img/s")
 
     def epoch_end(self, row: dict[str, float], monitor: str) -> None:
         if self._bar is not None:

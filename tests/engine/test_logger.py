@@ -1,0 +1,33 @@
+"""The console side of a run: a progress line now and then when there is no terminal for a bar."""
+
+from cnnkit.engine import logger as run_logger
+
+
+def test_progress_lines_without_a_terminal(tmp_path, monkeypatch, capsys):
+    """Regression: with stderr not a terminal, an epoch printed nothing until it ended."""
+    clock = [100.0]
+    monkeypatch.setattr(run_logger.time, "perf_counter", lambda: clock[0])
+    log = run_logger.RunLogger(tmp_path, enabled=True, verbose=True)
+    log.tty = False
+    log.epoch_start(0, 3, 500)
+    stats = {"step": 10, "loss": 0.5, "img/s": 40.0}
+    log.progress(stats)  # too soon for a line
+    clock[0] += run_logger.PROGRESS_EVERY_S
+    log.progress({**stats, "step": 120})
+    clock[0] += 1.0
+    log.progress({**stats, "step": 130})  # too soon again
+    lines = [line for line in capsys.readouterr().out.splitlines() if line]
+    assert lines == ["epoch 1/3 step 120/500 loss 0.5000 40 img/s"]
+    log.close()
+
+
+def test_no_progress_lines_when_quiet(tmp_path, monkeypatch, capsys):
+    clock = [0.0]
+    monkeypatch.setattr(run_logger.time, "perf_counter", lambda: clock[0])
+    log = run_logger.RunLogger(tmp_path, enabled=True, verbose=False)
+    log.tty = False
+    log.epoch_start(0, 1, 10)
+    clock[0] += 10 * run_logger.PROGRESS_EVERY_S
+    log.progress({"step": 5, "loss": 1.0, "img/s": 1.0})
+    assert capsys.readouterr().out == ""
+    log.close()
