@@ -3,13 +3,19 @@
 from cnnkit.engine import logger as run_logger
 
 
-def test_progress_lines_without_a_terminal(tmp_path, monkeypatch, capsys):
-    """Regression: with stderr not a terminal, an epoch printed nothing until it ended."""
+def logger_on_a_clock(tmp_path, monkeypatch, verbose: bool, steps: int):
+    """A RunLogger writing to no terminal, its epoch started, and the list that holds its clock."""
     clock = [100.0]
     monkeypatch.setattr(run_logger.time, "perf_counter", lambda: clock[0])
-    log = run_logger.RunLogger(tmp_path, enabled=True, verbose=True)
+    log = run_logger.RunLogger(tmp_path, enabled=True, verbose=verbose)
     log.tty = False
-    log.epoch_start(0, 3, 500)
+    log.epoch_start(0, 3, steps)
+    return log, clock
+
+
+def test_progress_lines_without_a_terminal(tmp_path, monkeypatch, capsys):
+    """Regression: with stderr not a terminal, an epoch printed nothing until it ended."""
+    log, clock = logger_on_a_clock(tmp_path, monkeypatch, verbose=True, steps=500)
     stats = {"step": 10, "loss": 0.5, "img/s": 40.0}
     log.progress(stats)  # too soon for a line
     clock[0] += run_logger.PROGRESS_EVERY_S
@@ -22,11 +28,7 @@ def test_progress_lines_without_a_terminal(tmp_path, monkeypatch, capsys):
 
 
 def test_no_progress_lines_when_quiet(tmp_path, monkeypatch, capsys):
-    clock = [0.0]
-    monkeypatch.setattr(run_logger.time, "perf_counter", lambda: clock[0])
-    log = run_logger.RunLogger(tmp_path, enabled=True, verbose=False)
-    log.tty = False
-    log.epoch_start(0, 1, 10)
+    log, clock = logger_on_a_clock(tmp_path, monkeypatch, verbose=False, steps=10)
     clock[0] += 10 * run_logger.PROGRESS_EVERY_S
     log.progress({"step": 5, "loss": 1.0, "img/s": 1.0})
     assert capsys.readouterr().out == ""
