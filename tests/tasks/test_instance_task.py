@@ -245,3 +245,7 @@ def test_tiny_model_overfits_a_few_shapes(tmp_path: Path, caplog):
     with caplog.at_level(logging.WARNING, logger="cnnkit"):
         capped = wrapped.predict([items[0].image], score_thresh=0.0, tile=64, overlap=0.5, max_det=1)[0]
     assert len(capped["instances"]) == 1 and "raise --max-det" in caplog.text  # said, not silent
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="cnnkit"):  # whole image: the model's limit cut silently before
+        whole_capped = wrapped.predict([items[0].image], score_thresh=0.0, max_det=1)[0]
+    assert len(whole_capped["instances"]) == 1 and "raise --max-det" in caplog.text

@@ -103,7 +103,8 @@ class InstanceTask(InstanceView):
         heads = model.net.roi_heads
         saved = heads.score_thresh, heads.nms_thresh, heads.detections_per_img
         heads.score_thresh, heads.nms_thresh = score_thresh, nms_thresh
-        heads.detections_per_img = max_det or meta.get("detections", DEFAULT_DETECTIONS)
+        # the model keeps its own limit; max_det cuts afterwards, where a cut can be counted and said
+        heads.detections_per_img = max(max_det, meta.get("detections", DEFAULT_DETECTIONS))
         crop = tuple(meta["crop"])
         try:
             out, capped = [], 0
