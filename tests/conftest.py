@@ -46,17 +46,21 @@ def _seeded_runs(monkeypatch):
             monkeypatch.setattr(module, "make_config", make_config)
 
 
-@pytest.fixture
-def shapes_folder(tmp_path: Path) -> Path:
-    """An ImageFolder tree root/{train,val}/<shape>/<i>.png of 32 px synthetic scenes."""
-    root = tmp_path / "shapes"
-    for split, n, seed in (("train", 48, 0), ("val", 16, 1)):
-        images, labels = make_classification(n, seed=seed, size=32)
+def write_image_folder(root: Path, splits: dict[str, tuple[int, int]], size: int) -> Path:
+    """An ImageFolder tree root/<split>/<shape>/<i>.png; ``splits``: {split: (images, seed)}."""
+    for split, (n, seed) in splits.items():
+        images, labels = make_classification(n, seed=seed, size=size)
         for i, (img, lab) in enumerate(zip(images, labels)):
             folder = root / split / SHAPE_NAMES[lab]
             folder.mkdir(parents=True, exist_ok=True)
             Image.fromarray(img).save(folder / f"{i:03d}.png")
     return root
+
+
+@pytest.fixture
+def shapes_folder(tmp_path: Path) -> Path:
+    """An ImageFolder tree root/{train,val}/<shape>/<i>.png of 32 px synthetic scenes."""
+    return write_image_folder(tmp_path / "shapes", {"train": (48, 0), "val": (16, 1)}, 32)
 
 
 def write_png(path: Path, array: np.ndarray, mode: str | None = None) -> Path:

@@ -76,7 +76,8 @@ def test_val_with_max_size_scores_full_size_masks(tmp_path, capsys):
     assert main([*TRAIN, "--data", str(data), "--val-split", "0.25", "--max-size", "24", "--project",
                  str(tmp_path / "runs"), "--name", "m"]) == 0
     weights = tmp_path / "runs" / "segment" / "m" / "best.pt"
-    assert main(["val", "--weights", str(weights), "--data", str(data), "--out", str(tmp_path / "v")]) == 0
+    assert main(["val", "--weights", str(weights), "--data", str(data), "--split", "all",
+                 "--out", str(tmp_path / "v")]) == 0
     reported = json.loads((tmp_path / "v" / "metrics.json").read_text())
 
     model = cnnkit.load(weights)

@@ -45,7 +45,7 @@ def cmd_val(args: argparse.Namespace) -> int:
     model = load(args.weights, device=args.device)
     cfg = make_config({**model.checkpoint["config"], "data": args.data, "skip_bad": args.skip_bad,
                        "batch": args.batch, "resume": False}, origin=str(args.weights))
-    data = model.task.build_data(cfg, meta=model.meta, for_eval=True)
+    data = model.task.build_data(cfg, meta=model.meta, for_eval=args.split)
     loader = DataLoader(data.val, batch_size=args.batch, num_workers=args.workers, collate_fn=data.collate_fn)
     metrics = model.task.build_metrics(model.meta, model.device)
     results = evaluate(model.module, loader, metrics, device=model.device,
@@ -103,7 +103,7 @@ def _val_onnx(args: argparse.Namespace) -> int:
     from cnnkit.export.verify import score_on_data
 
     model = OnnxModel(args.weights)
-    scored = score_on_data(model.run, model.input_shape, model.meta, model.config, args.data)
+    scored = score_on_data(model.run, model.input_shape, model.meta, model.config, args.data, split=args.split)
     out = Path(args.out) if args.out else next_folder(Path(args.weights).resolve().parent / "val")
     scored["report"].save(out)
     results = scored["metrics"]["exported"]
@@ -115,7 +115,15 @@ def _val_onnx(args: argparse.Namespace) -> int:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
+    if args.action == "check":
+        from cnnkit.data.check import check_data
+
+        print("\n".join(check_data(args.source, args.task, args.val_split, args.seed)))
+        return 0
     from cnnkit.data.convert import convert
+
+    if not args.to or not args.out:
+        raise CnnkitError("data convert: give --to coco|yolo|masks and --out FOLDER")
 
     written = convert(args.source, args.to, args.out, skip_bad=args.skip_bad)
     print(f"wrote {', '.join(str(p) for p in written)}")

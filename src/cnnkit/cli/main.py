@@ -29,7 +29,8 @@ EXAMPLES = {
   cnnkit train detect --data yolo_folder/ --model fasterrcnn_mobilenet_v3_large --imgsz 512""",
     "val": """examples:
   cnnkit val --weights runs/classify/exp/best.pt --data path/to/images
-  cnnkit val --weights best.pt --data labels.csv --tta""",
+  cnnkit val --weights best.pt --data labels.csv --tta
+  cnnkit val --weights best.pt --data cifar10/ --split test""",
     "predict": """examples:
   cnnkit predict --weights runs/classify/exp/best.pt photo.jpg more_photos/ 'shots/*.png'
   cnnkit predict --weights best.pt images/ --topk 3 --out predictions
@@ -38,6 +39,8 @@ EXAMPLES = {
   cnnkit predict --weights runs/instance/exp/best.pt cells/ --score-thresh 0.3 --max-det 500
   cnnkit predict --weights best.pt slide.png --tile 512 --overlap 0.2   (instance: tiles merged)""",
     "data": """examples:
+  cnnkit data check path/to/data                 (layout, splits, classes, sizes, problems; exit 2 if unusable)
+  cnnkit data check coco/ --task detect
   cnnkit data convert ../shared/datasets/dsb2018 --to coco --out dsb_coco
   cnnkit data convert dsb_coco/annotations.json --to yolo --out dsb_yolo
   cnnkit data convert dsb_yolo --to masks --out dsb_maps""",
@@ -152,7 +155,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("val", "evaluate a checkpoint on a data set")
     _add_inference_flags(p, batch=64)
-    p.add_argument("--data", required=True, help="data in any training layout; its val split (or all of it)")
+    p.add_argument("--data", required=True, help="data in any training layout")
+    p.add_argument("--split", default="auto", choices=("auto", "val", "train", "test", "all"),
+                   help="images to score: val (the val folder, or the images held out at training, recomputed "
+                        "from the seed and fraction saved with the model), train, test, all; auto: val, or all "
+                        "of a data set the model did not train on")
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable images with a warning")
     p.add_argument("--out", default="", help="folder for the reports [default: next to the weights, val/]")
@@ -162,12 +169,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("sources", nargs="+", metavar="SOURCE", help="image files, folders or globs")
     _add_predict_flags(p)
 
-    p = add("data", "convert instance annotations between COCO JSON, YOLO text files and instance-map folders")
-    p.add_argument("action", choices=("convert",), help="what to do")
-    p.add_argument("source", help="annotations in any instance layout (a COCO .json, or a folder)")
-    p.add_argument("--to", required=True, choices=("coco", "yolo", "masks"), help="output format")
-    p.add_argument("--out", required=True, help="output folder (new or empty)")
-    p.add_argument("--skip-bad", action="store_true", help="skip missing images with a warning")
+    p = add("data", "check a data set as training would read it, or convert instance annotations between "
+                    "COCO JSON, YOLO text files and instance-map folders")
+    p.add_argument("action", choices=("check", "convert"), help="what to do")
+    p.add_argument("source", help="a data set in any layout (a folder, a COCO .json, a data.yaml, a CSV)")
+    p.add_argument("--task", choices=("classify", "segment", "instance", "detect"), default=None,
+                   help="check: read the data for this task [default: guessed from the layout]")
+    p.add_argument("--val-split", type=float, default=0.0,
+                   help="check: fraction held out when there is no val split [default: the task's]")
+    p.add_argument("--seed", type=int, default=0, help="check: seed of the held-out split")
+    p.add_argument("--to", choices=("coco", "yolo", "masks"), help="convert: output format")
+    p.add_argument("--out", help="convert: output folder (new or empty)")
+    p.add_argument("--skip-bad", action="store_true", help="convert: skip missing images with a warning")
 
     _add_deploy_parsers(add)
 

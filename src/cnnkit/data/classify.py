@@ -25,13 +25,13 @@ from cnnkit.data.images import (
     upright_size,
     verify_all,
 )
+from cnnkit.data.splits import SplitPlan, named_children, resolve_splits
 from cnnkit.data.synthetic import SHAPE_NAMES, make_classification
 from cnnkit.errors import CnnkitError
 from cnnkit.log import LOGGER
 
 CACHE_LIMIT_BYTES = 2 * 1024**3  # above this, 'auto' streams from disk instead of decoding into RAM
 DEFAULT_IMGSZ = 224
-VAL_NAMES = ("val", "valid", "validation", "test")
 
 
 @dataclass
@@ -57,6 +57,8 @@ class ClassifyData:
     classes: list[str]
     channels: int
     imgsz: int
+    test: Split | None = None
+    plan: SplitPlan | None = None
 
 
 class ClassifyDataset(Dataset):
@@ -163,30 +165,34 @@ def _synthetic(spec: str, seed: int) -> tuple[dict[str, tuple[np.ndarray, np.nda
     return {"train": train, "val": val}, list(SHAPE_NAMES)
 
 
-def _find_raw(source: str, seed: int, for_eval: bool, skip_bad: bool) -> tuple[dict, list[str] | None, Path]:
+def _find_raw(source: str, seed: int, for_eval: bool | str, skip_bad: bool) -> tuple[dict, list[str] | None, Path]:
     """Locate the splits of ``source``: {split: (paths or (N,H,W,C) array, label strings or ints)}."""
     if source.split(":")[0] == "shapes":
         raw, classes = _synthetic(source, seed)
         return raw, classes, Path(source)
+    val_only = for_eval in (True, "auto", "val")  # scoring the val split needs no other
     path = Path(source)
     if not source:
         raise CnnkitError("no data given; pass --data with a folder, a CSV of path,label, an IDX folder or 'shapes'")
     if not path.exists():
         raise CnnkitError(f"{path}: not found; pass an existing folder or CSV file to --data")
     if idx.is_idx_folder(path):
-        raw = {s: idx.load_idx_split(path, s) for s in (("val",) if for_eval else ("train", "val"))}
+        raw = {s: idx.load_idx_split(path, s) for s in (("val",) if val_only else ("train", "val"))}
         n_classes = int(max(lab.max() for _, lab in raw.values())) + 1
+        LOGGER.info("found: IDX layout in %s (train-/t10k- files; t10k validates, as published for MNIST)", path)
         return raw, idx.idx_class_names(path, n_classes), path
     if path.is_file():
         if path.suffix.lower() != ".csv":
             raise CnnkitError(f"{path}: unsupported data file; pass a folder, a .csv of path,label, or an IDX folder")
+        LOGGER.info("found: CSV of path,label in %s", path)
         return {"all": read_csv(path)}, None, path
-    val_dir = next((path / n for n in VAL_NAMES if (path / n).is_dir()), None)
-    if (path / "train").is_dir():
-        raw = {} if for_eval and val_dir else {"train": scan_image_folder(path / "train", skip_bad)}
-        if val_dir:
-            raw["val"] = scan_image_folder(val_dir, skip_bad)
-        return raw, None, path
+    named = named_children(path)
+    LOGGER.info("found: ImageFolder layout in %s (%s)", path, ", ".join(f"{p.name}/" for p in named.values())
+                + " of class folders" if named else "one folder per class, no split folders")
+    if "train" in named or "val" in named or "test" in named:
+        if val_only and "val" in named:
+            return {"val": scan_image_folder(named["val"], skip_bad)}, None, path
+        return {role: scan_image_folder(folder, skip_bad) for role, folder in named.items()}, None, path
     return {"all": scan_image_folder(path, skip_bad)}, None, path
 
 
@@ -228,11 +234,12 @@ def _to_split(items, labels: np.ndarray, channels: int, imgsz: int, cache: str, 
 
 def load_classify_data(source: str, *, imgsz: int = 0, val_split: float = 0.0, seed: int = 0, cache: str = "auto",
                        skip_bad: bool = False, classes: list[str] | None = None, channels: int = 0,
-                       for_eval: bool = False) -> ClassifyData:
+                       for_eval: bool | str = False, trained: dict | None = None) -> ClassifyData:
     """Find, check and (if small) decode a classification data set.
 
     ``classes``/``channels`` come from a checkpoint when evaluating; otherwise they are inferred.
-    With ``for_eval`` only the validation split is loaded (the whole source if it has none).
+    With ``for_eval`` (True, or the split to score; see ``cnnkit.data.splits``) only that split is
+    loaded, as ``val``; ``trained`` is the checkpoint's saved split plan.
     """
     raw, found_classes, origin = _find_raw(source, seed, for_eval, skip_bad)
     classes = classes or found_classes
@@ -245,17 +252,7 @@ def load_classify_data(source: str, *, imgsz: int = 0, val_split: float = 0.0, s
         if isinstance(names, np.ndarray) and len(labels) and (labels.max() >= len(classes) or labels.min() < 0):
             raise CnnkitError(f"{origin}: label {int(labels.max())} is out of range for {len(classes)} classes")
         splits[name] = (items, labels)
-    if "all" in splits:
-        items, labels = splits.pop("all")
-        if for_eval:
-            splits["val"] = (items, labels)
-        else:
-            fraction = val_split or 0.2
-            tr, va = stratified_split(labels, fraction, seed)
-            pick = (lambda ix: items[ix]) if isinstance(items, np.ndarray) else (lambda ix: [items[i] for i in ix])
-            splits["train"], splits["val"] = (pick(tr), labels[tr]), (pick(va), labels[va])
-    if "val" not in splits:
-        raise CnnkitError(f"{origin}: no validation split; add a val/ folder or pass --val-split 0.2")
+    splits, plan = _assign(splits, val_split or 0.2, seed, for_eval, origin, trained)
     first_items = next(iter(splits.values()))[0]
     if isinstance(first_items, np.ndarray):
         channels = channels or first_items.shape[-1]
@@ -267,4 +264,31 @@ def load_classify_data(source: str, *, imgsz: int = 0, val_split: float = 0.0, s
     for k, split in out.items():
         if len(split) == 0:
             raise CnnkitError(f"{origin}: the {k} split has no usable images; add images or fix --val-split")
-    return ClassifyData(out.get("train"), out["val"], list(classes), channels, imgsz)
+    return ClassifyData(out.get("train"), out["val"], list(classes), channels, imgsz, out.get("test"), plan)
+
+
+def _assign(splits: dict[str, tuple], fraction: float, seed: int, for_eval: bool | str, origin: Path,
+            trained: dict | None) -> tuple[dict[str, tuple], SplitPlan | None]:
+    """Train, val (and test) by ``cnnkit.data.splits``' rule; a held-out val is stratified by class."""
+    refs = {k: [(k, i) for i in range(len(labels))] for k, (_, labels) in splits.items()}
+
+    def hold_out(rs: list) -> tuple[list, list]:
+        tr, va = stratified_split(np.array([splits[k][1][i] for k, i in rs]), fraction, seed)
+        return [rs[i] for i in tr], [rs[i] for i in va]
+
+    def key(ref: tuple) -> str:
+        items = splits[ref[0]][0]
+        return str(ref) if isinstance(items, np.ndarray) else str(items[ref[1]])
+
+    request = None if for_eval is False else ("auto" if for_eval is True else for_eval)
+    parts, plan = resolve_splits(refs, hold_out, origin=origin, fraction=fraction, seed=seed, request=request,
+                                 trained=trained, key=key)
+    return {k: _gather(splits, rs) for k, rs in parts.items()}, plan
+
+
+def _gather(splits: dict[str, tuple], refs: list[tuple[str, int]]) -> tuple:
+    """(items, labels) of the referenced entries: paths as a list, decoded images as one array."""
+    labels = np.array([splits[k][1][i] for k, i in refs], np.int64)
+    if refs and isinstance(splits[refs[0][0]][0], np.ndarray):
+        return np.stack([splits[k][0][i] for k, i in refs]), labels
+    return [splits[k][0][i] for k, i in refs], labels

@@ -21,7 +21,8 @@ from PIL import Image
 from pycocotools import mask as mask_util
 
 from cnnkit.data.instance import InstanceItem
-from cnnkit.data.instance_data import find_splits, read_split
+from cnnkit.data.instance_data import read_split
+from cnnkit.data.instance_layouts import find_instance_layout
 from cnnkit.data.rle import encode
 from cnnkit.errors import CnnkitError
 from cnnkit.log import LOGGER
@@ -167,18 +168,23 @@ def convert(source: str, to: str, out: str, skip_bad: bool = False) -> list[Path
     root, target = Path(source), Path(out)
     if target.exists() and any(target.iterdir()):
         raise CnnkitError(f"{target}: output folder is not empty; pick a new --out")
-    splits = find_splits(root) if root.is_dir() else None
-    parts = dict(splits) if splits else {"": root}
-    written, names = [], None
-    for split, path in parts.items():
-        items, classes, layout = read_split(path, skip_bad, names)
-        names = classes
+    found = find_instance_layout(root, skip_bad, lambda path, n: read_split(path, skip_bad, n))
+    LOGGER.info("found: %s layout in %s (%s)", found.layout, root, found.why)
+    read, names = {}, None
+    for split in sorted(found.readers, key=lambda r: r != "train"):  # train first: it fixes the class order
+        items, names, layout = found.readers[split](names)
+        if not items:  # read every split before writing any: an empty data set is never written
+            raise CnnkitError(f"{root} ({found.labels[split]}): no images to convert; nothing was written")
+        read["" if split == "all" else split] = items, layout
+    written = []
+    for split, (items, layout) in read.items():
         counts: Counter = Counter()
-        written.append(WRITERS[to](items, classes, target / split if split else target, counts))
+        written.append(WRITERS[to](items, names, target / split if split else target, counts))
         for what, n in counts.items():
             if n:
-                LOGGER.warning("warning: %s: %d %s", path, n, what)
-        LOGGER.info("%s (%s, %d images) -> %s as %s", path, layout, len(items), written[-1], to)
+                LOGGER.warning("warning: %s: %d %s", root, n, what)
+        LOGGER.info("%s%s (%s, %d images) -> %s as %s", root, f" {split}" if split else "", layout, len(items),
+                    written[-1], to)
     return written
 
 

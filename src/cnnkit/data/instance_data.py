@@ -1,10 +1,12 @@
 """Find an instance data set in any supported layout, split it, and describe its classes.
 
-``--data`` may be: a COCO JSON file; a folder with ``train/`` and ``val/`` (each any layout below)
-or with ``train.json`` and ``val.json``; a folder with ``images/`` + ``masks/`` (instance maps or
-per-object PNG folders), ``images/`` + ``labels/`` (YOLO), or ``annotations.json`` (COCO); the
-DSB2018 download layout; or ``shapes[:N]`` (synthetic). Without a val split, ``--val-split``
-(default 0.1) of the images is held out with ``--seed``.
+``--data`` may be: a COCO JSON file; an Ultralytics data.yaml; a folder as published by COCO
+(``annotations/instances_<split>.json``) or Ultralytics (``images/<split>``, ``labels/<split>``);
+a folder with ``train/``, ``val/``, ``test/`` (each any layout below) or ``train.json``...; a folder
+with ``images/`` + ``masks/`` (instance maps or per-object PNG folders), ``images/`` + ``labels/``
+(YOLO), or ``annotations.json`` (COCO); the DSB2018 download layout; or ``shapes[:N]``
+(synthetic). Splits follow ``cnnkit.data.splits`` (``--val-split``, default 0.1, held out of train
+when there is no val split).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnkit.data.images import probe_channels
+from cnnkit.data.images import is_image_file, probe_channels
 from cnnkit.data.instance import InstanceItem, Objects
 from cnnkit.data.instance_formats import (
     LABEL_DIRS,
@@ -24,8 +26,11 @@ from cnnkit.data.instance_formats import (
     read_map_folder,
     read_yolo,
     yolo_names,
+    yolo_orphans,
 )
+from cnnkit.data.instance_layouts import find_instance_layout
 from cnnkit.data.segment import IMAGE_DIRS, MASK_DIRS, _child
+from cnnkit.data.splits import SplitPlan, random_hold_out, resolve_splits
 from cnnkit.data.synthetic import SHAPE_NAMES, make_scene
 from cnnkit.errors import CnnkitError
 from cnnkit.log import LOGGER
@@ -41,6 +46,8 @@ class InstanceData:
     classes: list[str]
     channels: int
     layout: str
+    test: list[InstanceItem] | None = None
+    plan: SplitPlan | None = None
 
 
 def synthetic_items(n: int, seed: int, size: int = SHAPES_SIZE) -> list[InstanceItem]:
@@ -57,12 +64,12 @@ def synthetic_items(n: int, seed: int, size: int = SHAPES_SIZE) -> list[Instance
 
 
 def read_split(folder: Path, skip_bad: bool, names: list[str] | None) -> tuple[list[InstanceItem], list[str], str]:
-    """One folder in any layout -> items, class names, layout name."""
+    """One folder (or COCO file) in any single-split layout -> items, class names, layout name."""
     if folder.is_file() and folder.suffix.lower() == ".json":
         items, found = read_coco(folder, skip_bad, names)
         return items, found, "coco"
     if not folder.is_dir():
-        raise CnnkitError(f"{folder}: not a folder or a COCO .json file; see `cnnkit train --help` for the layouts")
+        raise CnnkitError(f"{folder}: not a folder or a COCO .json file; see `cnnkit data check` for the layouts")
     coco = folder / "annotations.json"
     if coco.is_file():
         items, found = read_coco(coco, skip_bad, names)
@@ -73,7 +80,9 @@ def read_split(folder: Path, skip_bad: bool, names: list[str] | None) -> tuple[l
         found = names or yolo_names(folder)
         if not found:
             raise CnnkitError(f"{folder}: YOLO labels need class names: add classes.txt (one per line) or data.yaml")
-        return read_yolo(image_dir, label_dir, found, skip_bad), found, "yolo"
+        images = sorted(p for p in image_dir.iterdir() if p.is_file() and is_image_file(p))
+        yolo_orphans(images, label_dir, skip_bad)
+        return read_yolo(images, lambda p: label_dir / f"{p.stem}.txt", found, skip_bad, image_dir), found, "yolo"
     mask_dir = _child(folder, MASK_DIRS)
     names = names or class_names(folder)
     if image_dir is not None and mask_dir is not None:
@@ -81,23 +90,28 @@ def read_split(folder: Path, skip_bad: bool, names: list[str] | None) -> tuple[l
     items = dsb_original(folder)
     if items is not None:
         return items, names, "object-pngs"
-    raise CnnkitError(f"{folder}: no instance layout found; expected images/ with masks/ or labels/, "
-                      "annotations.json, train/ and val/, or a COCO .json file")
+    raise CnnkitError(no_layout_message(folder))
 
 
-def find_splits(root: Path) -> dict[str, Path] | None:
-    for train, val in (("train", "val"), ("train.json", "val.json")):
-        if (root / train).exists() and (root / val).exists():
-            return {"train": root / train, "val": root / val}
-    if (root / "train").exists() or (root / "train.json").exists():
-        raise CnnkitError(f"{root}: a train split but no val split; add val/ (or val.json)")
-    return None
+def no_layout_message(folder: Path) -> str:
+    """What was looked for and what was seen, for a folder in no known layout."""
+    entries = sorted(folder.iterdir())[:200] if folder.is_dir() else []
+    dirs = [p.name + "/" for p in entries if p.is_dir()][:8]
+    kinds = sorted({p.suffix.lower() or p.name for p in entries if p.is_file()})[:8]
+    seen = ", ".join(dirs + kinds) or "nothing"
+    return (f"{folder}: no instance layout found (saw {seen}); expected images/ with masks/ or labels/, "
+            "annotations.json, annotations/instances_<split>.json, a data.yaml, train/ and val/ splits, "
+            "or a COCO .json file")
 
 
 def load_instance_data(source: str, *, val_split: float = 0.0, seed: int = 0, skip_bad: bool = False,
-                       meta: dict | None = None, for_eval: bool = False) -> InstanceData:
-    """Find, read and split the data; ``meta`` (a checkpoint's) fixes classes and channels."""
+                       meta: dict | None = None, for_eval: bool | str = False) -> InstanceData:
+    """Find, read and split the data; ``meta`` (a checkpoint's) fixes classes and channels.
+
+    ``for_eval``: False when training, else the split to score ('auto', 'val', 'train', 'test',
+    'all'; True means 'auto'); see ``cnnkit.data.splits``."""
     names = list(meta["classes"]) if meta else None
+    request = None if for_eval is False else ("auto" if for_eval is True else for_eval)
     if not source:
         raise CnnkitError("no data given; pass --data with a COCO .json, a folder of images/ and masks/, or 'shapes'")
     if source.split(":")[0] == "shapes":
@@ -106,33 +120,35 @@ def load_instance_data(source: str, *, val_split: float = 0.0, seed: int = 0, sk
             raise CnnkitError(f"--data {source}: expected 'shapes' or 'shapes:N' with N the number of training images")
         n_train = int(n or 1000)
         val = synthetic_items(max(n_train // 4, 4), seed + 10_000)
-        train = None if for_eval else synthetic_items(n_train, seed)
+        train = None if request else synthetic_items(n_train, seed)
         return InstanceData(train, val, list(SHAPE_NAMES), 3, "synthetic")
     root = Path(source)
-    splits = find_splits(root) if root.is_dir() else None
-    if splits:
-        val, classes, layout = read_split(splits["val"], skip_bad, names)
-        train = None if for_eval else read_split(splits["train"], skip_bad, names or classes)[0]
-    else:
-        items, classes, layout = read_split(root, skip_bad, names)
-        if for_eval:
-            train, val = None, items
-        else:
-            train, val = split_items(items, val_split or DEFAULT_VAL_SPLIT, seed, root)
-    for split, items in (("train", train), ("val", val)):
-        if items is not None and not items:
+    found = find_instance_layout(root, skip_bad, lambda path, n: read_split(path, skip_bad, n))
+    named, layouts = {}, set()
+    for role in sorted(found.readers, key=lambda r: r != "train"):  # train first: it fixes the class order
+        named[role], classes, layout = found.readers[role](names)
+        names = names or classes
+        layouts.add(layout)
+    if not names:
+        raise CnnkitError(f"{root}: no classes found; add class names (classes.txt or the yaml's names)")
+    LOGGER.info("found: %s layout in %s (%s), %d images, %d classes (%s)", found.layout, root, found.why,
+                sum(len(v) for v in named.values()), len(names), ", ".join(names[:10]) + ("..." if len(names) > 10
+                                                                                         else ""))
+    fraction = val_split or DEFAULT_VAL_SPLIT
+    hold_out = _holder(fraction, seed, root)
+    parts, plan = resolve_splits(named, hold_out, origin=root, fraction=fraction, seed=seed, request=request,
+                                 trained=(meta or {}).get("split"), names=found.labels, key=lambda i: i.image)
+    for split, items in parts.items():
+        if not items:
             raise CnnkitError(f"{root}: the {split} split has no images; add images")
+    train, val = parts.get("train"), parts["val"]
     channels = (meta or {}).get("in_chans") or probe_channels([i.image for i in (train or val)])
-    LOGGER.info("instance data: %s layout, %s train / %d val images, %d classes (%s)", layout,
-                len(train) if train is not None else "-", len(val), len(classes), ", ".join(classes[:10]))
-    return InstanceData(train, val, classes, channels, layout)
+    layout = "+".join(sorted(layouts))
+    return InstanceData(train, val, names, channels, layout, parts.get("test"), plan)
 
 
-def split_items(items: list[InstanceItem], fraction: float, seed: int, root: Path
-                ) -> tuple[list[InstanceItem], list[InstanceItem]]:
-    """A fixed random ``fraction`` held out (same seed, same split)."""
-    n_val = max(1, int(round(len(items) * fraction)))
-    if n_val >= len(items):
-        raise CnnkitError(f"{root}: {len(items)} image(s) are too few to hold out {fraction:.0%} for validation")
-    order = np.random.default_rng(seed).permutation(len(items))
-    return [items[i] for i in sorted(order[n_val:])], [items[i] for i in sorted(order[:n_val])]
+def _holder(fraction: float, seed: int, root: Path):
+    def hold_out(items: list[InstanceItem]) -> tuple[list[InstanceItem], list[InstanceItem]]:
+        train, val = random_hold_out(len(items), fraction, seed, str(root))
+        return [items[i] for i in train], [items[i] for i in val]
+    return hold_out

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -82,16 +83,18 @@ def shape_objects(size: tuple[int, int], shapes: list, boxes: list, labels: list
 
 
 # ----------------------------------------------------------------------------------------- COCO
-def _find_image(json_path: Path, name: str) -> Path:
-    for base in (json_path.parent, json_path.parent / "images", json_path.parent.parent,
+def _find_image(json_path: Path, name: str, image_dirs: tuple[Path, ...] = ()) -> Path:
+    for base in (*image_dirs, json_path.parent, json_path.parent / "images", json_path.parent.parent,
                  json_path.parent.parent / "images"):
         if (base / name).is_file():
             return base / name
     return json_path.parent / name
 
 
-def read_coco(json_path: Path, skip_bad: bool, names: list[str] | None = None) -> tuple[list[InstanceItem], list[str]]:
-    """A COCO JSON file -> items (images resolved beside the file or in images/) and category names.
+def read_coco(json_path: Path, skip_bad: bool, names: list[str] | None = None, image_dirs: tuple[Path, ...] = ()
+              ) -> tuple[list[InstanceItem], list[str]]:
+    """A COCO JSON file -> items (images resolved in ``image_dirs``, beside the file or in images/) and
+    category names.
 
     ``names`` (a checkpoint's classes) fixes the class order; otherwise the categories' in id order.
     """
@@ -116,7 +119,7 @@ def read_coco(json_path: Path, skip_bad: bool, names: list[str] | None = None) -
         per_image[ann["image_id"]].append(ann)
     problems, items, missing = Problems(json_path), [], []
     for im in coco["images"]:
-        path = _find_image(json_path, im["file_name"])
+        path = _find_image(json_path, im["file_name"], image_dirs)
         if not path.is_file():
             missing.append(f"{path}: image listed in {json_path.name} not found")
             continue
@@ -172,22 +175,30 @@ def yolo_names(root: Path) -> list[str] | None:
     return None
 
 
-def read_yolo(image_dir: Path, label_dir: Path, names: list[str], skip_bad: bool) -> list[InstanceItem]:
-    """``labels/<stem>.txt`` per image; an image without a label file has no objects."""
-    images = sorted(p for p in image_dir.iterdir() if p.is_file() and is_image_file(p))
+def read_yolo(images: list[Path], label_of: Callable[[Path], Path], names: list[str], skip_bad: bool,
+              origin: Path) -> list[InstanceItem]:
+    """One label file per image (``label_of(image)``); an image without a label file has no objects."""
     if not images:
-        raise CnnkitError(f"{image_dir}: no images; put the images beside labels/")
-    stems = {p.stem for p in images}
-    orphans = [f"{p}: label file has no image in {image_dir}" for p in sorted(label_dir.glob("*.txt"))
-               if p.stem not in stems]
-    report_problems(orphans, "label", skip_bad)
+        raise CnnkitError(f"{origin}: no images; put the images beside labels/")
+    missing = [f"{p}: image listed by {origin} not found" for p in images if not p.is_file()]
+    report_problems(missing, "missing image", skip_bad)
     items = []
     for path in images:
+        if not path.is_file():
+            continue
         w, h = image_size(path)
-        label = label_dir / f"{path.stem}.txt"
+        label = label_of(path)
         lines = label.read_text().splitlines() if label.is_file() else []
         items.append(InstanceItem(path, _yolo_objects(label, lines, (h, w), names)))
     return items
+
+
+def yolo_orphans(images: list[Path], label_dir: Path, skip_bad: bool) -> None:
+    """Label files without an image are reported (a renamed image would lose its objects silently)."""
+    stems = {p.stem for p in images}
+    orphans = [f"{p}: label file has no image in {images[0].parent if images else label_dir}"
+               for p in sorted(label_dir.glob("*.txt")) if p.stem not in stems]
+    report_problems(orphans, "label", skip_bad)
 
 
 def _yolo_objects(label: Path, lines: list[str], size: tuple[int, int], names: list[str]) -> Objects:
@@ -279,4 +290,5 @@ def class_names(root: Path) -> list[str]:
     return yolo_names(root) or ["object"]
 
 
-__all__ = ["MASK_DIRS", "LABEL_DIRS", "read_coco", "read_yolo", "read_map_folder", "dsb_original", "class_names"]
+__all__ = ["MASK_DIRS", "LABEL_DIRS", "read_coco", "read_yolo", "yolo_orphans", "read_map_folder", "dsb_original",
+           "class_names"]

@@ -59,6 +59,7 @@ class ClassSpec:
     ignore_value: int = 255  # value on disk that is ignored (CamVid: 11, VOC: 255)
     ignore_colour: tuple[int, int, int] | None = None  # its colour in RGB masks, when the classes file has it
     binary: bool = False
+    void_values: tuple[int, ...] = ()  # further values on disk that are ignored (Cityscapes' unevaluated ids)
     source: str = ""  # where the classes came from, for messages
     _lut: np.ndarray | None = field(default=None, repr=False)
 
@@ -79,6 +80,7 @@ class ClassSpec:
             else:
                 lut = np.full(65536, UNKNOWN, np.uint8)
                 lut[self.ignore_value] = IGNORE
+                lut[list(self.void_values)] = IGNORE
                 for i, v in enumerate(self.values):
                     lut[v] = i
             self._lut = lut
@@ -93,7 +95,8 @@ class ClassSpec:
 
     def to_meta(self) -> dict:
         return {"classes": list(self.names), "values": list(self.values), "colours": [list(c) for c in self.colours],
-                "ignore_index": self.ignore_value, "binary": self.binary}
+                "ignore_index": self.ignore_value, "binary": self.binary,
+                "void_values": list(self.void_values)}
 
 
 def read_classes_file(path: Path, ignore_value: int) -> ClassSpec:
@@ -107,6 +110,8 @@ def read_classes_file(path: Path, ignore_value: int) -> ClassSpec:
     else:
         with path.open(newline="") as f:
             rows = [[c.strip() for c in r] for r in csv.reader(f) if r and not r[0].strip().startswith("#")]
+        if rows and [c.lower() for c in rows[0][:4]] == ["name", "r", "g", "b"]:  # CamVid's class_dict.csv
+            rows = [[str(i), *r] for i, r in enumerate(rows[1:])]
         if rows and not rows[0][0].lstrip("-").isdigit():
             rows = rows[1:]  # header
     names, values, colours, ignore_colour = [], [], [], None
@@ -205,7 +210,7 @@ def check_masks(infos: Sequence[MaskInfo], mask_paths: Sequence[Path], image_siz
                 spec: ClassSpec) -> dict[Path, str]:
     """Every problem found, by mask file: size mismatches, values outside the classes, unknown RGB colours."""
     problems: dict[Path, str] = {}
-    known_values = set(spec.values) | {spec.ignore_value}
+    known_values = set(spec.values) | {spec.ignore_value} | set(spec.void_values)
     known_colours = set(spec.colour_ids())
     found_outside: set[int] = set()
     for info, path, size in zip(infos, mask_paths, image_sizes):

@@ -1,13 +1,8 @@
-"""Segmentation data: image and mask folders paired by file stem, the Pascal VOC layout, and the
-synthetic shapes. Every mask is checked before training; small data sets are decoded into memory.
-
-Layouts of ``--data ROOT``:
-- ``ROOT/{train,val}/{images,masks}/`` (CamVid as in ../shared/datasets), or ``ROOT/{images,masks}/``
-  split by ``--val-split``; other folder names: imgs/img, labels/annotations/gt.
-- Pascal VOC: ``ROOT/JPEGImages``, ``ROOT/SegmentationClass``, ``ROOT/ImageSets/Segmentation/{train,val}.txt``
-  (also under ``ROOT/VOCdevkit/VOC2012`` or ``ROOT/VOC2012``).
-- ``shapes`` or ``shapes:N``: synthetic scenes, background + 4 shape classes.
-A classes file (``--classes-file``, or ``classes.csv`` / ``classes.txt`` in ROOT) gives names and colours.
+"""Segmentation data: the layouts of ``segment_layouts`` (image and mask folders paired by file stem,
+SegNet's CamVid, Cityscapes, Pascal VOC) and the synthetic shapes (``shapes`` or ``shapes:N``:
+background + 4 shape classes). Every mask is checked before training; small data sets are decoded
+into memory. A classes file (``--classes-file``, or ``classes.csv`` / ``classes.txt`` /
+``class_dict.csv`` in ROOT) gives names and colours. Splits follow ``cnnkit.data.splits``.
 """
 
 from __future__ import annotations
@@ -20,7 +15,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from cnnkit.data.images import is_image_file, open_image, pil_to_array, probe_channels, scaled_size, upright_size
+from cnnkit.data.images import open_image, pil_to_array, probe_channels, scaled_size, upright_size
 from cnnkit.data.masks import (
     IGNORE,
     VOC_CLASSES,
@@ -37,13 +32,18 @@ from cnnkit.data.masks import (
     report_problems,
     scan_masks,
 )
+from cnnkit.data.segment_layouts import (  # noqa: F401 - re-exported for the instance readers
+    IMAGE_DIRS,
+    MASK_DIRS,
+    _child,
+    find_segment_layout,
+    pair_by_stem,
+)
+from cnnkit.data.splits import SplitPlan, random_hold_out, resolve_splits
 from cnnkit.data.synthetic import SHAPE_NAMES, make_scene
 from cnnkit.errors import CnnkitError
 from cnnkit.log import LOGGER
 
-IMAGE_DIRS = ("images", "imgs", "img", "image", "JPEGImages")
-MASK_DIRS = ("masks", "mask", "labels", "label", "annotations", "gt", "SegmentationClass")
-MASK_SUFFIXES = ("_mask", "_masks", "_label", "_labels", "_gt", "_seg", "_L", "-mask")
 CACHE_LIMIT_BYTES = 4 * 1024**3
 
 
@@ -54,113 +54,6 @@ class RawSplit:
     images: list  # paths, or (H, W, C) uint8 arrays
     masks: list  # paths, or (H, W) uint8 class-id arrays
     infos: list[MaskInfo] | None = None
-
-
-def _mask_stem(path: Path) -> str:
-    stem = path.stem
-    for suffix in MASK_SUFFIXES:
-        if stem.endswith(suffix) and len(stem) > len(suffix):
-            return stem[: -len(suffix)]
-    return stem
-
-
-def _by_stem(paths: list[Path], key) -> tuple[dict[str, Path], dict[str, list[Path]]]:
-    """({stem: path} of the stems that one file has, {stem: paths} of those that several share)."""
-    found: dict[str, list[Path]] = {}
-    for p in paths:
-        found.setdefault(key(p), []).append(p)
-    return ({k: ps[0] for k, ps in found.items() if len(ps) == 1},
-            {k: ps for k, ps in found.items() if len(ps) > 1})
-
-
-def pair_by_stem(image_dir: Path, mask_dir: Path, skip_bad: bool) -> tuple[list[Path], list[Path]]:
-    """Images and masks matched by file stem (a mask may add _mask, _label, _L, ...). Two files of one
-    stem (a.JPG and a.png) are a problem named with both, never one of them dropped without a word."""
-    images, clashes = _by_stem([p for p in sorted(image_dir.iterdir()) if p.is_file() and is_image_file(p)],
-                               lambda p: p.stem)
-    if not images and not clashes:
-        raise CnnkitError(f"{image_dir}: no images; put the images (PNG, JPEG, WebP, ...) in this folder")
-    masks, mask_clashes = _by_stem([p for p in sorted(mask_dir.iterdir()) if p.is_file() and is_image_file(p)],
-                                   lambda p: p.stem if p.stem in images else _mask_stem(p))
-    clashes.update(mask_clashes)
-    problems = [f"{' and '.join(map(str, ps))}: {len(ps)} files of one stem '{k}'; images and masks pair by "
-                f"stem, so rename or remove all but one" for k, ps in clashes.items()]
-    no_mask = sorted(set(images) - set(masks) - set(clashes))
-    no_image = sorted(set(masks) - set(images) - set(clashes))
-    problems += [f"{images[s]}: image has no mask in {mask_dir} (same file stem expected)" for s in no_mask]
-    problems += [f"{masks[s]}: mask has no image in {image_dir}" for s in no_image]
-    report_problems(problems, "image/mask pairing", skip_bad)
-    common = sorted(set(images) & set(masks))
-    return [images[s] for s in common], [masks[s] for s in common]
-
-
-def _child(root: Path, names: tuple[str, ...]) -> Path | None:
-    return next((root / n for n in names if (root / n).is_dir()), None)
-
-
-def _voc_root(root: Path) -> Path | None:
-    for cand in (root, root / "VOC2012", root / "VOCdevkit" / "VOC2012"):
-        if (cand / "JPEGImages").is_dir() and (cand / "SegmentationClass").is_dir():
-            return cand
-    return None
-
-
-def _voc_splits(root: Path, for_eval: bool) -> dict[str, tuple[list[Path], list[Path]]]:
-    sets = root / "ImageSets" / "Segmentation"
-    out = {}
-    for split in ("val",) if for_eval else ("train", "val"):
-        listing = sets / f"{split}.txt"
-        if not listing.is_file():
-            raise CnnkitError(f"{listing}: missing; the VOC layout lists each split's image ids there")
-        ids = [line.split()[0] for line in listing.read_text().splitlines() if line.strip()]
-        images = [next(iter(sorted((root / "JPEGImages").glob(f"{i}.*"))), root / "JPEGImages" / f"{i}.jpg")
-                  for i in ids]
-        masks = [root / "SegmentationClass" / f"{i}.png" for i in ids]
-        missing = [str(p) for p in images + masks if not p.is_file()]
-        if missing:
-            raise CnnkitError(f"{listing}: {len(missing)} listed file(s) missing, the first {missing[0]}; "
-                              "fix the list or add the files")
-        out[split] = (images, masks)
-    return out
-
-
-def find_segment_files(source: str, val_split: float, seed: int, for_eval: bool, skip_bad: bool
-                       ) -> tuple[dict[str, tuple[list[Path], list[Path]]], Path, str]:
-    """{split: (image paths, mask paths)}, the data root, and the layout name."""
-    root = Path(source)
-    if not source:
-        raise CnnkitError("no data given; pass --data with a folder of images/ and masks/, a VOC folder or 'shapes'")
-    if not root.is_dir():
-        raise CnnkitError(f"{root}: not a folder; pass a folder holding images/ and masks/ (or train/ and val/)")
-    voc = _voc_root(root)
-    if voc is not None:
-        return _voc_splits(voc, for_eval), voc, "voc"
-    splits = {}
-    for split, names in (("train", ("train",)), ("val", ("val", "valid", "validation", "test"))):
-        folder = _child(root, names)
-        if folder is not None and not (for_eval and split == "train"):
-            image_dir, mask_dir = _child(folder, IMAGE_DIRS), _child(folder, MASK_DIRS)
-            if image_dir is None or mask_dir is None:
-                raise CnnkitError(f"{folder}: expected images/ and masks/ folders inside")
-            splits[split] = pair_by_stem(image_dir, mask_dir, skip_bad)
-    if splits:
-        if "val" not in splits:
-            raise CnnkitError(f"{root}: a train/ split but no val/; add val/images and val/masks")
-        return splits, root, "folders"
-    image_dir, mask_dir = _child(root, IMAGE_DIRS), _child(root, MASK_DIRS)
-    if image_dir is None or mask_dir is None:
-        raise CnnkitError(f"{root}: expected images/ and masks/ (or train/ and val/ holding them, or a VOC layout)")
-    images, masks = pair_by_stem(image_dir, mask_dir, skip_bad)
-    if for_eval:
-        return {"val": (images, masks)}, root, "folders"
-    fraction = val_split or 0.2
-    order = np.random.default_rng(seed).permutation(len(images))
-    n_val = max(1, int(round(len(images) * fraction)))
-    if n_val >= len(images):
-        raise CnnkitError(f"{root}: {len(images)} image(s) are too few to hold out {fraction:.0%} for validation")
-    val, train = sorted(order[:n_val]), sorted(order[n_val:])
-    return {"train": ([images[i] for i in train], [masks[i] for i in train]),
-            "val": ([images[i] for i in val], [masks[i] for i in val])}, root, "folders"
 
 
 def synthetic_splits(source: str, seed: int, size: int = 64) -> tuple[dict[str, RawSplit], ClassSpec]:
@@ -182,10 +75,11 @@ def class_spec(meta: dict | None, classes_file: str, root: Path, layout: str, in
     """The classes: from a checkpoint's meta, a classes file, the VOC defaults, or the masks' values."""
     if meta and "values" in meta:
         return ClassSpec(meta["classes"], meta["values"], [tuple(c) for c in meta["colours"]], meta["ignore_index"],
-                         binary=meta["binary"], source="checkpoint")
+                         binary=meta["binary"], void_values=tuple(meta.get("void_values", ())), source="checkpoint")
     if binary:
         return binary_spec(ignore_value)
-    candidates = [Path(classes_file)] if classes_file else [root / "classes.csv", root / "classes.txt"]
+    candidates = ([Path(classes_file)] if classes_file
+                  else [root / "classes.csv", root / "classes.txt", root / "class_dict.csv"])
     for path in candidates:
         if path.is_file() or classes_file:
             return read_classes_file(path, ignore_value)
@@ -305,15 +199,18 @@ class SegmentData:
     spec: ClassSpec
     channels: int
     class_stats: tuple[np.ndarray, np.ndarray] | None  # training split: (pixels, pixels of images with) per class
+    test: RawSplit | None = None
+    plan: SplitPlan | None = None
 
 
 def load_segment_data(source: str, *, val_split: float = 0.0, seed: int = 0, cache: str = "auto",
                       skip_bad: bool = False, max_size: int = 0, classes_file: str = "", ignore_index: int = 255,
-                      binary: bool = False, meta: dict | None = None, for_eval: bool = False) -> SegmentData:
+                      binary: bool = False, meta: dict | None = None, for_eval: bool | str = False) -> SegmentData:
     """Find, pair, check and (if small) decode a segmentation data set; see the module docstring.
 
-    ``meta`` (a checkpoint's) fixes classes and channels when evaluating; with ``for_eval`` only the
-    validation split is loaded (the whole source if it has none), its masks at full size.
+    ``meta`` (a checkpoint's) fixes classes and channels when evaluating; with ``for_eval`` (True, or
+    the split to score: see ``cnnkit.data.splits``) only that split is loaded, as ``val``, its masks
+    at full size.
     """
     if source.split(":")[0] == "shapes":
         splits, spec = synthetic_splits(source, seed)
@@ -321,21 +218,13 @@ def load_segment_data(source: str, *, val_split: float = 0.0, seed: int = 0, cac
             raise CnnkitError("--binary: the shapes data set has 5 classes; drop --binary")
         if for_eval:
             splits = {"val": splits["val"]}
+        plan = None
         for s in splits.values():
             s.infos = [mask_info(m) for m in s.masks]
         root, layout = Path(source), "synthetic"
     else:
-        files, root, layout = find_segment_files(source, val_split, seed, for_eval, skip_bad)
-        for split, (images, _) in files.items():
-            if not images:
-                raise CnnkitError(f"{root}: the {split} split has no image/mask pairs; add files")
-        infos = {k: scan_masks(masks) for k, (_, masks) in files.items()}
-        spec = class_spec(meta, classes_file, root, layout, [i for v in infos.values() for i in v], ignore_index,
-                          binary)
-        problems = {k: check_masks(infos[k], masks, [image_size(p) for p in images], spec)
-                    for k, (images, masks) in files.items()}
-        report_problems([m for found in problems.values() for m in found.values()], "mask", skip_bad)
-        splits = {k: _kept(images, masks, infos[k], problems[k]) for k, (images, masks) in files.items()}
+        splits, root, layout, plan, spec = _file_splits(source, val_split, seed, for_eval, skip_bad, meta, classes_file,
+                                                        ignore_index, binary)
     channels = (meta or {}).get("in_chans") or detect_channels(splits)
     log_layout(root, layout, splits, spec)
     stats = class_pixel_stats(splits["train"].infos, spec) if "train" in splits else None
@@ -345,7 +234,38 @@ def load_segment_data(source: str, *, val_split: float = 0.0, seed: int = 0, cac
                                                      scale_masks=not for_eval)
         else:
             split.images, split.masks = _scaled_arrays(split.images, split.masks, channels, max_size, not for_eval)
-    return SegmentData(splits.get("train"), splits["val"], spec, channels, stats)
+    return SegmentData(splits.get("train"), splits["val"], spec, channels, stats, splits.get("test"), plan)
+
+
+def _file_splits(source: str, val_split: float, seed: int, for_eval: bool | str, skip_bad: bool, meta: dict | None,
+                 classes_file: str, ignore_index: int, binary: bool
+                 ) -> tuple[dict[str, RawSplit], Path, str, SplitPlan | None, ClassSpec]:
+    """Find the layout, assign its splits, check every mask; {split: RawSplit}, root, layout, plan, classes."""
+    found = find_segment_layout(source, skip_bad)
+    root, fraction = found.root, val_split or 0.2
+    named = {k: list(zip(*pair)) for k, pair in found.splits.items()}
+    LOGGER.info("found: %s layout in %s (%s), %d image/mask pairs", found.layout, root, found.why,
+                sum(len(v) for v in named.values()))
+
+    def hold_out(pairs: list) -> tuple[list, list]:
+        train, val = random_hold_out(len(pairs), fraction, seed, str(root))
+        return [pairs[i] for i in train], [pairs[i] for i in val]
+
+    request = None if for_eval is False else ("auto" if for_eval is True else for_eval)
+    parts, plan = resolve_splits(named, hold_out, origin=Path(source), fraction=fraction, seed=seed, request=request,
+                                 trained=(meta or {}).get("split"), names=found.labels, key=lambda pair: pair[0])
+    files = {k: ([p[0] for p in pairs], [p[1] for p in pairs]) for k, pairs in parts.items()}
+    for split, (images, _) in files.items():
+        if not images:
+            raise CnnkitError(f"{root}: the {split} split has no image/mask pairs; add files")
+    infos = {k: scan_masks(masks) for k, (_, masks) in files.items()}
+    spec = (class_spec(meta, classes_file, root, found.layout, [i for v in infos.values() for i in v], ignore_index,
+                       binary) if (meta and "values" in meta) or found.spec is None or binary else found.spec)
+    problems = {k: check_masks(infos[k], masks, [image_size(p) for p in images], spec)
+                for k, (images, masks) in files.items()}
+    report_problems([m for by_file in problems.values() for m in by_file.values()], "mask", skip_bad)
+    return ({k: _kept(images, masks, infos[k], problems[k]) for k, (images, masks) in files.items()}, root,
+            found.layout, plan, spec)
 
 
 def _kept(images: list[Path], masks: list[Path], infos: list[MaskInfo], problems: dict[Path, str]) -> RawSplit:

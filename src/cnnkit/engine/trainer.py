@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from cnnkit.engine.logger import RunLogger
 from cnnkit.engine.loop import evaluate, train_one_epoch
 from cnnkit.engine.optim import build_ema, build_optimizer, build_scheduler
 from cnnkit.errors import CnnkitError
+from cnnkit.files import atomic_write_bytes
 from cnnkit.models import get_entry
 from cnnkit.tasks import get_task
 
@@ -215,6 +217,8 @@ def fit(cfg: TrainConfig, on_epoch_end: Callable[[int, dict], None] | None = Non
             break
     if parts.best_report:
         log.info(parts.best_report)
+    if data.test is not None and info.is_main:
+        test_once(parts, task, data, cfg, device, run_dir, log)
     best = parts.best_metrics
     log.info(f"best epoch {best.get('epoch')}: " + " ".join(f"{k}={v:.4f}" for k, v in best.items()
                                                         if k not in ("epoch", "lr", "time_s") and "img_s" not in k))
@@ -222,6 +226,23 @@ def fit(cfg: TrainConfig, on_epoch_end: Callable[[int, dict], None] | None = Non
     log.close()
     dist_utils.cleanup(info)
     return TrainResult(run_dir, parts.best_metrics, epoch + 1)
+
+
+def test_once(parts: Parts, task, data, cfg: TrainConfig, device: torch.device, run_dir: Path, log: RunLogger
+              ) -> dict[str, float]:
+    """Score the test split once with best.pt's weights; reports go to ``run_dir/test``. The test set
+    takes no part in any choice (best epoch, early stop), so this is the run's untouched figure."""
+    best = load_checkpoint(run_dir / "best.pt")
+    parts.eval_model.load_state_dict(best["model"])
+    loader = DataLoader(data.test, batch_size=max(1, cfg.batch), num_workers=cfg.workers, collate_fn=data.collate_fn)
+    metrics = task.build_metrics(data.meta, device)
+    results = evaluate(parts.eval_model, loader, metrics, device=device, amp=cfg.amp,
+                       channels_last=cfg.channels_last)
+    metrics.save(run_dir / "test")
+    atomic_write_bytes(run_dir / "test" / "metrics.json", json.dumps(results, indent=2).encode())
+    log.info(f"test ({len(data.test)} images, best.pt of epoch {best['epoch']}, scored once): "
+             + " ".join(f"{k}={v:.4f}" for k, v in results.items()))
+    return results
 
 
 def end_epoch(parts: Parts, cfg: TrainConfig, row: dict[str, Any], run_dir: Path, is_main: bool, metrics) -> None:

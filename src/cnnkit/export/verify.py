@@ -73,16 +73,16 @@ def sample_indices(n: int, limit: int, seed: int = 0) -> list[int]:
 
 def score_on_data(run_exported: Callable[[np.ndarray], list[np.ndarray]], shape: list, meta: dict[str, Any],
                   config: dict[str, Any], data: str, limit: int = 0,
-                  reference: torch.nn.Module | None = None) -> dict[str, Any]:
+                  reference: torch.nn.Module | None = None, split: str = "auto") -> dict[str, Any]:
     """The task's metrics of the exported model (and of ``reference``, the eager graph) on ``data``'s
-    validation split (``limit`` of its images if > 0, drawn across it), one image at a time."""
+    validation split (or ``split``; ``limit`` of its images if > 0, drawn across it), one image at a time."""
     from cnnkit.tasks import get_task
 
     task = get_task(meta["task"])
     graph_cls = task.export_graph
     cfg = make_config({**config, "task": meta["task"], "data": data, "resume": False, "batch": 1},
                       origin="exported model")
-    dataset = task.build_data(cfg, meta=meta, for_eval=True)
+    dataset = task.build_data(cfg, meta=meta, for_eval=split)
     chosen = Subset(dataset.val, sample_indices(len(dataset.val), limit))
     loader = DataLoader(chosen, batch_size=1, collate_fn=dataset.collate_fn)
     scored = {"exported": task.build_metrics(meta, torch.device("cpu"))}

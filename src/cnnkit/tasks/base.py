@@ -24,6 +24,7 @@ class TaskData:
     train: Dataset | None
     val: Dataset
     meta: dict[str, Any] = field(default_factory=dict)
+    test: Dataset | None = None  # a test split: scored once by best.pt after training, never used to choose
     init_batch: torch.Tensor | None = None  # a sample of training images for data-dependent init
     collate_fn: Callable | None = None
     # (images, targets) -> (images, targets) on the device, for whole-batch training augmentation
@@ -44,8 +45,10 @@ class Task(Protocol):
     name: str
     default_monitor: str
 
-    def build_data(self, cfg: TrainConfig, meta: dict[str, Any] | None = None, for_eval: bool = False) -> TaskData:
-        """Data sets for training (or, with ``for_eval``, the evaluation split only)."""
+    def build_data(self, cfg: TrainConfig, meta: dict[str, Any] | None = None, for_eval: bool | str = False
+                   ) -> TaskData:
+        """Data sets for training (or, with ``for_eval``, the split to score as ``val``: 'auto', 'val',
+        'train', 'test' or 'all'; see ``cnnkit.data.splits``)."""
 
     def build_model(self, cfg: TrainConfig, meta: dict[str, Any]) -> nn.Module: ...
     def build_loss(self, cfg: TrainConfig, data: TaskData) -> Callable[[Any, Any], torch.Tensor]: ...

@@ -28,12 +28,14 @@ class ClassifyTask(ClassifyView):
     export_graph = ClassifyGraph  # what `cnnkit export` writes: uint8 in, post-processed out
     default_monitor = "top1"
 
-    def build_data(self, cfg: TrainConfig, meta: dict[str, Any] | None = None, for_eval: bool = False) -> TaskData:
+    def build_data(self, cfg: TrainConfig, meta: dict[str, Any] | None = None, for_eval: bool | str = False
+                   ) -> TaskData:
         """Training: infer classes, channels, size and normalisation; evaluation: take them from ``meta``."""
         meta = dict(meta or {})
         data = load_classify_data(cfg.data, imgsz=meta.get("imgsz", cfg.imgsz), val_split=cfg.val_split,
                                   seed=cfg.seed, cache=cfg.cache, skip_bad=cfg.skip_bad, classes=meta.get("classes"),
-                                  channels=meta.get("in_chans", 0), for_eval=for_eval)
+                                  channels=meta.get("in_chans", 0), for_eval=for_eval,
+                                  trained=meta.get("split"))
         if "mean" not in meta:
             if cfg.mean and cfg.std:
                 mean, std = list(cfg.mean), list(cfg.std)
@@ -42,17 +44,19 @@ class ClassifyTask(ClassifyView):
             else:
                 mean, std = self._streamed_stats(data)
             meta.update(classes=data.classes, num_classes=len(data.classes), in_chans=data.channels,
-                        imgsz=data.imgsz, mean=mean, std=std, task=self.name)
+                        imgsz=data.imgsz, mean=mean, std=std, task=self.name,
+                        split=data.plan.to_meta() if data.plan else None)
         transform = build_train_transform(cfg.augment, data.imgsz, data.channels)
         train = None if data.train is None else ClassifyDataset(data.train, data.channels, data.imgsz, transform)
         val = ClassifyDataset(data.val, data.channels, data.imgsz)
+        test = None if data.test is None else ClassifyDataset(data.test, data.channels, data.imgsz)
         init = None
         if train is not None and data.train.images is not None:
             g = torch.Generator().manual_seed(cfg.seed)
             init = data.train.images[torch.randperm(len(data.train), generator=g)[:INIT_SAMPLES]]
         batch_aug = build_batch_transform(cfg.augment, data.imgsz)
         batch_transform = None if batch_aug is None else (lambda images, targets: (batch_aug(images), targets))
-        return TaskData(train, val, meta, init_batch=init, batch_transform=batch_transform)
+        return TaskData(train, val, meta, test=test, init_batch=init, batch_transform=batch_transform)
 
     @staticmethod
     def _streamed_stats(data) -> tuple[list[float], list[float]]:

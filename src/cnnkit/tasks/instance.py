@@ -46,7 +46,8 @@ class InstanceTask(InstanceView):
         super().__init__(name, masks)
         self.default_monitor = "mask_ap" if masks else "box_ap"
 
-    def build_data(self, cfg: TrainConfig, meta: dict[str, Any] | None = None, for_eval: bool = False) -> TaskData:
+    def build_data(self, cfg: TrainConfig, meta: dict[str, Any] | None = None, for_eval: bool | str = False
+                   ) -> TaskData:
         meta = dict(meta or {})
         data = load_instance_data(cfg.data, val_split=cfg.val_split, seed=cfg.seed, skip_bad=cfg.skip_bad,
                                   meta=meta or None, for_eval=for_eval)
@@ -60,13 +61,15 @@ class InstanceTask(InstanceView):
             detections = int(cfg.model_args.get("detections", DEFAULT_DETECTIONS))
             meta.update(task=self.name, classes=data.classes, num_classes=len(data.classes), in_chans=data.channels,
                         imgsz=crop, crop=[crop, crop], max_size=max_size, mean=mean, std=std, detections=detections,
-                        layout=data.layout)
+                        layout=data.layout, split=data.plan.to_meta() if data.plan else None)
         train = None
         if data.train is not None:
             transform = InstanceTransform(cfg.augment, tuple(meta["crop"]))
             train = InstanceDataset(data.train, data.channels, transform, max_size, drop_crowd=True, masks=self.masks)
         val = InstanceDataset(data.val, data.channels, None, max_size, masks=self.masks)
-        return TaskData(train, val, meta, collate_fn=list_collate, train_forward=forward_with_targets)
+        test = None if data.test is None else InstanceDataset(data.test, data.channels, None, max_size,
+                                                              masks=self.masks)
+        return TaskData(train, val, meta, test=test, collate_fn=list_collate, train_forward=forward_with_targets)
 
     def build_model(self, cfg: TrainConfig, meta: dict[str, Any]) -> nn.Module:
         args = {"detections": meta["detections"], **dict(cfg.model_args)}

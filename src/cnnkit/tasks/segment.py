@@ -42,7 +42,8 @@ class SegmentTask(SegmentView):
     export_graph = SegmentGraph  # what `cnnkit export` writes: uint8 in, post-processed out
     default_monitor = "miou"
 
-    def build_data(self, cfg: TrainConfig, meta: dict[str, Any] | None = None, for_eval: bool = False) -> TaskData:
+    def build_data(self, cfg: TrainConfig, meta: dict[str, Any] | None = None, for_eval: bool | str = False
+                   ) -> TaskData:
         """Training: find classes, channels, crop size, normalisation and class weights; evaluation:
         take them from ``meta`` (a checkpoint's)."""
         meta = dict(meta or {})
@@ -58,7 +59,7 @@ class SegmentTask(SegmentView):
             meta.update(task=self.name, **data.spec.to_meta(), num_classes=len(data.spec.names),
                         num_outputs=1 if data.spec.binary else len(data.spec.names), in_chans=data.channels,
                         imgsz=max(crop), crop=list(crop), max_size=max_size, mean=mean, std=std,
-                        class_weights=weights)
+                        class_weights=weights, split=data.plan.to_meta() if data.plan else None)
             if weights is not None:
                 LOGGER.info("class weights (%s): %s", cfg.class_weights, " ".join(f"{w:.3f}" for w in weights))
         # evaluation alone compares with full-size masks (logits resized per image); training validates at
@@ -73,7 +74,9 @@ class SegmentTask(SegmentView):
             train = SegmentDataset(data.train.images, data.train.masks, data.spec, data.channels, max_size, transform)
         val = SegmentDataset(data.val.images, data.val.masks, data.spec, data.channels, max_size,
                              scale_masks=not full_res)
-        return TaskData(train, val, meta, collate_fn=full_res_collate if full_res else pad_collate)
+        test = None if data.test is None else SegmentDataset(data.test.images, data.test.masks, data.spec,
+                                                             data.channels, max_size)
+        return TaskData(train, val, meta, test=test, collate_fn=full_res_collate if full_res else pad_collate)
 
     def build_model(self, cfg: TrainConfig, meta: dict[str, Any]) -> nn.Module:
         return build_image_model({**meta, "model": cfg.model, "model_args": dict(cfg.model_args)},

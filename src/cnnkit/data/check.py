@@ -1,0 +1,172 @@
+"""``cnnkit data check DATA``: what a data set holds, read exactly as training would read it.
+
+It names the layout found and why, the splits, the classes with their counts, image sizes,
+channels and bit depths, mask values or annotation statistics, every problem with its file, and
+the command to train. A data set training would refuse gives exit code 2, with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from cnnkit.errors import CnnkitError
+from cnnkit.log import LOGGER
+
+SAMPLE = 200  # images whose headers are read for sizes and channels
+MODELS = {"classify": "resnet18", "segment": "unet_resnet18", "instance": "maskrcnn_resnet18",
+          "detect": "fasterrcnn_resnet18"}
+
+
+def guess_task(source: str) -> tuple[str, str]:
+    """(task, why) from the layout's shape alone; ``--task`` overrides it."""
+    root = Path(source)
+    if source.split(":")[0] == "shapes":
+        return "classify", "the synthetic shapes (pass --task segment or instance for the others)"
+    if root.is_file():
+        kinds = {".csv": "classify", ".json": "instance", ".yaml": "instance", ".yml": "instance"}
+        if root.suffix.lower() in kinds:
+            return kinds[root.suffix.lower()], f"a {root.suffix} file"
+        raise CnnkitError(f"{root}: not a data set file; pass a folder, a .csv, a COCO .json or a data.yaml")
+    if not root.is_dir():
+        raise CnnkitError(f"{root}: not found; pass an existing folder or file")
+    names = {p.name.lower() for p in root.iterdir()}
+    below = {p.name.lower() for d in root.iterdir() if d.is_dir() for p in d.iterdir()}
+    if names & {"data.yaml", "annotations.json"} or "labels" in names | below or any(
+            n.startswith("instances_") for n in below):
+        return "instance", "annotations for objects (YOLO labels, COCO JSON)"
+    if names & {"leftimg8bit", "jpegimages", "voc2012", "vocdevkit"} or {n + "annot" for n in names} & names or (
+            {"masks", "annotations", "gt"} & (names | below)):
+        return "segment", "masks beside the images (pass --task instance if each mask value is one object)"
+    return "classify", "folders of images, one per class"
+
+
+def check_data(source: str, task: str | None = None, val_split: float = 0.0, seed: int = 0) -> list[str]:
+    """The report's lines; raises CnnkitError (after logging what was found) when training would fail."""
+    why = "given"
+    if task is None:
+        task, why = guess_task(source)
+    if task not in MODELS:
+        raise CnnkitError(f"--task {task}: choose one of {', '.join(MODELS)}")
+    said, propagate, level = _Collector(), LOGGER.propagate, LOGGER.level
+    LOGGER.addHandler(said)
+    LOGGER.propagate = False  # the report says it all once, in order
+    LOGGER.setLevel(logging.INFO)
+    try:
+        lines = [f"task: {task} ({why})", *_DESCRIBE[task](source, val_split, seed)]
+    except CnnkitError:
+        for message in said.messages:  # what was found before the fault
+            print(message)
+        raise
+    finally:
+        LOGGER.removeHandler(said)
+        LOGGER.propagate, LOGGER.level = propagate, level
+    found = [m for m in said.messages if m.startswith(("found:", "splits:", "segment data", "instance data"))]
+    problems = [m for m in said.messages if m.startswith("warning")]
+    imgsz = " --imgsz 512" if task in ("instance", "detect") else ""
+    return [*found, *lines, f"problems: {len(problems)}" + ("" if problems else " (none)"),
+            *[f"  {p}" for p in problems],
+            f"train with: cnnkit train {task} --data {source} --model {MODELS[task]}{imgsz}"]
+
+
+class _Collector(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def image_summary(paths: list) -> str:
+    """Sizes, channels and bit depths of up to SAMPLE images (headers only)."""
+    paths = [p for p in paths if isinstance(p, Path)]
+    if not paths:
+        return "images: decoded in memory"
+    pick = [paths[int(i)] for i in np.linspace(0, len(paths) - 1, min(SAMPLE, len(paths))).astype(int)]
+    sizes, modes, pages = Counter(), Counter(), 0
+    for p in pick:
+        try:
+            with Image.open(p) as im:
+                sizes[im.size] += 1
+                modes[im.mode] += 1
+                pages += getattr(im, "n_frames", 1) > 1
+        except OSError:
+            modes["unreadable"] += 1
+    common = ", ".join(f"{w}x{h} ({n})" for (w, h), n in sizes.most_common(3))
+    text = f"images: {len(pick)} of {len(paths)} read: sizes {common}{' ...' if len(sizes) > 3 else ''}; modes " + (
+        ", ".join(f"{m} ({n})" for m, n in modes.most_common()))
+    return text + (f"; {pages} with several pages (only the first is read)" if pages else "")
+
+
+def _describe_classify(source: str, val_split: float, seed: int) -> list[str]:
+    from cnnkit.data.classify import load_classify_data
+
+    data = load_classify_data(source, val_split=val_split, seed=seed, cache="none", imgsz=32)
+    out = []
+    for name in ("train", "val", "test"):
+        split = getattr(data, name)
+        if split is not None:
+            counts = np.bincount(split.labels, minlength=len(data.classes))
+            per_class = ", ".join(f"{c} {n}" for c, n in zip(data.classes[:20], counts[:20]))
+            out.append(f"{name}: {len(split)} images; per class {per_class}{' ...' if len(data.classes) > 20 else ''}")
+    out.append(f"classes: {len(data.classes)}; channels: {data.channels}")
+    out.append(image_summary((data.train.paths or []) if data.train is not None else []))
+    return out
+
+
+def _describe_segment(source: str, val_split: float, seed: int) -> list[str]:
+    from cnnkit.data.masks import class_pixel_stats
+    from cnnkit.data.segment import load_segment_data
+
+    data = load_segment_data(source, val_split=val_split, seed=seed, cache="none")
+    pixels, _ = class_pixel_stats(data.train.infos, data.spec)
+    share = pixels / max(pixels.sum(), 1)
+    values = sorted({v for info in data.train.infos for v in info.counts})
+    out = [f"classes ({len(data.spec.names)}, from {data.spec.source or 'the mask values'}; ignore index "
+           f"{data.spec.ignore_value}): " + ", ".join(f"{n} {s:.1%}" for n, s in zip(data.spec.names[:24], share)),
+           f"mask values in train: {values[:24]}{' ...' if len(values) > 24 else ''}; channels: {data.channels}",
+           image_summary(data.train.images)]
+    return out
+
+
+def _describe_instance(source: str, val_split: float, seed: int, task: str = "instance") -> list[str]:
+    from cnnkit.data.instance_data import load_instance_data
+
+    data = load_instance_data(source, val_split=val_split, seed=seed)
+    out = []
+    for name in ("train", "val", "test"):
+        items = getattr(data, name)
+        if items is None:
+            continue
+        per_image, per_class = [], Counter()
+        for item in items:
+            labels = _labels(item.objects)
+            per_image.append(len(labels))
+            per_class.update(int(v) for v in labels)
+        n = np.array(per_image)
+        out.append(f"{name}: {len(items)} images, {int(n.sum())} objects (per image min {n.min()}, median "
+                   f"{int(np.median(n))}, max {n.max()}; {int((n == 0).sum())} without objects); per class " +
+                   ", ".join(f"{c} {per_class[i]}" for i, c in enumerate(data.classes[:20])))
+    masks = any(item.objects.has_masks for item in (data.train or data.val)[:50])
+    out.append(f"annotations: {'masks' if masks else 'boxes only (train with: cnnkit train detect)'}; "
+               f"channels: {data.channels}")
+    out.append(image_summary([i.image for i in (data.train or data.val)]))
+    return out
+
+
+def _labels(objects) -> np.ndarray:
+    if objects.labels is not None:
+        return objects.labels
+    from cnnkit.data.instance import read_id_map
+
+    ids = read_id_map(objects.id_map) if isinstance(objects.id_map, Path) else objects.id_map
+    return np.array([objects.map_classes.get(int(i), 0) for i in np.unique(ids) if i > 0], np.int64)
+
+
+_DESCRIBE = {"classify": _describe_classify, "segment": _describe_segment, "instance": _describe_instance,
+             "detect": _describe_instance}

@@ -1,0 +1,158 @@
+"""Which files train, which validate, which test: one rule for every task.
+
+Publishers name their splits differently (``train``/``val``/``test``, ``valid``, ``train2017``,
+...). A ``test`` split is kept for testing: with no validation split, validation is held out of
+``train`` (``--val-split``, fixed by ``--seed``) and ``test`` is scored once, at the end of
+training, by ``best.pt`` (Ultralytics validates on ``test/`` when ``val/`` is missing; cnnkit does
+not choose its best epoch on the test set). A data set without splits is split the same way.
+
+Evaluation (``cnnkit val --split``) takes ``val`` by default: the validation folder, or else the
+images held out at training, recomputed from the seed and fraction the checkpoint saved; when the
+data is not the data set the checkpoint trained on, all of it. ``train``, ``test`` and ``all``
+choose explicitly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cnnkit.errors import CnnkitError
+from cnnkit.log import LOGGER
+
+ROLE_NAMES = {
+    "train": ("train", "training", "train2017", "trainval"),
+    "val": ("val", "valid", "validation", "val2017", "dev"),
+    "test": ("test", "testing", "test2017"),
+}
+EVAL_SPLITS = ("auto", "val", "train", "test", "all")
+
+
+def role_of(name: str) -> str | None:
+    """'train', 'val' or 'test' for a split folder's name (any letter case), else None."""
+    lower = name.lower()
+    return next((role for role, names in ROLE_NAMES.items() if lower in names), None)
+
+
+def named_children(root: Path, suffix: str = "", is_split: Callable[[Path], bool] = Path.is_dir) -> dict[str, Path]:
+    """{role: path} of ``root``'s children named like a split (plus ``suffix``: '.json')."""
+    found: dict[str, Path] = {}
+    if not root.is_dir():
+        return found
+    for child in sorted(root.iterdir(), key=lambda p: p.name):
+        if suffix and not child.name.lower().endswith(suffix):
+            continue
+        role = role_of(child.name[: len(child.name) - len(suffix)] if suffix else child.name)
+        if role and role not in found and is_split(child):
+            found[role] = child
+    return found
+
+
+def random_hold_out(n: int, fraction: float, seed: int, origin: str) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, val): a fixed random ``fraction`` of ``n`` held out (same seed, same split)."""
+    n_val = max(1, int(round(n * fraction)))
+    if n_val >= n:
+        raise CnnkitError(f"{origin}: {n} image(s) are too few to hold out {fraction:.0%} for validation; "
+                          "add images, or give a val/ folder")
+    order = np.random.default_rng(seed).permutation(n)
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+def digest(names: Sequence[Any]) -> str:
+    """A short fingerprint of a list of files, to tell whether a split is the one trained with."""
+    return hashlib.sha1("\n".join(sorted(str(n) for n in names)).encode()).hexdigest()[:16]
+
+
+@dataclass
+class SplitPlan:
+    """How a data set was split for training; saved in the checkpoint's meta as ``split``."""
+
+    data: str  # resolved data path
+    val_from: str  # 'folder' or 'held out'
+    fraction: float
+    seed: int
+    val_count: int
+    val_digest: str
+    test_count: int = 0
+
+    def to_meta(self) -> dict[str, Any]:
+        return dict(vars(self))
+
+
+def resolve_splits(named: dict[str, list], hold_out: Callable[[list], tuple[list, list]], *, origin: Path,
+                   fraction: float, seed: int, request: str | None, trained: dict | None = None,
+                   names: dict[str, str] | None = None, key: Callable[[Any], Any] = str
+                   ) -> tuple[dict[str, list], SplitPlan | None]:
+    """Assign the found splits to their parts.
+
+    ``named``: {'train'|'val'|'test'|'all': items}; ``hold_out(items) -> (train, val)``;
+    ``request``: None when training, else the evaluation split (see EVAL_SPLITS); ``trained``: the
+    checkpoint's saved SplitPlan; ``names``: {split: folder name} for messages; ``key``: an item's
+    file name, for the digest. Returns ({'train', 'val'[, 'test']}: items) when training, else
+    ({'val': the chosen items}), and the plan (training only).
+    """
+    names = names or {}
+    label = {k: names.get(k, k) for k in named}
+    base = "train" if "train" in named else "all" if "all" in named else None
+    if request is None:
+        if base is None:
+            raise CnnkitError(f"{origin}: found {', '.join(label.values())} but no training split; "
+                              "add a train/ folder (or put all images in one folder)")
+        if "val" in named:
+            out, how = {"train": named[base], "val": named["val"]}, f"val = {label['val']} ({len(named['val'])})"
+        else:
+            train, val = hold_out(named[base])
+            out = {"train": train, "val": val}
+            how = f"val = {fraction:.0%} held out of {label[base]} (seed {seed}; {len(val)})"
+        parts = [f"train = {label[base]} ({len(out['train'])})", how]
+        if "test" in named:
+            out["test"] = named["test"]
+            parts.append(f"test = {label['test']} ({len(named['test'])}; scored once at the end by best.pt, "
+                         "never used to choose)")
+        LOGGER.info("splits: %s", ", ".join(parts))
+        plan = SplitPlan(str(Path(origin).resolve()), "folder" if "val" in named else "held out", fraction, seed,
+                         len(out["val"]), digest(key(i) for i in out["val"]), len(named.get("test", [])))
+        return out, plan
+    return {"val": _eval_split(named, hold_out, origin, request, trained, label, key)}, None
+
+
+def _eval_split(named: dict[str, list], hold_out, origin: Path, request: str, trained: dict | None,
+                label: dict[str, str], key) -> list:
+    if request not in EVAL_SPLITS:
+        raise CnnkitError(f"--split {request}: choose one of {', '.join(EVAL_SPLITS)}")
+    if request == "all":
+        items = [i for k in ("train", "all", "val", "test") for i in named.get(k, [])]
+        LOGGER.info("scoring all %d images of %s (every split)", len(items), origin)
+        return items
+    if request in ("val", "train", "auto") and "val" in named and request != "train":
+        LOGGER.info("scoring %s (%d images)", label["val"], len(named["val"]))
+        return named["val"]
+    if request == "test":
+        if "test" not in named:
+            raise CnnkitError(f"--split test: {origin} has no test split; found {', '.join(label.values())}")
+        LOGGER.info("scoring %s (%d images)", label["test"], len(named["test"]))
+        return named["test"]
+    base = "train" if "train" in named else "all"
+    if base not in named:
+        raise CnnkitError(f"--split {request}: {origin} has only {', '.join(label.values())}; "
+                          "pass --split test or --split all")
+    same = trained is not None and trained.get("data") == str(Path(origin).resolve())
+    if request == "auto" and "val" not in named and not same and base == "all":
+        LOGGER.info("scoring all %d images of %s (not the data set this model trained on; --split val would hold "
+                    "out the training fraction)", len(named[base]), origin)
+        return named[base]
+    train, val = hold_out(named[base])
+    chosen = train if request == "train" else val
+    what = "training images" if request == "train" else "held-out validation images"
+    LOGGER.info("scoring the %d %s of %s (split recomputed from the seed and fraction saved with the model)",
+                len(chosen), what, label[base])
+    if request != "train" and trained and trained.get("val_from") == "held out" and same and (
+            trained.get("val_digest") != digest(key(i) for i in chosen)):
+        LOGGER.warning("warning: %s: the files differ from those the model was trained with, so the held-out "
+                       "images are not the ones held out then; some may have been trained on", origin)
+    return chosen

@@ -1,0 +1,28 @@
+"""Splits through the CLI: a test/ folder is scored once at the end, and `cnnkit val` scores the
+images held out at training by default, not the training images."""
+
+import json
+
+from cnnkit.cli.main import main
+from tests.cli.test_cli import TRAIN
+from tests.data.test_splits import cifar_like
+
+
+def test_test_folder_scored_once_and_val_scores_the_held_out_images(tmp_path, capsys):
+    root = cifar_like(tmp_path / "cifar", n_train=40, n_test=12)
+    assert main([*TRAIN, "--data", str(root), "--imgsz", "16", "--val-split", "0.25", "--project",
+                 str(tmp_path / "runs"), "--name", "t"]) == 0
+    run = tmp_path / "runs" / "classify" / "t"
+    test = json.loads((run / "test" / "metrics.json").read_text())
+    assert 0 <= test["top1"] <= 1
+    capsys.readouterr()
+
+    assert main(["val", "--weights", str(run / "best.pt"), "--data", str(root), "--out", str(tmp_path / "v")]) == 0
+    out = capsys.readouterr().out
+    assert "10 images" in out  # 25% of 40 held out: the validation images, not all 40 nor the test folder
+    assert main(["val", "--weights", str(run / "best.pt"), "--data", str(root), "--split", "test",
+                 "--out", str(tmp_path / "v2")]) == 0
+    assert "12 images" in capsys.readouterr().out
+    assert main(["val", "--weights", str(run / "best.pt"), "--data", str(root), "--split", "all",
+                 "--out", str(tmp_path / "v3")]) == 0
+    assert "52 images" in capsys.readouterr().out

@@ -1,0 +1,49 @@
+"""`cnnkit data check`: the layout, splits, classes and problems of a data set, and exit 2 when
+training would fail."""
+
+import pytest
+
+from cnnkit.cli.main import main
+from cnnkit.data.check import check_data, guess_task
+from tests.data.test_instance_layouts import ultralytics
+from tests.data.test_segment_layouts import write_split
+from tests.data.test_splits import cifar_like
+
+
+def test_check_yolo_layout(tmp_path, capsys):
+    root = ultralytics(tmp_path / "mine")
+    assert main(["data", "check", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("found: YOLO (Ultralytics) layout")
+    assert "task: instance" in out and "train: 6 images" in out and "1 without objects" in out
+    assert f"train with: cnnkit train instance --data {root}" in out and "problems: 0 (none)" in out
+
+
+def test_check_classify_with_test_folder(tmp_path):
+    lines = check_data(str(cifar_like(tmp_path / "c")), val_split=0.25)
+    text = "\n".join(lines)
+    assert "task: classify" in text and "test: 12 images" in text and "val: 10 images" in text
+    assert "sizes 16x16" in text
+
+
+def test_check_segnet_counts_classes(tmp_path):
+    for split, seed in (("train", 1), ("val", 2)):
+        write_split(tmp_path / split, tmp_path / f"{split}annot", 4, seed)
+    assert guess_task(str(tmp_path))[0] == "segment"
+    text = "\n".join(check_data(str(tmp_path)))
+    assert "found: segnet layout" in text and "class_0" in text and "mask values in train: [0, 1, 2]" in text
+
+
+def test_check_problems_exit_2_with_the_file_named(tmp_path, capsys):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    (tmp_path / "images" / "a.png").write_bytes(b"")
+    assert main(["data", "check", str(tmp_path), "--task", "segment"]) == 2
+    err = capsys.readouterr().err
+    assert "a.png" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("argv", [["data", "convert", "x"], ["data", "check", "/no/such/folder"]])
+def test_data_command_errors(argv, capsys):
+    assert main(argv) == 2
+    assert capsys.readouterr().err.startswith("error: ")

@@ -1,0 +1,75 @@
+"""One split rule for every task: test/ stays for testing, validation is held out of train, and
+evaluation finds the same held-out images again."""
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from cnnkit.data.classify import load_classify_data
+from cnnkit.data.splits import random_hold_out, resolve_splits, role_of
+from cnnkit.errors import CnnkitError
+from tests.conftest import write_image_folder
+
+
+@pytest.fixture(autouse=True)
+def _info_log(caplog):
+    caplog.set_level(logging.INFO, logger="cnnkit")
+
+
+def cifar_like(root: Path, n_train: int = 40, n_test: int = 12) -> Path:
+    """train/<class>/ and test/<class>/, as CIFAR-10 image downloads come."""
+    return write_image_folder(root, {"train": (n_train, 0), "test": (n_test, 1)}, 16)
+
+
+def hold(items):
+    train, val = random_hold_out(len(items), 0.25, 0, "x")
+    return [items[i] for i in train], [items[i] for i in val]
+
+
+def test_split_names_of_publishers():
+    assert [role_of(n) for n in ("train", "Valid", "val2017", "validation", "test2017", "images")] == [
+        "train", "val", "val", "val", "test", None]
+
+
+def test_test_split_is_never_validation():
+    parts, plan = resolve_splits({"train": list(range(8)), "test": ["t1", "t2"]}, hold, origin=Path("d"),
+                                 fraction=0.25, seed=0, request=None)
+    assert len(parts["val"]) == 2 and set(parts["val"]) <= set(range(8)) and parts["test"] == ["t1", "t2"]
+    assert plan.val_from == "held out" and plan.test_count == 2
+
+
+def test_eval_recomputes_the_held_out_images():
+    named = {"all": [f"f{i}" for i in range(8)]}
+    parts, plan = resolve_splits(named, hold, origin=Path("d"), fraction=0.25, seed=0, request=None)
+    again, _ = resolve_splits(named, hold, origin=Path("d"), fraction=0.25, seed=0, request="auto",
+                              trained=plan.to_meta())
+    assert again["val"] == parts["val"]
+    everything, _ = resolve_splits(named, hold, origin=Path("d"), fraction=0.25, seed=0, request="all",
+                                   trained=plan.to_meta())
+    assert len(everything["val"]) == 8
+    other, _ = resolve_splits(named, hold, origin=Path("elsewhere"), fraction=0.25, seed=0, request="auto",
+                              trained=plan.to_meta())
+    assert len(other["val"]) == 8  # another data set: all of it is new to the model
+    with pytest.raises(CnnkitError, match="no test split"):
+        resolve_splits(named, hold, origin=Path("d"), fraction=0.25, seed=0, request="test")
+
+
+def test_changed_files_are_warned(caplog):
+    named = {"all": [f"f{i}" for i in range(8)]}
+    _, plan = resolve_splits(named, hold, origin=Path("d"), fraction=0.25, seed=0, request=None)
+    resolve_splits({"all": [f"g{i}" for i in range(8)]}, hold, origin=Path("d"), fraction=0.25, seed=0,
+                   request="val", trained=plan.to_meta())
+    assert "some may have been trained on" in caplog.text
+
+
+def test_cifar_layout_validates_on_train_and_keeps_test(tmp_path: Path, caplog):
+    root = cifar_like(tmp_path)
+    data = load_classify_data(str(root), imgsz=16, val_split=0.25, seed=0)
+    assert len(data.train) + len(data.val) == 40 and len(data.test) == 12
+    assert "val = 25% held out of train" in caplog.text
+    again = load_classify_data(str(root), imgsz=16, val_split=0.25, seed=0, for_eval="auto",
+                               trained=data.plan.to_meta())
+    assert (again.val.labels == data.val.labels).all()
+    test = load_classify_data(str(root), imgsz=16, val_split=0.25, seed=0, for_eval="test")
+    assert len(test.val) == 12
