@@ -19,14 +19,15 @@ from cnnkit.data import idx
 from cnnkit.data.images import (
     IMAGE_EXTS,
     decode_all,
-    is_image_file,
     probe_channels,
+    probe_high,
     read_image,
     upright_size,
     verify_all,
 )
 from cnnkit.data.splits import SplitPlan, named_children, resolve_splits
 from cnnkit.data.synthetic import SHAPE_NAMES, make_classification
+from cnnkit.data.walk import is_hidden, list_images
 from cnnkit.errors import CnnkitError
 from cnnkit.log import LOGGER
 
@@ -57,6 +58,7 @@ class ClassifyData:
     classes: list[str]
     channels: int
     imgsz: int
+    high: float = 0.0  # the data set's high value for 16-bit images, 0 for 8-bit (images.probe_high)
     test: Split | None = None
     plan: SplitPlan | None = None
 
@@ -64,8 +66,9 @@ class ClassifyData:
 class ClassifyDataset(Dataset):
     """Yields ``(image (C, H, W) uint8, label int)``; decodes from disk when not cached."""
 
-    def __init__(self, split: Split, channels: int, imgsz: int, transform=None):
+    def __init__(self, split: Split, channels: int, imgsz: int, transform=None, high: float = 0.0):
         self.split, self.channels, self.imgsz, self.transform = split, channels, imgsz, transform
+        self.high = high  # the data set's high value for 16-bit images (see images.pil_to_array)
 
     def __len__(self) -> int:
         return len(self.split)
@@ -74,7 +77,8 @@ class ClassifyDataset(Dataset):
         if self.split.images is not None:
             image = self.split.images[i]
         else:
-            image = torch.from_numpy(read_image(self.split.paths[i], self.channels, self.imgsz)).permute(2, 0, 1)
+            array = read_image(self.split.paths[i], self.channels, self.imgsz, self.high)
+            image = torch.from_numpy(array).permute(2, 0, 1)
         if self.transform is not None:
             image = self.transform(image)
         return image, int(self.split.labels[i])
@@ -82,14 +86,13 @@ class ClassifyDataset(Dataset):
 
 def scan_image_folder(root: Path, skip_bad: bool) -> tuple[list[Path], list[str]]:
     """``root/<class>/**/<image>``: paths and their class-folder names. Hidden files are ignored."""
-    class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not is_hidden(d.name))
     if not class_dirs:
         raise CnnkitError(f"{root}: no class folders; expected {root}/<class name>/<image files>")
     paths, names, unsupported = [], [], []
     for d in class_dirs:
-        files = sorted(f for f in d.rglob("*") if f.is_file() and not f.name.startswith("."))
-        images = [f for f in files if is_image_file(f)]
-        unsupported += [f for f in files if not is_image_file(f)]
+        images, others = list_images(d, recursive=True)
+        unsupported += others
         if not images:
             raise CnnkitError(f"{d}: class folder has no images; add images or remove the folder")
         paths += images
@@ -213,7 +216,8 @@ def _native_size(paths: list[Path]) -> int:
     return DEFAULT_IMGSZ
 
 
-def _to_split(items, labels: np.ndarray, channels: int, imgsz: int, cache: str, skip_bad: bool) -> Split:
+def _to_split(items, labels: np.ndarray, channels: int, imgsz: int, cache: str, skip_bad: bool, high: float
+              ) -> Split:
     if isinstance(items, np.ndarray):  # already decoded (N, H, W, C)
         images = torch.from_numpy(items).permute(0, 3, 1, 2).contiguous()
         if images.shape[1] != channels:
@@ -223,7 +227,7 @@ def _to_split(items, labels: np.ndarray, channels: int, imgsz: int, cache: str, 
                                                      antialias=True).round().clamp(0, 255).to(torch.uint8)
         return Split(labels, images=images)
     if cache == "ram" or (cache == "auto" and len(items) * channels * imgsz * imgsz <= CACHE_LIMIT_BYTES):
-        arrays, _ = decode_all(items, channels, imgsz, skip_bad)
+        arrays, _ = decode_all(items, channels, imgsz, skip_bad, high=high)
         keep = np.array([i for i, a in enumerate(arrays) if a is not None], dtype=np.int64)
         stacked = np.stack([arrays[i] for i in keep]) if len(keep) else np.zeros((0, imgsz, imgsz, channels), np.uint8)
         return Split(labels[keep], images=torch.from_numpy(stacked).permute(0, 3, 1, 2).contiguous())
@@ -234,7 +238,8 @@ def _to_split(items, labels: np.ndarray, channels: int, imgsz: int, cache: str, 
 
 def load_classify_data(source: str, *, imgsz: int = 0, val_split: float = 0.0, seed: int = 0, cache: str = "auto",
                        skip_bad: bool = False, classes: list[str] | None = None, channels: int = 0,
-                       for_eval: bool | str = False, trained: dict | None = None) -> ClassifyData:
+                       for_eval: bool | str = False, trained: dict | None = None, high: float | None = None
+                       ) -> ClassifyData:
     """Find, check and (if small) decode a classification data set.
 
     ``classes``/``channels`` come from a checkpoint when evaluating; otherwise they are inferred.
@@ -260,11 +265,12 @@ def load_classify_data(source: str, *, imgsz: int = 0, val_split: float = 0.0, s
     else:
         channels = channels or probe_channels(first_items)
         imgsz = imgsz or _native_size(first_items)
-    out = {k: _to_split(items, labels, channels, imgsz, cache, skip_bad) for k, (items, labels) in splits.items()}
+    high = probe_high(first_items) if high is None and not isinstance(first_items, np.ndarray) else (high or 0.0)
+    out = {k: _to_split(items, labels, channels, imgsz, cache, skip_bad, high) for k, (items, labels) in splits.items()}
     for k, split in out.items():
         if len(split) == 0:
             raise CnnkitError(f"{origin}: the {k} split has no usable images; add images or fix --val-split")
-    return ClassifyData(out.get("train"), out["val"], list(classes), channels, imgsz, out.get("test"), plan)
+    return ClassifyData(out.get("train"), out["val"], list(classes), channels, imgsz, high, out.get("test"), plan)
 
 
 def _assign(splits: dict[str, tuple], fraction: float, seed: int, for_eval: bool | str, origin: Path,

@@ -10,15 +10,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from cnnkit.data.walk import IMAGE_EXTS, is_image_file, list_images  # noqa: F401 - the one walk rule
 from cnnkit.errors import CnnkitError
 from cnnkit.log import LOGGER
 
-IMAGE_EXTS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
 GREY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
-
-
-def is_image_file(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_EXTS
 
 
 def mode_channels(mode: str) -> int:
@@ -26,11 +22,18 @@ def mode_channels(mode: str) -> int:
     return 1 if mode in GREY_MODES else 3
 
 
-def pil_to_array(im: Image.Image, channels: int) -> np.ndarray:
-    """Convert a PIL image to ``(H, W, channels)`` uint8. 16-bit and float grey scale to 0..255."""
-    if im.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+HIGH_BIT_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+
+
+def pil_to_array(im: Image.Image, channels: int, high: float = 0.0) -> np.ndarray:
+    """Convert a PIL image to ``(H, W, channels)`` uint8.
+
+    16-bit, 32-bit and float images scale by one rule for a whole data set, never by an image's own
+    maximum: ``high`` (the data set's high value, saved with the model: see ``probe_high``) maps to
+    255; without it, the type's range does (65535 for integers, 1.0 for floats)."""
+    if im.mode in HIGH_BIT_MODES:
         arr = np.asarray(im, dtype=np.float32)
-        top = 255.0 if arr.max(initial=0) <= 255 else 65535.0
+        top = high or (1.0 if im.mode == "F" else 65535.0)
         im = Image.fromarray(np.clip(arr * (255.0 / top) + 0.5, 0, 255).astype(np.uint8), "L")
     if channels == 1:
         im = im.convert("L")
@@ -40,6 +43,30 @@ def pil_to_array(im: Image.Image, channels: int) -> np.ndarray:
     return arr[:, :, None] if arr.ndim == 2 else arr
 
 
+def probe_high(paths: Sequence, limit: int = 200) -> float:
+    """The data set's high value for images of more than 8 bits: the largest value in up to ``limit``
+    of them (spread over the list), rounded up to a whole bit depth (4095 for 12-bit data); floats
+    stay at 1.0 when within 0..1. 0.0 when the images are 8-bit (nothing to scale)."""
+    files = [p for p in paths if isinstance(p, (str, Path))]
+    pick = [files[int(i)] for i in np.linspace(0, len(files) - 1, min(limit, len(files))).astype(int)] if files else []
+    top, is_float = 0.0, False
+    for path in pick:
+        try:
+            with Image.open(path) as im:
+                if im.mode not in HIGH_BIT_MODES:
+                    continue
+                is_float |= im.mode == "F"
+                top = max(top, float(np.asarray(im, dtype=np.float32).max(initial=0)))
+        except (OSError, UnidentifiedImageError):
+            continue
+    if top <= 0:
+        return 0.0
+    if is_float and top <= 1.0:
+        return 1.0
+    return float(2 ** max(8, int(np.ceil(np.log2(top + 1)))) - 1)
+
+
+_SAID_PAGES: set[str] = set()  # files whose extra pages were already said: once per file and process
 EXIF_ORIENTATION = 0x0112  # the EXIF tag: phone cameras store pixels sideways and say how to turn them
 
 
@@ -67,6 +94,11 @@ def open_image(path: str | Path) -> Image.Image:
             warnings.simplefilter("ignore")
             im = Image.open(path)
             im.load()
+        pages = getattr(im, "n_frames", 1)
+        if pages > 1 and str(path) not in _SAID_PAGES:  # a multi-page TIFF, an animated GIF
+            _SAID_PAGES.add(str(path))
+            LOGGER.warning("warning: %s: %d pages (frames); only the first is read. Save each page as its own "
+                           "file to use the others", path, pages)
         return upright(im)
     except UnidentifiedImageError:
         raise CnnkitError(f"{path}: not an image Pillow can read; convert it to PNG or JPEG, or remove it") from None
@@ -90,16 +122,17 @@ def as_pil(image: str | Path | Image.Image | np.ndarray) -> Image.Image:
     return Image.fromarray(np.asarray(image).squeeze())
 
 
-def image_to_array(im: Image.Image, channels: int, size: int = 0) -> np.ndarray:
-    """``(H, W, channels)`` uint8 of ``im``, resized (bilinear) to ``size`` x ``size`` when size > 0."""
+def image_to_array(im: Image.Image, channels: int, size: int = 0, high: float = 0.0) -> np.ndarray:
+    """``(H, W, channels)`` uint8 of ``im``, resized (bilinear) to ``size`` x ``size`` when size > 0;
+    ``high``: see ``pil_to_array``."""
     if size and im.size != (size, size):
         im = (im.convert("RGB") if im.mode == "P" else im).resize((size, size), Image.BILINEAR)
-    return pil_to_array(im, channels)
+    return pil_to_array(im, channels, high)
 
 
-def read_image(path: str | Path, channels: int, size: int = 0) -> np.ndarray:
+def read_image(path: str | Path, channels: int, size: int = 0, high: float = 0.0) -> np.ndarray:
     """Decode ``path`` to ``(H, W, channels)`` uint8, resized to ``size`` x ``size`` when size > 0."""
-    return image_to_array(open_image(path), channels, size)
+    return image_to_array(open_image(path), channels, size, high)
 
 
 def probe_channels(paths: Sequence[Path], limit: int = 64) -> int:
@@ -114,13 +147,13 @@ def probe_channels(paths: Sequence[Path], limit: int = 64) -> int:
     return 1
 
 
-def decode_all(paths: Sequence[Path], channels: int, size: int, skip_bad: bool, workers: int = 2
+def decode_all(paths: Sequence[Path], channels: int, size: int, skip_bad: bool, workers: int = 2, high: float = 0.0
                ) -> tuple[list[np.ndarray | None], list[str]]:
     """Decode every file (threads: Pillow releases the GIL). Returns arrays (None where bad) and errors."""
 
     def one(p: Path) -> tuple[np.ndarray | None, str | None]:
         try:
-            return read_image(p, channels, size), None
+            return read_image(p, channels, size, high), None
         except CnnkitError as e:
             return None, str(e)
 
@@ -173,7 +206,7 @@ def iter_sources(sources: Iterable[str]) -> list[Path]:
     for src in sources:
         path = Path(src)
         if path.is_dir():
-            found += sorted(p for p in path.rglob("*") if p.is_file() and is_image_file(p))
+            found += list_images(path, recursive=True)[0]
         elif path.is_file():
             if not is_image_file(path):
                 raise CnnkitError(f"{path}: unsupported file type '{path.suffix}'; pass images (PNG, JPEG, ...)")

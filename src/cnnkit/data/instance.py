@@ -184,8 +184,9 @@ class InstanceDataset(Dataset):
     the crop size, else the whole image (shrunk so its longer side is at most ``max_size``)."""
 
     def __init__(self, items: list[InstanceItem], channels: int, transform: InstanceTransform | None = None,
-                 max_size: int = 0, drop_crowd: bool = False, masks: bool = False):
+                 max_size: int = 0, drop_crowd: bool = False, masks: bool = False, high: float = 0.0):
         self.items, self.channels, self.transform, self.max_size = items, channels, transform, max_size
+        self.high = high  # the data set's high value for 16-bit images (see images.pil_to_array)
         self.drop_crowd = drop_crowd  # training: torchvision's heads have no notion of crowd regions
         # every target carries masks, (0, H, W) for an image without objects: Mask R-CNN refuses a
         # batch where one target lacks them, and such images are legal
@@ -200,7 +201,8 @@ class InstanceDataset(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         item = self.items[i]
-        image = item.image if isinstance(item.image, np.ndarray) else read_image(item.image, self.channels)
+        image = (item.image if isinstance(item.image, np.ndarray)
+                 else read_image(item.image, self.channels, high=self.high))
         size = image.shape[:2]
         f = self.factor(size)
         if self.transform is not None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnkit.data.images import is_image_file, probe_channels
+from cnnkit.data.images import probe_channels, probe_high
 from cnnkit.data.instance import InstanceItem, Objects
 from cnnkit.data.instance_formats import (
     LABEL_DIRS,
@@ -32,6 +32,7 @@ from cnnkit.data.instance_layouts import find_instance_layout
 from cnnkit.data.segment import IMAGE_DIRS, MASK_DIRS, _child
 from cnnkit.data.splits import SplitPlan, random_hold_out, resolve_splits
 from cnnkit.data.synthetic import SHAPE_NAMES, make_scene
+from cnnkit.data.walk import list_images
 from cnnkit.errors import CnnkitError
 from cnnkit.log import LOGGER
 
@@ -46,6 +47,7 @@ class InstanceData:
     classes: list[str]
     channels: int
     layout: str
+    high: float = 0.0  # the data set's high value for 16-bit images, 0 for 8-bit (images.probe_high)
     test: list[InstanceItem] | None = None
     plan: SplitPlan | None = None
 
@@ -80,7 +82,7 @@ def read_split(folder: Path, skip_bad: bool, names: list[str] | None) -> tuple[l
         found = names or yolo_names(folder)
         if not found:
             raise CnnkitError(f"{folder}: YOLO labels need class names: add classes.txt (one per line) or data.yaml")
-        images = sorted(p for p in image_dir.iterdir() if p.is_file() and is_image_file(p))
+        images = list_images(image_dir)[0]
         yolo_orphans(images, label_dir, skip_bad)
         return read_yolo(images, lambda p: label_dir / f"{p.stem}.txt", found, skip_bad, image_dir), found, "yolo"
     mask_dir = _child(folder, MASK_DIRS)
@@ -144,7 +146,9 @@ def load_instance_data(source: str, *, val_split: float = 0.0, seed: int = 0, sk
     train, val = parts.get("train"), parts["val"]
     channels = (meta or {}).get("in_chans") or probe_channels([i.image for i in (train or val)])
     layout = "+".join(sorted(layouts))
-    return InstanceData(train, val, names, channels, layout, parts.get("test"), plan)
+    high = (meta or {}).get("pixel_max")
+    high = probe_high([i.image for i in (train or val)]) if high is None else high
+    return InstanceData(train, val, names, channels, layout, high, parts.get("test"), plan)
 
 
 def _holder(fraction: float, seed: int, root: Path):

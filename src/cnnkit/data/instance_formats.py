@@ -27,10 +27,10 @@ import yaml
 from PIL import Image
 from pycocotools import mask as mask_util
 
-from cnnkit.data.images import is_image_file
 from cnnkit.data.instance import InstanceItem, Objects, masks_to_boxes_np, rle_of
 from cnnkit.data.masks import report_problems
 from cnnkit.data.segment import IMAGE_DIRS, MASK_DIRS, _child, image_size, pair_by_stem
+from cnnkit.data.walk import is_hidden, list_images
 from cnnkit.errors import CnnkitError
 from cnnkit.log import LOGGER
 
@@ -236,12 +236,12 @@ def _yolo_objects(label: Path, lines: list[str], size: tuple[int, int], names: l
 # ------------------------------------------------------------------------ instance maps, per-object PNGs
 def read_map_folder(image_dir: Path, mask_dir: Path, names: list[str], skip_bad: bool) -> list[InstanceItem]:
     """Instance maps (files in ``mask_dir``) or one PNG per object (sub-folders ``mask_dir/<stem>/``)."""
-    subdirs = {p.name: p for p in mask_dir.iterdir() if p.is_dir()}
+    subdirs = {p.name: p for p in mask_dir.iterdir() if p.is_dir() and not is_hidden(p.name)}
     if subdirs:
-        images = {p.stem: p for p in sorted(image_dir.iterdir()) if p.is_file() and is_image_file(p)}
+        images = {p.stem: p for p in list_images(image_dir)[0]}
         missing = [f"{images[s]}: no mask folder {mask_dir / s}" for s in sorted(set(images) - set(subdirs))]
         report_problems(missing, "image/mask pairing", skip_bad)
-        return [_object_files(images[s], sorted(p for p in subdirs[s].iterdir() if is_image_file(p)))
+        return [_object_files(images[s], list_images(subdirs[s], say=False)[0])
                 for s in sorted(set(images) & set(subdirs))]
     images, maps = pair_by_stem(image_dir, mask_dir, skip_bad)
     items = []

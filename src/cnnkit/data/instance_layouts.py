@@ -19,10 +19,10 @@ from pathlib import Path
 
 import yaml
 
-from cnnkit.data.images import is_image_file
 from cnnkit.data.instance import InstanceItem
 from cnnkit.data.instance_formats import read_coco, read_yolo, yolo_names
 from cnnkit.data.splits import named_children, role_of
+from cnnkit.data.walk import list_images
 from cnnkit.errors import CnnkitError
 from cnnkit.log import LOGGER
 
@@ -79,8 +79,7 @@ def _image_list(entry: str | list, base: Path, origin: Path) -> Callable[[], lis
             if not path.exists() and str(e).startswith("../"):  # Roboflow writes ../train/images beside the yaml
                 path = base / str(e).lstrip("./")
             if path.is_dir():
-                out += sorted(p for p in path.rglob("*") if p.is_file() and is_image_file(p)
-                              and not any(part.startswith(".") for part in p.relative_to(path).parts))
+                out += list_images(path, recursive=True)[0]
             elif path.is_file() and path.suffix == ".txt":
                 lines = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
                 out += [Path(ln) if Path(ln).is_absolute() else (path.parent / ln).resolve() for ln in lines]

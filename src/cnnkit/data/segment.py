@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from cnnkit.data.images import open_image, pil_to_array, probe_channels, scaled_size, upright_size
+from cnnkit.data.images import open_image, pil_to_array, probe_channels, probe_high, scaled_size, upright_size
 from cnnkit.data.masks import (
     IGNORE,
     VOC_CLASSES,
@@ -96,13 +96,13 @@ def image_size(path: Path) -> tuple[int, int]:
         raise CnnkitError(f"{path}: unreadable image ({e}); re-export or remove it, or pass --skip-bad") from None
 
 
-def load_pair(image: Path, mask: Path, spec: ClassSpec, channels: int, max_size: int, scale_masks: bool = True
-              ) -> tuple[np.ndarray, np.ndarray]:
+def load_pair(image: Path, mask: Path, spec: ClassSpec, channels: int, max_size: int, scale_masks: bool = True,
+              high: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Decode one pair, scaled by ``max_size``: ``(H, W, C)`` uint8 image and ``(H, W)`` uint8 class ids
-    (the mask left at full size without ``scale_masks``)."""
+    (the mask left at full size without ``scale_masks``); ``high``: see ``images.pil_to_array``."""
     pil = open_image(image)
     ids = decode_mask(mask, spec)
-    return scale_pair(pil_to_array(pil, channels), ids, max_size, scale_masks)
+    return scale_pair(pil_to_array(pil, channels, high), ids, max_size, scale_masks)
 
 
 def scale_pair(image: np.ndarray, mask: np.ndarray, max_size: int, scale_masks: bool = True
@@ -123,8 +123,8 @@ class SegmentDataset(Dataset):
     when not cached. ``transform(image, mask)`` is applied jointly (see transforms.SegmentTransform)."""
 
     def __init__(self, images: list, masks: list, spec: ClassSpec, channels: int, max_size: int, transform=None,
-                 scale_masks: bool = True):
-        self.images, self.masks, self.spec = images, masks, spec
+                 scale_masks: bool = True, high: float = 0.0):
+        self.images, self.masks, self.spec, self.high = images, masks, spec, high
         self.channels, self.max_size, self.transform = channels, max_size, transform
         self.scale_masks = scale_masks  # False: full-size masks, yielded as {"mask", "size"} for full_res_collate
 
@@ -134,7 +134,7 @@ class SegmentDataset(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor | dict]:
         image, mask = self.images[i], self.masks[i]
         if isinstance(image, Path):
-            image, mask = load_pair(image, mask, self.spec, self.channels, self.max_size, self.scale_masks)
+            image, mask = load_pair(image, mask, self.spec, self.channels, self.max_size, self.scale_masks, self.high)
         image = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
         mask = torch.from_numpy(np.ascontiguousarray(mask))
         if self.transform is not None:
@@ -165,7 +165,7 @@ def full_res_collate(batch: list[tuple[torch.Tensor, dict]]) -> tuple[torch.Tens
 
 
 def decode_split(images: list[Path], masks: list[Path], spec: ClassSpec, channels: int, max_size: int,
-                 cache: str, scale_masks: bool = True) -> tuple[list, list]:
+                 cache: str, scale_masks: bool = True, high: float = 0.0) -> tuple[list, list]:
     """Decode into memory when ``cache`` allows (auto: under 4 GiB), else keep the paths."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -174,7 +174,8 @@ def decode_split(images: list[Path], masks: list[Path], spec: ClassSpec, channel
     if cache == "none" or (cache == "auto" and estimate > CACHE_LIMIT_BYTES):
         return list(images), list(masks)
     with ThreadPoolExecutor(2) as pool:
-        pairs = list(pool.map(lambda pair: load_pair(*pair, spec, channels, max_size, scale_masks), zip(images, masks)))
+        pairs = list(pool.map(lambda pair: load_pair(*pair, spec, channels, max_size, scale_masks, high),
+                              zip(images, masks)))
     return [p[0] for p in pairs], [p[1] for p in pairs]
 
 
@@ -199,6 +200,7 @@ class SegmentData:
     spec: ClassSpec
     channels: int
     class_stats: tuple[np.ndarray, np.ndarray] | None  # training split: (pixels, pixels of images with) per class
+    high: float = 0.0  # the data set's high value for 16-bit images, 0 for 8-bit (images.probe_high)
     test: RawSplit | None = None
     plan: SplitPlan | None = None
 
@@ -226,15 +228,17 @@ def load_segment_data(source: str, *, val_split: float = 0.0, seed: int = 0, cac
         splits, root, layout, plan, spec = _file_splits(source, val_split, seed, for_eval, skip_bad, meta, classes_file,
                                                         ignore_index, binary)
     channels = (meta or {}).get("in_chans") or detect_channels(splits)
+    high = (meta or {}).get("pixel_max")
+    high = probe_high(next(iter(splits.values())).images) if high is None else high
     log_layout(root, layout, splits, spec)
     stats = class_pixel_stats(splits["train"].infos, spec) if "train" in splits else None
     for split in splits.values():
         if split.images and isinstance(split.images[0], Path):
             split.images, split.masks = decode_split(split.images, split.masks, spec, channels, max_size, cache,
-                                                     scale_masks=not for_eval)
+                                                     scale_masks=not for_eval, high=high)
         else:
             split.images, split.masks = _scaled_arrays(split.images, split.masks, channels, max_size, not for_eval)
-    return SegmentData(splits.get("train"), splits["val"], spec, channels, stats, splits.get("test"), plan)
+    return SegmentData(splits.get("train"), splits["val"], spec, channels, stats, high, splits.get("test"), plan)
 
 
 def _file_splits(source: str, val_split: float, seed: int, for_eval: bool | str, skip_bad: bool, meta: dict | None,

@@ -18,9 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cnnkit.data.images import is_image_file
 from cnnkit.data.masks import ClassSpec, report_problems
 from cnnkit.data.splits import named_children
+from cnnkit.data.walk import is_image_file, list_images
 from cnnkit.errors import CnnkitError
 
 IMAGE_DIRS = ("images", "imgs", "img", "image", "JPEGImages")
@@ -47,11 +47,11 @@ def _by_stem(paths: list[Path], key) -> tuple[dict[str, Path], dict[str, list[Pa
 def pair_by_stem(image_dir: Path, mask_dir: Path, skip_bad: bool) -> tuple[list[Path], list[Path]]:
     """Images and masks matched by file stem (a mask may add _mask, _label, _L, ...). Two files of one
     stem (a.JPG and a.png) are a problem named with both, never one of them dropped without a word."""
-    images, clashes = _by_stem([p for p in sorted(image_dir.iterdir()) if p.is_file() and is_image_file(p)],
+    images, clashes = _by_stem(list_images(image_dir)[0],
                                lambda p: p.stem)
     if not images and not clashes:
         raise CnnkitError(f"{image_dir}: no images; put the images (PNG, JPEG, WebP, ...) in this folder")
-    masks, mask_clashes = _by_stem([p for p in sorted(mask_dir.iterdir()) if p.is_file() and is_image_file(p)],
+    masks, mask_clashes = _by_stem(list_images(mask_dir)[0],
                                    lambda p: p.stem if p.stem in images else _mask_stem(p))
     clashes.update(mask_clashes)
     problems = [f"{' and '.join(map(str, ps))}: {len(ps)} files of one stem '{k}'; images and masks pair by "

@@ -90,9 +90,9 @@ def _chw(array: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(array.transpose(2, 0, 1))
 
 
-def _resized(image: Image.Image, channels: int, size: tuple[int, int]) -> np.ndarray:
-    """``(H, W, C)`` uint8 of ``image`` at ``size`` (W, H), bilinear."""
-    array = pil_to_array(image, channels)
+def _resized(image: Image.Image, channels: int, size: tuple[int, int], high: float = 0.0) -> np.ndarray:
+    """``(H, W, C)`` uint8 of ``image`` at ``size`` (W, H), bilinear; ``high``: the model's pixel_max."""
+    array = pil_to_array(image, channels, high)
     if (array.shape[1], array.shape[0]) == size:
         return array
     picture = Image.fromarray(array.squeeze(-1) if channels == 1 else array)
@@ -107,7 +107,8 @@ class ClassifyRunner:
 
     def predict(self, images: list[Image.Image], topk: int = 5) -> list[dict]:
         meta, side = self.model.meta, self.model.input_shape[-1]
-        batch = np.stack([_chw(image_to_array(im, meta["in_chans"], side)) for im in images])
+        high = meta.get("pixel_max", 0.0)
+        batch = np.stack([_chw(image_to_array(im, meta["in_chans"], side, high)) for im in images])
         return topk_records(self.model.run(batch)[0], meta["classes"], topk)
 
 
@@ -126,7 +127,7 @@ class SegmentRunner:
             width, height = image.size
             size = scaled_size(width, height, meta.get("max_size", 0)) if isinstance(shape[2], str) \
                 else (shape[3], shape[2])
-            ids = self.model.run(_chw(_resized(image, meta["in_chans"], size))[None])[0][0]
+            ids = self.model.run(_chw(_resized(image, meta["in_chans"], size, meta.get("pixel_max", 0.0)))[None])[0][0]
             if ids.shape != (height, width):
                 ids = np.asarray(Image.fromarray(ids).resize((width, height), Image.NEAREST))
             out.append({"mask": ids, "probs": None, "areas": class_areas(ids, meta["classes"]),
@@ -150,7 +151,7 @@ class InstanceRunner:
         for image in images:
             width, height = image.size
             size = scaled_size(width, height, meta.get("max_size", 0))
-            outputs = self.model.run(_chw(_resized(image, meta["in_chans"], size))[None])
+            outputs = self.model.run(_chw(_resized(image, meta["in_chans"], size, meta.get("pixel_max", 0.0)))[None])
             factor = min(1.0, meta["max_size"] / max(height, width)) if meta.get("max_size") else 1.0
             instances = instances_from_outputs(outputs, meta["classes"], (height, width), factor,
                                                score_thresh, max_det or meta.get("detections", 300))

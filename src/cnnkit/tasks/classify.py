@@ -35,7 +35,7 @@ class ClassifyTask(ClassifyView):
         data = load_classify_data(cfg.data, imgsz=meta.get("imgsz", cfg.imgsz), val_split=cfg.val_split,
                                   seed=cfg.seed, cache=cfg.cache, skip_bad=cfg.skip_bad, classes=meta.get("classes"),
                                   channels=meta.get("in_chans", 0), for_eval=for_eval,
-                                  trained=meta.get("split"))
+                                  trained=meta.get("split"), high=meta.get("pixel_max"))
         if "mean" not in meta:
             if cfg.mean and cfg.std:
                 mean, std = list(cfg.mean), list(cfg.std)
@@ -44,12 +44,13 @@ class ClassifyTask(ClassifyView):
             else:
                 mean, std = self._streamed_stats(data)
             meta.update(classes=data.classes, num_classes=len(data.classes), in_chans=data.channels,
-                        imgsz=data.imgsz, mean=mean, std=std, task=self.name,
+                        imgsz=data.imgsz, mean=mean, std=std, task=self.name, pixel_max=data.high,
                         split=data.plan.to_meta() if data.plan else None)
         transform = build_train_transform(cfg.augment, data.imgsz, data.channels)
-        train = None if data.train is None else ClassifyDataset(data.train, data.channels, data.imgsz, transform)
-        val = ClassifyDataset(data.val, data.channels, data.imgsz)
-        test = None if data.test is None else ClassifyDataset(data.test, data.channels, data.imgsz)
+        train = None if data.train is None else ClassifyDataset(data.train, data.channels, data.imgsz, transform,
+                                                                data.high)
+        val = ClassifyDataset(data.val, data.channels, data.imgsz, high=data.high)
+        test = None if data.test is None else ClassifyDataset(data.test, data.channels, data.imgsz, high=data.high)
         init = None
         if train is not None and data.train.images is not None:
             g = torch.Generator().manual_seed(cfg.seed)
@@ -60,7 +61,7 @@ class ClassifyTask(ClassifyView):
 
     @staticmethod
     def _streamed_stats(data) -> tuple[list[float], list[float]]:
-        ds = ClassifyDataset(data.train, data.channels, data.imgsz)
+        ds = ClassifyDataset(data.train, data.channels, data.imgsz, high=data.high)
         pick = np.random.default_rng(0).permutation(len(ds))[:500]
         return channel_stats(torch.stack([ds[int(i)][0] for i in pick]))
 
@@ -88,7 +89,8 @@ class ClassifyTask(ClassifyView):
     def predict(self, model: nn.Module, images: list[Image.Image], topk: int = 5, tta: bool = False) -> list[dict]:
         """PIL images (any size; resized to the model's) -> per image top-k classes with probabilities."""
         meta = model.meta
-        arrays = [torch.from_numpy(image_to_array(im, meta["in_chans"], meta["imgsz"])).permute(2, 0, 1)
+        high = meta.get("pixel_max", 0.0)
+        arrays = [torch.from_numpy(image_to_array(im, meta["in_chans"], meta["imgsz"], high)).permute(2, 0, 1)
                   for im in images]
         batch = torch.stack(arrays).to(next(model.parameters()).device)
         logits = self.tta_forward(model, batch) if tta else model(batch)

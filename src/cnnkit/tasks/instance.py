@@ -57,18 +57,19 @@ class InstanceTask(InstanceView):
         if "mean" not in meta:
             crop = cfg.imgsz or DEFAULT_CROP
             mean, std = ((list(cfg.mean), list(cfg.std)) if cfg.mean and cfg.std
-                         else image_stats([i.image for i in data.train], data.channels))
+                         else image_stats([i.image for i in data.train], data.channels, data.high))
             detections = int(cfg.model_args.get("detections", DEFAULT_DETECTIONS))
             meta.update(task=self.name, classes=data.classes, num_classes=len(data.classes), in_chans=data.channels,
                         imgsz=crop, crop=[crop, crop], max_size=max_size, mean=mean, std=std, detections=detections,
-                        layout=data.layout, split=data.plan.to_meta() if data.plan else None)
+                        layout=data.layout, pixel_max=data.high, split=data.plan.to_meta() if data.plan else None)
         train = None
         if data.train is not None:
             transform = InstanceTransform(cfg.augment, tuple(meta["crop"]))
-            train = InstanceDataset(data.train, data.channels, transform, max_size, drop_crowd=True, masks=self.masks)
-        val = InstanceDataset(data.val, data.channels, None, max_size, masks=self.masks)
+            train = InstanceDataset(data.train, data.channels, transform, max_size, drop_crowd=True, masks=self.masks,
+                                    high=data.high)
+        val = InstanceDataset(data.val, data.channels, None, max_size, masks=self.masks, high=data.high)
         test = None if data.test is None else InstanceDataset(data.test, data.channels, None, max_size,
-                                                              masks=self.masks)
+                                                              masks=self.masks, high=data.high)
         return TaskData(train, val, meta, test=test, collate_fn=list_collate, train_forward=forward_with_targets)
 
     def build_model(self, cfg: TrainConfig, meta: dict[str, Any]) -> nn.Module:
@@ -112,7 +113,7 @@ class InstanceTask(InstanceView):
         try:
             out, capped = [], 0
             for pil in images:
-                array = pil_to_array(pil, meta["in_chans"])
+                array = pil_to_array(pil, meta["in_chans"], meta.get("pixel_max", 0.0))
                 height, width = array.shape[:2]
                 factor = min(1.0, meta["max_size"] / max(height, width)) if meta.get("max_size") else 1.0
                 tensor = torch.from_numpy(array).permute(2, 0, 1).contiguous()

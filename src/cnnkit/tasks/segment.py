@@ -54,12 +54,12 @@ class SegmentTask(SegmentView):
         if "mean" not in meta:
             crop = _crop_size(cfg.imgsz, data.train.images, max_size)
             mean, std = ((list(cfg.mean), list(cfg.std)) if cfg.mean and cfg.std
-                         else image_stats(data.train.images, data.channels))
+                         else image_stats(data.train.images, data.channels, data.high))
             weights = class_weights(cfg.class_weights, *data.class_stats)
             meta.update(task=self.name, **data.spec.to_meta(), num_classes=len(data.spec.names),
                         num_outputs=1 if data.spec.binary else len(data.spec.names), in_chans=data.channels,
                         imgsz=max(crop), crop=list(crop), max_size=max_size, mean=mean, std=std,
-                        class_weights=weights, split=data.plan.to_meta() if data.plan else None)
+                        class_weights=weights, pixel_max=data.high, split=data.plan.to_meta() if data.plan else None)
             if weights is not None:
                 LOGGER.info("class weights (%s): %s", cfg.class_weights, " ".join(f"{w:.3f}" for w in weights))
         # evaluation alone compares with full-size masks (logits resized per image); training validates at
@@ -71,11 +71,12 @@ class SegmentTask(SegmentView):
         train = None
         if data.train is not None:
             transform = SegmentTransform(cfg.augment, tuple(meta["crop"]), channels=data.channels)
-            train = SegmentDataset(data.train.images, data.train.masks, data.spec, data.channels, max_size, transform)
+            train = SegmentDataset(data.train.images, data.train.masks, data.spec, data.channels, max_size, transform,
+                                   high=data.high)
         val = SegmentDataset(data.val.images, data.val.masks, data.spec, data.channels, max_size,
-                             scale_masks=not full_res)
+                             scale_masks=not full_res, high=data.high)
         test = None if data.test is None else SegmentDataset(data.test.images, data.test.masks, data.spec,
-                                                             data.channels, max_size)
+                                                             data.channels, max_size, high=data.high)
         return TaskData(train, val, meta, test=test, collate_fn=full_res_collate if full_res else pad_collate)
 
     def build_model(self, cfg: TrainConfig, meta: dict[str, Any]) -> nn.Module:
@@ -105,7 +106,7 @@ class SegmentTask(SegmentView):
         tile_hw = (tile, tile) if tile else tuple(meta["crop"])
         out = []
         for pil in images:
-            array = pil_to_array(pil, meta["in_chans"])
+            array = pil_to_array(pil, meta["in_chans"], meta.get("pixel_max", 0.0))
             height, width = array.shape[:2]
             size = scaled_size(width, height, meta.get("max_size", 0))
             if size != (width, height):
@@ -136,7 +137,7 @@ def _crop_size(imgsz: int, images: list, max_size: int) -> tuple[int, int]:
     return DEFAULT_CROP, DEFAULT_CROP
 
 
-def image_stats(images: list, channels: int) -> tuple[list[float], list[float]]:
+def image_stats(images: list, channels: int, high: float = 0.0) -> tuple[list[float], list[float]]:
     """Per-channel mean and std of 0..1 pixels over up to STATS_SAMPLES training images."""
     if not images:
         raise CnnkitError("the training split is empty; add image/mask pairs")
@@ -145,7 +146,7 @@ def image_stats(images: list, channels: int) -> tuple[list[float], list[float]]:
     for i in pick:
         image = images[int(i)]
         if isinstance(image, Path):
-            image = read_image(image, channels)
+            image = read_image(image, channels, high=high)
         x = image.reshape(-1, image.shape[-1]).astype(np.float64) / 255.0
         total, total_sq, count = total + x.sum(0), total_sq + (x * x).sum(0), count + len(x)
     mean = total / count
