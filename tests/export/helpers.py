@@ -15,7 +15,9 @@ SHAPES = ["circle", "square", "triangle", "star"]
 STATS = {"mean": [0.4, 0.4, 0.4], "std": [0.17, 0.17, 0.17]}
 META = {
     "classify": {"task": "classify", "classes": SHAPES, "num_classes": 4, "in_chans": 3, "imgsz": 32,
-                 "model": "fastnet_small", "model_args": {}},
+                 "model": "fastnet_small", "model_args": {},
+                 "inputs": {"images": 10, "side_range": [32, 96], "colour_share": 1.0, "high_bit_share": 0.0,
+                            "brightness_range": [0.0, 1.0]}},
     "segment": {"task": "segment", "classes": ["background", *SHAPES], "values": [0, 1, 2, 3, 4],
                 "colours": [[0, 0, 0], [128, 0, 0], [0, 128, 0], [128, 128, 0], [0, 0, 128]], "ignore_index": 255,
                 "binary": False, "num_classes": 5, "num_outputs": 5, "in_chans": 3, "imgsz": 64, "crop": [64, 64],

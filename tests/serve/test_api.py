@@ -36,6 +36,16 @@ def models(tmp_path_factory) -> dict:
     return out
 
 
+def test_an_input_far_from_training_is_said_in_the_answer(models):
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((64, 64), 3000, np.uint16)).save(buffer, format="PNG")  # 16-bit grey
+    with running(models["classify"]) as url:
+        far = httpx.post(f"{url}/predict", content=buffer.getvalue(), headers={"content-type": "image/png"}).json()
+        usual = httpx.post(f"{url}/predict", content=png_bytes(), headers={"content-type": "image/png"}).json()
+    assert any("grey image" in w for w in far["warnings"]) and any("8-bit" in w for w in far["warnings"])
+    assert "warnings" not in usual
+
+
 def test_health_info_docs_and_page(models):
     with running(models["classify"]) as url:
         assert httpx.get(f"{url}/health").json() == {"status": "ok"}

@@ -7,6 +7,8 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
+
 from cnnkit.cli.deploy import cmd_export, cmd_serve, load_predictor  # noqa: F401 - subcommands
 from cnnkit.config import load_yaml, make_config
 from cnnkit.errors import CnnkitError
@@ -46,6 +48,7 @@ def cmd_val(args: argparse.Namespace) -> int:
     cfg = make_config({**model.checkpoint["config"], "data": args.data, "skip_bad": args.skip_bad,
                        "batch": args.batch, "resume": False}, origin=str(args.weights))
     data = model.task.build_data(cfg, meta=model.meta, for_eval=args.split)
+    watch_sample(model.meta, data.val)
     loader = DataLoader(data.val, batch_size=args.batch, num_workers=args.workers, collate_fn=data.collate_fn)
     metrics = model.task.build_metrics(model.meta, model.device)
     results = evaluate(model.module, loader, metrics, device=model.device,
@@ -62,6 +65,7 @@ def cmd_val(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     """Checkpoints run on PyTorch; .onnx files on onnxruntime, without importing torch."""
     from cnnkit.data.images import iter_sources, open_image
+    from cnnkit.data.inputs import InputWatch
 
     if args.batch < 1:
         raise CnnkitError(f"--batch {args.batch}: give 1 or more images per batch")
@@ -74,9 +78,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.tta and "tta" not in options:
         raise CnnkitError(f"--tta: not available for {args.weights}; drop --tta")
     start, records, rows, stems = time.perf_counter(), [], [], set()
+    watch = InputWatch(model.meta)  # inputs far from the training images are said, once per kind
     for i in range(0, len(paths), args.batch):
         chunk = paths[i:i + args.batch]
         images = [open_image(p) for p in chunk]  # decoded once, for the model and the pictures
+        for path, image in zip(chunk, images):
+            watch.check(image, str(path))
         for path, image, pred in zip(chunk, images, model.predict(images, **options)):
             stem = path.stem if path.stem not in stems else f"{path.stem}_{len(records)}"  # same name, two folders
             stems.add(stem)
@@ -95,6 +102,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
     print(f"{len(records)} images in {time.perf_counter() - start:.1f}s; predictions.csv, predictions.json "
           f"and per-image files in {out}")
     return 0
+
+
+def watch_sample(meta: dict, dataset, count: int = 20) -> None:
+    """Inputs far from what the model trained on are said (a sample of the images to be scored)."""
+    from cnnkit.data.inputs import InputWatch, source_images
+
+    images, watch = source_images(dataset), InputWatch(meta)
+    for i in sorted({int(i) for i in np.linspace(0, len(images) - 1, min(count, len(images)))}):
+        watch.check(images[i], str(images[i]) if isinstance(images[i], Path) else "")
 
 
 def _val_onnx(args: argparse.Namespace) -> int:

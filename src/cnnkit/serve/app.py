@@ -27,6 +27,7 @@ from PIL import Image, UnidentifiedImageError
 
 from cnnkit import __version__
 from cnnkit.data.images import upright
+from cnnkit.data.inputs import InputWatch
 from cnnkit.log import LOGGER
 
 
@@ -133,6 +134,7 @@ class Runner:
         self.pending = 0  # calls admitted and not finished; changed under self.count_lock
         self.count_lock = threading.Lock()
         self.serial = None if getattr(predictor, "thread_safe", False) else threading.Lock()
+        self.watch = InputWatch(predictor.meta)  # uploads far from the training images: warned once
 
     def _predict(self, image: Image.Image, options: dict) -> dict:
         if self.serial is None:
@@ -192,7 +194,8 @@ def create_app(predictor: Any, limits: Limits = Limits()) -> FastAPI:
     ) -> dict:
         """One image, as a multipart file (field ``file``) or as the raw request body. Returns the task's
         prediction: classify ``topk``; segment class ``areas`` and ``mask_png``; instance ``instances``
-        (class, score, box [x0, y0, x1, y1] px, COCO RLE mask); with ``overlay``, ``overlay_png``."""
+        (class, score, box [x0, y0, x1, y1] px, COCO RLE mask); with ``overlay``, ``overlay_png``;
+        ``warnings`` when the image is far from the training images (size, colour, bit depth, brightness)."""
         start = time.perf_counter()
         given = {"topk": topk, "score_thresh": score_thresh, "max_det": max_det}
         options = {k: v for k, v in given.items() if v is not None}
@@ -203,7 +206,9 @@ def create_app(predictor: Any, limits: Limits = Limits()) -> FastAPI:
         image = decode_upload(await image_bytes(request, await read_capped(request, cap)), limits.max_pixels)
         prediction = await runner.predict(image, options)
         body = response_body(predictor, image, prediction, overlay, mask)
-        return {"task": predictor.meta["task"], **body, "time_ms": round((time.perf_counter() - start) * 1000, 1)}
+        far = runner.watch.check(image, "upload")  # each answer says when its input is far from training's
+        return {"task": predictor.meta["task"], **body, **({"warnings": far} if far else {}),
+                "time_ms": round((time.perf_counter() - start) * 1000, 1)}
 
     app.state.runner = runner
     return app

@@ -12,6 +12,7 @@ from torch import nn
 from cnnkit.config import TrainConfig
 from cnnkit.data.classify import ClassifyDataset, load_classify_data
 from cnnkit.data.images import image_to_array
+from cnnkit.data.inputs import describe_inputs
 from cnnkit.data.transforms import build_batch_transform, build_train_transform, channel_stats
 from cnnkit.errors import CnnkitError
 from cnnkit.export.graphs import ClassifyGraph
@@ -22,6 +23,14 @@ from cnnkit.tasks.base import TaskData
 from cnnkit.tasks.views import ClassifyView, topk_records
 
 INIT_SAMPLES = 5000  # training images used for data-dependent initialisation (whitening)
+
+
+def _images_of(split) -> list:
+    """Paths of a streamed split, or (H, W, C) arrays of up to 100 of a decoded one."""
+    if split.paths is not None:
+        return split.paths
+    pick = np.linspace(0, len(split) - 1, min(100, len(split))).astype(int)
+    return [split.images[int(i)].permute(1, 2, 0).numpy() for i in pick]
 
 
 class ClassifyTask(ClassifyView):
@@ -45,7 +54,8 @@ class ClassifyTask(ClassifyView):
                 mean, std = self._streamed_stats(data)
             meta.update(classes=data.classes, num_classes=len(data.classes), in_chans=data.channels,
                         imgsz=data.imgsz, mean=mean, std=std, task=self.name, pixel_max=data.high,
-                        split=data.plan.to_meta() if data.plan else None)
+                        split=data.plan.to_meta() if data.plan else None,
+                        inputs=describe_inputs(_images_of(data.train), data.high))
         transform = build_train_transform(cfg.augment, data.imgsz, data.channels)
         train = None if data.train is None else ClassifyDataset(data.train, data.channels, data.imgsz, transform,
                                                                 data.high)

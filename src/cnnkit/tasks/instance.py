@@ -11,6 +11,7 @@ from torch import nn
 
 from cnnkit.config import TrainConfig
 from cnnkit.data.images import pil_to_array
+from cnnkit.data.inputs import describe_inputs
 from cnnkit.data.instance import InstanceDataset, InstanceTransform, list_collate
 from cnnkit.data.instance_data import load_instance_data
 from cnnkit.errors import CnnkitError
@@ -61,7 +62,8 @@ class InstanceTask(InstanceView):
             detections = int(cfg.model_args.get("detections", DEFAULT_DETECTIONS))
             meta.update(task=self.name, classes=data.classes, num_classes=len(data.classes), in_chans=data.channels,
                         imgsz=crop, crop=[crop, crop], max_size=max_size, mean=mean, std=std, detections=detections,
-                        layout=data.layout, pixel_max=data.high, split=data.plan.to_meta() if data.plan else None)
+                        layout=data.layout, pixel_max=data.high, split=data.plan.to_meta() if data.plan else None,
+                        inputs=describe_inputs([i.image for i in data.train], data.high))
         train = None
         if data.train is not None:
             transform = InstanceTransform(cfg.augment, tuple(meta["crop"]))

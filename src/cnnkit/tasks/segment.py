@@ -13,6 +13,7 @@ from torch import nn
 
 from cnnkit.config import TrainConfig
 from cnnkit.data.images import pil_to_array, read_image
+from cnnkit.data.inputs import describe_inputs
 from cnnkit.data.masks import class_weights
 from cnnkit.data.segment import (
     SegmentDataset,
@@ -59,7 +60,8 @@ class SegmentTask(SegmentView):
             meta.update(task=self.name, **data.spec.to_meta(), num_classes=len(data.spec.names),
                         num_outputs=1 if data.spec.binary else len(data.spec.names), in_chans=data.channels,
                         imgsz=max(crop), crop=list(crop), max_size=max_size, mean=mean, std=std,
-                        class_weights=weights, pixel_max=data.high, split=data.plan.to_meta() if data.plan else None)
+                        class_weights=weights, pixel_max=data.high, split=data.plan.to_meta() if data.plan else None,
+                        inputs=describe_inputs(data.train.images, data.high))
             if weights is not None:
                 LOGGER.info("class weights (%s): %s", cfg.class_weights, " ".join(f"{w:.3f}" for w in weights))
         # evaluation alone compares with full-size masks (logits resized per image); training validates at
