@@ -54,6 +54,8 @@ class TrainConfig:
     ema: float = _f(0.0, "decay of the exponential moving average of weights; 0 disables (per step)")
     augment: str = _f("light", "augmentation preset", choices=("none", "light", "standard", "strong"))
     val_split: float = _f(0.0, "fraction held out for validation when the data has no val split")
+    val_group: str = _f("", "hold out whole groups (sequence, patient, camera): a regular expression on each "
+                            "file's path whose first group (or whole match) names its group; empty = single images")
     mean: list = _f([], "per-channel mean of 0..1 pixels; empty = computed on the training split")
     std: list = _f([], "per-channel std of 0..1 pixels; empty = computed on the training split")
     tta: bool = _f(False, "average predictions over a horizontal flip at validation and prediction")

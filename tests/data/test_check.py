@@ -47,3 +47,16 @@ def test_check_problems_exit_2_with_the_file_named(tmp_path, capsys):
 def test_data_command_errors(argv, capsys):
     assert main(argv) == 2
     assert capsys.readouterr().err.startswith("error: ")
+
+
+def test_check_counts_near_duplicates_across_splits(tmp_path):
+    from PIL import Image
+
+    from tests.conftest import write_image_folder
+
+    root = write_image_folder(tmp_path / "d", {"train": (12, 0), "val": (8, 1)}, 32)
+    copied = sorted((root / "train").rglob("*.png"))[:3]
+    for i, p in enumerate(copied):  # the same pictures, resized and re-encoded as JPEG, in val
+        Image.open(p).resize((48, 48)).convert("RGB").save(root / "val" / p.parent.name / f"copy{i}.jpg", quality=80)
+    text = "\n".join(check_data(str(root)))
+    assert "near-duplicates: 3 of 11 val images look like a training image" in text

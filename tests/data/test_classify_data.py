@@ -186,3 +186,16 @@ def test_channel_stats_match_torch():
     f = x.double() / 255
     assert np.allclose(mean, f.mean((0, 2, 3)).numpy(), atol=1e-6)
     assert np.allclose(std, f.permute(1, 0, 2, 3).reshape(3, -1).std(1, unbiased=False).numpy(), atol=1e-5)
+
+
+def test_a_class_only_val_holds_is_a_class_and_said(tmp_path, caplog):
+    import logging
+    import shutil
+
+    from tests.conftest import write_image_folder
+
+    root = write_image_folder(tmp_path / "d", {"train": (24, 0), "val": (16, 1)}, 16)
+    shutil.rmtree(root / "train" / "circle")  # circles only in val/
+    with caplog.at_level(logging.WARNING, logger="cnnkit"):
+        data = load_classify_data(str(root), imgsz=16)
+    assert "circle" in data.classes and "circle have no training images" in caplog.text

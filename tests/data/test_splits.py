@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from cnnkit.data.classify import load_classify_data
-from cnnkit.data.splits import random_hold_out, resolve_splits, role_of
+from cnnkit.data.splits import group_hold_out, random_hold_out, resolve_splits, role_of
 from cnnkit.errors import CnnkitError
 from tests.conftest import write_image_folder
 
@@ -73,3 +73,28 @@ def test_cifar_layout_validates_on_train_and_keeps_test(tmp_path: Path, caplog):
     assert (again.val.labels == data.val.labels).all()
     test = load_classify_data(str(root), imgsz=16, val_split=0.25, seed=0, for_eval="test")
     assert len(test.val) == 12
+
+
+def test_group_hold_out_keeps_each_sequence_on_one_side(caplog):
+    names = [f"/d/images/{seq}_{i:04d}.png" for seq, n in (("0001TP", 62), ("0006R0", 101), ("0016E5", 204))
+             for i in range(n)]
+    for seed in range(5):
+        train, val = group_hold_out(names, 0.25, seed, r"([^/_]+)_\d+\.png$", "d")
+        seqs = lambda idx: {names[i].split("/")[-1].split("_")[0] for i in idx}  # noqa: E731
+        assert not seqs(train) & seqs(val) and len(train) + len(val) == len(names)
+        assert len(val) in (62, 101)  # the groups nearest a quarter, never the 204-frame one
+    assert "validation holds out 1 of 3 groups whole" in caplog.text
+    with pytest.raises(CnnkitError, match="finds no group"):
+        group_hold_out(["a.png", "b_1.png"], 0.5, 0, r"^(\w+)_\d", "d")
+    with pytest.raises(CnnkitError, match="finds one group"):
+        group_hold_out(["a_1.png", "a_2.png"], 0.5, 0, r"^(\w+)_\d", "d")
+
+
+def test_val_group_through_a_loader(tmp_path):
+    root = write_image_folder(tmp_path / "c", {"train": (40, 0)}, 16)
+    for i, p in enumerate(sorted(root.rglob("*.png"))):
+        p.rename(p.with_name(f"patient{i % 5}_{p.name}"))
+    data = load_classify_data(str(root), imgsz=16, val_split=0.2, group=r"(patient\d)_")
+    patients = lambda split: {p.name.split("_")[0] for p in split.paths or []}  # noqa: E731
+    streamed = load_classify_data(str(root), imgsz=16, val_split=0.2, group=r"(patient\d)_", cache="none")
+    assert len(data.val) == 8 and not patients(streamed.train) & patients(streamed.val)

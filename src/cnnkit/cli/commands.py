@@ -134,7 +134,7 @@ def cmd_data(args: argparse.Namespace) -> int:
     if args.action == "check":
         from cnnkit.data.check import check_data
 
-        print("\n".join(check_data(args.source, args.task, args.val_split, args.seed)))
+        print("\n".join(check_data(args.source, args.task, args.val_split, args.seed, args.val_group)))
         return 0
     from cnnkit.data.convert import convert
 

@@ -178,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-split", type=float, default=0.0,
                    help="check: fraction held out when there is no val split [default: the task's]")
     p.add_argument("--seed", type=int, default=0, help="check: seed of the held-out split")
+    p.add_argument("--val-group", default="", help="check: hold out whole groups, as train --val-group")
     p.add_argument("--to", choices=("coco", "yolo", "masks"), help="convert: output format")
     p.add_argument("--out", help="convert: output folder (new or empty)")
     p.add_argument("--skip-bad", action="store_true", help="convert: skip missing images with a warning")

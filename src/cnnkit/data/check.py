@@ -18,6 +18,8 @@ from cnnkit.errors import CnnkitError
 from cnnkit.log import LOGGER
 
 SAMPLE = 200  # images whose headers are read for sizes and channels
+HASH_LIMIT = 2000  # images per split hashed for the near-duplicate count
+NEAR = 6  # difference-hash bits (of 64) within which two images count as near-duplicates
 MODELS = {"classify": "resnet18", "segment": "unet_resnet18", "instance": "maskrcnn_resnet18",
           "detect": "fasterrcnn_resnet18"}
 
@@ -45,7 +47,8 @@ def guess_task(source: str) -> tuple[str, str]:
     return "classify", "folders of images, one per class"
 
 
-def check_data(source: str, task: str | None = None, val_split: float = 0.0, seed: int = 0) -> list[str]:
+def check_data(source: str, task: str | None = None, val_split: float = 0.0, seed: int = 0, group: str = ""
+               ) -> list[str]:
     """The report's lines; raises CnnkitError (after logging what was found) when training would fail."""
     why = "given"
     if task is None:
@@ -57,7 +60,7 @@ def check_data(source: str, task: str | None = None, val_split: float = 0.0, see
     LOGGER.propagate = False  # the report says it all once, in order
     LOGGER.setLevel(logging.INFO)
     try:
-        lines = [f"task: {task} ({why})", *_DESCRIBE[task](source, val_split, seed)]
+        lines = [f"task: {task} ({why})", *_DESCRIBE[task](source, val_split, seed, group)]
     except CnnkitError:
         for message in said.messages:  # what was found before the fault
             print(message)
@@ -65,7 +68,7 @@ def check_data(source: str, task: str | None = None, val_split: float = 0.0, see
     finally:
         LOGGER.removeHandler(said)
         LOGGER.propagate, LOGGER.level = propagate, level
-    found = [m for m in said.messages if m.startswith(("found:", "splits:", "segment data", "instance data"))]
+    found = [m for m in said.messages if m.startswith(("found:", "splits:", "validation holds out", "segment data"))]
     problems = [m for m in said.messages if m.startswith("warning")]
     imgsz = " --imgsz 512" if task in ("instance", "detect") else ""
     return [*found, *lines, f"problems: {len(problems)}" + ("" if problems else " (none)"),
@@ -103,10 +106,45 @@ def image_summary(paths: list) -> str:
     return text + (f"; {pages} with several pages (only the first is read)" if pages else "")
 
 
-def _describe_classify(source: str, val_split: float, seed: int) -> list[str]:
+def dhash(path: Path) -> np.ndarray | None:
+    """64-bit difference hash (grey 9x8, each pixel brighter than its right neighbour), as 64 bools."""
+    try:
+        with Image.open(path) as im:
+            grey = np.asarray(im.convert("L").resize((9, 8), Image.BILINEAR), np.int16)
+    except OSError:
+        return None
+    return (grey[:, 1:] > grey[:, :-1]).ravel()
+
+
+def near_duplicates(train: list, val: list) -> str:
+    """How many validation images look like a training image (a perceptual hash within NEAR bits):
+    frames of one video, or one slide photographed twice, make validation flatter than new data."""
+    def hashes(items: list) -> tuple[list, np.ndarray]:
+        paths = [p for p in items if isinstance(p, Path)]
+        pick = [paths[int(i)] for i in np.linspace(0, len(paths) - 1, min(HASH_LIMIT, len(paths))).astype(int)] \
+            if paths else []
+        found = [(p, h) for p in pick if (h := dhash(p)) is not None]
+        return [p for p, _ in found], np.array([h for _, h in found], np.float32).reshape(-1, 64)
+
+    train_paths, a = hashes(train)
+    val_paths, b = hashes(val)
+    if not len(a) or not len(b):
+        return "near-duplicates: not checked (images decoded in memory)"
+    distance = b @ (1 - a).T + (1 - b) @ a.T  # Hamming distance of every val/train pair
+    nearest = distance.argmin(1)
+    close = np.flatnonzero(distance[np.arange(len(b)), nearest] <= NEAR)
+    if not len(close):
+        return f"near-duplicates: none of {len(b)} val images looks like a training image"
+    i = int(close[0])
+    return (f"near-duplicates: {len(close)} of {len(b)} val images look like a training image (e.g. {val_paths[i]} ~ "
+            f"{train_paths[int(nearest[i])]}); validation will flatter the model: hold out whole groups "
+            "(--val-group) or give a val/ folder of other footage")
+
+
+def _describe_classify(source: str, val_split: float, seed: int, group: str) -> list[str]:
     from cnnkit.data.classify import load_classify_data
 
-    data = load_classify_data(source, val_split=val_split, seed=seed, cache="none", imgsz=32)
+    data = load_classify_data(source, val_split=val_split, seed=seed, cache="none", imgsz=32, group=group)
     out = []
     for name in ("train", "val", "test"):
         split = getattr(data, name)
@@ -116,28 +154,29 @@ def _describe_classify(source: str, val_split: float, seed: int) -> list[str]:
             out.append(f"{name}: {len(split)} images; per class {per_class}{' ...' if len(data.classes) > 20 else ''}")
     out.append(f"classes: {len(data.classes)}; channels: {data.channels}")
     out.append(image_summary((data.train.paths or []) if data.train is not None else []))
+    out.append(near_duplicates(data.train.paths or [], data.val.paths or []))
     return out
 
 
-def _describe_segment(source: str, val_split: float, seed: int) -> list[str]:
+def _describe_segment(source: str, val_split: float, seed: int, group: str) -> list[str]:
     from cnnkit.data.masks import class_pixel_stats
     from cnnkit.data.segment import load_segment_data
 
-    data = load_segment_data(source, val_split=val_split, seed=seed, cache="none")
+    data = load_segment_data(source, val_split=val_split, seed=seed, cache="none", group=group)
     pixels, _ = class_pixel_stats(data.train.infos, data.spec)
     share = pixels / max(pixels.sum(), 1)
     values = sorted({v for info in data.train.infos for v in info.counts})
     out = [f"classes ({len(data.spec.names)}, from {data.spec.source or 'the mask values'}; ignore index "
            f"{data.spec.ignore_value}): " + ", ".join(f"{n} {s:.1%}" for n, s in zip(data.spec.names[:24], share)),
            f"mask values in train: {values[:24]}{' ...' if len(values) > 24 else ''}; channels: {data.channels}",
-           image_summary(data.train.images)]
+           image_summary(data.train.images), near_duplicates(data.train.images, data.val.images)]
     return out
 
 
-def _describe_instance(source: str, val_split: float, seed: int, task: str = "instance") -> list[str]:
+def _describe_instance(source: str, val_split: float, seed: int, group: str) -> list[str]:
     from cnnkit.data.instance_data import load_instance_data
 
-    data = load_instance_data(source, val_split=val_split, seed=seed)
+    data = load_instance_data(source, val_split=val_split, seed=seed, group=group)
     out = []
     for name in ("train", "val", "test"):
         items = getattr(data, name)
@@ -156,6 +195,7 @@ def _describe_instance(source: str, val_split: float, seed: int, task: str = "in
     out.append(f"annotations: {'masks' if masks else 'boxes only (train with: cnnkit train detect)'}; "
                f"channels: {data.channels}")
     out.append(image_summary([i.image for i in (data.train or data.val)]))
+    out.append(near_duplicates([i.image for i in data.train], [i.image for i in data.val]))
     return out
 
 

@@ -25,7 +25,7 @@ from cnnkit.data.images import (
     upright_size,
     verify_all,
 )
-from cnnkit.data.splits import SplitPlan, named_children, resolve_splits
+from cnnkit.data.splits import SplitPlan, group_hold_out, named_children, resolve_splits
 from cnnkit.data.synthetic import SHAPE_NAMES, make_classification
 from cnnkit.data.walk import is_hidden, list_images
 from cnnkit.errors import CnnkitError
@@ -238,8 +238,8 @@ def _to_split(items, labels: np.ndarray, channels: int, imgsz: int, cache: str, 
 
 def load_classify_data(source: str, *, imgsz: int = 0, val_split: float = 0.0, seed: int = 0, cache: str = "auto",
                        skip_bad: bool = False, classes: list[str] | None = None, channels: int = 0,
-                       for_eval: bool | str = False, trained: dict | None = None, high: float | None = None
-                       ) -> ClassifyData:
+                       for_eval: bool | str = False, trained: dict | None = None, high: float | None = None,
+                       group: str = "") -> ClassifyData:
     """Find, check and (if small) decode a classification data set.
 
     ``classes``/``channels`` come from a checkpoint when evaluating; otherwise they are inferred.
@@ -248,16 +248,20 @@ def load_classify_data(source: str, *, imgsz: int = 0, val_split: float = 0.0, s
     """
     raw, found_classes, origin = _find_raw(source, seed, for_eval, skip_bad)
     classes = classes or found_classes
-    if not classes:
-        names = raw.get("train", raw.get("all"))[1]
-        classes = label_indices([str(n) for n in names], None, origin)[1]
+    if not classes:  # the classes of every split: a class only val/ or test/ holds is still a class
+        names = [str(n) for _, split_names in raw.values() for n in split_names]
+        classes = label_indices(names, None, origin)[1]
+        missing = sorted(set(classes) - {str(n) for n in raw.get("train", raw.get("all", ((), ())))[1]})
+        if missing and ("train" in raw or "all" in raw):
+            LOGGER.warning("warning: %s: class(es) %s have no training images; the model cannot learn them",
+                           origin, ", ".join(missing[:10]))
     splits = {}
     for name, (items, names) in raw.items():
         labels = names if isinstance(names, np.ndarray) else label_indices(names, classes, origin)[0]
         if isinstance(names, np.ndarray) and len(labels) and (labels.max() >= len(classes) or labels.min() < 0):
             raise CnnkitError(f"{origin}: label {int(labels.max())} is out of range for {len(classes)} classes")
         splits[name] = (items, labels)
-    splits, plan = _assign(splits, val_split or 0.2, seed, for_eval, origin, trained)
+    splits, plan = _assign(splits, val_split or 0.2, seed, for_eval, origin, trained, group)
     first_items = next(iter(splits.values()))[0]
     if isinstance(first_items, np.ndarray):
         channels = channels or first_items.shape[-1]
@@ -274,12 +278,16 @@ def load_classify_data(source: str, *, imgsz: int = 0, val_split: float = 0.0, s
 
 
 def _assign(splits: dict[str, tuple], fraction: float, seed: int, for_eval: bool | str, origin: Path,
-            trained: dict | None) -> tuple[dict[str, tuple], SplitPlan | None]:
-    """Train, val (and test) by ``cnnkit.data.splits``' rule; a held-out val is stratified by class."""
+            trained: dict | None, group: str) -> tuple[dict[str, tuple], SplitPlan | None]:
+    """Train, val (and test) by ``cnnkit.data.splits``' rule; a held-out val is stratified by class, or
+    made of whole groups with ``group``."""
     refs = {k: [(k, i) for i in range(len(labels))] for k, (_, labels) in splits.items()}
 
     def hold_out(rs: list) -> tuple[list, list]:
-        tr, va = stratified_split(np.array([splits[k][1][i] for k, i in rs]), fraction, seed)
+        if group:
+            tr, va = group_hold_out([key(r) for r in rs], fraction, seed, group, str(origin))
+        else:
+            tr, va = stratified_split(np.array([splits[k][1][i] for k, i in rs]), fraction, seed)
         return [rs[i] for i in tr], [rs[i] for i in va]
 
     def key(ref: tuple) -> str:
@@ -288,7 +296,7 @@ def _assign(splits: dict[str, tuple], fraction: float, seed: int, for_eval: bool
 
     request = None if for_eval is False else ("auto" if for_eval is True else for_eval)
     parts, plan = resolve_splits(refs, hold_out, origin=origin, fraction=fraction, seed=seed, request=request,
-                                 trained=trained, key=key)
+                                 trained=trained, key=key, group=group)
     return {k: _gather(splits, rs) for k, rs in parts.items()}, plan
 
 

@@ -30,7 +30,7 @@ from cnnkit.data.instance_formats import (
 )
 from cnnkit.data.instance_layouts import find_instance_layout
 from cnnkit.data.segment import IMAGE_DIRS, MASK_DIRS, _child
-from cnnkit.data.splits import SplitPlan, random_hold_out, resolve_splits
+from cnnkit.data.splits import SplitPlan, group_hold_out, random_hold_out, resolve_splits
 from cnnkit.data.synthetic import SHAPE_NAMES, make_scene
 from cnnkit.data.walk import list_images
 from cnnkit.errors import CnnkitError
@@ -107,11 +107,11 @@ def no_layout_message(folder: Path) -> str:
 
 
 def load_instance_data(source: str, *, val_split: float = 0.0, seed: int = 0, skip_bad: bool = False,
-                       meta: dict | None = None, for_eval: bool | str = False) -> InstanceData:
+                       meta: dict | None = None, for_eval: bool | str = False, group: str = "") -> InstanceData:
     """Find, read and split the data; ``meta`` (a checkpoint's) fixes classes and channels.
 
     ``for_eval``: False when training, else the split to score ('auto', 'val', 'train', 'test',
-    'all'; True means 'auto'); see ``cnnkit.data.splits``."""
+    'all'; True means 'auto'); ``group``: hold out whole groups (``--val-group``); see ``cnnkit.data.splits``."""
     names = list(meta["classes"]) if meta else None
     request = None if for_eval is False else ("auto" if for_eval is True else for_eval)
     if not source:
@@ -137,9 +137,10 @@ def load_instance_data(source: str, *, val_split: float = 0.0, seed: int = 0, sk
                 sum(len(v) for v in named.values()), len(names), ", ".join(names[:10]) + ("..." if len(names) > 10
                                                                                          else ""))
     fraction = val_split or DEFAULT_VAL_SPLIT
-    hold_out = _holder(fraction, seed, root)
+    hold_out = _holder(fraction, seed, root, group)
     parts, plan = resolve_splits(named, hold_out, origin=root, fraction=fraction, seed=seed, request=request,
-                                 trained=(meta or {}).get("split"), names=found.labels, key=lambda i: i.image)
+                                 trained=(meta or {}).get("split"), names=found.labels, key=lambda i: i.image,
+                                 group=group)
     for split, items in parts.items():
         if not items:
             raise CnnkitError(f"{root}: the {split} split has no images; add images")
@@ -151,8 +152,9 @@ def load_instance_data(source: str, *, val_split: float = 0.0, seed: int = 0, sk
     return InstanceData(train, val, names, channels, layout, high, parts.get("test"), plan)
 
 
-def _holder(fraction: float, seed: int, root: Path):
+def _holder(fraction: float, seed: int, root: Path, group: str):
     def hold_out(items: list[InstanceItem]) -> tuple[list[InstanceItem], list[InstanceItem]]:
-        train, val = random_hold_out(len(items), fraction, seed, str(root))
+        train, val = (group_hold_out([str(i.image) for i in items], fraction, seed, group, str(root)) if group
+                      else random_hold_out(len(items), fraction, seed, str(root)))
         return [items[i] for i in train], [items[i] for i in val]
     return hold_out

@@ -39,7 +39,7 @@ from cnnkit.data.segment_layouts import (  # noqa: F401 - re-exported for the in
     find_segment_layout,
     pair_by_stem,
 )
-from cnnkit.data.splits import SplitPlan, random_hold_out, resolve_splits
+from cnnkit.data.splits import SplitPlan, group_hold_out, random_hold_out, resolve_splits
 from cnnkit.data.synthetic import SHAPE_NAMES, make_scene
 from cnnkit.errors import CnnkitError
 from cnnkit.log import LOGGER
@@ -207,7 +207,8 @@ class SegmentData:
 
 def load_segment_data(source: str, *, val_split: float = 0.0, seed: int = 0, cache: str = "auto",
                       skip_bad: bool = False, max_size: int = 0, classes_file: str = "", ignore_index: int = 255,
-                      binary: bool = False, meta: dict | None = None, for_eval: bool | str = False) -> SegmentData:
+                      binary: bool = False, meta: dict | None = None, for_eval: bool | str = False, group: str = ""
+                      ) -> SegmentData:
     """Find, pair, check and (if small) decode a segmentation data set; see the module docstring.
 
     ``meta`` (a checkpoint's) fixes classes and channels when evaluating; with ``for_eval`` (True, or
@@ -226,7 +227,7 @@ def load_segment_data(source: str, *, val_split: float = 0.0, seed: int = 0, cac
         root, layout = Path(source), "synthetic"
     else:
         splits, root, layout, plan, spec = _file_splits(source, val_split, seed, for_eval, skip_bad, meta, classes_file,
-                                                        ignore_index, binary)
+                                                        ignore_index, binary, group)
     channels = (meta or {}).get("in_chans") or detect_channels(splits)
     high = (meta or {}).get("pixel_max")
     high = probe_high(next(iter(splits.values())).images) if high is None else high
@@ -242,7 +243,7 @@ def load_segment_data(source: str, *, val_split: float = 0.0, seed: int = 0, cac
 
 
 def _file_splits(source: str, val_split: float, seed: int, for_eval: bool | str, skip_bad: bool, meta: dict | None,
-                 classes_file: str, ignore_index: int, binary: bool
+                 classes_file: str, ignore_index: int, binary: bool, group: str
                  ) -> tuple[dict[str, RawSplit], Path, str, SplitPlan | None, ClassSpec]:
     """Find the layout, assign its splits, check every mask; {split: RawSplit}, root, layout, plan, classes."""
     found = find_segment_layout(source, skip_bad)
@@ -252,12 +253,14 @@ def _file_splits(source: str, val_split: float, seed: int, for_eval: bool | str,
                 sum(len(v) for v in named.values()))
 
     def hold_out(pairs: list) -> tuple[list, list]:
-        train, val = random_hold_out(len(pairs), fraction, seed, str(root))
+        train, val = (group_hold_out([str(p[0]) for p in pairs], fraction, seed, group, str(root)) if group
+                      else random_hold_out(len(pairs), fraction, seed, str(root)))
         return [pairs[i] for i in train], [pairs[i] for i in val]
 
     request = None if for_eval is False else ("auto" if for_eval is True else for_eval)
     parts, plan = resolve_splits(named, hold_out, origin=Path(source), fraction=fraction, seed=seed, request=request,
-                                 trained=(meta or {}).get("split"), names=found.labels, key=lambda pair: pair[0])
+                                 trained=(meta or {}).get("split"), names=found.labels, key=lambda pair: pair[0],
+                                 group=group)
     files = {k: ([p[0] for p in pairs], [p[1] for p in pairs]) for k, pairs in parts.items()}
     for split, (images, _) in files.items():
         if not images:

@@ -15,6 +15,7 @@ choose explicitly.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +64,41 @@ def random_hold_out(n: int, fraction: float, seed: int, origin: str) -> tuple[np
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
+def group_hold_out(names: Sequence[str], fraction: float, seed: int, pattern: str, origin: str
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, val): whole groups held out, as scikit-learn's GroupShuffleSplit does, so that
+    no sequence, patient or camera is on both sides. Groups are named by ``pattern`` (a regular
+    expression; its first group, else its whole match) in each file's path; groups are drawn in a
+    random order fixed by ``seed``, each kept when it brings the held-out share closer to ``fraction``."""
+    try:
+        regex = re.compile(pattern)
+    except re.error as e:
+        raise CnnkitError(f"--val-group {pattern!r}: not a regular expression ({e}); fix it") from None
+    groups = []
+    for name in names:
+        match = regex.search(str(name))
+        if match is None:
+            raise CnnkitError(f"{name}: --val-group {pattern!r} finds no group in this file's path; give a "
+                              "pattern every file matches, e.g. '^([^_]+)_' for '0001TP_000123.png'")
+        groups.append(match.group(1) if match.groups() else match.group(0))
+    unique = sorted(set(groups))
+    if len(unique) < 2:
+        raise CnnkitError(f"{origin}: --val-group {pattern!r} finds one group ({unique[0]}); at least two are "
+                          "needed to hold one out")
+    sizes = {g: groups.count(g) for g in unique}
+    target, count, held = fraction * len(names), 0, []
+    for g in np.random.default_rng(seed).permutation(unique):
+        if abs(count + sizes[g] - target) < abs(count - target) and len(held) < len(unique) - 1:
+            held.append(str(g))
+            count += sizes[g]
+    held = held or [min(unique, key=lambda g: sizes[g])]  # every group is too large: the smallest
+    val = np.array([i for i, g in enumerate(groups) if g in held], np.int64)
+    train = np.array([i for i, g in enumerate(groups) if g not in held], np.int64)
+    LOGGER.info("validation holds out %d of %d groups whole (%s): %d images", len(held), len(unique),
+                ", ".join(held[:8]) + (" ..." if len(held) > 8 else ""), len(val))
+    return train, val
+
+
 def digest(names: Sequence[Any]) -> str:
     """A short fingerprint of a list of files, to tell whether a split is the one trained with."""
     return hashlib.sha1("\n".join(sorted(str(n) for n in names)).encode()).hexdigest()[:16]
@@ -79,6 +115,7 @@ class SplitPlan:
     val_count: int
     val_digest: str
     test_count: int = 0
+    group: str = ""  # --val-group: validation held out by whole groups
 
     def to_meta(self) -> dict[str, Any]:
         return dict(vars(self))
@@ -86,7 +123,7 @@ class SplitPlan:
 
 def resolve_splits(named: dict[str, list], hold_out: Callable[[list], tuple[list, list]], *, origin: Path,
                    fraction: float, seed: int, request: str | None, trained: dict | None = None,
-                   names: dict[str, str] | None = None, key: Callable[[Any], Any] = str
+                   names: dict[str, str] | None = None, key: Callable[[Any], Any] = str, group: str = ""
                    ) -> tuple[dict[str, list], SplitPlan | None]:
     """Assign the found splits to their parts.
 
@@ -108,7 +145,8 @@ def resolve_splits(named: dict[str, list], hold_out: Callable[[list], tuple[list
         else:
             train, val = hold_out(named[base])
             out = {"train": train, "val": val}
-            how = f"val = {fraction:.0%} held out of {label[base]} (seed {seed}; {len(val)})"
+            how = (f"val = {fraction:.0%} held out of {label[base]} (seed {seed}"
+                   + (f", whole groups by {group!r}" if group else "") + f"; {len(val)})")
         parts = [f"train = {label[base]} ({len(out['train'])})", how]
         if "test" in named:
             out["test"] = named["test"]
@@ -116,7 +154,7 @@ def resolve_splits(named: dict[str, list], hold_out: Callable[[list], tuple[list
                          "never used to choose)")
         LOGGER.info("splits: %s", ", ".join(parts))
         plan = SplitPlan(str(Path(origin).resolve()), "folder" if "val" in named else "held out", fraction, seed,
-                         len(out["val"]), digest(key(i) for i in out["val"]), len(named.get("test", [])))
+                         len(out["val"]), digest(key(i) for i in out["val"]), len(named.get("test", [])), group)
         return out, plan
     return {"val": _eval_split(named, hold_out, origin, request, trained, label, key)}, None
 

@@ -44,7 +44,8 @@ class ClassifyTask(ClassifyView):
         data = load_classify_data(cfg.data, imgsz=meta.get("imgsz", cfg.imgsz), val_split=cfg.val_split,
                                   seed=cfg.seed, cache=cfg.cache, skip_bad=cfg.skip_bad, classes=meta.get("classes"),
                                   channels=meta.get("in_chans", 0), for_eval=for_eval,
-                                  trained=meta.get("split"), high=meta.get("pixel_max"))
+                                  trained=meta.get("split"), high=meta.get("pixel_max"),
+                                  group=cfg.val_group)
         if "mean" not in meta:
             if cfg.mean and cfg.std:
                 mean, std = list(cfg.mean), list(cfg.std)

@@ -51,7 +51,7 @@ class InstanceTask(InstanceView):
                    ) -> TaskData:
         meta = dict(meta or {})
         data = load_instance_data(cfg.data, val_split=cfg.val_split, seed=cfg.seed, skip_bad=cfg.skip_bad,
-                                  meta=meta or None, for_eval=for_eval)
+                                  meta=meta or None, for_eval=for_eval, group=cfg.val_group)
         if self.masks and not any(item.objects.has_masks for item in (data.train or data.val)[:50]):
             raise CnnkitError(f"{cfg.data}: the annotations have boxes but no masks; train with --task detect")
         max_size = meta.get("max_size", cfg.max_size)

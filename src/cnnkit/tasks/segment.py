@@ -51,7 +51,8 @@ class SegmentTask(SegmentView):
         max_size = meta.get("max_size", cfg.max_size)
         data = load_segment_data(cfg.data, val_split=cfg.val_split, seed=cfg.seed, cache=cfg.cache,
                                  skip_bad=cfg.skip_bad, max_size=max_size, classes_file=cfg.classes_file,
-                                 ignore_index=cfg.ignore_index, binary=cfg.binary, meta=meta, for_eval=for_eval)
+                                 ignore_index=cfg.ignore_index, binary=cfg.binary, meta=meta, for_eval=for_eval,
+                                 group=cfg.val_group)
         if "mean" not in meta:
             crop = _crop_size(cfg.imgsz, data.train.images, max_size)
             mean, std = ((list(cfg.mean), list(cfg.std)) if cfg.mean and cfg.std
