@@ -67,6 +67,8 @@ class TrainConfig:
     compile: bool = _f(False, "wrap the model in torch.compile (slower start, faster steps)")
     channels_last: bool = _f(False, "NHWC memory format; faster convolutions on many CPUs and GPUs")
     patience: int = _f(0, "stop after this many epochs without improvement; 0 disables (epochs)")
+    save_period: float = _f(10.0, "minutes between checkpoints inside an epoch (last.pt), which --resume continues "
+                                  "from mid-epoch; 0 = at epoch ends only")
     monitor: str = _f("", "metric that picks best.pt and drives early stopping; empty = the task's main one "
                            "(top1 for classify, miou for segment); higher is better, lower for names with 'loss'")
     skip_bad: bool = _f(False, "skip unreadable images with a warning instead of stopping")

@@ -199,3 +199,9 @@ def test_a_class_only_val_holds_is_a_class_and_said(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="cnnkit"):
         data = load_classify_data(str(root), imgsz=16)
     assert "circle" in data.classes and "circle have no training images" in caplog.text
+
+
+def test_a_flat_folder_says_what_it_saw(tmp_path):
+    write_png(tmp_path / "a.png", np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(CnnkitError, match=r"no class folders \(saw 1 images and no folders\)"):
+        load_classify_data(str(tmp_path))

@@ -66,6 +66,41 @@ def test_resume_gives_the_same_weights(tmp_path, extra):
         assert [r["epoch"] for r in csv.DictReader(f)] == ["1", "2", "3"]
 
 
+@pytest.mark.parametrize("extra", [{}, {"ema": 0.9, "optimizer": "adamw", "lr": 0.003}])
+def test_resume_mid_epoch_gives_the_same_weights(tmp_path, monkeypatch, extra):
+    """A run stopped inside an epoch, after a mid-epoch checkpoint, resumes to the same weights."""
+    import cnnkit.engine.trainer as trainer
+
+    cfg = dict(TINY, epochs=2, deterministic=True, augment="light", workers=0, **extra)
+    straight = cnnkit.train(**cfg, project=str(tmp_path / "a"))
+
+    class StopAfterSaving(trainer.MidEpochSaver):
+        saves = 0
+
+        def __call__(self, steps, loss_sum, seen):
+            super().__call__(steps, loss_sum, seen)
+            StopAfterSaving.saves += 1
+            if StopAfterSaving.saves == 6:  # the second epoch's second step (4 steps an epoch)
+                raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer, "MidEpochSaver", StopAfterSaving)
+    with pytest.raises(KeyboardInterrupt):
+        fit(make_config(dict(cfg, project=str(tmp_path / "b"), name="run", save_period=1e-9)))
+    partial = load_checkpoint(tmp_path / "b" / "classify" / "run" / "last.pt")
+    assert partial["epoch"] == 1 and partial["partial"]["steps"] == 2
+    monkeypatch.undo()
+    resumed = cnnkit.train(**dict(cfg, project=str(tmp_path / "b"), name="run", resume=True))
+    a, b = _weights(straight.run_dir), _weights(resumed.run_dir)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    with (resumed.run_dir / "metrics.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    with (straight.run_dir / "metrics.csv").open() as f:
+        first = list(csv.DictReader(f))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert float(rows[1]["train_loss"]) == pytest.approx(float(first[1]["train_loss"]), rel=1e-5)  # whole epoch
+
+
 def test_resume_with_nothing_to_resume(tmp_path):
     with pytest.raises(CnnkitError, match="nothing to resume"):
         cnnkit.train(**TINY, project=str(tmp_path), resume=True)

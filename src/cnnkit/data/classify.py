@@ -88,7 +88,11 @@ def scan_image_folder(root: Path, skip_bad: bool) -> tuple[list[Path], list[str]
     """``root/<class>/**/<image>``: paths and their class-folder names. Hidden files are ignored."""
     class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not is_hidden(d.name))
     if not class_dirs:
-        raise CnnkitError(f"{root}: no class folders; expected {root}/<class name>/<image files>")
+        images, others = list_images(root, say=False)
+        seen = (f"{len(images)} images and no folders" if images
+                else ", ".join(sorted({p.suffix.lower() or p.name for p in others})[:6]) or "nothing")
+        raise CnnkitError(f"{root}: no class folders (saw {seen}); expected {root}/<class name>/<image files>, "
+                          "a CSV of path,label, or a layout `cnnkit data check` names")
     paths, names, unsupported = [], [], []
     for d in class_dirs:
         images, others = list_images(d, recursive=True)
@@ -190,13 +194,14 @@ def _find_raw(source: str, seed: int, for_eval: bool | str, skip_bad: bool) -> t
         LOGGER.info("found: CSV of path,label in %s", path)
         return {"all": read_csv(path)}, None, path
     named = named_children(path)
+    if "train" in named or "val" in named or "test" in named:
+        wanted = {"val": named["val"]} if val_only and "val" in named else named
+        raw = {role: scan_image_folder(folder, skip_bad) for role, folder in wanted.items()}
+    else:
+        raw = {"all": scan_image_folder(path, skip_bad)}
     LOGGER.info("found: ImageFolder layout in %s (%s)", path, ", ".join(f"{p.name}/" for p in named.values())
                 + " of class folders" if named else "one folder per class, no split folders")
-    if "train" in named or "val" in named or "test" in named:
-        if val_only and "val" in named:
-            return {"val": scan_image_folder(named["val"], skip_bad)}, None, path
-        return {role: scan_image_folder(folder, skip_bad) for role, folder in named.items()}, None, path
-    return {"all": scan_image_folder(path, skip_bad)}, None, path
+    return raw, None, path
 
 
 def _native_size(paths: list[Path]) -> int:

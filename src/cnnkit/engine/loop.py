@@ -36,17 +36,22 @@ def train_one_epoch(model: nn.Module, loader: Iterable, loss_fn: Callable, optim
                     scaler: torch.amp.GradScaler, ema: torch.optim.swa_utils.AveragedModel | None = None,
                     amp: bool = False, grad_clip: float = 0.0, channels_last: bool = False,
                     batch_transform: Callable | None = None, forward: Callable | None = None,
-                    progress: Callable[[dict[str, float]], None] | None = None) -> dict[str, float]:
+                    progress: Callable[[dict[str, float]], None] | None = None,
+                    done: tuple[int, float, int] = (0, 0.0, 0),
+                    on_step: Callable[[int, torch.Tensor, int], None] | None = None) -> dict[str, float]:
     """One pass over ``loader``; returns mean training loss and images per second.
 
     ``images`` is a batch tensor or a list of image tensors. ``batch_transform(images, targets)``
     augments each batch on the device before the forward pass; ``forward(model, images, targets)``
     replaces ``model(images)`` for models that compute their losses from the targets (detection).
+    A resumed epoch passes ``done`` (steps, loss sum, images) of its first part, and a loader of the
+    rest; ``on_step(steps, loss_sum, images)`` runs after each step (mid-epoch checkpoints).
     """
     model.train()
-    loss_sum = torch.zeros((), device=device)
-    seen, start = 0, time.perf_counter()
-    for step, (images, targets) in enumerate(loader):
+    first, carried_loss, seen = done
+    loss_sum = torch.full((), carried_loss, device=device)
+    start, counted = time.perf_counter(), seen
+    for step, (images, targets) in enumerate(loader, start=first):
         images, targets = to_device(images, device), to_device(targets, device)
         if batch_transform is not None:
             images, targets = batch_transform(images, targets)
@@ -71,13 +76,15 @@ def train_one_epoch(model: nn.Module, loader: Iterable, loss_fn: Callable, optim
         n = len(images)
         loss_sum += loss.detach().float() * n
         seen += n
-        if progress is not None and (step % 10 == 0 or step == len(loader) - 1):
+        if progress is not None and (step % 10 == 0 or step == first + len(loader) - 1):
             mean_loss = float(loss_sum) / seen
             if not torch.isfinite(torch.tensor(mean_loss)):
                 raise CnnkitError(f"training loss became {mean_loss} at step {step}; lower --lr or use --grad-clip")
-            progress({"loss": mean_loss, "img/s": seen / (time.perf_counter() - start), "step": step + 1})
+            progress({"loss": mean_loss, "img/s": (seen - counted) / (time.perf_counter() - start), "step": step + 1})
+        if on_step is not None:
+            on_step(step + 1, loss_sum, seen)
     elapsed = time.perf_counter() - start
-    return {"train_loss": float(loss_sum) / max(1, seen), "train_img_s": seen / max(elapsed, 1e-9),
+    return {"train_loss": float(loss_sum) / max(1, seen), "train_img_s": (seen - counted) / max(elapsed, 1e-9),
             "train_s": elapsed}
 
 

@@ -21,6 +21,7 @@ from cnnkit.engine import distributed as dist_utils
 from cnnkit.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from cnnkit.engine.logger import RunLogger
 from cnnkit.engine.loop import evaluate, train_one_epoch
+from cnnkit.engine.midepoch import MidEpochSaver, done_steps, rest_of_epoch
 from cnnkit.engine.optim import build_ema, build_optimizer, build_scheduler
 from cnnkit.errors import CnnkitError
 from cnnkit.files import atomic_write_bytes
@@ -81,9 +82,12 @@ def make_loader(dataset, batch: int, shuffle: bool, cfg: TrainConfig, info: dist
     """A DistributedSampler in every case: its shuffle depends on (seed, epoch) only, so resume repeats it."""
     sampler = DistributedSampler(dataset, num_replicas=info.world_size, rank=info.rank, shuffle=shuffle,
                                  seed=cfg.seed, drop_last=False)
+    # the loader's own generator draws the workers' base seed, so the global random state (saved in
+    # checkpoints) is not consumed by starting an epoch; it is reseeded per epoch in fit()
     return DataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=cfg.workers, collate_fn=collate_fn,
                       pin_memory=torch.cuda.is_available(), persistent_workers=cfg.workers > 0,
-                      drop_last=shuffle and len(dataset) // info.world_size > batch)
+                      drop_last=shuffle and len(dataset) // info.world_size > batch,
+                      generator=torch.Generator().manual_seed(cfg.seed))
 
 
 def checkpoint_state(model, cfg: TrainConfig, epoch: int, best: float, metrics: dict,
@@ -195,13 +199,20 @@ def fit(cfg: TrainConfig, on_epoch_end: Callable[[int, dict], None] | None = Non
     tta = task.tta_forward if cfg.tta else None
     for epoch in range(start_epoch, cfg.epochs):
         train_loader.sampler.set_epoch(epoch)
+        train_loader.generator.manual_seed(cfg.seed + epoch)
+        done = done_steps(resume if epoch == start_epoch else None)
+        if done[0]:
+            log.info(f"resuming epoch {epoch + 1} after step {done[0]} of {len(train_loader)}")
         log.epoch_start(epoch, cfg.epochs, len(train_loader))
+        saver = MidEpochSaver(cfg.save_period * 60, lambda steps, loss, seen, epoch=epoch: save_mid_epoch(
+            parts, cfg, epoch, run_dir, elapsed0 + time.perf_counter() - t0, (steps, loss, seen)))
         row: dict[str, Any] = {"epoch": epoch + 1}
-        row.update(train_one_epoch(train_model, train_loader, loss_fn, parts.optimizer, parts.scheduler,
+        row.update(train_one_epoch(train_model, rest_of_epoch(train_loader, done[0]) if done[0] else train_loader,
+                                   loss_fn, parts.optimizer, parts.scheduler,
                                    device=device, scaler=parts.scaler, ema=parts.ema, amp=cfg.amp,
                                    grad_clip=cfg.grad_clip, channels_last=cfg.channels_last,
                                    batch_transform=data.batch_transform, forward=data.train_forward,
-                                   progress=log.progress))
+                                   progress=log.progress, done=done, on_step=saver if info.is_main else None))
         row.update(evaluate(parts.eval_model, val_loader, metrics, device=device, loss_fn=loss_fn, amp=cfg.amp,
                             forward=tta, channels_last=cfg.channels_last))
         row.update({k: dist_utils.reduce_mean(row[k], info, device) for k in ("train_loss", "val_loss") if k in row})
@@ -226,6 +237,14 @@ def fit(cfg: TrainConfig, on_epoch_end: Callable[[int, dict], None] | None = Non
     log.close()
     dist_utils.cleanup(info)
     return TrainResult(run_dir, parts.best_metrics, epoch + 1)
+
+
+def save_mid_epoch(parts: Parts, cfg: TrainConfig, epoch: int, run_dir: Path, elapsed_s: float,
+                   done: tuple[int, float, int]) -> None:
+    """last.pt inside epoch ``epoch`` (0-based, not finished): the training state after ``done[0]`` steps."""
+    state = checkpoint_state(parts.model, cfg, epoch, parts.best, {}, parts.training_state(elapsed_s))
+    state["partial"] = {"steps": done[0], "loss_sum": done[1], "seen": done[2]}
+    save_checkpoint(state, run_dir / "last.pt")
 
 
 def test_once(parts: Parts, task, data, cfg: TrainConfig, device: torch.device, run_dir: Path, log: RunLogger
