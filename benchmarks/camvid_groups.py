@@ -42,17 +42,21 @@ def run(data: Path, project: Path, name: str, epochs: int, extra: list[str]) -> 
             "seconds": round(time.perf_counter() - start, 1)}
 
 
+RUNS = {"random_frames": [], "held_out_sequence": ["--val-group", "^([^_]+)_"]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=Path("../shared/datasets/camvid"))
     parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--runs", default=",".join(RUNS), help="runs to (re)do; the others are kept from --out")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "camvid_groups.json")
     args = parser.parse_args()
+    report = json.loads(args.out.read_text()) if args.out.exists() else {}
+    report.update(machine=machine(), epochs=args.epochs)
     with tempfile.TemporaryDirectory() as tmp:
-        report = {"machine": machine(), "epochs": args.epochs,
-                  "random_frames": run(args.data, Path(tmp), "random", args.epochs, []),
-                  "held_out_sequence": run(args.data, Path(tmp), "sequence", args.epochs,
-                                           ["--val-group", "^([^_]+)_"])}
+        for name in args.runs.split(","):
+            report[name] = run(args.data, Path(tmp), name, args.epochs, RUNS[name])
     a, b = report["random_frames"]["best_miou"], report["held_out_sequence"]["best_miou"]
     report["drop_points"] = round(100 * (a - b), 1)
     print(json.dumps(report, indent=2))

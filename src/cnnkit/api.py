@@ -28,6 +28,8 @@ def train(config: str | Path | None = None, **overrides: Any) -> TrainResult:
     """
     values = load_yaml(config) if config else {}
     values.update(overrides)
+    if values.get("resume") and "epochs" not in values:
+        values["epochs"] = 0  # a resumed run keeps its own number of epochs
     return fit(make_config(values))
 
 

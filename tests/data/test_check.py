@@ -60,3 +60,11 @@ def test_check_counts_near_duplicates_across_splits(tmp_path):
         Image.open(p).resize((48, 48)).convert("RGB").save(root / "val" / p.parent.name / f"copy{i}.jpg", quality=80)
     text = "\n".join(check_data(str(root)))
     assert "near-duplicates: 3 of 11 val images look like a training image" in text
+
+
+@pytest.mark.parametrize("to", ["coco", "masks", "yolo"])
+def test_converted_output_is_read_as_the_format_written(tmp_path, to):
+    from cnnkit.data.convert import convert
+
+    convert(str(ultralytics(tmp_path / "mine", n=2)), to, str(tmp_path / "out"))
+    assert guess_task(str(tmp_path / "out"))[0] == "instance"

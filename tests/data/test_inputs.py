@@ -42,3 +42,18 @@ def test_checkpoint_remembers_and_predict_warns(tmp_path, trained, caplog):  # n
         assert main(["predict", "--weights", str(trained), str(tmp_path / "in"), "--out", str(tmp_path / "p")]) == 0
     assert "scan.png: a I;16" in caplog.text and "where the model trained on 8-bit images" in caplog.text
     assert "grey image, where the model trained on colour images" in caplog.text
+
+
+def test_sixteen_bit_training_data_is_remembered_as_such(tmp_path):
+    from cnnkit.config import make_config
+    from cnnkit.tasks.classify import ClassifyTask
+
+    for c in ("a", "b"):
+        for i in range(3):
+            write_png(tmp_path / "d" / c / f"{i}.png", np.full((8, 8), 3000 + 100 * i, np.uint16))
+    meta = ClassifyTask().build_data(make_config({"task": "classify", "data": str(tmp_path / "d"), "imgsz": 8,
+                                                  "val_split": 0.34})).meta
+    assert meta["inputs"]["high_bit_share"] == 1 and meta["pixel_max"] == 4095
+    watch = InputWatch(meta)
+    assert any("8-bit image" in w for w in watch.check(write_png(tmp_path / "x.png", np.zeros((8, 8), np.uint8))))
+    assert not watch.check(tmp_path / "d" / "a" / "0.png")

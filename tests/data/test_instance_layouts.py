@@ -144,3 +144,49 @@ def test_convert_refuses_an_empty_data_set_and_keeps_publisher_splits(tmp_path: 
     with pytest.raises(CnnkitError, match="no images"):
         convert(str(tmp_path / "empty"), "coco", str(tmp_path / "out2"))
     assert not (tmp_path / "out2").exists()
+
+
+# regressions found by trying the layouts as a user would
+def test_yolo_folders_without_yaml_by_a_relative_path(tmp_path: Path, monkeypatch):
+    ultralytics(tmp_path / "mine", names=False, n=3)
+    monkeypatch.chdir(tmp_path)
+    assert len(load_instance_data("mine").train) == 3 and len(load_instance_data("./mine/").val) == 3
+
+
+@pytest.mark.parametrize("text, match", [("path: x\nval: images/val2017\n", "needs 'train'"),
+                                         ("names: [a, b\ntrain: : :\n", "not a readable YAML file")])
+def test_a_faulty_data_yaml_is_said(tmp_path: Path, text: str, match: str):
+    root = ultralytics(tmp_path / "mine", names=False, n=2)
+    (root / "data.yaml").write_text(text)
+    with pytest.raises(CnnkitError, match=match):
+        load_instance_data(str(root))
+
+
+def test_box_lines_among_polygons_become_box_masks(tmp_path: Path, caplog):
+    root = ultralytics(tmp_path / "mine", n=3)
+    (root / "labels" / "train2017" / "0_001.txt").write_text("1 0.5 0.5 0.4 0.4\n")  # a box, no polygon
+    data = load_instance_data(str(root))
+    for i in range(3):
+        _, target = InstanceDataset(data.train, 3, masks=True)[i]
+        assert len(target["masks"]) == len(target["labels"]) == len(target["boxes"])
+    _, target = InstanceDataset(data.train, 3, masks=True)[1]
+    assert target["masks"][0].sum() == pytest.approx(0.4 * SIZE * 0.4 * SIZE, rel=0.1)  # the box is the mask
+
+
+def test_convert_to_masks_keeps_images_without_objects_and_leaves_nothing_half_written(tmp_path: Path):
+    root = ultralytics(tmp_path / "mine", n=3)  # the last image of each split has no label file
+    convert(str(root), "masks", str(tmp_path / "maps"))
+    assert len(list((tmp_path / "maps" / "train" / "masks").glob("*.png"))) == 3
+    boxes = ultralytics(tmp_path / "boxes", n=2)
+    for label in (boxes / "labels").rglob("*.txt"):
+        label.write_text("0 0.5 0.5 0.2 0.2\n")
+    with pytest.raises(CnnkitError, match=r"0_000.jpg: its objects have boxes but no masks"):
+        convert(str(boxes), "masks", str(tmp_path / "box_maps"))
+    assert not (tmp_path / "box_maps").exists() and not list(tmp_path.glob(".box_maps*"))
+
+
+def test_coco_missing_image_is_named_where_it_belongs(tmp_path: Path):
+    test_coco_as_published(tmp_path)
+    (tmp_path / "train2017" / "000000000001.jpg").unlink()
+    with pytest.raises(CnnkitError, match=r"train2017/000000000001.jpg: image listed .* --skip-bad"):
+        load_instance_data(str(tmp_path))

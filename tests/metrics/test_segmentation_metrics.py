@@ -38,6 +38,26 @@ def test_against_sklearn_with_ignored_pixels_over_batches():
     assert np.array_equal(metrics._last["confusion"].numpy(), confusion_matrix(y_true, y_pred, labels=labels))
 
 
+def test_a_strong_models_outputs_whose_first_batch_is_perfect():
+    """Metrics must not settle on their first batch (top-5 once merged with top-1 that way)."""
+    gen = torch.Generator().manual_seed(1)
+    metrics = SegmentationMetrics(["a", "b", "c", "d"])
+    preds, truths = [], []
+    for b in range(5):
+        target = torch.randint(0, 4, (2, 16, 16), generator=gen)
+        wrong = torch.rand(2, 16, 16, generator=gen) < (0.0 if b == 0 else 0.05)  # 95% right after batch 0
+        pred = torch.where(wrong, (target + 1) % 4, target)
+        logits = torch.nn.functional.one_hot(pred, 4).permute(0, 3, 1, 2).float() * 5
+        metrics.update(logits, target)
+        preds.append(pred.ravel().numpy())
+        truths.append(target.ravel().numpy())
+    y_pred, y_true = np.concatenate(preds), np.concatenate(truths)
+    out = metrics.compute()
+    assert 0.85 < out["miou"] < 1.0
+    assert out["miou"] == pytest.approx(jaccard_score(y_true, y_pred, average="macro"))
+    assert out["pixel_acc"] == pytest.approx((y_true == y_pred).mean())
+
+
 def test_absent_classes_are_skipped_in_means_and_reset_clears():
     metrics = SegmentationMetrics(["a", "b", "c"])
     logits = torch.zeros(1, 3, 2, 2)

@@ -21,6 +21,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     values = load_yaml(args.config) if args.config else {}
     given = {k: v for k, v in vars(args).items() if k not in ("command", "config", "debug", "task")}
     values.update(given, task=args.task)
+    if values.get("resume") and "epochs" not in values:
+        values["epochs"] = 0  # a resumed run keeps its own number of epochs unless --epochs is given
     result = fit(make_config(values, origin="command line"))
     print(f"run folder: {result.run_dir}")
     return 0

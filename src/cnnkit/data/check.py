@@ -36,15 +36,25 @@ def guess_task(source: str) -> tuple[str, str]:
         raise CnnkitError(f"{root}: not a data set file; pass a folder, a .csv, a COCO .json or a data.yaml")
     if not root.is_dir():
         raise CnnkitError(f"{root}: not found; pass an existing folder or file")
+    folders = [root, *(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))]
     names = {p.name.lower() for p in root.iterdir()}
-    below = {p.name.lower() for d in root.iterdir() if d.is_dir() for p in d.iterdir()}
-    if names & {"data.yaml", "annotations.json"} or "labels" in names | below or any(
+    below = {p.name.lower() for d in folders[1:] for p in d.iterdir()}
+    if names & {"data.yaml", "annotations.json"} or "labels" in names | below or below & {"annotations.json"} or any(
             n.startswith("instances_") for n in below):
         return "instance", "annotations for objects (YOLO labels, COCO JSON)"
+    if any(_instance_masks(d / m) for d in folders for m in ("masks", "mask")):
+        return "instance", "one mask per object, or instance maps with a {id: class} file beside each"
     if names & {"leftimg8bit", "jpegimages", "voc2012", "vocdevkit"} or {n + "annot" for n in names} & names or (
             {"masks", "annotations", "gt"} & (names | below)):
         return "segment", "masks beside the images (pass --task instance if each mask value is one object)"
     return "classify", "folders of images, one per class"
+
+
+def _instance_masks(folder: Path) -> bool:
+    """A masks folder of per-object PNG folders, or of instance maps with <stem>.json class tables."""
+    if not folder.is_dir():
+        return False
+    return any(p.is_dir() or p.suffix.lower() == ".json" for p in folder.iterdir() if not p.name.startswith("."))
 
 
 def check_data(source: str, task: str | None = None, val_split: float = 0.0, seed: int = 0, group: str = ""
@@ -68,8 +78,11 @@ def check_data(source: str, task: str | None = None, val_split: float = 0.0, see
     finally:
         LOGGER.removeHandler(said)
         LOGGER.propagate, LOGGER.level = propagate, level
-    found = [m for m in said.messages if m.startswith(("found:", "splits:", "validation holds out", "segment data"))]
+    found = [m for m in said.messages if m.startswith(("found:", "splits:", "validation holds out", "segment data"))
+             or ": skipped " in m]
     problems = [m for m in said.messages if m.startswith("warning")]
+    if task == "instance" and any(line.startswith("annotations: boxes only") for line in lines):
+        task = "detect"
     imgsz = " --imgsz 512" if task in ("instance", "detect") else ""
     return [*found, *lines, f"problems: {len(problems)}" + ("" if problems else " (none)"),
             *[f"  {p}" for p in problems],
@@ -174,7 +187,7 @@ def _describe_segment(source: str, val_split: float, seed: int, group: str) -> l
 
 
 def _describe_instance(source: str, val_split: float, seed: int, group: str) -> list[str]:
-    from cnnkit.data.instance_data import load_instance_data
+    from cnnkit.data.instance_data import boxes_without_masks, load_instance_data
 
     data = load_instance_data(source, val_split=val_split, seed=seed, group=group)
     out = []
@@ -192,7 +205,10 @@ def _describe_instance(source: str, val_split: float, seed: int, group: str) -> 
                    f"{int(np.median(n))}, max {n.max()}; {int((n == 0).sum())} without objects); per class " +
                    ", ".join(f"{c} {per_class[i]}" for i, c in enumerate(data.classes[:20])))
     masks = any(item.objects.has_masks for item in (data.train or data.val)[:50])
-    out.append(f"annotations: {'masks' if masks else 'boxes only (train with: cnnkit train detect)'}; "
+    boxes, first = boxes_without_masks((data.train or []) + data.val)
+    mixed = f" ({boxes} objects have a box but no mask, e.g. in {first}: their boxes serve as masks)" if masks and \
+        boxes else ""
+    out.append(f"annotations: {'masks' + mixed if masks else 'boxes only (train with: cnnkit train detect)'}; "
                f"channels: {data.channels}")
     out.append(image_summary([i.image for i in (data.train or data.val)]))
     out.append(near_duplicates([i.image for i in data.train], [i.image for i in data.val]))

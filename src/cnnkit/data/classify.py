@@ -7,6 +7,8 @@ from disk through DataLoader workers. Every image is checked before training sta
 from __future__ import annotations
 
 import csv
+import os
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +29,7 @@ from cnnkit.data.images import (
 )
 from cnnkit.data.splits import SplitPlan, group_hold_out, named_children, resolve_splits
 from cnnkit.data.synthetic import SHAPE_NAMES, make_classification
-from cnnkit.data.walk import is_hidden, list_images
+from cnnkit.data.walk import is_hidden, is_image_file, list_images, walk_files
 from cnnkit.errors import CnnkitError
 from cnnkit.log import LOGGER
 
@@ -40,8 +42,8 @@ class Split:
     """One split: labels ``(N,)`` int64 plus either decoded images or file paths."""
 
     labels: np.ndarray
-    images: torch.Tensor | None = None  # (N, C, H, W) uint8
-    paths: list[Path] | None = None
+    images: torch.Tensor | None = None  # (N, C, H, W) uint8; when set, it is what the dataset yields
+    paths: list[Path] | None = None  # the files (also beside decoded images), None for arrays (IDX, shapes)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -93,14 +95,27 @@ def scan_image_folder(root: Path, skip_bad: bool) -> tuple[list[Path], list[str]
                 else ", ".join(sorted({p.suffix.lower() or p.name for p in others})[:6]) or "nothing")
         raise CnnkitError(f"{root}: no class folders (saw {seen}); expected {root}/<class name>/<image files>, "
                           "a CSV of path,label, or a layout `cnnkit data check` names")
-    paths, names, unsupported = [], [], []
+    paths, names, unsupported, real = [], [], [], {}
+    skipped = Counter(("hidden folders" if p.is_dir() else "hidden files") for p in root.iterdir()
+                      if is_hidden(p.name))
     for d in class_dirs:
-        images, others = list_images(d, recursive=True)
-        unsupported += others
+        same = real.setdefault(os.path.realpath(d), d)
+        if same != d:  # two class folders linked to one: its images would carry two labels
+            msg = f"{d} and {same} are one folder (a link): its images would belong to two classes; remove one"
+            if not skip_bad:
+                raise CnnkitError(msg + ", or pass --skip-bad to skip the second")
+            LOGGER.warning("warning: %s; skipped %s", msg, d)
+            continue
+        files, hidden = walk_files(d, recursive=True)
+        skipped += hidden
+        images = [f for f in files if is_image_file(f)]
+        unsupported += [f for f in files if not is_image_file(f)]
         if not images:
             raise CnnkitError(f"{d}: class folder has no images; add images or remove the folder")
         paths += images
         names += [d.name] * len(images)
+    if skipped:  # one line for the whole tree
+        LOGGER.info("%s: skipped %s", root, ", ".join(f"{n} {what}" for what, n in skipped.items()))
     if unsupported:
         msg = (f"{unsupported[0]}: unsupported file type '{unsupported[0].suffix}' ({len(unsupported)} such files); "
                f"use one of {', '.join(sorted(IMAGE_EXTS))}")
@@ -235,7 +250,9 @@ def _to_split(items, labels: np.ndarray, channels: int, imgsz: int, cache: str, 
         arrays, _ = decode_all(items, channels, imgsz, skip_bad, high=high)
         keep = np.array([i for i, a in enumerate(arrays) if a is not None], dtype=np.int64)
         stacked = np.stack([arrays[i] for i in keep]) if len(keep) else np.zeros((0, imgsz, imgsz, channels), np.uint8)
-        return Split(labels[keep], images=torch.from_numpy(stacked).permute(0, 3, 1, 2).contiguous())
+        # the paths stay beside the decoded images: what the model trained on is described from the files
+        return Split(labels[keep], images=torch.from_numpy(stacked).permute(0, 3, 1, 2).contiguous(),
+                     paths=[items[i] for i in keep])
     bad = verify_all(items, skip_bad)
     keep = np.array([i for i, p in enumerate(items) if p not in bad], dtype=np.int64)
     return Split(labels[keep], paths=[items[i] for i in keep])

@@ -143,8 +143,7 @@ def write_masks(items: list[InstanceItem], classes: list[str], out: Path, counts
     for index, item in enumerate(items):
         path = _copy_image(item, out / "images", index)
         masks, _, labels, _, size = item_objects(item)
-        if masks is None:
-            raise CnnkitError(f"{path}: boxes without masks cannot become an instance map; convert to coco or yolo")
+        masks = np.zeros((0, *size), np.uint8) if masks is None else masks  # an image without objects
         ids = np.zeros(size, np.uint16)
         for k, mask in enumerate(masks, 1):
             counts["overlapping pixels given to the later object"] += int((ids[mask > 0] > 0).sum())
@@ -176,6 +175,28 @@ def convert(source: str, to: str, out: str, skip_bad: bool = False) -> list[Path
         if not items:  # read every split before writing any: an empty data set is never written
             raise CnnkitError(f"{root} ({found.labels[split]}): no images to convert; nothing was written")
         read["" if split == "all" else split] = items, layout
+    if to == "masks":
+        boxes_only = next((i for items, _ in read.values() for i in items
+                           if not i.objects.has_masks and i.objects.labels is not None and len(i.objects.labels)), None)
+        if boxes_only is not None:
+            raise CnnkitError(f"{boxes_only.image}: its objects have boxes but no masks, which cannot become an "
+                              "instance map; convert to coco or yolo")
+    # written beside the target and moved into place at the end: a failure leaves no half-written folder
+    partial = target.parent / f".{target.name}.cnnkit-partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        written = _write_all(read, names, to, partial, root, target)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    if target.exists():
+        target.rmdir()  # empty, as checked above
+    partial.rename(target)
+    return [target / p.relative_to(partial) for p in written]
+
+
+def _write_all(read: dict, names: list[str], to: str, target: Path, root: Path, final: Path) -> list[Path]:
+    """Each split of ``read`` written as ``to`` under ``target``, said as going to ``final``."""
     written = []
     for split, (items, layout) in read.items():
         counts: Counter = Counter()
@@ -184,7 +205,7 @@ def convert(source: str, to: str, out: str, skip_bad: bool = False) -> list[Path
             if n:
                 LOGGER.warning("warning: %s: %d %s", root, n, what)
         LOGGER.info("%s%s (%s, %d images) -> %s as %s", root, f" {split}" if split else "", layout, len(items),
-                    written[-1], to)
+                    final / written[-1].relative_to(target), to)
     return written
 
 

@@ -75,9 +75,10 @@ class Objects:
         return self.id_map is not None or self.mask_files is not None or (
             self.shapes is not None and any(s is not None for s in self.shapes))
 
-    def window(self, win: Window) -> dict[str, np.ndarray]:
-        """Objects visible in ``win``: masks (N, h, w) uint8 (absent for boxes-only data), boxes
-        (N, 4) float in window pixels, labels (N,), crowd (N,)."""
+    def window(self, win: Window, masks: bool = False) -> dict[str, np.ndarray]:
+        """Objects visible in ``win``: masks (N, h, w) uint8 (absent for boxes-only data unless
+        ``masks``: then a box without a mask is its own mask), boxes (N, 4) float in window pixels,
+        labels (N,), crowd (N,)."""
         if self.id_map is not None:
             return self._from_map(win)
         top, left, h, w = win
@@ -85,9 +86,9 @@ class Objects:
         boxes = self.boxes[keep] - np.array([left, top, left, top], np.float32)
         out = {"labels": self.labels[keep], "crowd": self.crowd[keep],
                "boxes": np.clip(boxes, 0, [w, h, w, h]).astype(np.float32)}
-        if self.has_masks:
-            masks = [self._mask(int(i), win) for i in np.flatnonzero(keep)]
-            out["masks"] = np.stack(masks) if masks else np.zeros((0, h, w), np.uint8)
+        if self.has_masks or masks:
+            found = [self._mask(int(i), win) for i in np.flatnonzero(keep)]
+            out["masks"] = np.stack(found) if found else np.zeros((0, h, w), np.uint8)
         return out
 
     def _from_map(self, win: Window) -> dict[str, np.ndarray]:
@@ -105,7 +106,7 @@ class Objects:
         if self.mask_files is not None:
             with Image.open(self.mask_files[i]) as im:
                 return slice_padded((np.asarray(im.convert("L")) > 0).astype(np.uint8), win)
-        shape = self.shapes[i]
+        shape = self.shapes[i] if self.shapes is not None else None
         if shape is None:  # a box without a mask in data that has masks: its box is the mask
             mask = np.zeros((h, w), np.uint8)
             x0, y0, x1, y1 = (np.round(self.boxes[i]) - [left, top, left, top]).astype(int)
@@ -212,7 +213,8 @@ class InstanceDataset(Dataset):
         else:
             win = (0, 0, *size)
             out_hw = (max(1, round(size[0] * f)), max(1, round(size[1] * f)))
-        objects = item.objects.window(win)
+        # the instance task: every object has a mask, a box alone (a YOLO box line among polygons) its box
+        objects = item.objects.window(win, masks=self.masks)
         img = tv_tensors.Image(torch.from_numpy(slice_padded(image, win)).permute(2, 0, 1))
         sample = {"image": img, "boxes": tv_tensors.BoundingBoxes(torch.from_numpy(objects["boxes"]), format="XYXY",
                                                                     canvas_size=win[2:])}

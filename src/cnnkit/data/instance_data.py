@@ -152,6 +152,17 @@ def load_instance_data(source: str, *, val_split: float = 0.0, seed: int = 0, sk
     return InstanceData(train, val, names, channels, layout, high, parts.get("test"), plan)
 
 
+def boxes_without_masks(items: list[InstanceItem]) -> tuple[int, Path | None]:
+    """Objects given by a box alone (a YOLO box line among polygons), and the first such image."""
+    count, first = 0, None
+    for item in items:
+        shapes = item.objects.shapes
+        n = sum(s is None for s in shapes) if shapes is not None else 0
+        count += n
+        first = first or (item.image if n and isinstance(item.image, Path) else None)
+    return count, first
+
+
 def _holder(fraction: float, seed: int, root: Path, group: str):
     def hold_out(items: list[InstanceItem]) -> tuple[list[InstanceItem], list[InstanceItem]]:
         train, val = (group_hold_out([str(i.image) for i in items], fraction, seed, group, str(root)) if group

@@ -88,7 +88,7 @@ def _find_image(json_path: Path, name: str, image_dirs: tuple[Path, ...] = ()) -
                  json_path.parent.parent / "images"):
         if (base / name).is_file():
             return base / name
-    return json_path.parent / name
+    return (image_dirs[0] if image_dirs else json_path.parent) / name  # where it was looked for first
 
 
 def read_coco(json_path: Path, skip_bad: bool, names: list[str] | None = None, image_dirs: tuple[Path, ...] = ()
@@ -121,7 +121,8 @@ def read_coco(json_path: Path, skip_bad: bool, names: list[str] | None = None, i
     for im in coco["images"]:
         path = _find_image(json_path, im["file_name"], image_dirs)
         if not path.is_file():
-            missing.append(f"{path}: image listed in {json_path.name} not found")
+            missing.append(f"{path}: image listed in {json_path.name} not found; add it, or pass --skip-bad to "
+                           "leave it out")
             continue
         size = (int(im["height"]), int(im["width"])) if "height" in im else image_size(path)[::-1]
         items.append(InstanceItem(path, _coco_objects(per_image[im["id"]], size, cat_index, problems)))
@@ -167,7 +168,11 @@ def yolo_names(root: Path) -> list[str] | None:
             return [line.strip() for line in path.read_text().splitlines() if line.strip()]
     for path in (root / "data.yaml", root.parent / "data.yaml"):
         if path.is_file():
-            names = (yaml.safe_load(path.read_text()) or {}).get("names")
+            try:
+                spec = yaml.safe_load(path.read_text())
+            except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+                raise CnnkitError(f"{path}: not a readable YAML file ({str(e).splitlines()[0]}); fix it") from None
+            names = spec.get("names") if isinstance(spec, dict) else None
             if isinstance(names, dict):
                 return [names[k] for k in sorted(names)]
             if isinstance(names, list):

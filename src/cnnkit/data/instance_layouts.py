@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -85,7 +86,7 @@ def _image_list(entry: str | list, base: Path, origin: Path) -> Callable[[], lis
                 out += [Path(ln) if Path(ln).is_absolute() else (path.parent / ln).resolve() for ln in lines]
             else:
                 raise CnnkitError(f"{origin}: split entry '{e}' is neither a folder nor a .txt list ({path} "
-                                  "not found); fix the path in the yaml")
+                                  "not found); fix the path")
         return out
     return listing
 
@@ -100,12 +101,18 @@ def _yaml_names(spec: dict, origin: Path) -> tuple[list[str], str]:
     return list(COCO80), "the 80 COCO classes (no names given)"
 
 
+def load_yaml_file(path: Path) -> Any:
+    """A YAML file's content; an unreadable or invalid file is an error naming it."""
+    try:
+        return yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise CnnkitError(f"{path}: not a readable YAML file ({first}); fix it") from None
+
+
 def read_data_yaml(path: Path, skip_bad: bool) -> FoundLayout:
     """An Ultralytics data.yaml: splits and class names."""
-    try:
-        spec = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise CnnkitError(f"{path}: not a readable YAML file ({e}); fix it") from None
+    spec = load_yaml_file(path)
     if not isinstance(spec, dict) or "train" not in spec:
         raise CnnkitError(f"{path}: a YOLO data.yaml needs 'train' (and 'val') image paths; add them")
     base = path.parent
@@ -136,7 +143,7 @@ def _yolo_split_folders(root: Path, names: list[str] | None, skip_bad: bool) -> 
     found_names = names or list(COCO80)
     found = FoundLayout("YOLO (Ultralytics)", f"images/<split>/ and labels/<split>/ with {len(found_names)} classes")
     for role, folder in image_splits.items():
-        listing = _image_list(str(folder), root, root)
+        listing = _image_list(str(folder.resolve()), root, root)
         found.readers[role] = _yolo_reader(listing, found_names, skip_bad, root)
         found.labels[role] = f"images/{folder.name}"
     return found
@@ -173,9 +180,11 @@ def find_instance_layout(root: Path, skip_bad: bool, read_folder: Callable[[Path
     if not root.is_dir():
         raise CnnkitError(f"{root}: not found; pass a folder, a COCO .json or a data.yaml to --data")
     yamls = [p for p in sorted(root.glob("*.y*ml")) if p.suffix in (".yaml", ".yml")]
-    yaml_file = next((p for p in yamls if p.stem in ("data", "dataset")), yamls[0] if len(yamls) == 1 else None)
-    if yaml_file is not None and "train" in (yaml.safe_load(yaml_file.read_text()) or {}):
-        return read_data_yaml(yaml_file, skip_bad)
+    named_yaml = next((p for p in yamls if p.stem in ("data", "dataset")), None)
+    if named_yaml is not None:  # the file Ultralytics reads: its faults are said, not ignored
+        return read_data_yaml(named_yaml, skip_bad)
+    if len(yamls) == 1 and isinstance(spec := load_yaml_file(yamls[0]), dict) and "train" in spec:
+        return read_data_yaml(yamls[0], skip_bad)
     official = _coco_official(root, skip_bad)
     if official is not None:
         return official

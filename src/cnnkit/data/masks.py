@@ -246,6 +246,8 @@ def report_problems(problems: Sequence[str], what: str, skip_bad: bool) -> None:
     problems = list(problems)
     if not problems:
         return
+    if len(problems) == 1 and not skip_bad:  # the error line says it; a warning too would say it twice
+        raise CnnkitError(f"1 {what} problem: {problems[0]}")
     for p in problems[:50]:
         LOGGER.warning("warning: %s", p)
     if not skip_bad:

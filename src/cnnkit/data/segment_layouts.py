@@ -167,7 +167,8 @@ def _segnet(root: Path, skip_bad: bool) -> SegLayout | None:
             labels[role] = f"{folder.name}/ + {annot.name}/"
     if not out:
         return None
-    return SegLayout(out, root, "segnet", "<split>/ beside <split>annot/ (SegNet CamVid)", labels)
+    return SegLayout(out, root, "segnet", "<split>/ beside <split>annot/ (SegNet CamVid; its Void is 11: pass "
+                     "--ignore-index 11)", labels)
 
 
 def _split_folders(root: Path, skip_bad: bool) -> SegLayout | None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ ROLE_NAMES = {
     "test": ("test", "testing", "test2017"),
 }
 EVAL_SPLITS = ("auto", "val", "train", "test", "all")
+MAX_EXACT_GROUPS = 12  # up to this many groups, the held-out groups are chosen from every subset
 
 
 def role_of(name: str) -> str | None:
@@ -68,15 +70,16 @@ def group_hold_out(names: Sequence[str], fraction: float, seed: int, pattern: st
                    ) -> tuple[np.ndarray, np.ndarray]:
     """Indices (train, val): whole groups held out, as scikit-learn's GroupShuffleSplit does, so that
     no sequence, patient or camera is on both sides. Groups are named by ``pattern`` (a regular
-    expression; its first group, else its whole match) in each file's path; groups are drawn in a
-    random order fixed by ``seed``, each kept when it brings the held-out share closer to ``fraction``."""
+    expression; its first group, else its whole match) in each file's name, or in its path when the
+    name does not match (a folder per patient); groups are drawn in a
+    set whose images come nearest ``fraction`` of all (see ``_choose_groups``; ``seed`` breaks ties)."""
     try:
         regex = re.compile(pattern)
     except re.error as e:
         raise CnnkitError(f"--val-group {pattern!r}: not a regular expression ({e}); fix it") from None
     groups = []
     for name in names:
-        match = regex.search(str(name))
+        match = regex.search(Path(str(name)).name) or regex.search(str(name))  # the file name, else its path
         if match is None:
             raise CnnkitError(f"{name}: --val-group {pattern!r} finds no group in this file's path; give a "
                               "pattern every file matches, e.g. '^([^_]+)_' for '0001TP_000123.png'")
@@ -85,18 +88,30 @@ def group_hold_out(names: Sequence[str], fraction: float, seed: int, pattern: st
     if len(unique) < 2:
         raise CnnkitError(f"{origin}: --val-group {pattern!r} finds one group ({unique[0]}); at least two are "
                           "needed to hold one out")
-    sizes = {g: groups.count(g) for g in unique}
-    target, count, held = fraction * len(names), 0, []
-    for g in np.random.default_rng(seed).permutation(unique):
-        if abs(count + sizes[g] - target) < abs(count - target) and len(held) < len(unique) - 1:
-            held.append(str(g))
-            count += sizes[g]
-    held = held or [min(unique, key=lambda g: sizes[g])]  # every group is too large: the smallest
+    sizes = Counter(groups)
+    held = _choose_groups([str(g) for g in np.random.default_rng(seed).permutation(unique)], sizes,
+                          fraction * len(names))
     val = np.array([i for i, g in enumerate(groups) if g in held], np.int64)
     train = np.array([i for i, g in enumerate(groups) if g not in held], np.int64)
     LOGGER.info("validation holds out %d of %d groups whole (%s): %d images", len(held), len(unique),
                 ", ".join(held[:8]) + (" ..." if len(held) > 8 else ""), len(val))
     return train, val
+
+
+def _choose_groups(order: list[str], sizes: Counter, target: float) -> list[str]:
+    """Groups whose images come nearest ``target``, never all: every subset when there are few
+    (ties go to the earlier groups of the seeded ``order``), else greedily in that order."""
+    n = len(order)
+    if n <= MAX_EXACT_GROUPS:
+        best = min(range(1, 2**n - 1), key=lambda m: (abs(sum(sizes[order[i]] for i in range(n) if m >> i & 1)
+                                                          - target), m))
+        return [order[i] for i in range(n) if best >> i & 1]
+    held, count = [], 0
+    for g in order:
+        if abs(count + sizes[g] - target) < abs(count - target) and len(held) < n - 1:
+            held.append(g)
+            count += sizes[g]
+    return held or [min(order, key=lambda g: sizes[g])]  # every group is too large: the smallest
 
 
 def digest(names: Sequence[Any]) -> str:
@@ -167,9 +182,12 @@ def _eval_split(named: dict[str, list], hold_out, origin: Path, request: str, tr
         items = [i for k in ("train", "all", "val", "test") for i in named.get(k, [])]
         LOGGER.info("scoring all %d images of %s (every split)", len(items), origin)
         return items
-    if request in ("val", "train", "auto") and "val" in named and request != "train":
+    if request in ("val", "auto") and "val" in named:
         LOGGER.info("scoring %s (%d images)", label["val"], len(named["val"]))
         return named["val"]
+    if request == "train" and "val" in named and "train" in named:  # a val folder: all of train/ trained
+        LOGGER.info("scoring %s (%d images, all trained on)", label["train"], len(named["train"]))
+        return named["train"]
     if request == "test":
         if "test" not in named:
             raise CnnkitError(f"--split test: {origin} has no test split; found {', '.join(label.values())}")

@@ -59,12 +59,12 @@ class RunLogger:
     def progress(self, stats: dict[str, float]) -> None:
         if self._bar is not None:
             self._bar.n = int(stats["step"])
-            self._bar.set_postfix(loss=f"{stats['loss']:.4f}", img_s=f"{stats['img/s']:.0f}")
+            self._bar.set_postfix(loss=f"{stats['loss']:.4f}", img_s=f"{stats['img/s']:.3g}")
         elif self.enabled and self.verbose and time.perf_counter() - self._last_line >= PROGRESS_EVERY_S:
             # a long epoch in a log file showed no sign of life until it ended, and looked hung
             self._last_line = time.perf_counter()
             self.info(f"epoch {self._epoch + 1}/{self._epochs} step {int(stats['step'])}/{self._steps} "
-                      f"loss {stats['loss']:.4f} {stats['img/s']:.0f} img/s")
+                      f"loss {stats['loss']:.4f} {stats['img/s']:.3g} img/s")
 
     def epoch_end(self, row: dict[str, float], monitor: str) -> None:
         if self._bar is not None:
@@ -85,7 +85,7 @@ class RunLogger:
             self._tb.flush()
         plot_results(self.csv_path, self.run_dir / "results.png")
         shown = " ".join(f"{k}={row[k]:.4f}" for k in ("train_loss", "val_loss", monitor) if k in row)
-        self.info(f"epoch {row['epoch']}/{self._epochs} {shown} train {row['train_img_s']:.0f} img/s "
+        self.info(f"epoch {row['epoch']}/{self._epochs} {shown} train {row['train_img_s']:.3g} img/s "
                   f"({row['time_s']:.0f}s elapsed)")
 
     def close(self) -> None:

@@ -140,10 +140,11 @@ def resume_point(cfg: TrainConfig, run_dir: Path) -> tuple[TrainConfig, dict[str
     ckpt = load_checkpoint(run_dir / "last.pt")
     if "optimizer" not in ckpt:
         raise CnnkitError(f"{run_dir / 'last.pt'}: holds no training state; train without --resume")
-    if ckpt["epoch"] >= cfg.epochs:
+    epochs = cfg.epochs or ckpt["config"]["epochs"]  # 0: not given again, so the run's own
+    if ckpt["epoch"] >= epochs:
         raise CnnkitError(f"{run_dir / 'last.pt'}: already finished {ckpt['epoch']} epochs; "
                           f"pass --epochs N with N > {ckpt['epoch']} to train longer")
-    saved = {**ckpt["config"], "epochs": cfg.epochs, "device": cfg.device, "workers": cfg.workers}
+    saved = {**ckpt["config"], "epochs": epochs, "device": cfg.device, "workers": cfg.workers}
     return replace(TrainConfig(**saved), resume=True), ckpt
 
 
@@ -169,6 +170,8 @@ def fit(cfg: TrainConfig, on_epoch_end: Callable[[int, dict], None] | None = Non
     task = get_task(cfg.task)
     get_entry(cfg.model)  # an unknown model name fails before any data is read
     cfg = replace(cfg, monitor=cfg.monitor or task.default_monitor)
+    if cfg.epochs < 1 and not cfg.resume:
+        raise CnnkitError(f"--epochs {cfg.epochs}: train for 1 epoch or more")
     device = select_device(cfg.device)
     info = dist_utils.init_distributed(device)
     if device.type == "cuda" and info.enabled:

@@ -13,7 +13,7 @@ from cnnkit.config import TrainConfig
 from cnnkit.data.images import pil_to_array
 from cnnkit.data.inputs import describe_inputs
 from cnnkit.data.instance import InstanceDataset, InstanceTransform, list_collate
-from cnnkit.data.instance_data import load_instance_data
+from cnnkit.data.instance_data import boxes_without_masks, load_instance_data
 from cnnkit.errors import CnnkitError
 from cnnkit.export.graphs import DetectGraph
 from cnnkit.log import LOGGER
@@ -54,6 +54,10 @@ class InstanceTask(InstanceView):
                                   meta=meta or None, for_eval=for_eval, group=cfg.val_group)
         if self.masks and not any(item.objects.has_masks for item in (data.train or data.val)[:50]):
             raise CnnkitError(f"{cfg.data}: the annotations have boxes but no masks; train with --task detect")
+        boxes, first = boxes_without_masks((data.train or []) + data.val) if self.masks else (0, None)
+        if boxes:
+            LOGGER.warning("warning: %d object(s) have a box but no mask (e.g. in %s's labels); each box serves as "
+                           "its object's mask", boxes, first)
         max_size = meta.get("max_size", cfg.max_size)
         if "mean" not in meta:
             crop = cfg.imgsz or DEFAULT_CROP
