@@ -49,3 +49,10 @@ def test_yaml_errors_name_the_file(tmp_path):
         load_yaml(bad)
     with pytest.raises(CnnkitError, match="config file not found"):
         load_yaml(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize("key, value", [("batch", 0), ("val_split", -0.2), ("val_split", 1.0), ("lr", -1.0),
+                                        ("epochs", -1)])
+def test_values_out_of_range_are_refused(key, value):
+    with pytest.raises(CnnkitError, match=f"'{key}' must be"):
+        make_config({key: value})

@@ -53,7 +53,8 @@ class TrainConfig:
     grad_clip: float = _f(0.0, "clip the global gradient norm to this value; 0 disables (L2 norm)")
     ema: float = _f(0.0, "decay of the exponential moving average of weights; 0 disables (per step)")
     augment: str = _f("light", "augmentation preset", choices=("none", "light", "standard", "strong"))
-    val_split: float = _f(0.0, "fraction held out for validation when the data has no val split")
+    val_split: float = _f(0.0, "fraction held out for validation when the data has no val split; 0 = the "
+                               "task's default (0.2; instance and detect 0.1)")
     val_group: str = _f("", "hold out whole groups (sequence, patient, camera): a regular expression on each "
                             "file's path whose first group (or whole match) names its group; empty = single images")
     mean: list = _f([], "per-channel mean of 0..1 pixels; empty = computed on the training split")
@@ -124,7 +125,17 @@ def make_config(overrides: dict[str, Any] | None = None, origin: str = "argument
         choices = f.metadata.get("choices")
         if choices and out[key] not in choices:
             raise CnnkitError(f"{origin}: '{key}' must be one of {', '.join(choices)}, got {value!r}")
+        low, high = RANGES.get(key, (None, None))
+        if (low is not None and out[key] < low) or (high is not None and out[key] >= high):
+            bounds = f"at least {low}" + (f" and below {high}" if high is not None else "")
+            raise CnnkitError(f"{origin}: '{key}' must be {bounds}, got {value!r}")
     return TrainConfig(**out)
+
+
+# value ranges [low, high) of numeric fields: a negative learning rate or a batch of 0 is refused here
+RANGES = {"batch": (1, None), "val_split": (0.0, 1.0), "lr": (0.0, None), "epochs": (0, None),
+          "weight_decay": (0.0, None), "warmup_epochs": (0.0, None), "workers": (0, None), "patience": (0, None),
+          "save_period": (0.0, None), "imgsz": (0, None), "max_size": (0, None)}
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:

@@ -26,3 +26,6 @@ def test_test_folder_scored_once_and_val_scores_the_held_out_images(tmp_path, ca
     assert main(["val", "--weights", str(run / "best.pt"), "--data", str(root), "--split", "all",
                  "--out", str(tmp_path / "v3")]) == 0
     assert "52 images" in capsys.readouterr().out
+    moved = root.rename(tmp_path / "renamed")  # the same files elsewhere: still the held-out images
+    assert main(["val", "--weights", str(run / "best.pt"), "--data", str(moved), "--out", str(tmp_path / "v4")]) == 0
+    assert "10 images" in capsys.readouterr().out

@@ -68,3 +68,20 @@ def test_converted_output_is_read_as_the_format_written(tmp_path, to):
 
     convert(str(ultralytics(tmp_path / "mine", n=2)), to, str(tmp_path / "out"))
     assert guess_task(str(tmp_path / "out"))[0] == "instance"
+
+
+def test_check_lists_every_kind_of_problem_and_suggests_the_flags_it_was_given(tmp_path, capsys):
+    import numpy as np
+
+    from tests.conftest import write_png
+
+    for i in range(4):
+        write_png(tmp_path / "seg" / "images" / f"{i}.png", np.zeros((8, 8, 3), np.uint8))
+    for i in range(1, 5):
+        write_png(tmp_path / "seg" / "masks" / f"{i}.png", np.ones((4, 4) if i == 2 else (8, 8), np.uint8))
+    assert main(["data", "check", str(tmp_path / "seg")]) == 2
+    out = capsys.readouterr().out
+    assert "0.png: image has no mask" in out and "2.png: mask is 4x4" in out  # pairing and sizes, not one kind
+    root = cifar_like(tmp_path / "c")
+    text = "\n".join(check_data(str(root), val_split=0.25, group=r"^(\d+)"))
+    assert text.endswith("--val-split 0.25 --val-group '^(\\d+)'")

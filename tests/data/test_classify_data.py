@@ -205,3 +205,15 @@ def test_a_flat_folder_says_what_it_saw(tmp_path):
     write_png(tmp_path / "a.png", np.zeros((8, 8, 3), np.uint8))
     with pytest.raises(CnnkitError, match=r"no class folders \(saw 1 images and no folders\)"):
         load_classify_data(str(tmp_path))
+
+
+def test_one_class_is_refused_and_every_unreadable_file_listed(tmp_path, shapes_folder, caplog):
+    write_png(tmp_path / "one" / "img" / "a.png", np.zeros((8, 8, 3), np.uint8))
+    write_png(tmp_path / "one" / "img" / "b.png", np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(CnnkitError, match=r"one class \(img\) found; a classifier needs two"):
+        load_classify_data(str(tmp_path / "one"), val_split=0.5)
+    (shapes_folder / "train" / "circle" / "corrupt.png").write_bytes(b"\x89PNG broken")
+    (shapes_folder / "val" / "star" / "zero.jpg").write_bytes(b"")
+    with pytest.raises(CnnkitError, match="2 unreadable image"):  # in train and in val: both, not the first
+        load_classify_data(str(shapes_folder))
+    assert "corrupt.png" in caplog.text and "zero.jpg" in caplog.text

@@ -57,3 +57,11 @@ def test_sixteen_bit_training_data_is_remembered_as_such(tmp_path):
     watch = InputWatch(meta)
     assert any("8-bit image" in w for w in watch.check(write_png(tmp_path / "x.png", np.zeros((8, 8), np.uint8))))
     assert not watch.check(tmp_path / "d" / "a" / "0.png")
+
+
+def test_dark_and_bright_are_two_kinds():
+    meta = {"inputs": describe_inputs([np.full((32, 32), 120, np.uint8)] * 4)}
+    watch = InputWatch(meta)
+    assert any("brightness 0.98" in w for w in watch.check(np.full((32, 32), 250, np.uint8)))
+    assert any("brightness 0.00" in w for w in watch.check(np.zeros((32, 32), np.uint8)))
+    assert watch.said >= {"dark", "bright"}

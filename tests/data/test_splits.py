@@ -48,9 +48,12 @@ def test_eval_recomputes_the_held_out_images():
     everything, _ = resolve_splits(named, hold, origin=Path("d"), fraction=0.25, seed=0, request="all",
                                    trained=plan.to_meta())
     assert len(everything["val"]) == 8
-    other, _ = resolve_splits(named, hold, origin=Path("elsewhere"), fraction=0.25, seed=0, request="auto",
-                              trained=plan.to_meta())
+    other, _ = resolve_splits({"all": [f"g{i}" for i in range(8)]}, hold, origin=Path("elsewhere"), fraction=0.25,
+                              seed=0, request="auto", trained=plan.to_meta())
     assert len(other["val"]) == 8  # another data set: all of it is new to the model
+    moved, _ = resolve_splits(named, hold, origin=Path("moved"), fraction=0.25, seed=0, request="auto",
+                              trained=plan.to_meta())
+    assert moved["val"] == parts["val"]  # the same files in a renamed folder: still the held-out ones
     with pytest.raises(CnnkitError, match="no test split"):
         resolve_splits(named, hold, origin=Path("d"), fraction=0.25, seed=0, request="test")
 

@@ -101,15 +101,17 @@ def test_resume_mid_epoch_gives_the_same_weights(tmp_path, monkeypatch, extra):
     assert float(rows[1]["train_loss"]) == pytest.approx(float(first[1]["train_loss"]), rel=1e-5)  # whole epoch
 
 
-def test_resume_keeps_the_runs_own_epochs(tmp_path):
+def test_resume_keeps_the_runs_own_epochs(tmp_path, caplog):
     def interrupt(epoch, row):
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
         fit(make_config(dict(TINY, epochs=3, project=str(tmp_path), name="run")), on_epoch_end=interrupt)
-    resumed = cnnkit.train(**{k: v for k, v in TINY.items() if k != "epochs"}, project=str(tmp_path), name="run",
+    again = {k: v for k, v in TINY.items() if k != "epochs"}
+    resumed = cnnkit.train(**dict(again, lr=0.5), project=str(tmp_path), name="run",
                            resume=True)  # no epochs given: the run's own 3, not the default 10
     assert resumed.epochs_run == 3
+    assert "ignored: --lr" in caplog.text  # a new value on resume is said, not silently dropped
     with pytest.raises(CnnkitError, match="1 epoch or more"):
         cnnkit.train(**dict(TINY, epochs=0), project=str(tmp_path))
 
@@ -117,7 +119,7 @@ def test_resume_keeps_the_runs_own_epochs(tmp_path):
 def test_resume_with_nothing_to_resume(tmp_path):
     with pytest.raises(CnnkitError, match="nothing to resume"):
         cnnkit.train(**TINY, project=str(tmp_path), resume=True)
-    with pytest.raises(CnnkitError, match="checkpoint not found"):
+    with pytest.raises(CnnkitError, match="ghost holds no last.pt to continue; check --name"):  # no --weights
         cnnkit.train(**TINY, project=str(tmp_path), name="ghost", resume=True)
 
 

@@ -71,6 +71,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     if args.batch < 1:
         raise CnnkitError(f"--batch {args.batch}: give 1 or more images per batch")
+    if args.topk < 1:
+        raise CnnkitError(f"--topk {args.topk}: give 1 or more classes to report")
     model = load_predictor(args.weights, args.device)
     paths = iter_sources(args.sources)
     out = Path(args.out) if args.out else next_folder(Path("runs") / model.meta["task"] / "predict")
@@ -136,7 +138,8 @@ def cmd_data(args: argparse.Namespace) -> int:
     if args.action == "check":
         from cnnkit.data.check import check_data
 
-        print("\n".join(check_data(args.source, args.task, args.val_split, args.seed, args.val_group)))
+        print("\n".join(check_data(args.source, args.task, args.val_split, args.seed, args.val_group,
+                                      args.skip_bad)))
         return 0
     from cnnkit.data.convert import convert
 

@@ -182,7 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-group", default="", help="check: hold out whole groups, as train --val-group")
     p.add_argument("--to", choices=("coco", "yolo", "masks"), help="convert: output format")
     p.add_argument("--out", help="convert: output folder (new or empty)")
-    p.add_argument("--skip-bad", action="store_true", help="convert: skip missing images with a warning")
+    p.add_argument("--skip-bad", action="store_true", help="skip bad or missing files with a warning, as training "
+                   "with --skip-bad would")
 
     _add_deploy_parsers(add)
 
@@ -221,7 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
     except KeyboardInterrupt:
-        print("interrupted; a training run continues with `cnnkit train TASK --resume --name NAME`", file=sys.stderr)
+        print("interrupted", file=sys.stderr)  # a training run has said how to continue it
         return 130
 
 

@@ -47,6 +47,10 @@ def guess_task(source: str) -> tuple[str, str]:
     if names & {"leftimg8bit", "jpegimages", "voc2012", "vocdevkit"} or {n + "annot" for n in names} & names or (
             {"masks", "annotations", "gt"} & (names | below)):
         return "segment", "masks beside the images (pass --task instance if each mask value is one object)"
+    from cnnkit.data import idx
+
+    if idx.is_idx_folder(root):
+        return "classify", "MNIST-style IDX files"
     return "classify", "folders of images, one per class"
 
 
@@ -57,36 +61,58 @@ def _instance_masks(folder: Path) -> bool:
     return any(p.is_dir() or p.suffix.lower() == ".json" for p in folder.iterdir() if not p.name.startswith("."))
 
 
-def check_data(source: str, task: str | None = None, val_split: float = 0.0, seed: int = 0, group: str = ""
-               ) -> list[str]:
-    """The report's lines; raises CnnkitError (after logging what was found) when training would fail."""
+def check_data(source: str, task: str | None = None, val_split: float = 0.0, seed: int = 0, group: str = "",
+               skip_bad: bool = False) -> list[str]:
+    """The report's lines; raises CnnkitError (after printing every problem found) when training would fail."""
     why = "given"
     if task is None:
         task, why = guess_task(source)
     if task not in MODELS:
         raise CnnkitError(f"--task {task}: choose one of {', '.join(MODELS)}")
+    try:
+        lines, said = _collect(lambda: _DESCRIBE[task](source, val_split, seed, group, skip_bad))
+    except CnnkitError as fault:
+        if not skip_bad:  # read again, skipping what is bad, to list every problem and not the first kind only
+            try:
+                _, also = _collect(lambda: _DESCRIBE[task](source, val_split, seed, group, True))
+                fault.found = also  # type: ignore[attr-defined]
+            except CnnkitError:
+                pass
+        for message in getattr(fault, "found", []):
+            print(message)
+        raise
+    found = [m for m in said if m.startswith(("found:", "splits:", "validation holds out", "segment data"))
+             or ": skipped " in m]
+    problems = [m for m in said if m.startswith("warning")]
+    if task == "instance" and any(line.startswith("annotations: boxes only") for line in lines):
+        task = "detect"
+    flags = [f"--val-split {val_split}" if val_split else "", f"--val-group '{group}'" if group else "",
+             "--skip-bad" if skip_bad else "", *(line.split("flags: ", 1)[1] for line in lines if line.startswith(
+                 "flags: "))]
+    lines = [line for line in lines if not line.startswith("flags: ")]
+    if any("pass --ignore-index 11" in m for m in found):
+        flags.append("--ignore-index 11")
+    return [*found, f"task: {task} ({why})", *lines, f"problems: {len(problems)}" + ("" if problems else " (none)"),
+            *[f"  {p}" for p in problems],
+            " ".join(["train with: cnnkit train", task, "--data", source, "--model", MODELS[task],
+                      *filter(None, flags)])]
+
+
+def _collect(describe) -> tuple[list[str], list[str]]:
+    """``describe()``'s lines, and what the loaders said meanwhile (kept from the console: the report
+    says it once, in order)."""
     said, propagate, level = _Collector(), LOGGER.propagate, LOGGER.level
     LOGGER.addHandler(said)
-    LOGGER.propagate = False  # the report says it all once, in order
+    LOGGER.propagate = False
     LOGGER.setLevel(logging.INFO)
     try:
-        lines = [f"task: {task} ({why})", *_DESCRIBE[task](source, val_split, seed, group)]
-    except CnnkitError:
-        for message in said.messages:  # what was found before the fault
-            print(message)
+        return describe(), said.messages
+    except CnnkitError as e:
+        e.found = said.messages  # type: ignore[attr-defined]
         raise
     finally:
         LOGGER.removeHandler(said)
         LOGGER.propagate, LOGGER.level = propagate, level
-    found = [m for m in said.messages if m.startswith(("found:", "splits:", "validation holds out", "segment data"))
-             or ": skipped " in m]
-    problems = [m for m in said.messages if m.startswith("warning")]
-    if task == "instance" and any(line.startswith("annotations: boxes only") for line in lines):
-        task = "detect"
-    imgsz = " --imgsz 512" if task in ("instance", "detect") else ""
-    return [*found, *lines, f"problems: {len(problems)}" + ("" if problems else " (none)"),
-            *[f"  {p}" for p in problems],
-            f"train with: cnnkit train {task} --data {source} --model {MODELS[task]}{imgsz}"]
 
 
 class _Collector(logging.Handler):
@@ -154,10 +180,11 @@ def near_duplicates(train: list, val: list) -> str:
             "(--val-group) or give a val/ folder of other footage")
 
 
-def _describe_classify(source: str, val_split: float, seed: int, group: str) -> list[str]:
+def _describe_classify(source: str, val_split: float, seed: int, group: str, skip_bad: bool) -> list[str]:
     from cnnkit.data.classify import load_classify_data
 
-    data = load_classify_data(source, val_split=val_split, seed=seed, cache="none", imgsz=32, group=group)
+    data = load_classify_data(source, val_split=val_split, seed=seed, cache="none", imgsz=32, group=group,
+                              skip_bad=skip_bad)
     out = []
     for name in ("train", "val", "test"):
         split = getattr(data, name)
@@ -171,11 +198,11 @@ def _describe_classify(source: str, val_split: float, seed: int, group: str) -> 
     return out
 
 
-def _describe_segment(source: str, val_split: float, seed: int, group: str) -> list[str]:
+def _describe_segment(source: str, val_split: float, seed: int, group: str, skip_bad: bool) -> list[str]:
     from cnnkit.data.masks import class_pixel_stats
     from cnnkit.data.segment import load_segment_data
 
-    data = load_segment_data(source, val_split=val_split, seed=seed, cache="none", group=group)
+    data = load_segment_data(source, val_split=val_split, seed=seed, cache="none", group=group, skip_bad=skip_bad)
     pixels, _ = class_pixel_stats(data.train.infos, data.spec)
     share = pixels / max(pixels.sum(), 1)
     values = sorted({v for info in data.train.infos for v in info.counts})
@@ -186,10 +213,10 @@ def _describe_segment(source: str, val_split: float, seed: int, group: str) -> l
     return out
 
 
-def _describe_instance(source: str, val_split: float, seed: int, group: str) -> list[str]:
+def _describe_instance(source: str, val_split: float, seed: int, group: str, skip_bad: bool) -> list[str]:
     from cnnkit.data.instance_data import boxes_without_masks, load_instance_data
 
-    data = load_instance_data(source, val_split=val_split, seed=seed, group=group)
+    data = load_instance_data(source, val_split=val_split, seed=seed, group=group, skip_bad=skip_bad)
     out = []
     for name in ("train", "val", "test"):
         items = getattr(data, name)
@@ -212,6 +239,9 @@ def _describe_instance(source: str, val_split: float, seed: int, group: str) -> 
                f"channels: {data.channels}")
     out.append(image_summary([i.image for i in (data.train or data.val)]))
     out.append(near_duplicates([i.image for i in data.train], [i.image for i in data.val]))
+    sides = sorted(max(i.objects.size) for i in data.train[:200])
+    crop = min(512, max(64, 32 * int(np.ceil(sides[len(sides) // 2] / 32)))) if sides else 512
+    out.append(f"flags: --imgsz {crop}")  # a crop near the images' own size, at most 512
     return out
 
 

@@ -237,7 +237,8 @@ def _native_size(paths: list[Path]) -> int:
 
 
 def _to_split(items, labels: np.ndarray, channels: int, imgsz: int, cache: str, skip_bad: bool, high: float
-              ) -> Split:
+              ) -> tuple[Split, list[str]]:
+    """The split decoded (or checked, to stream), and the unreadable files' errors."""
     if isinstance(items, np.ndarray):  # already decoded (N, H, W, C)
         images = torch.from_numpy(items).permute(0, 3, 1, 2).contiguous()
         if images.shape[1] != channels:
@@ -245,17 +246,17 @@ def _to_split(items, labels: np.ndarray, channels: int, imgsz: int, cache: str, 
         if images.shape[-1] != imgsz or images.shape[-2] != imgsz:
             images = torch.nn.functional.interpolate(images.float(), size=(imgsz, imgsz), mode="bilinear",
                                                      antialias=True).round().clamp(0, 255).to(torch.uint8)
-        return Split(labels, images=images)
+        return Split(labels, images=images), []
     if cache == "ram" or (cache == "auto" and len(items) * channels * imgsz * imgsz <= CACHE_LIMIT_BYTES):
-        arrays, _ = decode_all(items, channels, imgsz, skip_bad, high=high)
+        arrays, errors = decode_all(items, channels, imgsz, skip_bad, high=high)
         keep = np.array([i for i, a in enumerate(arrays) if a is not None], dtype=np.int64)
         stacked = np.stack([arrays[i] for i in keep]) if len(keep) else np.zeros((0, imgsz, imgsz, channels), np.uint8)
         # the paths stay beside the decoded images: what the model trained on is described from the files
         return Split(labels[keep], images=torch.from_numpy(stacked).permute(0, 3, 1, 2).contiguous(),
-                     paths=[items[i] for i in keep])
+                     paths=[items[i] for i in keep]), errors
     bad = verify_all(items, skip_bad)
     keep = np.array([i for i, p in enumerate(items) if p not in bad], dtype=np.int64)
-    return Split(labels[keep], paths=[items[i] for i in keep])
+    return Split(labels[keep], paths=[items[i] for i in keep]), list(bad.values())
 
 
 def load_classify_data(source: str, *, imgsz: int = 0, val_split: float = 0.0, seed: int = 0, cache: str = "auto",
@@ -292,7 +293,15 @@ def load_classify_data(source: str, *, imgsz: int = 0, val_split: float = 0.0, s
         channels = channels or probe_channels(first_items)
         imgsz = imgsz or _native_size(first_items)
     high = probe_high(first_items) if high is None and not isinstance(first_items, np.ndarray) else (high or 0.0)
-    out = {k: _to_split(items, labels, channels, imgsz, cache, skip_bad, high) for k, (items, labels) in splits.items()}
+    # every split is checked before any stops: all unreadable files are listed, in train, val and test alike
+    found = {k: _to_split(items, labels, channels, imgsz, cache, True, high) for k, (items, labels) in splits.items()}
+    out, bad = {k: split for k, (split, _) in found.items()}, [e for _, errors in found.values() for e in errors]
+    if bad and not skip_bad:
+        raise CnnkitError(f"{len(bad)} unreadable image(s), the first: {bad[0]} (all listed above); fix or remove "
+                          "them, or pass --skip-bad to skip them")
+    if len(classes) < 2 and not for_eval:
+        raise CnnkitError(f"{origin}: one class ({classes[0] if classes else 'none'}) found; a classifier needs two "
+                          "or more. Put each class's images in its own folder, or pass a CSV of path,label to --data")
     for k, split in out.items():
         if len(split) == 0:
             raise CnnkitError(f"{origin}: the {k} split has no usable images; add images or fix --val-split")

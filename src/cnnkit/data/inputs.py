@@ -86,9 +86,9 @@ class InputWatch:
             return []
         found = []
         lo, hi = self.seen["side_range"]
-        if max(im.size) < lo / SIZE_FACTOR or min(im.size) > hi * SIZE_FACTOR:
-            found.append(("size", f"{im.size[0]}x{im.size[1]} px, where the training images were {lo}-{hi} px "
-                                  "a side (resize it, or pass --max-size / tiles)"))
+        if min(im.size) < lo / SIZE_FACTOR or max(im.size) > hi * SIZE_FACTOR:
+            seen = f"{lo} px" if lo == hi else f"{lo} to {hi} px"
+            found.append(("size", f"{im.size[0]}x{im.size[1]} px, where the training images' sides were {seen}"))
         colour = _is_colour(im)
         if colour and self.seen["colour_share"] == 0:
             found.append(("colour", "a colour image, where the model trained on grey images only (it sees it "
@@ -103,8 +103,8 @@ class InputWatch:
         b_lo, b_hi = self.seen["brightness_range"]
         b = _brightness(im, self.high)
         if b < b_lo - BRIGHTNESS_MARGIN or b > b_hi + BRIGHTNESS_MARGIN:
-            found.append(("brightness", f"mean brightness {b:.2f}, where the training images had {b_lo:.2f}-"
-                                        f"{b_hi:.2f} (0..1)"))
+            found.append(("dark" if b < b_lo else "bright", f"mean brightness {b:.2f}, where the training images "
+                                                            f"had {b_lo:.2f} to {b_hi:.2f} (0..1)"))
         for kind, text in found:
             if kind not in self.said:
                 self.said.add(kind)

@@ -54,6 +54,7 @@ class RawSplit:
     images: list  # paths, or (H, W, C) uint8 arrays
     masks: list  # paths, or (H, W) uint8 class-id arrays
     infos: list[MaskInfo] | None = None
+    paths: list[Path] | None = None  # the image files, kept when the images are decoded into memory
 
 
 def synthetic_splits(source: str, seed: int, size: int = 64) -> tuple[dict[str, RawSplit], ClassSpec]:
@@ -186,8 +187,8 @@ def detect_channels(splits: dict[str, RawSplit]) -> int:
     return probe_channels(first)
 
 
-def log_layout(root: Path, layout: str, splits: dict[str, RawSplit], spec: ClassSpec) -> None:
-    counts = ", ".join(f"{len(s.images)} {k}" for k, s in splits.items())
+def log_layout(root: Path, layout: str, splits: dict[str, RawSplit], spec: ClassSpec, scoring: bool = False) -> None:
+    counts = ", ".join(f"{len(s.images)} {'to score' if scoring else k}" for k, s in splits.items())
     LOGGER.info("segment data %s (%s layout): %s pairs; %d classes (%s), ignore index %d", root, layout, counts,
                 len(spec.names), ", ".join(spec.names[:12]) + ("..." if len(spec.names) > 12 else ""),
                 spec.ignore_value)
@@ -231,10 +232,11 @@ def load_segment_data(source: str, *, val_split: float = 0.0, seed: int = 0, cac
     channels = (meta or {}).get("in_chans") or detect_channels(splits)
     high = (meta or {}).get("pixel_max")
     high = probe_high(next(iter(splits.values())).images) if high is None else high
-    log_layout(root, layout, splits, spec)
+    log_layout(root, layout, splits, spec, scoring=for_eval is not False)
     stats = class_pixel_stats(splits["train"].infos, spec) if "train" in splits else None
     for split in splits.values():
         if split.images and isinstance(split.images[0], Path):
+            split.paths = list(split.images)
             split.images, split.masks = decode_split(split.images, split.masks, spec, channels, max_size, cache,
                                                      scale_masks=not for_eval, high=high)
         else:
@@ -271,6 +273,13 @@ def _file_splits(source: str, val_split: float, seed: int, for_eval: bool | str,
     problems = {k: check_masks(infos[k], masks, [image_size(p) for p in images], spec)
                 for k, (images, masks) in files.items()}
     report_problems([m for by_file in problems.values() for m in by_file.values()], "mask", skip_bad)
+    if meta:  # a model's classes: most pixels of its own data belong to them
+        every = [i for v in infos.values() for i in v]
+        pixels, total = class_pixel_stats(every, spec)[0].sum(), sum(sum(i.counts.values()) for i in every)
+        if total and pixels < total / 2:
+            LOGGER.warning("warning: %s: only %.0f%% of the mask pixels are the model's classes (%s), the rest "
+                           "ignored; is this the data set it was trained for?", root, 100 * pixels / total,
+                           ", ".join(spec.names[:6]))
     return ({k: _kept(images, masks, infos[k], problems[k]) for k, (images, masks) in files.items()}, root,
             found.layout, plan, spec)
 

@@ -114,6 +114,17 @@ def _choose_groups(order: list[str], sizes: Counter, target: float) -> list[str]
     return held or [min(order, key=lambda g: sizes[g])]  # every group is too large: the smallest
 
 
+def relative_names(keys, origin: Path) -> list[str]:
+    """Files named relative to the data root, so that a moved, renamed or differently spelled folder
+    still fingerprints the same (a file outside the root: its name)."""
+    root = Path(origin).resolve()
+    out = []
+    for k in keys:
+        path = Path(str(k)).resolve()
+        out.append(str(path.relative_to(root)) if path.is_relative_to(root) else path.name)
+    return out
+
+
 def digest(names: Sequence[Any]) -> str:
     """A short fingerprint of a list of files, to tell whether a split is the one trained with."""
     return hashlib.sha1("\n".join(sorted(str(n) for n in names)).encode()).hexdigest()[:16]
@@ -131,6 +142,7 @@ class SplitPlan:
     val_digest: str
     test_count: int = 0
     group: str = ""  # --val-group: validation held out by whole groups
+    files_digest: str = ""  # every file of the data set, relative to its root: the same data, wherever it is
 
     def to_meta(self) -> dict[str, Any]:
         return dict(vars(self))
@@ -169,9 +181,14 @@ def resolve_splits(named: dict[str, list], hold_out: Callable[[list], tuple[list
                          "never used to choose)")
         LOGGER.info("splits: %s", ", ".join(parts))
         plan = SplitPlan(str(Path(origin).resolve()), "folder" if "val" in named else "held out", fraction, seed,
-                         len(out["val"]), digest(key(i) for i in out["val"]), len(named.get("test", [])), group)
+                         len(out["val"]), digest(relative_names((key(i) for i in out["val"]), origin)),
+                         len(named.get("test", [])), group, _files_digest(named, origin, key))
         return out, plan
     return {"val": _eval_split(named, hold_out, origin, request, trained, label, key)}, None
+
+
+def _files_digest(named: dict[str, list], origin: Path, key) -> str:
+    return digest(relative_names((key(i) for items in named.values() for i in items), origin))
 
 
 def _eval_split(named: dict[str, list], hold_out, origin: Path, request: str, trained: dict | None,
@@ -197,7 +214,8 @@ def _eval_split(named: dict[str, list], hold_out, origin: Path, request: str, tr
     if base not in named:
         raise CnnkitError(f"--split {request}: {origin} has only {', '.join(label.values())}; "
                           "pass --split test or --split all")
-    same = trained is not None and trained.get("data") == str(Path(origin).resolve())
+    same = trained is not None and (trained.get("data") == str(Path(origin).resolve())
+                                    or trained.get("files_digest") == _files_digest(named, origin, key))
     if request == "auto" and "val" not in named and not same and base == "all":
         LOGGER.info("scoring all %d images of %s (not the data set this model trained on; --split val would hold "
                     "out the training fraction)", len(named[base]), origin)
@@ -208,7 +226,7 @@ def _eval_split(named: dict[str, list], hold_out, origin: Path, request: str, tr
     LOGGER.info("scoring the %d %s of %s (split recomputed from the seed and fraction saved with the model)",
                 len(chosen), what, label[base])
     if request != "train" and trained and trained.get("val_from") == "held out" and same and (
-            trained.get("val_digest") != digest(key(i) for i in chosen)):
+            trained.get("val_digest") != digest(relative_names((key(i) for i in chosen), origin))):
         LOGGER.warning("warning: %s: the files differ from those the model was trained with, so the held-out "
                        "images are not the ones held out then; some may have been trained on", origin)
     return chosen

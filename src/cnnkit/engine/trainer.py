@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -16,7 +18,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
 from cnnkit import __version__
-from cnnkit.config import TrainConfig, save_yaml, to_dict
+from cnnkit.config import TrainConfig, config_fields, save_yaml, to_dict
 from cnnkit.engine import distributed as dist_utils
 from cnnkit.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from cnnkit.engine.logger import RunLogger
@@ -25,6 +27,7 @@ from cnnkit.engine.midepoch import MidEpochSaver, done_steps, rest_of_epoch
 from cnnkit.engine.optim import build_ema, build_optimizer, build_scheduler
 from cnnkit.errors import CnnkitError
 from cnnkit.files import atomic_write_bytes
+from cnnkit.log import LOGGER
 from cnnkit.models import get_entry
 from cnnkit.tasks import get_task
 
@@ -133,10 +136,16 @@ class Parts:
         set_rng_state(ckpt["rng"])
 
 
+RESUME_FREE = ("epochs", "device", "workers", "resume", "name", "project", "exist_ok", "verbose", "monitor")
+
+
 def resume_point(cfg: TrainConfig, run_dir: Path) -> tuple[TrainConfig, dict[str, Any] | None]:
     """With --resume: the run's saved config (new epochs, device and workers allowed) and last.pt."""
     if not cfg.resume:
         return cfg, None
+    if not (run_dir / "last.pt").is_file():
+        raise CnnkitError(f"--resume: {run_dir} holds no last.pt to continue; check --name and --project, or train "
+                          "without --resume")
     ckpt = load_checkpoint(run_dir / "last.pt")
     if "optimizer" not in ckpt:
         raise CnnkitError(f"{run_dir / 'last.pt'}: holds no training state; train without --resume")
@@ -145,6 +154,13 @@ def resume_point(cfg: TrainConfig, run_dir: Path) -> tuple[TrainConfig, dict[str
         raise CnnkitError(f"{run_dir / 'last.pt'}: already finished {ckpt['epoch']} epochs; "
                           f"pass --epochs N with N > {ckpt['epoch']} to train longer")
     saved = {**ckpt["config"], "epochs": epochs, "device": cfg.device, "workers": cfg.workers}
+    defaults = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+                for f in config_fields()}
+    ignored = [k for k, v in to_dict(cfg).items() if k not in RESUME_FREE and v != defaults[k]
+               and v != ckpt["config"].get(k)]
+    if ignored:
+        LOGGER.warning("warning: --resume continues %s as it was set up; ignored: %s", run_dir,
+                       ", ".join("--" + k.replace("_", "-") for k in ignored))
     return replace(TrainConfig(**saved), resume=True), ckpt
 
 
@@ -198,6 +214,34 @@ def fit(cfg: TrainConfig, on_epoch_end: Callable[[int, dict], None] | None = Non
     log = RunLogger(run_dir, info.is_main, cfg.verbose, start_epoch)
     log.info(f"{cfg.task}: {cfg.model} on {cfg.data} ({len(data.train)} train / {len(data.val)} val images, "
              f"{data.meta['num_classes']} classes, {data.meta['imgsz']} px) -> {run_dir}")
+    try:
+        epoch = run_epochs(cfg, task, data, parts, (train_model, train_loader, val_loader), (loss_fn, metrics),
+                           (info, device, run_dir, log), resume, on_epoch_end)
+    except KeyboardInterrupt:
+        if info.is_main:
+            print(f"interrupted; continue with: cnnkit train {cfg.task} --resume --name {run_dir.name} --project "
+                  f"{cfg.project}", file=sys.stderr)
+        raise
+    if parts.best_report:
+        log.info(parts.best_report)
+    if data.test is not None and info.is_main:
+        test_once(parts, task, data, cfg, device, run_dir, log)
+    best = parts.best_metrics
+    log.info(f"best epoch {best.get('epoch')}: " + " ".join(f"{k}={v:.4f}" for k, v in best.items()
+                                                        if k not in ("epoch", "lr", "time_s") and "img_s" not in k))
+    log.info(f"results saved to {run_dir}: " + ", ".join(sorted(p.name for p in run_dir.iterdir())))
+    log.close()
+    dist_utils.cleanup(info)
+    return TrainResult(run_dir, parts.best_metrics, epoch + 1)
+
+
+def run_epochs(cfg: TrainConfig, task, data, parts: Parts, models_loaders: tuple, loss_metrics: tuple,
+               where: tuple, resume: dict[str, Any] | None, on_epoch_end: Callable[[int, dict], None] | None) -> int:
+    """The epochs of ``fit``: train, validate, keep checkpoints, stop early; returns the last epoch index."""
+    train_model, train_loader, val_loader = models_loaders
+    loss_fn, metrics = loss_metrics
+    info, device, run_dir, log = where
+    start_epoch = resume["epoch"] if resume else 0
     elapsed0, t0, epoch = (resume or {}).get("elapsed_s", 0.0), time.perf_counter(), start_epoch
     tta = task.tta_forward if cfg.tta else None
     for epoch in range(start_epoch, cfg.epochs):
@@ -229,17 +273,7 @@ def fit(cfg: TrainConfig, on_epoch_end: Callable[[int, dict], None] | None = Non
         if dist_utils.broadcast_flag(stop, info, device):
             log.info(f"early stop: no {cfg.monitor} improvement for {cfg.patience} epochs")
             break
-    if parts.best_report:
-        log.info(parts.best_report)
-    if data.test is not None and info.is_main:
-        test_once(parts, task, data, cfg, device, run_dir, log)
-    best = parts.best_metrics
-    log.info(f"best epoch {best.get('epoch')}: " + " ".join(f"{k}={v:.4f}" for k, v in best.items()
-                                                        if k not in ("epoch", "lr", "time_s") and "img_s" not in k))
-    log.info(f"results saved to {run_dir}: " + ", ".join(sorted(p.name for p in run_dir.iterdir())))
-    log.close()
-    dist_utils.cleanup(info)
-    return TrainResult(run_dir, parts.best_metrics, epoch + 1)
+    return epoch
 
 
 def save_mid_epoch(parts: Parts, cfg: TrainConfig, epoch: int, run_dir: Path, elapsed_s: float,

@@ -62,7 +62,7 @@ class SegmentTask(SegmentView):
                         num_outputs=1 if data.spec.binary else len(data.spec.names), in_chans=data.channels,
                         imgsz=max(crop), crop=list(crop), max_size=max_size, mean=mean, std=std,
                         class_weights=weights, pixel_max=data.high, split=data.plan.to_meta() if data.plan else None,
-                        inputs=describe_inputs(data.train.images, data.high))
+                        inputs=describe_inputs(data.train.paths or data.train.images, data.high))
             if weights is not None:
                 LOGGER.info("class weights (%s): %s", cfg.class_weights, " ".join(f"{w:.3f}" for w in weights))
         # evaluation alone compares with full-size masks (logits resized per image); training validates at
