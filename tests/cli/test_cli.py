@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+from PIL import Image
 
 from cnnkit.cli.main import main
 
@@ -93,6 +94,17 @@ def test_predict_unsupported_file(tmp_path, trained, capsys):
     (tmp_path / "notes.txt").write_text("x")
     assert main(["predict", "--weights", str(trained), str(tmp_path / "notes.txt")]) == 2
     assert "unsupported file type '.txt'" in capsys.readouterr().err
+
+
+def test_predict_skip_bad_skips_what_it_offers_to_skip(tmp_path, trained, capsys):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "zero.jpg").write_bytes(b"")
+    Image.new("RGB", (24, 24)).save(tmp_path / "in" / "ok.png")
+    assert main(["predict", "--weights", str(trained), str(tmp_path / "in"), "--out", str(tmp_path / "p")]) == 2
+    assert "zero.jpg: empty file" in capsys.readouterr().err
+    assert main(["predict", "--weights", str(trained), str(tmp_path / "in"), "--skip-bad",
+                 "--out", str(tmp_path / "p2")]) == 0
+    assert len(json.loads((tmp_path / "p2" / "predictions.json").read_text())) == 1
 
 
 def test_exit_code_and_debug_in_a_real_process(tmp_path):

@@ -66,7 +66,7 @@ def cmd_val(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """Checkpoints run on PyTorch; .onnx files on onnxruntime, without importing torch."""
-    from cnnkit.data.images import iter_sources, open_image
+    from cnnkit.data.images import iter_sources
     from cnnkit.data.inputs import InputWatch
 
     if args.batch < 1:
@@ -84,8 +84,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     start, records, rows, stems = time.perf_counter(), [], [], set()
     watch = InputWatch(model.meta)  # inputs far from the training images are said, once per kind
     for i in range(0, len(paths), args.batch):
-        chunk = paths[i:i + args.batch]
-        images = [open_image(p) for p in chunk]  # decoded once, for the model and the pictures
+        chunk, images = _readable(paths[i:i + args.batch], args.skip_bad)  # decoded once, for model and pictures
+        if not images:
+            continue
         for path, image in zip(chunk, images):
             watch.check(image, str(path))
         for path, image, pred in zip(chunk, images, model.predict(images, **options)):
@@ -115,6 +116,24 @@ def watch_sample(meta: dict, dataset, count: int = 20) -> None:
     images, watch = source_images(dataset), InputWatch(meta)
     for i in sorted({int(i) for i in np.linspace(0, len(images) - 1, min(count, len(images)))}):
         watch.check(images[i], str(images[i]) if isinstance(images[i], Path) else "")
+
+
+def _readable(paths: list[Path], skip_bad: bool) -> tuple[list[Path], list]:
+    """The files that decode, and their images; an unreadable one stops the run, or with ``skip_bad`` is
+    skipped with a warning."""
+    from cnnkit.data.images import open_image
+    from cnnkit.log import LOGGER
+
+    kept, images = [], []
+    for path in paths:
+        try:
+            images.append(open_image(path))
+            kept.append(path)
+        except CnnkitError as e:
+            if not skip_bad:
+                raise
+            LOGGER.warning("warning: %s; skipped", e)
+    return kept, images
 
 
 def _val_onnx(args: argparse.Namespace) -> int:

@@ -168,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("predict", "predict images with a checkpoint")
     _add_inference_flags(p, batch=32)
     p.add_argument("sources", nargs="+", metavar="SOURCE", help="image files, folders or globs")
+    p.add_argument("--skip-bad", action="store_true", help="skip unreadable images with a warning")
     _add_predict_flags(p)
 
     p = add("data", "check a data set as training would read it, or convert instance annotations between "
