@@ -137,6 +137,23 @@ def _add_deploy_parsers(add: Callable[[str, str], argparse.ArgumentParser]) -> N
     p.add_argument("--max-pixels", type=int, default=50_000_000, help="largest image (pixels); larger gets 413")
 
 
+def _add_data_parser(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
+    p = add("data", "check a data set as training would read it, or convert instance annotations between "
+                    "COCO JSON, YOLO text files and instance-map folders")
+    p.add_argument("action", choices=("check", "convert"), help="what to do")
+    p.add_argument("source", help="a data set in any layout (a folder, a COCO .json, a data.yaml, a CSV)")
+    p.add_argument("--task", choices=("classify", "segment", "instance", "detect"), default=None,
+                   help="check: read the data for this task [default: guessed from the layout]")
+    p.add_argument("--val-split", type=float, default=0.0,
+                   help="check: fraction held out when there is no val split [default: the task's]")
+    p.add_argument("--seed", type=int, default=0, help="check: seed of the held-out split")
+    p.add_argument("--val-group", default="", help="check: hold out whole groups, as train --val-group")
+    p.add_argument("--to", choices=("coco", "yolo", "masks"), help="convert: output format")
+    p.add_argument("--out", help="convert: output folder (new or empty)")
+    p.add_argument("--skip-bad", action="store_true", help="skip bad or missing files with a warning, as training "
+                   "with --skip-bad would")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cnnkit", description="Train, evaluate and use CNNs on images.")
     parser.add_argument("--version", action="version", version=f"cnnkit {__version__}")
@@ -171,21 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable images with a warning")
     _add_predict_flags(p)
 
-    p = add("data", "check a data set as training would read it, or convert instance annotations between "
-                    "COCO JSON, YOLO text files and instance-map folders")
-    p.add_argument("action", choices=("check", "convert"), help="what to do")
-    p.add_argument("source", help="a data set in any layout (a folder, a COCO .json, a data.yaml, a CSV)")
-    p.add_argument("--task", choices=("classify", "segment", "instance", "detect"), default=None,
-                   help="check: read the data for this task [default: guessed from the layout]")
-    p.add_argument("--val-split", type=float, default=0.0,
-                   help="check: fraction held out when there is no val split [default: the task's]")
-    p.add_argument("--seed", type=int, default=0, help="check: seed of the held-out split")
-    p.add_argument("--val-group", default="", help="check: hold out whole groups, as train --val-group")
-    p.add_argument("--to", choices=("coco", "yolo", "masks"), help="convert: output format")
-    p.add_argument("--out", help="convert: output folder (new or empty)")
-    p.add_argument("--skip-bad", action="store_true", help="skip bad or missing files with a warning, as training "
-                   "with --skip-bad would")
-
+    _add_data_parser(add)
     _add_deploy_parsers(add)
 
     p = add("models", "list registered models with parameters and FLOPs")
