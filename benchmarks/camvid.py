@@ -118,8 +118,8 @@ def full_resolution_eval(weights: Path, data: Path, tta: bool) -> dict:
 
 
 def train_recipe(data: Path, recipe: str, out: Path, epochs: int) -> dict:
+    from cnnkit.api import train_with
     from cnnkit.config import load_yaml, make_config
-    from cnnkit.engine.trainer import fit
 
     values = {**load_yaml(RECIPES / f"{recipe}.yaml"), "task": "segment", "data": str(data), "project": str(out),
               "name": recipe, "verbose": False}
@@ -136,7 +136,7 @@ def train_recipe(data: Path, recipe: str, out: Path, epochs: int) -> dict:
         print(f"  epoch {epoch}: val mIoU {row['miou']:.4f} (at {cfg.max_size or 'full'} px) at "
               f"{history[-1]['time_s']:.0f}s, {row['train_img_s']:.1f} train img/s", flush=True)
 
-    result = fit(cfg, on_epoch_end=record)
+    result = train_with(cfg, on_epoch_end=record)
     return {"recipe": recipe, "config": {k: v for k, v in values.items() if k not in ("data", "project")},
             "history": history, "best_miou_train_scale": max(h["miou"] for h in history),
             "peak_rss_mb": peak_rss_mb(), "run_dir": str(result.run_dir)}

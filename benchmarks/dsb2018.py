@@ -22,8 +22,8 @@ RECIPES = Path(__file__).parent / "recipes"
 
 
 def train_recipe(data: Path, recipe: str, out: Path, epochs: int) -> dict:
+    from cnnkit.api import train_with
     from cnnkit.config import load_yaml, make_config
-    from cnnkit.engine.trainer import fit
 
     values = {**load_yaml(RECIPES / f"{recipe}.yaml"), "data": str(data), "project": str(out), "name": recipe,
               "verbose": False, "exist_ok": True}
@@ -46,7 +46,7 @@ def train_recipe(data: Path, recipe: str, out: Path, epochs: int) -> dict:
               f"after {train_s / 60:.1f} min of training ({h['wall_s'] / 60:.1f} min wall), "
               f"{h['train_img_s']:.2f} train img/s, {h['val_img_s']:.2f} val img/s", flush=True)
 
-    result = fit(cfg, on_epoch_end=record)
+    result = train_with(cfg, on_epoch_end=record)
     return {"recipe": recipe, "config": {k: v for k, v in values.items() if k not in ("data", "project")},
             "history": history, "peak_rss_mb": round(peak_rss_mb()), "run_dir": str(result.run_dir)}
 

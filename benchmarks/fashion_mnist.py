@@ -25,9 +25,9 @@ from common import peak_rss_mb, reset_peak_rss  # benchmarks/common.py
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from cnnkit.api import train_with
 from cnnkit.config import load_yaml, make_config
 from cnnkit.data.idx import load_idx_split
-from cnnkit.engine.trainer import fit
 
 RECIPES = Path(__file__).parent / "recipes"
 
@@ -94,7 +94,7 @@ def run_cnnkit(data: Path, recipe: str, out: Path) -> dict:
         history.append({"epoch": epoch, "top1": row["top1"], "time_s": time.perf_counter() - start})
         print(f"  {recipe} epoch {epoch}: top1 {row['top1']:.4f} at {history[-1]['time_s']:.0f}s", flush=True)
 
-    fit(cfg, on_epoch_end=record)
+    train_with(cfg, on_epoch_end=record)
     model_args = ", ".join(f"{k}={v}" for k, v in cfg.model_args.items())
     return summarise(f"cnnkit {recipe}: {cfg.model}({model_args}), {cfg.epochs} epochs", history)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,15 @@ def train(config: str | Path | None = None, **overrides: Any) -> TrainResult:
     values.update(overrides)
     if values.get("resume") and "epochs" not in values:
         values["epochs"] = 0  # a resumed run keeps its own number of epochs
-    return fit(make_config(values))
+    return train_with(make_config(values))
+
+
+def train_with(cfg: TrainConfig, on_epoch_end: Callable[[int, dict], None] | None = None) -> TrainResult:
+    """Train a resolved config: its task found by name, its model checked before any data is read."""
+    from cnnkit.models import get_entry
+
+    get_entry(cfg.model)
+    return fit(cfg, get_task(cfg.task), on_epoch_end)
 
 
 class Model:

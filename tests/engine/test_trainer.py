@@ -7,9 +7,9 @@ import pytest
 import torch
 
 import cnnkit
+from cnnkit.api import train_with
 from cnnkit.config import make_config
 from cnnkit.engine.checkpoint import load_checkpoint
-from cnnkit.engine.trainer import fit
 from cnnkit.errors import CnnkitError
 
 TINY = dict(task="classify", data="shapes:64", model="basic_cnn", model_args={"preset": "tiny"}, imgsz=24,
@@ -55,7 +55,7 @@ def test_resume_gives_the_same_weights(tmp_path, extra):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        fit(make_config(dict(cfg, project=str(tmp_path / "b"), name="run")), on_epoch_end=interrupt)
+        train_with(make_config(dict(cfg, project=str(tmp_path / "b"), name="run")), on_epoch_end=interrupt)
     resumed = cnnkit.train(**dict(cfg, project=str(tmp_path / "b"), name="run", resume=True))
     assert resumed.run_dir == tmp_path / "b" / "classify" / "run"
     a, b = _weights(straight.run_dir), _weights(resumed.run_dir)
@@ -85,7 +85,7 @@ def test_resume_mid_epoch_gives_the_same_weights(tmp_path, monkeypatch, extra):
 
     monkeypatch.setattr(trainer, "MidEpochSaver", StopAfterSaving)
     with pytest.raises(KeyboardInterrupt):
-        fit(make_config(dict(cfg, project=str(tmp_path / "b"), name="run", save_period=1e-9)))
+        train_with(make_config(dict(cfg, project=str(tmp_path / "b"), name="run", save_period=1e-9)))
     partial = load_checkpoint(tmp_path / "b" / "classify" / "run" / "last.pt")
     assert partial["epoch"] == 1 and partial["partial"]["steps"] == 2
     monkeypatch.undo()
@@ -106,7 +106,7 @@ def test_resume_keeps_the_runs_own_epochs(tmp_path, caplog):
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        fit(make_config(dict(TINY, epochs=3, project=str(tmp_path), name="run")), on_epoch_end=interrupt)
+        train_with(make_config(dict(TINY, epochs=3, project=str(tmp_path), name="run")), on_epoch_end=interrupt)
     again = {k: v for k, v in TINY.items() if k != "epochs"}
     resumed = cnnkit.train(**dict(again, lr=0.5), project=str(tmp_path), name="run",
                            resume=True)  # no epochs given: the run's own 3, not the default 10

@@ -140,15 +140,15 @@ def test_learns_the_shapes_masks(tmp_path):
 
 def test_segment_resume_keeps_the_meta(tmp_path):
     import cnnkit
+    from cnnkit.api import train_with
     from cnnkit.config import make_config
     from cnnkit.engine.checkpoint import load_checkpoint
-    from cnnkit.engine.trainer import fit
 
     def interrupt(epoch, row):
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        fit(make_config(dict(SEG_TINY, project=str(tmp_path), name="r")), on_epoch_end=interrupt)
+        train_with(make_config(dict(SEG_TINY, project=str(tmp_path), name="r")), on_epoch_end=interrupt)
     resumed = cnnkit.train(**SEG_TINY, project=str(tmp_path), name="r", resume=True)
     assert resumed.epochs_run == 2
     meta = load_checkpoint(resumed.run_dir / "best.pt")["meta"]

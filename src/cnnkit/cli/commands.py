@@ -16,14 +16,14 @@ from cnnkit.files import atomic_write_bytes, atomic_write_csv
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from cnnkit.engine.trainer import fit
+    from cnnkit.api import train_with
 
     values = load_yaml(args.config) if args.config else {}
     given = {k: v for k, v in vars(args).items() if k not in ("command", "config", "debug", "task")}
     values.update(given, task=args.task)
     if values.get("resume") and "epochs" not in values:
         values["epochs"] = 0  # a resumed run keeps its own number of epochs unless --epochs is given
-    result = fit(make_config(values, origin="command line"))
+    result = train_with(make_config(values, origin="command line"))
     print(f"run folder: {result.run_dir}")
     return 0
 

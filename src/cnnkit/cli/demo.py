@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cnnkit.api import load
+from cnnkit.api import load, train_with
 from cnnkit.config import make_config
 from cnnkit.data.synthetic import SHAPE_NAMES, make_scene
-from cnnkit.engine.trainer import TrainResult, fit
+from cnnkit.engine.trainer import TrainResult
 
 DEMO_RECIPES = {
     "classify": {"data": "shapes:3000", "model": "fastnet_small", "imgsz": 32, "epochs": 8, "batch": 128, "lr": 0.2,
@@ -25,7 +25,7 @@ def _train(task: str, project: Path, epochs: int) -> TrainResult:
     recipe = dict(DEMO_RECIPES[task], task=task, project=str(project), name=task, exist_ok=True)
     if epochs:
         recipe["epochs"] = epochs
-    return fit(make_config(recipe, origin="demo"))
+    return train_with(make_config(recipe, origin="demo"))
 
 
 def _new_scenes(folder: Path, size: int) -> list[tuple[Path, object]]:

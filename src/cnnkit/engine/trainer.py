@@ -28,8 +28,6 @@ from cnnkit.engine.optim import build_ema, build_optimizer, build_scheduler
 from cnnkit.errors import CnnkitError
 from cnnkit.files import atomic_write_bytes
 from cnnkit.log import LOGGER
-from cnnkit.models import get_entry
-from cnnkit.tasks import get_task
 
 
 @dataclass
@@ -181,10 +179,9 @@ def build_parts(cfg: TrainConfig, task, data, device: torch.device, steps_per_ep
     return parts
 
 
-def fit(cfg: TrainConfig, on_epoch_end: Callable[[int, dict], None] | None = None) -> TrainResult:
-    """Train ``cfg.model`` on ``cfg.data`` for ``cfg.task``; returns the run folder and best metrics."""
-    task = get_task(cfg.task)
-    get_entry(cfg.model)  # an unknown model name fails before any data is read
+def fit(cfg: TrainConfig, task, on_epoch_end: Callable[[int, dict], None] | None = None) -> TrainResult:
+    """Train ``cfg.model`` on ``cfg.data`` for ``task`` (the task object: the engine imports no task);
+    returns the run folder and best metrics. ``cnnkit.api.train_with`` finds the task by name."""
     cfg = replace(cfg, monitor=cfg.monitor or task.default_monitor)
     if cfg.epochs < 1 and not cfg.resume:
         raise CnnkitError(f"--epochs {cfg.epochs}: train for 1 epoch or more")
