@@ -14,12 +14,12 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from cnnkit.data.images import HIGH_BIT_MODES as HIGH_BIT
 from cnnkit.log import LOGGER
 
 SAMPLE = 100  # training images described
 SIZE_FACTOR = 4  # an image side this many times beyond the training sides is "far"
 BRIGHTNESS_MARGIN = 0.15  # beyond the training images' range of mean brightness (0..1) by this is "far"
-HIGH_BIT = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 
 
 def _open(image: Any) -> Image.Image | None:

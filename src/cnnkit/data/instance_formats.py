@@ -21,6 +21,7 @@ import json
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import yaml
@@ -162,16 +163,22 @@ def _coco_objects(anns: list[dict], size: tuple[int, int], cat_index: dict, prob
 
 
 # ----------------------------------------------------------------------------------------- YOLO
+def load_yaml_file(path: Path) -> Any:
+    """A YAML file's content; an unreadable or invalid file is an error naming it."""
+    try:
+        return yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise CnnkitError(f"{path}: not a readable YAML file ({first}); fix it") from None
+
+
 def yolo_names(root: Path) -> list[str] | None:
     for path in (root / "classes.txt", root.parent / "classes.txt"):
         if path.is_file():
             return [line.strip() for line in path.read_text().splitlines() if line.strip()]
     for path in (root / "data.yaml", root.parent / "data.yaml"):
         if path.is_file():
-            try:
-                spec = yaml.safe_load(path.read_text())
-            except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-                raise CnnkitError(f"{path}: not a readable YAML file ({str(e).splitlines()[0]}); fix it") from None
+            spec = load_yaml_file(path)
             names = spec.get("names") if isinstance(spec, dict) else None
             if isinstance(names, dict):
                 return [names[k] for k in sorted(names)]

@@ -16,12 +16,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 from cnnkit.data.instance import InstanceItem
-from cnnkit.data.instance_formats import read_coco, read_yolo, yolo_names
+from cnnkit.data.instance_formats import load_yaml_file, read_coco, read_yolo, yolo_names
 from cnnkit.data.splits import named_children, role_of
 from cnnkit.data.walk import list_images
 from cnnkit.errors import CnnkitError
@@ -99,15 +96,6 @@ def _yaml_names(spec: dict, origin: Path) -> tuple[list[str], str]:
         return [str(n) for n in names], f"{len(names)} classes from {origin.name}"
     LOGGER.warning("warning: %s gives no class names; using the 80 COCO names, as Ultralytics does", origin)
     return list(COCO80), "the 80 COCO classes (no names given)"
-
-
-def load_yaml_file(path: Path) -> Any:
-    """A YAML file's content; an unreadable or invalid file is an error naming it."""
-    try:
-        return yaml.safe_load(path.read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise CnnkitError(f"{path}: not a readable YAML file ({first}); fix it") from None
 
 
 def read_data_yaml(path: Path, skip_bad: bool) -> FoundLayout:
