@@ -35,10 +35,19 @@ def train(config: str | Path | None = None, **overrides: Any) -> TrainResult:
 
 def train_with(cfg: TrainConfig, on_epoch_end: Callable[[int, dict], None] | None = None) -> TrainResult:
     """Train a resolved config: its task found by name, its model checked before any data is read."""
-    from cnnkit.models import get_entry
+    from cnnkit.data.images import set_max_pixels
+    from cnnkit.models import get_entry, list_models
 
-    get_entry(cfg.model)
-    return fit(cfg, get_task(cfg.task), on_epoch_end)
+    task, entry = get_task(cfg.task), get_entry(cfg.model)
+    if entry.task != task.name:
+        some = ", ".join(list_models(task.name)[:4])
+        raise CnnkitError(f"--model {cfg.model}: a {entry.task} model, not {task.name}; pick a {task.name} model "
+                          f"such as {some} (`cnnkit models --task {task.name}` lists them)")
+    if cfg.pretrained not in ("", "torchvision") and not Path(cfg.pretrained).is_file():
+        raise CnnkitError(f"--pretrained {cfg.pretrained}: file not found; give a weights file, 'torchvision', "
+                          "or drop --pretrained")
+    set_max_pixels(cfg.max_pixels)
+    return fit(cfg, task, on_epoch_end)
 
 
 class Model:

@@ -7,6 +7,7 @@ error (with a "did you mean"), and nothing is ever evaluated: YAML is read with 
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,7 +61,7 @@ class TrainConfig:
     mean: list = _f([], "per-channel mean of 0..1 pixels; empty = computed on the training split")
     std: list = _f([], "per-channel std of 0..1 pixels; empty = computed on the training split")
     tta: bool = _f(False, "average predictions over a horizontal flip at validation and prediction")
-    device: str = _f("auto", "auto, cpu, cuda or cuda:N")
+    device: str = _f("auto", "auto, cpu, cuda, cuda:N, N (a CUDA index) or mps")
     workers: int = _f(0, "DataLoader worker processes; 0 loads in the main process")
     seed: int = _f(0, "random seed for weights, splits, shuffling and augmentation")
     deterministic: bool = _f(False, "use deterministic algorithms so a run repeats bit for bit")
@@ -73,6 +74,8 @@ class TrainConfig:
     monitor: str = _f("", "metric that picks best.pt and drives early stopping; empty = the task's main one "
                            "(top1 for classify, miou for segment); higher is better, lower for names with 'loss'")
     skip_bad: bool = _f(False, "skip unreadable images with a warning instead of stopping")
+    max_pixels: int = _f(180_000_000, "largest image read (pixels, from its header, before decoding); a larger one "
+                                      "is refused as a possible decompression bomb (Pillow's own limit)")
     cache: str = _f("auto", "decode images once into memory: auto (if small), ram, or none",
                     choices=("auto", "ram", "none"))
     project: str = _f("runs", "folder that holds the runs; a run is <project>/<task>/<name>")
@@ -122,20 +125,47 @@ def make_config(overrides: dict[str, Any] | None = None, origin: str = "argument
             raise CnnkitError(f"{origin}: unknown config key '{key}'.{did_you_mean(key, by_name)}")
         f = by_name[key]
         out[key] = _coerce(f, value, origin)
-        choices = f.metadata.get("choices")
-        if choices and out[key] not in choices:
-            raise CnnkitError(f"{origin}: '{key}' must be one of {', '.join(choices)}, got {value!r}")
-        low, high = RANGES.get(key, (None, None))
-        if (low is not None and out[key] < low) or (high is not None and out[key] >= high):
-            bounds = f"at least {low}" + (f" and below {high}" if high is not None else "")
-            raise CnnkitError(f"{origin}: '{key}' must be {bounds}, got {value!r}")
+        check_value(key, out[key], origin)
+    if bool(out.get("mean")) != bool(out.get("std")):
+        raise CnnkitError(f"{origin}: give both {_name('mean', origin)} and {_name('std', origin)}, or neither "
+                          "(then both are computed on the training split)")
     return TrainConfig(**out)
+
+
+def _name(key: str, origin: str) -> str:
+    """How the user wrote a field: ``--batch`` on the command line, ``'batch'`` in a recipe."""
+    return "--" + key.replace("_", "-") if origin == "command line" else f"'{key}'"
+
+
+DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?|\d+")
+
+
+def check_value(key: str, value: Any, origin: str = "command line") -> None:
+    """Refuse a value outside its field's choices or range, in one line that names the flag or key."""
+    name, f = _name(key, origin), {f.name: f for f in config_fields()}[key]
+    choices = f.metadata.get("choices")
+    if choices and value not in choices:
+        raise CnnkitError(f"{origin}: {name} must be one of {', '.join(choices)}, got {value!r}")
+    low, high = RANGES.get(key, (None, None))
+    values = value if isinstance(value, list) else [value]
+    for v in values:
+        if (low is not None and v < low) or (high is not None and v >= high):
+            bounds = f"at least {low}" + (f" and below {high}" if high is not None else "")
+            raise CnnkitError(f"{origin}: {name} must be {bounds}, got {value!r}")
+    if key == "std" and any(v <= 0 for v in values):
+        raise CnnkitError(f"{origin}: {name} values must be above 0 (they divide the pixels), got {value!r}")
+    if key == "device" and not DEVICE.fullmatch(value):
+        hint = " (PyTorch calls a GPU 'cuda')" if value.lower() in ("gpu", "cuda0", "nvidia") else ""
+        raise CnnkitError(f"{origin}: {name} {value!r} is not a device{hint}; use auto, cpu, cuda, cuda:N, "
+                          "a CUDA index such as 0, or mps")
 
 
 # value ranges [low, high) of numeric fields: a negative learning rate or a batch of 0 is refused here
 RANGES = {"batch": (1, None), "val_split": (0.0, 1.0), "lr": (0.0, None), "epochs": (0, None),
           "weight_decay": (0.0, None), "warmup_epochs": (0.0, None), "workers": (0, None), "patience": (0, None),
-          "save_period": (0.0, None), "imgsz": (0, None), "max_size": (0, None)}
+          "save_period": (0.0, None), "imgsz": (0, None), "max_size": (0, None), "momentum": (0.0, 1.0),
+          "ema": (0.0, 1.0), "label_smoothing": (0.0, 1.0), "grad_clip": (0.0, None), "ignore_index": (0, 65536),
+          "mean": (0.0, 1.000001), "std": (0.0, None), "max_pixels": (1, None), "seed": (0, 2**63)}
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:

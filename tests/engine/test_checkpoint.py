@@ -64,3 +64,36 @@ def test_pickled_code_is_refused(tmp_path):
     torch.save({"task": "classify", "model": Evil()}, tmp_path / "evil.pt")
     with pytest.raises(CnnkitError, match="not a readable checkpoint"):
         load_checkpoint(tmp_path / "evil.pt")
+
+
+def test_outputs_take_the_umask_not_mkstemps_0600(tmp_path):
+    import os
+    import stat
+
+    from cnnkit.files import FILE_MODE
+
+    target = tmp_path / "f.bin"
+    atomic_write_bytes(target, b"x")
+    assert stat.S_IMODE(target.stat().st_mode) == FILE_MODE
+    mask = os.umask(0)
+    os.umask(mask)
+    assert FILE_MODE == 0o666 & ~mask  # readable by the group and others under the usual 022
+
+
+def test_stale_temporaries_are_removed(tmp_path):
+    from cnnkit.files import remove_stale_temporaries
+
+    (tmp_path / ".last.pt.abc123.tmp").write_bytes(b"half")
+    (tmp_path / "last.pt").write_bytes(b"whole")
+    assert [p.name for p in remove_stale_temporaries(tmp_path)] == [".last.pt.abc123.tmp"]
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_non_finite_weights_are_never_written_nor_loaded(tmp_path):
+    state = {"task": "classify", "model": {"w": torch.tensor([1.0, float("nan")])}, "meta": {}, "epoch": 3}
+    with pytest.raises(CnnkitError, match="NaN or infinite.*epoch 3"):
+        save_checkpoint(state, tmp_path / "best.pt")
+    assert not list(tmp_path.iterdir())
+    torch.save(state, tmp_path / "bad.pt")
+    with pytest.raises(CnnkitError, match="bad.pt: holds NaN or infinite weights"):
+        load_checkpoint(tmp_path / "bad.pt")

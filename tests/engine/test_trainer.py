@@ -108,10 +108,11 @@ def test_resume_keeps_the_runs_own_epochs(tmp_path, caplog):
     with pytest.raises(KeyboardInterrupt):
         train_with(make_config(dict(TINY, epochs=3, project=str(tmp_path), name="run")), on_epoch_end=interrupt)
     again = {k: v for k, v in TINY.items() if k != "epochs"}
-    resumed = cnnkit.train(**dict(again, lr=0.5), project=str(tmp_path), name="run",
+    with pytest.raises(CnnkitError, match=r"--lr 0.5 \(run: 0.05\) differ"):  # never ignored without a word
+        cnnkit.train(**dict(again, lr=0.5), project=str(tmp_path), name="run", resume=True)
+    resumed = cnnkit.train(**again, project=str(tmp_path), name="run",
                            resume=True)  # no epochs given: the run's own 3, not the default 10
     assert resumed.epochs_run == 3
-    assert "ignored: --lr" in caplog.text  # a new value on resume is said, not silently dropped
     with pytest.raises(CnnkitError, match="1 epoch or more"):
         cnnkit.train(**dict(TINY, epochs=0), project=str(tmp_path))
 
@@ -186,3 +187,21 @@ def test_a_deterministic_run_does_not_stay_deterministic():
     assert torch.are_deterministic_algorithms_enabled()
     seed_everything(0, deterministic=False)  # the next run in the same process
     assert not torch.are_deterministic_algorithms_enabled()
+
+
+def test_a_run_that_fails_before_its_first_checkpoint_leaves_no_folder(tmp_path):
+    with pytest.raises(CnnkitError, match="--monitor"):  # found at the first epoch's end
+        cnnkit.train(**TINY, project=str(tmp_path), name="run", monitor="accuracy")
+    assert not (tmp_path / "classify" / "run").exists()
+    assert cnnkit.train(**TINY, project=str(tmp_path), name="run").run_dir.name == "run"  # not run2
+
+
+def test_resume_of_a_run_killed_before_its_first_checkpoint_starts_it_afresh(tmp_path, caplog):
+    from cnnkit.config import save_yaml
+
+    run = tmp_path / "classify" / "run"
+    save_yaml(make_config(dict(TINY, project=str(tmp_path), name="run")), run / "config.yaml")
+    (run / ".config.yaml.x1.tmp").write_text("half")  # a write the kill interrupted
+    result = cnnkit.train(project=str(tmp_path), name="run", resume=True)  # nothing else given: the run's own
+    assert result.run_dir == run and result.epochs_run == TINY["epochs"] and (run / "last.pt").is_file()
+    assert "starting it afresh" in caplog.text and not list(run.glob(".*.tmp"))

@@ -11,6 +11,7 @@ import numpy as np
 
 from cnnkit.cli.deploy import cmd_export, cmd_serve, load_predictor  # noqa: F401 - subcommands
 from cnnkit.config import load_yaml, make_config
+from cnnkit.data.images import set_max_pixels
 from cnnkit.errors import CnnkitError
 from cnnkit.files import atomic_write_bytes, atomic_write_csv
 
@@ -37,8 +38,7 @@ def next_folder(base: Path) -> Path:
 
 
 def cmd_val(args: argparse.Namespace) -> int:
-    if args.batch < 1:
-        raise CnnkitError(f"--batch {args.batch}: give 1 or more images per batch")
+    set_max_pixels(args.max_pixels)
     if Path(args.weights).suffix.lower() == ".onnx":
         return _val_onnx(args)
     from torch.utils.data import DataLoader
@@ -57,7 +57,7 @@ def cmd_val(args: argparse.Namespace) -> int:
                        forward=model.task.tta_forward if args.tta else None)
     out = Path(args.out) if args.out else next_folder(Path(args.weights).resolve().parent / "val")
     metrics.save(out)
-    (out / "metrics.json").write_text(json.dumps(results, indent=2))
+    atomic_write_bytes(out / "metrics.json", json.dumps(results, indent=2).encode())
     print(metrics.table())
     print(" ".join(f"{k}={v:.4f}" for k, v in results.items()))
     print(f"{len(data.val)} images; reports in {out}")
@@ -69,10 +69,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from cnnkit.data.images import iter_sources
     from cnnkit.data.inputs import InputWatch
 
-    if args.batch < 1:
-        raise CnnkitError(f"--batch {args.batch}: give 1 or more images per batch")
-    if args.topk < 1:
-        raise CnnkitError(f"--topk {args.topk}: give 1 or more classes to report")
+    set_max_pixels(args.max_pixels)
     model = load_predictor(args.weights, args.device)
     paths = iter_sources(args.sources)
     out = Path(args.out) if args.out else next_folder(Path("runs") / model.meta["task"] / "predict")
@@ -154,6 +151,7 @@ def _val_onnx(args: argparse.Namespace) -> int:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
+    set_max_pixels(args.max_pixels)
     if args.action == "check":
         from cnnkit.data.check import check_data
 
@@ -191,15 +189,18 @@ def cmd_summary(args: argparse.Namespace) -> int:
     kw = {"input_size": args.imgsz} if accepts(args.model, "input_size") else {}
     model = create_model(args.model, num_classes=args.num_classes, in_chans=args.in_chans, **kw)
     shape = (1, args.in_chans, args.imgsz, args.imgsz)
+    try:
+        table = format_table(layer_table(model, shape), count_flops(model, shape))
+    except RuntimeError as e:
+        raise CnnkitError(f"--imgsz {args.imgsz}: too small for {args.model} ({str(e).splitlines()[0][:120]}); "
+                          "give a larger --imgsz") from None
     print(f"{args.model}: input {list(shape)}, {args.num_classes} classes (FLOPs: one multiply-add = 2)")
-    print(format_table(layer_table(model, shape), count_flops(model, shape)))
+    print(table)
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from cnnkit.cli.demo import DEMOS, run_demo
 
-    if args.epochs < 0:
-        raise CnnkitError("--epochs must be positive")
     run_demo(Path(args.out), args.epochs, tuple(args.task) if args.task else tuple(DEMOS))
     return 0

@@ -62,6 +62,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from cnnkit.serve.app import Limits, serve
 
     limits = Limits(max_upload_mb=args.max_upload_mb, max_pixels=args.max_pixels, workers=args.workers,
-                    queue=args.queue, timeout_s=args.timeout)
+                    queue=args.queue, timeout_s=args.timeout, body_timeout_s=args.body_timeout,
+                    api_key=args.api_key)
     serve(load_predictor(args.weights, args.device), args.host, args.port, limits)
     return 0

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 
 from cnnkit import __version__
 from cnnkit.config import config_fields
+from cnnkit.data.images import DEFAULT_MAX_PIXELS
 from cnnkit.errors import CnnkitError
 
 EXAMPLES = {
@@ -64,6 +65,32 @@ EXAMPLES = {
 }
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with cnnkit's error form: one line naming the flag, exit code 2 (no usage block)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"error: {self.prog}: {message}; see {self.prog} --help\n")
+
+
+def bounded(kind: type, low: float | None = None, high: float | None = None, above: bool = False
+            ) -> Callable[[str], float]:
+    """An argparse type: ``kind`` within [low, high] (``above``: strictly over ``low``); else argparse's
+    one-line error that names the flag."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'a whole number' if kind is int else 'a number'}, "
+                                             f"got {text!r}") from None
+        if low is not None and (value <= low if above else value < low):
+            raise argparse.ArgumentTypeError(f"must be {'above' if above else 'at least'} {low}, got {text}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"must be at most {high}, got {text}")
+        return value
+    parse.__name__ = kind.__name__
+    return parse
+
+
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field, defaulting to 'not given' so YAML and defaults stay below it."""
     for f in config_fields():
@@ -84,23 +111,33 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
 def _add_inference_flags(parser: argparse.ArgumentParser, batch: int) -> None:
     parser.add_argument("--weights", required=True,
                         help="a cnnkit checkpoint (best.pt / last.pt), or an .onnx file from `cnnkit export`")
-    parser.add_argument("--batch", type=int, default=batch, help="images per batch")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--batch", type=bounded(int, 1), default=batch, help="images per batch")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, N (a CUDA index) or mps")
     parser.add_argument("--tta", action="store_true", help="average over a horizontal flip")
+    _add_max_pixels(parser)
+
+
+def _add_max_pixels(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--max-pixels", type=bounded(int, 1), default=DEFAULT_MAX_PIXELS,
+                        help="largest image read (pixels, from its header); larger is refused as a possible "
+                             "decompression bomb")
 
 
 def _add_predict_flags(p: argparse.ArgumentParser) -> None:
     """Each task's prediction options; a task takes those its predictor accepts."""
-    p.add_argument("--topk", type=int, default=5, help="classify: classes to report per image")
+    p.add_argument("--topk", type=bounded(int, 1), default=5, help="classify: classes to report per image")
     p.add_argument("--mode", default="auto", choices=("auto", "whole", "slide"),
                    help="segment: whole image, sliding window, or auto (slide above 4 training crops)")
-    p.add_argument("--tile", type=int, default=0, help="segment, instance: tile side (pixels) [default: segment the "
+    p.add_argument("--tile", type=bounded(int, 0), default=0,
+                   help="segment, instance: tile side (pixels) [default: segment the "
                    "training crop; instance twice it, tiling only images over four crops]")
-    p.add_argument("--overlap", type=float, default=0.25, help="segment, instance: tile overlap (fraction of a tile)")
-    p.add_argument("--score-thresh", type=float, default=0.5, help="instance, detect: lowest score kept")
-    p.add_argument("--nms-thresh", type=float, default=0.5,
+    p.add_argument("--overlap", type=bounded(float, 0, 0.95), default=0.25,
+                   help="segment, instance: tile overlap (fraction of a tile)")
+    p.add_argument("--score-thresh", type=bounded(float, 0, 1), default=0.5, help="instance, detect: lowest score kept")
+    p.add_argument("--nms-thresh", type=bounded(float, 0, 1), default=0.5,
                    help="instance, detect: box IoU above which the lower-scored same-class detection is dropped")
-    p.add_argument("--max-det", type=int, default=0, help="instance, detect: most objects per image [default: model's]")
+    p.add_argument("--max-det", type=bounded(int, 0), default=0,
+                   help="instance, detect: most objects per image [default: model's]")
     p.add_argument("--probs", action="store_true", help="segment: also save class probabilities (<stem>_probs.npy)")
     p.add_argument("--out", default="", help="output folder [default: runs/<task>/predict, predict2, ...]")
     p.add_argument("--no-images", action="store_true",
@@ -111,7 +148,8 @@ def _add_deploy_parsers(add: Callable[[str, str], argparse.ArgumentParser]) -> N
     p = add("export", "export a checkpoint to ONNX or TorchScript: uint8 images in, the task's results out")
     p.add_argument("--weights", required=True, help="a cnnkit checkpoint (best.pt / last.pt)")
     p.add_argument("--format", default="onnx", choices=("onnx", "torchscript"), help="file format")
-    p.add_argument("--imgsz", type=int, default=0, help="input side (pixels) [default: the training size or crop]")
+    p.add_argument("--imgsz", type=bounded(int, 0), default=0,
+                   help="input side (pixels) [default: the training size or crop]")
     p.add_argument("--dynamic", action="store_true",
                    help="free batch size (and, for segment, free height and width); instance and detect "
                         "always take one image of any size")
@@ -120,21 +158,29 @@ def _add_deploy_parsers(add: Callable[[str, str], argparse.ArgumentParser]) -> N
     p.add_argument("--verify", action="store_true", help="compare with PyTorch: output differences, metrics on "
                    "--data, CPU latency (eager, exported, torch.compile)")
     p.add_argument("--data", default="", help="--verify: data whose val split scores both models")
-    p.add_argument("--limit", type=int, default=200,
+    p.add_argument("--limit", type=bounded(int, 0), default=200,
                    help="--verify: validation images scored, drawn across the split with a fixed seed (0: all)")
     p.add_argument("--no-compile", action="store_true", help="--verify: skip torch.compile's latency")
 
     p = add("serve", "serve a model over HTTP: a web page at /, a JSON API at /predict, docs at /docs")
     p.add_argument("--weights", required=True, help="a cnnkit checkpoint or an exported .onnx file")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 exposes it to the network)")
-    p.add_argument("--port", type=int, default=8000, help="TCP port")
+    p.add_argument("--port", type=bounded(int, 1, 65535), default=8000, help="TCP port")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (checkpoints)")
-    p.add_argument("--workers", type=int, default=1,
+    p.add_argument("--workers", type=bounded(int, 1), default=1,
                    help="inference threads: .onnx requests run this many at once (checkpoints: one)")
-    p.add_argument("--queue", type=int, default=16, help="requests waiting beyond those; more get 503")
-    p.add_argument("--timeout", type=float, default=30.0, help="seconds a request may wait and run; then 504")
-    p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload (MB); larger gets 413")
-    p.add_argument("--max-pixels", type=int, default=50_000_000, help="largest image (pixels); larger gets 413")
+    p.add_argument("--queue", type=bounded(int, 0), default=16, help="requests waiting beyond those; more get 503")
+    p.add_argument("--timeout", type=bounded(float, 0, above=True), default=30.0,
+                   help="seconds a request may wait and run; then 504")
+    p.add_argument("--max-upload-mb", type=bounded(float, 0, above=True), default=20.0,
+                   help="largest upload (MB); larger gets 413")
+    p.add_argument("--max-pixels", type=bounded(int, 1), default=50_000_000,
+                   help="largest image (pixels); larger gets 413")
+    p.add_argument("--body-timeout", type=bounded(float, 0, above=True), default=20.0,
+                   help="seconds a client may take to send its upload; slower gets 408")
+    p.add_argument("--api-key", default=os.environ.get("CNNKIT_API_KEY", ""),
+                   help="require this key on /predict (header X-API-Key or Authorization: Bearer); prefer the "
+                        "CNNKIT_API_KEY environment variable, which other users cannot see in the process list")
 
 
 def _add_data_parser(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
@@ -144,7 +190,7 @@ def _add_data_parser(add: Callable[[str, str], argparse.ArgumentParser]) -> None
     p.add_argument("source", help="a data set in any layout (a folder, a COCO .json, a data.yaml, a CSV)")
     p.add_argument("--task", choices=("classify", "segment", "instance", "detect"), default=None,
                    help="check: read the data for this task [default: guessed from the layout]")
-    p.add_argument("--val-split", type=float, default=0.0,
+    p.add_argument("--val-split", type=bounded(float, 0, 0.95), default=0.0,
                    help="check: fraction held out when there is no val split [default: the task's]")
     p.add_argument("--seed", type=int, default=0, help="check: seed of the held-out split")
     p.add_argument("--val-group", default="", help="check: hold out whole groups, as train --val-group")
@@ -152,10 +198,11 @@ def _add_data_parser(add: Callable[[str, str], argparse.ArgumentParser]) -> None
     p.add_argument("--out", help="convert: output folder (new or empty)")
     p.add_argument("--skip-bad", action="store_true", help="skip bad or missing files with a warning, as training "
                    "with --skip-bad would")
+    _add_max_pixels(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cnnkit", description="Train, evaluate and use CNNs on images.")
+    parser = Parser(prog="cnnkit", description="Train, evaluate and use CNNs on images.")
     parser.add_argument("--version", action="version", version=f"cnnkit {__version__}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -178,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="images to score: val (the val folder, or the images held out at training, recomputed "
                         "from the seed and fraction saved with the model), train, test, all; auto: val, or all "
                         "of a data set the model did not train on")
-    p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    p.add_argument("--workers", type=bounded(int, 0), default=0, help="DataLoader worker processes")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable images with a warning")
     p.add_argument("--out", default="", help="folder for the reports [default: next to the weights, val/]")
 
@@ -192,18 +239,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_deploy_parsers(add)
 
     p = add("models", "list registered models with parameters and FLOPs")
-    p.add_argument("--task", default=None, help="only models of this task")
+    p.add_argument("--task", default=None, choices=("classify", "segment", "instance", "detect"),
+                   help="only models of this task")
     p.add_argument("--no-flops", action="store_true", help="skip building models to count FLOPs (faster)")
-    p.add_argument("--imgsz", type=int, default=224, help="input side for FLOPs (pixels)")
+    p.add_argument("--imgsz", type=bounded(int, 16), default=224, help="input side for FLOPs (pixels)")
 
     p = add("summary", "layer table of a model: output shapes, parameters and FLOPs")
     p.add_argument("model", help="registered model name")
-    p.add_argument("--imgsz", type=int, default=224, help="input side (pixels)")
-    p.add_argument("--in-chans", type=int, default=3, help="input channels")
-    p.add_argument("--num-classes", type=int, default=10, help="number of classes")
+    p.add_argument("--imgsz", type=bounded(int, 1), default=224, help="input side (pixels)")
+    p.add_argument("--in-chans", type=bounded(int, 1), default=3, help="input channels")
+    p.add_argument("--num-classes", type=bounded(int, 1), default=10, help="number of classes")
 
     p = add("demo", "generate synthetic shapes; train, evaluate and predict each task, about a minute each on a CPU")
-    p.add_argument("--epochs", type=int, default=0, help="override the demo's epochs")
+    p.add_argument("--epochs", type=bounded(int, 0), default=0, help="override the demo's epochs")
     p.add_argument("--task", action="append", choices=("classify", "segment", "instance"),
                    help="run only this task's demo (repeatable) [default: all]")
     p.add_argument("--out", default="runs/demo", help="project folder for the demo's runs")
@@ -225,6 +273,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `cnnkit data check DIR | head`: the reader left; so do we, quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except OSError as e:  # an output folder that is a file, read-only, full, or gone: the user's to fix
+        if getattr(args, "debug", False) or e.filename is None:
+            raise
+        print(f"error: {e.filename}: {e.strerror or e}; choose a folder you can write to (--out / --project), "
+              "or free some space", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)  # a training run has said how to continue it
         return 130

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from cnnkit.data.images import UNREADABLE
 from cnnkit.errors import CnnkitError
 from cnnkit.log import LOGGER
 
@@ -137,7 +138,7 @@ def image_summary(paths: list) -> str:
                 sizes[im.size] += 1
                 modes[im.mode] += 1
                 pages += getattr(im, "n_frames", 1) > 1
-        except OSError:
+        except UNREADABLE:
             modes["unreadable"] += 1
     common = ", ".join(f"{w}x{h} ({n})" for (w, h), n in sizes.most_common(3))
     text = f"images: {len(pick)} of {len(paths)} read: sizes {common}{' ...' if len(sizes) > 3 else ''}; modes " + (
@@ -150,7 +151,7 @@ def dhash(path: Path) -> np.ndarray | None:
     try:
         with Image.open(path) as im:
             grey = np.asarray(im.convert("L").resize((9, 8), Image.BILINEAR), np.int16)
-    except OSError:
+    except UNREADABLE:
         return None
     return (grey[:, 1:] > grey[:, :-1]).ravel()
 

@@ -20,6 +20,7 @@ from torch.utils.data import Dataset
 from cnnkit.data import idx
 from cnnkit.data.images import (
     IMAGE_EXTS,
+    UNREADABLE,
     decode_all,
     probe_channels,
     probe_high,
@@ -127,8 +128,12 @@ def scan_image_folder(root: Path, skip_bad: bool) -> tuple[list[Path], list[str]
 
 def read_csv(path: Path) -> tuple[list[Path], list[str]]:
     """Rows of ``path,label`` (a header row is optional); paths are relative to the CSV's folder."""
-    with path.open(newline="") as f:
-        rows = [r for r in csv.reader(f) if r and not r[0].startswith("#")]
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            rows = [r for r in csv.reader(f) if r and not r[0].startswith("#")]
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise CnnkitError(f"{path}: not a readable CSV text file ({e}); save it as UTF-8 text, one path,label "
+                          "row per image") from None
     if rows and [c.strip().lower() for c in rows[0][:2]] in (["path", "label"], ["file", "label"], ["image", "label"]):
         rows = rows[1:]
     if not rows:
@@ -179,8 +184,9 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
 def _synthetic(spec: str, seed: int) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], list[str]]:
     """'shapes' or 'shapes:N' (N training scenes, N/4 validation scenes, 64 px)."""
     _, _, n = spec.partition(":")
-    if n and not n.isdigit():
-        raise CnnkitError(f"--data {spec}: expected 'shapes' or 'shapes:N' with N the number of training images")
+    if n and (not n.isdigit() or int(n) < 8):
+        raise CnnkitError(f"--data {spec}: expected 'shapes' or 'shapes:N' with N (8 or more) the number of training "
+                          "images")
     n_train = int(n or 2000)
     train = make_classification(n_train, seed=seed)
     val = make_classification(max(n_train // 4, 8), seed=seed + 10_000)
@@ -226,7 +232,7 @@ def _native_size(paths: list[Path]) -> int:
         try:
             with Image.open(p) as im:
                 sizes.add(upright_size(im))
-        except OSError:
+        except UNREADABLE:
             continue
     if len(sizes) == 1:
         w, h = sizes.pop()

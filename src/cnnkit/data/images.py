@@ -14,6 +14,34 @@ from cnnkit.data.walk import IMAGE_EXTS, is_image_file, list_images  # noqa: F40
 from cnnkit.errors import CnnkitError
 from cnnkit.log import LOGGER
 
+DEFAULT_MAX_PIXELS = 180_000_000  # about Pillow's own refusal (2 x 89.5 M): a 13,400 px square
+# Pillow refuses, at Image.open (from the header, before decoding), any image over twice its limit:
+# every reader of cnnkit goes through Image.open, so this one setting guards them all
+Image.MAX_IMAGE_PIXELS = DEFAULT_MAX_PIXELS // 2
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)  # below the limit: not a problem
+# what a reader may meet in a bad file, besides CnnkitError
+UNREADABLE = (OSError, UnidentifiedImageError, Image.DecompressionBombError, SyntaxError, ValueError)
+
+
+def set_max_pixels(limit: int) -> None:
+    """Refuse images of more than ``limit`` pixels in every reader (``--max-pixels``)."""
+    Image.MAX_IMAGE_PIXELS = max(1, limit) / 2
+
+
+def max_pixels() -> int:
+    return int(Image.MAX_IMAGE_PIXELS * 2)
+
+
+def bomb_message(path: str | Path, error: Exception) -> str:
+    """One line for an image over the pixel limit (Pillow's DecompressionBombError names no file)."""
+    import re
+
+    found = re.search(r"\((\d+) pixels\)", str(error))
+    size = f"{int(found.group(1)):,} pixels" if found else "too many pixels"
+    return (f"{path}: {size}, over the limit of {max_pixels():,} (a possible decompression bomb); shrink the "
+            "image, or raise --max-pixels if it is genuine")
+
+
 GREY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 
 
@@ -57,7 +85,7 @@ def probe_high(paths: Sequence, limit: int = 200) -> float:
                     continue
                 is_float |= im.mode == "F"
                 top = max(top, float(np.asarray(im, dtype=np.float32).max(initial=0)))
-        except (OSError, UnidentifiedImageError):
+        except UNREADABLE:
             continue
     if top <= 0:
         return 0.0
@@ -102,6 +130,8 @@ def open_image(path: str | Path) -> Image.Image:
         return upright(im)
     except UnidentifiedImageError:
         raise CnnkitError(f"{path}: not an image Pillow can read; convert it to PNG or JPEG, or remove it") from None
+    except Image.DecompressionBombError as e:
+        raise CnnkitError(bomb_message(path, e) + ", or pass --skip-bad") from None
     except (OSError, SyntaxError, ValueError) as e:
         msg = f"{path}: corrupt or truncated image ({e}); re-export or remove it, or pass --skip-bad"
         raise CnnkitError(msg) from None
@@ -142,7 +172,7 @@ def probe_channels(paths: Sequence[Path], limit: int = 64) -> int:
             with Image.open(path) as im:
                 if mode_channels(im.mode) == 3:
                     return 3
-        except (OSError, UnidentifiedImageError):
+        except UNREADABLE:
             continue
     return 1
 
@@ -179,6 +209,8 @@ def verify_all(paths: Iterable[Path], skip_bad: bool) -> dict[Path, str]:
                 im.verify()
         except CnnkitError as e:
             bad[p] = str(e)
+        except Image.DecompressionBombError as e:
+            bad[p] = bomb_message(p, e) + ", or pass --skip-bad"
         except Exception as e:  # noqa: BLE001 - Pillow raises many types for bad files
             bad[p] = f"{p}: corrupt image ({type(e).__name__}); re-export or remove it, or pass --skip-bad"
     report_bad(list(bad.values()), skip_bad)

@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from cnnkit.data.images import HIGH_BIT_MODES as HIGH_BIT
+from cnnkit.data.images import UNREADABLE
 from cnnkit.log import LOGGER
 
 SAMPLE = 100  # training images described
@@ -31,7 +32,7 @@ def _open(image: Any) -> Image.Image | None:
         with Image.open(image) as im:
             im.load()
             return im
-    except OSError:
+    except UNREADABLE:
         return None
 
 

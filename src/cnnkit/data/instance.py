@@ -24,6 +24,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from cnnkit.data.images import read_image
+from cnnkit.errors import CnnkitError
 
 MIN_PIXELS = 4  # an object with fewer visible pixels after a crop is dropped from the sample
 Window = tuple[int, int, int, int]  # top, left, height, width in source pixels (may extend past the image)
@@ -41,9 +42,13 @@ def slice_padded(array: np.ndarray, window: Window) -> np.ndarray:
 
 
 def read_id_map(path: Path) -> np.ndarray:
-    """An 8- or 16-bit instance map PNG -> (H, W) int32 ids (0 background)."""
+    """An 8- or 16-bit instance map PNG -> (H, W) int32 ids (0 background); negative ids are refused."""
     with Image.open(path) as im:
-        return np.asarray(im).astype(np.int32) if im.mode != "RGB" else _rgb_ids(np.asarray(im))
+        ids = np.asarray(im).astype(np.int32) if im.mode != "RGB" else _rgb_ids(np.asarray(im))
+    if ids.size and ids.min() < 0:
+        raise CnnkitError(f"{path}: negative ids in an instance map ({int(ids.min())}); ids are 0 (background) and "
+                          "1, 2, ... one per object: re-export it")
+    return ids
 
 
 def _rgb_ids(rgb: np.ndarray) -> np.ndarray:

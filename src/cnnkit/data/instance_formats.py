@@ -28,8 +28,10 @@ import yaml
 from PIL import Image
 from pycocotools import mask as mask_util
 
+from cnnkit.data.coco_checks import check_coco, contained
+from cnnkit.data.images import UNREADABLE
 from cnnkit.data.instance import InstanceItem, Objects, masks_to_boxes_np, rle_of
-from cnnkit.data.masks import report_problems
+from cnnkit.data.masks import LOSSY, report_problems
 from cnnkit.data.segment import IMAGE_DIRS, MASK_DIRS, _child, image_size, pair_by_stem
 from cnnkit.data.walk import is_hidden, list_images
 from cnnkit.errors import CnnkitError
@@ -85,11 +87,16 @@ def shape_objects(size: tuple[int, int], shapes: list, boxes: list, labels: list
 
 # ----------------------------------------------------------------------------------------- COCO
 def _find_image(json_path: Path, name: str, image_dirs: tuple[Path, ...] = ()) -> Path:
+    """The image ``name`` in the first of the usual folders that holds it; never outside that folder."""
     for base in (*image_dirs, json_path.parent, json_path.parent / "images", json_path.parent.parent,
                  json_path.parent.parent / "images"):
-        if (base / name).is_file():
-            return base / name
-    return (image_dirs[0] if image_dirs else json_path.parent) / name  # where it was looked for first
+        if base.is_dir() and (base / name).is_file():
+            return contained(base, name, json_path)
+    first = image_dirs[0] if image_dirs else json_path.parent
+    return contained(first, name, json_path)  # where it was looked for first
+
+
+SIZE_SAMPLE = 500  # images whose header is compared with the sizes in the file (all of them would cost minutes)
 
 
 def read_coco(json_path: Path, skip_bad: bool, names: list[str] | None = None, image_dirs: tuple[Path, ...] = ()
@@ -103,7 +110,8 @@ def read_coco(json_path: Path, skip_bad: bool, names: list[str] | None = None, i
         coco = json.loads(json_path.read_text())
     except (OSError, ValueError) as e:
         raise CnnkitError(f"{json_path}: not a readable COCO JSON file ({e}); fix or re-export it") from None
-    if not isinstance(coco, dict) or not coco.get("images"):
+    check_coco(coco, json_path)
+    if not coco.get("images"):
         raise CnnkitError(f"{json_path}: no images listed; a COCO file needs 'images', 'annotations', 'categories'")
     cats = sorted(coco.get("categories", []), key=lambda c: c["id"])
     names = names or [c["name"] for c in cats]
@@ -119,13 +127,18 @@ def read_coco(json_path: Path, skip_bad: bool, names: list[str] | None = None, i
                               "which 'images' does not list")
         per_image[ann["image_id"]].append(ann)
     problems, items, missing = Problems(json_path), [], []
-    for im in coco["images"]:
+    sample = set(np.linspace(0, len(coco["images"]) - 1, min(SIZE_SAMPLE, len(coco["images"]))).astype(int).tolist())
+    for n, im in enumerate(coco["images"]):
         path = _find_image(json_path, im["file_name"], image_dirs)
         if not path.is_file():
             missing.append(f"{path}: image listed in {json_path.name} not found; add it, or pass --skip-bad to "
                            "leave it out")
             continue
         size = (int(im["height"]), int(im["width"])) if "height" in im else image_size(path)[::-1]
+        if "height" in im and n in sample and image_size(path)[::-1] != size:
+            w, h = image_size(path)
+            raise CnnkitError(f"{path}: the file is {w}x{h} px but {json_path.name} says {size[1]}x{size[0]} "
+                              "(width x height); its annotations would be misplaced: re-export them or the image")
         items.append(InstanceItem(path, _coco_objects(per_image[im["id"]], size, cat_index, problems)))
     report_problems(missing, "missing image", skip_bad)
     problems.report()
@@ -142,7 +155,12 @@ def _coco_objects(anns: list[dict], size: tuple[int, int], cat_index: dict, prob
                 problems.add("object(s) without a valid polygon dropped")
                 continue
         elif isinstance(seg, dict):
-            seg = rle_of(seg, size)
+            try:
+                seg = rle_of(seg, size)
+                mask_util.decode(seg)  # a corrupt RLE fails here, not in training
+            except (ValueError, TypeError, OverflowError) as e:
+                raise CnnkitError(f"{problems.source}: annotation {ann.get('id')}: invalid RLE segmentation ({e}); "
+                                  "re-export the annotations") from None
         else:
             seg = None
         if "bbox" in ann:
@@ -228,6 +246,13 @@ def _yolo_objects(label: Path, lines: list[str], size: tuple[int, int], names: l
         if not 0 <= cls < len(names):
             raise CnnkitError(f"{label}:{n}: class {cls} is not in the {len(names)} classes; fix the line "
                               "or add the name to classes.txt")
+        if len(values) % 2:  # a torn line; too few points (an even count) is a polygon skipped below
+            raise CnnkitError(f"{label}:{n}: {len(values)} coordinates after the class, an odd number; a line is "
+                              "'class cx cy w h' (a box) or 'class x1 y1 x2 y2 x3 y3 ...' (a polygon)")
+        if not np.isfinite(values).all():
+            raise CnnkitError(f"{label}:{n}: a coordinate is not a finite number ({line.strip()!r}); fix the line")
+        if values.min() < 0 or values.max() > 1:
+            problems.add("coordinate(s) outside 0..1 clipped to the image (YOLO coordinates are fractions of it)")
         if len(values) == 4:  # cx cy w h: a box
             cx, cy, bw, bh = values * [w, h, w, h]
             poly, box = None, np.array([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], np.float32)
@@ -258,12 +283,28 @@ def read_map_folder(image_dir: Path, mask_dir: Path, names: list[str], skip_bad:
     images, maps = pair_by_stem(image_dir, mask_dir, skip_bad)
     items = []
     for image, id_map in zip(images, maps):
+        check_id_map_file(id_map)
         w, h = image_size(image)
         if image_size(id_map) != (w, h):
             raise CnnkitError(f"{id_map}: mask is {image_size(id_map)} but its image is {(w, h)}; "
                               "masks must match their images pixel for pixel")
         items.append(InstanceItem(image, Objects((h, w), id_map=id_map, map_classes=_map_classes(id_map, names))))
     return items
+
+
+def check_id_map_file(id_map: Path) -> None:
+    """Refuse maps whose ids cannot be trusted: lossy files (JPEG changes ids at every edge), float maps."""
+    if id_map.suffix.lower() in LOSSY:
+        raise CnnkitError(f"{id_map}: an instance map saved as JPEG, whose compression changes object ids along every "
+                          "edge; save instance maps as PNG (8- or 16-bit)")
+    try:
+        with Image.open(id_map) as im:
+            mode = im.mode
+    except UNREADABLE:
+        return  # said, naming the file, where it is decoded
+    if mode == "F":
+        raise CnnkitError(f"{id_map}: a floating-point instance map; ids are whole numbers (0 background, 1, 2, ... "
+                          "one per object): save it as an 8- or 16-bit PNG")
 
 
 def _map_classes(id_map: Path, names: list[str]) -> dict[int, int]:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from cnnkit.data.images import UNREADABLE, bomb_message
 from cnnkit.errors import CnnkitError
 from cnnkit.log import LOGGER
 
@@ -137,6 +138,9 @@ def read_classes_file(path: Path, ignore_value: int) -> ClassSpec:
     return ClassSpec(names, values, colours, ignore_value, ignore_colour, source=str(path))
 
 
+LOSSY = (".jpg", ".jpeg", ".jfif", ".webp")  # compression that changes class values (WebP: unless lossless)
+
+
 @dataclass
 class MaskInfo:
     """What one pass over a mask file found: its size, kind, and pixel count per disk value or colour."""
@@ -148,16 +152,24 @@ class MaskInfo:
 
 def read_mask_array(path: Path) -> tuple[np.ndarray, str]:
     """Raw mask as stored: ``(H, W)`` integers for index/palette/grey masks, or ``(H, W)`` packed RGB colours."""
+    if path.suffix.lower() in LOSSY:
+        raise CnnkitError(f"{path}: a mask saved as JPEG, whose compression changes the class values along every "
+                          "edge; save masks as PNG (for binary masks, threshold at 128 first)")
     try:
         with Image.open(path) as im:
             im.load()
+            if im.mode == "F" or im.mode.startswith("I;16F"):
+                raise CnnkitError(f"{path}: a floating-point mask; masks hold whole class indices (0, 1, 2, ...): save "
+                                  "it as an 8- or 16-bit PNG")
             if im.mode in ("RGB", "RGBA"):
                 rgb = np.asarray(im.convert("RGB"), dtype=np.int32)
                 return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2], "rgb"
             if im.mode == "LA":
                 im = im.convert("L")
             return np.asarray(im).astype(np.int32, copy=False), "index"
-    except OSError as e:
+    except Image.DecompressionBombError as e:
+        raise CnnkitError(bomb_message(path, e)) from None
+    except UNREADABLE as e:
         raise CnnkitError(f"{path}: unreadable mask ({e}); re-export it as PNG") from None
 
 
@@ -178,6 +190,9 @@ def scan_masks(paths: Sequence[Path], workers: int = 2) -> list[MaskInfo]:
 def infer_classes(infos: Sequence[MaskInfo], ignore_value: int, binary: bool, origin: str) -> ClassSpec:
     """Classes from the values found in index masks, when no classes file is given."""
     if binary:
+        if not any(v not in (0, ignore_value) for info in infos for v in info.counts):
+            raise CnnkitError(f"{origin}: every mask is background (0) only: nothing to learn; check that the masks "
+                              "mark the objects (foreground above 0)")
         return binary_spec(ignore_value)
     if any(info.kind == "rgb" for info in infos):
         raise CnnkitError(f"{origin}: masks are RGB colour images; pass a classes file (--classes-file, CSV of "
@@ -186,6 +201,9 @@ def infer_classes(infos: Sequence[MaskInfo], ignore_value: int, binary: bool, or
     if not values:
         raise CnnkitError(f"{origin}: every mask pixel equals the ignore index {ignore_value}; check --ignore-index")
     _suggest_binary({v for info in infos for v in info.counts}, origin)
+    if values == [0]:
+        raise CnnkitError(f"{origin}: every mask holds only the value 0 (background): nothing to learn; masks hold "
+                          "class indices 0, 1, 2, ... per pixel, so check that they were saved with their classes")
     top = max(values)
     if top > 253:
         raise CnnkitError(f"{origin}: mask value {top} found; index masks need values 0..253 (or a classes file)")

@@ -15,7 +15,16 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from cnnkit.data.images import open_image, pil_to_array, probe_channels, probe_high, scaled_size, upright_size
+from cnnkit.data.images import (
+    UNREADABLE,
+    bomb_message,
+    open_image,
+    pil_to_array,
+    probe_channels,
+    probe_high,
+    scaled_size,
+    upright_size,
+)
 from cnnkit.data.masks import (
     IGNORE,
     VOC_CLASSES,
@@ -93,7 +102,9 @@ def image_size(path: Path) -> tuple[int, int]:
     try:
         with Image.open(path) as im:
             return upright_size(im)
-    except OSError as e:
+    except Image.DecompressionBombError as e:
+        raise CnnkitError(bomb_message(path, e) + ", or pass --skip-bad") from None
+    except UNREADABLE as e:
         raise CnnkitError(f"{path}: unreadable image ({e}); re-export or remove it, or pass --skip-bad") from None
 
 

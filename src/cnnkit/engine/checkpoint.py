@@ -14,7 +14,18 @@ from cnnkit.errors import CnnkitError
 from cnnkit.files import atomic_write_bytes
 
 
+def non_finite(weights: dict[str, Any]) -> list[str]:
+    """Names of the floating-point tensors in ``weights`` that hold NaN or infinity."""
+    return [k for k, v in weights.items()
+            if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+
+
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
+    """Write ``state`` atomically; weights that are not finite are never written (they would predict NaN)."""
+    bad = non_finite(state["model"])
+    if bad:
+        raise CnnkitError(f"{path}: not written: the weights became NaN or infinite ({len(bad)} tensors, e.g. "
+                          f"{bad[0]}) at epoch {state.get('epoch')}; lower --lr, or use --grad-clip 1, or drop --amp")
     buf = io.BytesIO()
     torch.save(state, buf)
     atomic_write_bytes(path, buf.getvalue())
@@ -31,6 +42,10 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CnnkitError(f"{path}: not a readable checkpoint ({type(e).__name__}); pass a cnnkit .pt file") from None
     if not isinstance(ckpt, dict) or "model" not in ckpt or "task" not in ckpt:
         raise CnnkitError(f"{path}: not a cnnkit checkpoint (no task/model entries); pass a .pt written by cnnkit")
+    bad = non_finite(ckpt["model"]) if isinstance(ckpt["model"], dict) else []
+    if bad:
+        raise CnnkitError(f"{path}: holds NaN or infinite weights ({len(bad)} tensors, e.g. {bad[0]}); it cannot "
+                          "predict. Use an earlier checkpoint, or retrain with a lower --lr")
     return ckpt
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -26,7 +27,7 @@ from cnnkit.engine.loop import evaluate, train_one_epoch
 from cnnkit.engine.midepoch import MidEpochSaver, done_steps, rest_of_epoch
 from cnnkit.engine.optim import build_ema, build_optimizer, build_scheduler
 from cnnkit.errors import CnnkitError
-from cnnkit.files import atomic_write_bytes
+from cnnkit.files import atomic_write_bytes, remove_stale_temporaries
 from cnnkit.log import LOGGER
 
 
@@ -38,10 +39,26 @@ class TrainResult:
 
 
 def select_device(name: str) -> torch.device:
+    """'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:N', 'N' (Ultralytics' and PyTorch users' GPU index)
+    or 'mps'; a device this machine lacks is refused in one line."""
+    from cnnkit.config import check_value
+
+    check_value("device", name)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise CnnkitError(f"--device {name}: no CUDA device is available here; use --device cpu")
+    if name.isdigit():
+        name = f"cuda:{name}"
+    if name == "mps":
+        if not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+            raise CnnkitError("--device mps: Apple's Metal (MPS) is not available on this machine; use --device cpu")
+        return torch.device("mps")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise CnnkitError(f"--device {name}: no CUDA device is available here; use --device cpu")
+        index = int(name.split(":")[1]) if ":" in name else 0
+        if index >= torch.cuda.device_count():
+            raise CnnkitError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                              f"numbered from 0")
     return torch.device(name)
 
 
@@ -60,14 +77,14 @@ def run_folder(cfg: TrainConfig) -> Path:
     base = Path(cfg.project) / cfg.task
     if cfg.name:
         folder = base / cfg.name
-        if folder.exists() and not (cfg.resume or cfg.exist_ok) and any(folder.iterdir()):
+        if folder.exists() and not (cfg.resume or cfg.exist_ok) and any(not _stale(p) for p in folder.iterdir()):
             n = 2
             while (base / f"{cfg.name}{n}").exists():
                 n += 1
             folder = base / f"{cfg.name}{n}"
         return folder
-    if cfg.resume:
-        runs = sorted((p for p in base.glob("*/last.pt")), key=lambda p: p.stat().st_mtime)
+    if cfg.resume:  # the latest run; one killed before its first checkpoint has only its config.yaml
+        runs = sorted((p for p in base.glob("*/config.yaml")), key=lambda p: p.stat().st_mtime)
         if not runs:
             raise CnnkitError(f"--resume: nothing to resume under {base} (no last.pt); train without --resume")
         return runs[-1].parent
@@ -76,6 +93,11 @@ def run_folder(cfg: TrainConfig) -> Path:
         n += 1
         folder = base / f"exp{n}"
     return folder
+
+
+def _stale(path: Path) -> bool:
+    """A temporary file that an interrupted atomic write left (removed when the run starts)."""
+    return path.name.startswith(".") and path.name.endswith(".tmp")
 
 
 def make_loader(dataset, batch: int, shuffle: bool, cfg: TrainConfig, info: dist_utils.DistInfo,
@@ -142,8 +164,11 @@ def resume_point(cfg: TrainConfig, run_dir: Path) -> tuple[TrainConfig, dict[str
     if not cfg.resume:
         return cfg, None
     if not (run_dir / "last.pt").is_file():
-        raise CnnkitError(f"--resume: {run_dir} holds no last.pt to continue; check --name and --project, or train "
-                          "without --resume")
+        if not (run_dir / "config.yaml").is_file():
+            raise CnnkitError(f"--resume: {run_dir} holds no last.pt to continue; check --name and --project, or "
+                              "train without --resume")
+        LOGGER.warning("warning: %s was stopped before its first checkpoint (no last.pt); starting it afresh", run_dir)
+        return _fresh_start(cfg, run_dir), None
     ckpt = load_checkpoint(run_dir / "last.pt")
     if "optimizer" not in ckpt:
         raise CnnkitError(f"{run_dir / 'last.pt'}: holds no training state; train without --resume")
@@ -154,17 +179,31 @@ def resume_point(cfg: TrainConfig, run_dir: Path) -> tuple[TrainConfig, dict[str
     saved = {**ckpt["config"], "epochs": epochs, "device": cfg.device, "workers": cfg.workers}
     defaults = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
                 for f in config_fields()}
-    ignored = [k for k, v in to_dict(cfg).items() if k not in RESUME_FREE and v != defaults[k]
-               and v != ckpt["config"].get(k)]
-    if ignored:
-        LOGGER.warning("warning: --resume continues %s as it was set up; ignored: %s", run_dir,
-                       ", ".join("--" + k.replace("_", "-") for k in ignored))
+    differ = [k for k, v in to_dict(cfg).items() if k not in RESUME_FREE and v != defaults[k]
+              and v != ckpt["config"].get(k)]
+    if differ:  # a resumed run that silently took other settings would not be the run it claims to be
+        raise CnnkitError(f"--resume continues {run_dir} as it was set up, but "
+                          + ", ".join(f"--{k.replace('_', '-')} {to_dict(cfg)[k]!r} (run: {ckpt['config'].get(k)!r})"
+                                      for k in differ)
+                          + " differ; drop them to resume, or start a new run without --resume. Only "
+                          + ", ".join("--" + k for k in ("epochs", "device", "workers")) + " may change")
     return replace(TrainConfig(**saved), resume=True), ckpt
+
+
+def _fresh_start(cfg: TrainConfig, run_dir: Path) -> TrainConfig:
+    """The run's own config.yaml (new epochs, device and workers allowed), to start again in its folder."""
+    from cnnkit.config import load_yaml, make_config
+
+    saved = load_yaml(run_dir / "config.yaml")
+    return make_config({**saved, "epochs": cfg.epochs or saved.get("epochs", 10), "device": cfg.device,
+                        "workers": cfg.workers, "resume": False, "exist_ok": True, "name": run_dir.name,
+                        "project": cfg.project}, origin=str(run_dir / "config.yaml"))
 
 
 def build_parts(cfg: TrainConfig, task, data, device: torch.device, steps_per_epoch: int,
                 resume: dict[str, Any] | None) -> Parts:
     model = task.build_model(cfg, data.meta)
+    check_input_size(model, cfg, data.meta)
     if resume is None and data.init_batch is not None and hasattr(model.net, "init_from_data"):
         model.net.init_from_data(model.normalize(data.init_batch))
     model.to(device)
@@ -177,6 +216,23 @@ def build_parts(cfg: TrainConfig, task, data, device: torch.device, steps_per_ep
     if resume is not None:
         parts.restore(resume)
     return parts
+
+
+def check_input_size(model: torch.nn.Module, cfg: TrainConfig, meta: dict[str, Any]) -> None:
+    """A small --imgsz is tried on the model before training: one that pools away to nothing fails here,
+    in one line, and not after the data is read."""
+    side = int(meta.get("imgsz") or 0)
+    if not side or side >= 64:
+        return
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, meta["in_chans"], side, side))
+    except RuntimeError as e:
+        raise CnnkitError(f"--imgsz {side}: too small for {cfg.model} ({str(e).splitlines()[0][:120]}); "
+                          "use a larger --imgsz such as 32") from None
+    finally:
+        model.train()
 
 
 def fit(cfg: TrainConfig, task, on_epoch_end: Callable[[int, dict], None] | None = None) -> TrainResult:
@@ -193,7 +249,24 @@ def fit(cfg: TrainConfig, task, on_epoch_end: Callable[[int, dict], None] | None
     seed_everything(cfg.seed, cfg.deterministic)
     run_dir = dist_utils.broadcast_object(run_folder(cfg) if info.is_main else None, info)
     cfg, resume = resume_point(cfg, run_dir)
+    cfg = replace(cfg, monitor=cfg.monitor or task.default_monitor)  # a config.yaml written before it was set
+    new_folder = not run_dir.exists()
+    try:
+        return _fit_in(cfg, task, on_epoch_end, (info, device, run_dir), resume)
+    except Exception:
+        # a run that failed before its first checkpoint leaves no folder (the next run keeps its name)
+        if info.is_main and new_folder and run_dir.is_dir() and not (run_dir / "last.pt").exists():
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
 
+
+def _fit_in(cfg: TrainConfig, task, on_epoch_end: Callable[[int, dict], None] | None, where: tuple,
+            resume: dict[str, Any] | None) -> TrainResult:
+    """``fit`` once the run folder and the resume point are known."""
+    info, device, run_dir = where
+    if info.is_main:
+        for stale in remove_stale_temporaries(run_dir):  # a killed writer's partial file
+            LOGGER.info("removed %s, left by an interrupted write", stale)
     data = task.build_data(cfg, meta=resume["meta"] if resume else None)
     local_batch = max(1, cfg.batch // info.world_size)
     train_loader = make_loader(data.train, local_batch, True, cfg, info, data.collate_fn)

@@ -113,8 +113,19 @@ class SegNetDecoder(nn.Module):
     def forward(self, features: list[torch.Tensor], indices: list[torch.Tensor], sizes: list) -> torch.Tensor:
         x = features[-1]
         for stage, idx, size in zip(self.stages, indices[::-1], sizes[::-1]):
-            x = stage(F.max_unpool2d(x, idx, 2, 2, output_size=size))
+            x = stage(unpool(x, idx, size))
         return x
+
+
+def unpool(x: torch.Tensor, indices: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """Max-unpooling: each value of ``x`` ``(N, C, h, w)`` back at its pooled position ``indices`` (flat,
+    per channel, as ``MaxPool2d(return_indices=True)`` gives them) in a zero map of ``size`` (..., H, W).
+    The same as ``F.max_unpool2d``, written as a scatter because that op does not export (its output-size
+    check needs Python booleans, which ONNX and TorchScript tracing make tensors)."""
+    n, c = x.shape[:2]
+    height, width = size[-2], size[-1]
+    out = x.new_zeros((n, c, height * width))
+    return out.scatter(2, indices.flatten(2), x.flatten(2)).view(n, c, height, width)
 
 
 class FCNDecoder(nn.Module):

@@ -1,20 +1,25 @@
 """The HTTP service: GET /health, GET /info, POST /predict, the web page at /, OpenAPI docs at /docs.
 
-Guards, in the order a request meets them: the upload size (413, before it is all read), one image
-per request, the image's pixel count read from its header before decoding (413), anything Pillow
-cannot read (400), admission to a bounded inference pool (503 when full) and a time limit (504).
+Guards, in the order a request meets them: the API key when one is set (401), a time limit on
+receiving the upload (408: a client that sends slowly cannot hold a connection forever), the upload
+size (413, also for chunked bodies, which are read to their end so that the client gets the answer
+and not a reset connection), admission to a bounded pool (503 when full), then, in the pool and off
+the event loop, the image's pixel count from its header before decoding (413), anything Pillow
+cannot read (400), and a time limit on the work (504). ``/health`` stays fast under any of it.
 Uploads stay in memory, or in Starlette's spooled temporary files for multipart bodies; nothing is
-written anywhere else.
+written anywhere else. A client that leaves mid-upload is logged in one line.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import hmac
 import io
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
@@ -24,6 +29,7 @@ import numpy as np
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
 from PIL import Image, UnidentifiedImageError
+from starlette.requests import ClientDisconnect
 
 from cnnkit import __version__
 from cnnkit.data.images import upright
@@ -38,6 +44,8 @@ class Limits:
     workers: int = 1  # inference threads: requests that run at once
     queue: int = 16  # requests admitted to wait for a worker; beyond them, 503
     timeout_s: float = 30.0  # seconds a request may wait and run; then 504
+    body_timeout_s: float = 20.0  # seconds a client may take to send its upload; then 408
+    api_key: str = ""  # when set, /predict needs it (header X-API-Key, or Authorization: Bearer KEY); else 401
 
 
 def png_base64(picture: Image.Image) -> str:
@@ -68,18 +76,53 @@ def decode_upload(data: bytes, max_pixels: int) -> Image.Image:
         raise HTTPException(400, f"corrupt or truncated image ({e})") from None
 
 
-async def read_capped(request: Request, cap: int) -> bytes:
-    """The request body, refusing (413) past ``cap`` bytes without reading the rest."""
+async def read_capped(request: Request, cap: int, timeout_s: float) -> bytes:
+    """The request body within ``timeout_s`` (else 408), refusing (413) past ``cap`` bytes. A body
+    declared too large is refused at once; a chunked one is read on, and dropped, to its end (within
+    the time limit), so that the client reads the 413 instead of a reset connection."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > cap:
         raise HTTPException(413, f"upload of {int(declared)} bytes exceeds the limit of {cap} bytes")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > cap:
-            raise HTTPException(413, f"upload exceeds the limit of {cap} bytes")
-        chunks.append(chunk)
+
+    async def receive() -> None:
+        nonlocal size
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size <= cap:
+                chunks.append(chunk)
+            elif chunks:
+                chunks.clear()  # over the cap: keep reading to the end, keep nothing
+
+    try:
+        await asyncio.wait_for(receive(), timeout_s)
+    except asyncio.TimeoutError:
+        raise HTTPException(408, f"upload not received within {timeout_s:g} s; send it faster or a smaller image",
+                            headers={"Connection": "close"}) from None
+    except ClientDisconnect:
+        LOGGER.info("client %s left before its upload was received", _client(request))
+        raise HTTPException(400, "client disconnected") from None
+    if size > cap:
+        raise HTTPException(413, f"upload of {size} bytes exceeds the limit of {cap} bytes")
     return b"".join(chunks)
+
+
+def _client(request: Request) -> str:
+    return f"{request.client.host}:{request.client.port}" if request.client else "unknown"
+
+
+def check_key(request: Request, key: str) -> None:
+    """401 unless the request carries ``key`` (X-API-Key, or Authorization: Bearer KEY); compared in
+    constant time."""
+    if not key:
+        return
+    given = request.headers.get("x-api-key") or ""
+    bearer = request.headers.get("authorization", "")
+    if bearer.lower().startswith("bearer "):
+        given = given or bearer[7:].strip()
+    if not hmac.compare_digest(given.encode(), key.encode()):
+        raise HTTPException(401, "missing or wrong API key: send it in the X-API-Key header (or Authorization: "
+                                 "Bearer KEY)", headers={"WWW-Authenticate": "Bearer"})
 
 
 async def image_bytes(request: Request, body: bytes) -> bytes:
@@ -146,13 +189,19 @@ class Runner:
         with self.count_lock:
             self.pending -= 1
 
-    async def predict(self, image: Image.Image, options: dict) -> dict:
+    def _work(self, data: bytes, options: dict, answer: Callable[[Image.Image, dict], dict]) -> dict:
+        """In the pool, off the event loop: decode (the costly part of a large upload), predict, answer."""
+        image = decode_upload(data, self.limits.max_pixels)
+        return answer(image, self._predict(image, options))
+
+    async def run(self, data: bytes, options: dict, answer: Callable[[Image.Image, dict], dict]) -> dict:
+        """``answer(image, prediction)`` for the upload ``data``: admitted (else 503), timed (else 504)."""
         with self.count_lock:
             if self.pending >= self.limits.workers + self.limits.queue:
                 raise HTTPException(503, "server busy: all inference slots are taken; retry shortly",
                                     headers={"Retry-After": "1"})
             self.pending += 1
-        work = self.pool.submit(self._predict, image, options)
+        work = self.pool.submit(self._work, data, options, answer)
         work.add_done_callback(self._release)
         try:
             return await asyncio.wait_for(asyncio.wrap_future(work), self.limits.timeout_s)
@@ -180,8 +229,9 @@ def create_app(predictor: Any, limits: Limits = Limits()) -> FastAPI:
 
     @app.get("/info")
     def get_info() -> dict:
-        """Task, model, classes and their colours, input size, and the options /predict takes."""
-        return info(predictor)
+        """Task, model, classes and their colours, input size, the options /predict takes, and whether it
+        needs an API key (``api_key_required``)."""
+        return {**info(predictor), "api_key_required": bool(limits.api_key)}
 
     @app.post("/predict")
     async def predict(
@@ -197,18 +247,22 @@ def create_app(predictor: Any, limits: Limits = Limits()) -> FastAPI:
         (class, score, box [x0, y0, x1, y1] px, COCO RLE mask); with ``overlay``, ``overlay_png``;
         ``warnings`` when the image is far from the training images (size, colour, bit depth, brightness)."""
         start = time.perf_counter()
+        check_key(request, limits.api_key)
         given = {"topk": topk, "score_thresh": score_thresh, "max_det": max_det}
         options = {k: v for k, v in given.items() if v is not None}
         wrong = sorted(set(options) - set(predictor.options()))
         if wrong:
             raise HTTPException(400, f"options {wrong} do not apply to a {predictor.meta['task']} model; "
                                      f"it takes {predictor.options()}")
-        image = decode_upload(await image_bytes(request, await read_capped(request, cap)), limits.max_pixels)
-        prediction = await runner.predict(image, options)
-        body = response_body(predictor, image, prediction, overlay, mask)
-        far = runner.watch.check(image, "upload")  # each answer says when its input is far from training's
-        return {"task": predictor.meta["task"], **body, **({"warnings": far} if far else {}),
-                "time_ms": round((time.perf_counter() - start) * 1000, 1)}
+        data = await image_bytes(request, await read_capped(request, cap, limits.body_timeout_s))
+
+        def answer(image: Image.Image, prediction: dict) -> dict:
+            body = response_body(predictor, image, prediction, overlay, mask)
+            far = runner.watch.check(image, "upload")  # each answer says when its input is far from training's
+            return {"task": predictor.meta["task"], **body, **({"warnings": far} if far else {})}
+
+        body = await runner.run(data, options, answer)
+        return {**body, "time_ms": round((time.perf_counter() - start) * 1000, 1)}
 
     app.state.runner = runner
     return app
@@ -218,7 +272,15 @@ def serve(predictor: Any, host: str = "127.0.0.1", port: int = 8000, limits: Lim
     """Run the app on uvicorn until interrupted."""
     import uvicorn
 
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        LOGGER.warning("serving on %s: reachable from other machines; cnnkit serve has no authentication", host)
-    LOGGER.info("cnnkit serve: http://%s:%d (page at /, API docs at /docs)", host, port)
-    uvicorn.run(create_app(predictor, limits), host=host, port=port, log_level="info")
+    if host not in ("127.0.0.1", "localhost", "::1") and not limits.api_key:
+        LOGGER.warning("serving on %s: reachable from other machines, and anyone there may call /predict; set an "
+                       "API key (--api-key or CNNKIT_API_KEY)", host)
+    LOGGER.info("cnnkit serve: http://%s:%d (page at /, API docs at /docs)%s", host, port,
+                "; /predict needs the API key" if limits.api_key else "")
+    # connections beyond a bound get 503 from uvicorn before any of them is read: slow clients cannot
+    # take every socket
+    uvicorn.run(create_app(predictor, limits), host=host, port=port, log_level="info",
+                limit_concurrency=CONNECTIONS + limits.workers + limits.queue, timeout_keep_alive=5)
+
+
+CONNECTIONS = 64  # open connections served beyond the inference pool's (uploads being received, /health, ...)

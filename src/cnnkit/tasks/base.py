@@ -15,6 +15,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from cnnkit.config import TrainConfig
+from cnnkit.errors import CnnkitError
 
 
 @dataclass
@@ -31,6 +32,17 @@ class TaskData:
     batch_transform: Callable[[torch.Tensor, Any], tuple[torch.Tensor, Any]] | None = None
     # (model, images, targets) -> outputs, for models that compute their losses inside (detection)
     train_forward: Callable[[nn.Module, Any, Any], Any] | None = None
+
+
+def given_stats(cfg: TrainConfig, channels: int) -> tuple[list[float], list[float]]:
+    """``--mean`` / ``--std`` for ``channels``-channel images: one value each, or one for all; else an error."""
+    out = []
+    for key, values in (("mean", list(cfg.mean)), ("std", list(cfg.std))):
+        if len(values) not in (1, channels):
+            raise CnnkitError(f"--{key} {' '.join(f'{v:g}' for v in values)}: {len(values)} values for "
+                              f"{channels}-channel images; give {channels} (one per channel), or one for all")
+        out.append(values * channels if len(values) == 1 else values)
+    return out[0], out[1]
 
 
 class Metrics(Protocol):

@@ -19,7 +19,7 @@ from cnnkit.export.graphs import ClassifyGraph
 from cnnkit.metrics.classification import ClassificationMetrics
 from cnnkit.models import accepts
 from cnnkit.models.wrapper import build_image_model
-from cnnkit.tasks.base import TaskData
+from cnnkit.tasks.base import TaskData, given_stats
 from cnnkit.tasks.views import ClassifyView, topk_records
 
 INIT_SAMPLES = 5000  # training images used for data-dependent initialisation (whitening)
@@ -47,8 +47,8 @@ class ClassifyTask(ClassifyView):
                                   trained=meta.get("split"), high=meta.get("pixel_max"),
                                   group=cfg.val_group)
         if "mean" not in meta:
-            if cfg.mean and cfg.std:
-                mean, std = list(cfg.mean), list(cfg.std)
+            if cfg.mean:
+                mean, std = given_stats(cfg, data.channels)
             elif data.train is not None and data.train.images is not None:
                 mean, std = channel_stats(data.train.images)
             else:

@@ -19,7 +19,7 @@ from cnnkit.export.graphs import DetectGraph
 from cnnkit.log import LOGGER
 from cnnkit.metrics.coco import COCOMetrics
 from cnnkit.models.wrapper import build_image_model
-from cnnkit.tasks.base import TaskData
+from cnnkit.tasks.base import TaskData, given_stats
 from cnnkit.tasks.inst_infer import Detection, detect_image, detect_tiled, to_instances
 from cnnkit.tasks.segment import image_stats
 from cnnkit.tasks.tiling import check_tiling
@@ -61,7 +61,7 @@ class InstanceTask(InstanceView):
         max_size = meta.get("max_size", cfg.max_size)
         if "mean" not in meta:
             crop = cfg.imgsz or DEFAULT_CROP
-            mean, std = ((list(cfg.mean), list(cfg.std)) if cfg.mean and cfg.std
+            mean, std = (given_stats(cfg, data.channels) if cfg.mean
                          else image_stats([i.image for i in data.train], data.channels, data.high))
             detections = int(cfg.model_args.get("detections", DEFAULT_DETECTIONS))
             meta.update(task=self.name, classes=data.classes, num_classes=len(data.classes), in_chans=data.channels,

@@ -29,7 +29,7 @@ from cnnkit.export.graphs import SegmentGraph
 from cnnkit.log import LOGGER
 from cnnkit.metrics.segmentation import SegmentationMetrics
 from cnnkit.models.wrapper import build_image_model
-from cnnkit.tasks.base import TaskData
+from cnnkit.tasks.base import TaskData, given_stats
 from cnnkit.tasks.seg_infer import choose_mode, predict_slide, predict_whole, resize_ids
 from cnnkit.tasks.seg_losses import SegmentationLoss
 from cnnkit.tasks.tiling import check_tiling
@@ -55,7 +55,7 @@ class SegmentTask(SegmentView):
                                  group=cfg.val_group)
         if "mean" not in meta:
             crop = _crop_size(cfg.imgsz, data.train.images, max_size)
-            mean, std = ((list(cfg.mean), list(cfg.std)) if cfg.mean and cfg.std
+            mean, std = (given_stats(cfg, data.channels) if cfg.mean
                          else image_stats(data.train.images, data.channels, data.high))
             weights = class_weights(cfg.class_weights, *data.class_stats)
             meta.update(task=self.name, **data.spec.to_meta(), num_classes=len(data.spec.names),

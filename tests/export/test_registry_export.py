@@ -1,0 +1,61 @@
+"""Every registered model exports to ONNX and gives PyTorch's outputs on onnxruntime (a model added to
+the registry is swept with the others; SegNet's unpooling once failed to export). TorchScript, which
+traces the same code, is swept over one model of each architecture (with the basic or smallest
+encoder), to keep ``make test`` within its time."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+from cnnkit import __version__
+from cnnkit.api import load
+from cnnkit.engine.checkpoint import save_checkpoint
+from cnnkit.export.exporter import build_graph, export_model
+from cnnkit.export.verify import exported_runner, parity
+from cnnkit.models import accepts, get_entry, list_models
+from cnnkit.models.wrapper import build_image_model
+from tests.export.helpers import META, STATS
+
+pytestmark = pytest.mark.slow
+SIDE = {"classify": 32, "segment": 64, "instance": 64, "detect": 64}
+TOL = 1e-3
+
+
+def checkpoint(folder, name: str):
+    task = get_entry(name).task
+    meta = {**META[task], **STATS, "model": name}
+    meta["model_args"] = meta["model_args"] if task in ("instance", "detect") else {}
+    if accepts(name, "input_size"):  # as training builds it: a fixed-size head for the data's size
+        meta["model_args"] = {"input_size": SIDE[task]}
+    torch.manual_seed(0)
+    model = build_image_model(meta).eval()
+    path = folder / f"{name}.pt"
+    save_checkpoint({"cnnkit_version": __version__, "task": task, "meta": model.meta, "config": {},
+                     "model": model.state_dict(), "epoch": 0}, path)
+    return path, task
+
+
+def one_per_architecture() -> list[str]:
+    """The first model of each architecture (the name before the encoder), in name order."""
+    seen: dict[str, str] = {}
+    for name in list_models():
+        seen.setdefault(name.split("_")[0] if "_" in name else name, name)
+    return sorted(seen.values())
+
+
+@pytest.mark.parametrize("name, fmt", [(n, "onnx") for n in list_models()]
+                         + [(n, "torchscript") for n in one_per_architecture()])
+def test_every_model_exports_with_parity(tmp_path, name, fmt):
+    path, task = checkpoint(tmp_path, name)
+    start = time.perf_counter()
+    out, _ = export_model(path, fmt, imgsz=SIDE[task], out=tmp_path / f"m.{fmt}")
+    graph = build_graph(load(path, device="cpu"), half=False)
+    shape = [1, 3, SIDE[task], SIDE[task]]
+    differences = parity(graph, exported_runner(str(out), fmt), shape, 3, SIDE[task], samples=1)
+    for key, value in differences.items():
+        assert not key.endswith("count_diff"), differences
+        assert value <= (TOL if key.endswith("max_abs_diff") else 0.0), differences
+    print(f"{name} {fmt}: {time.perf_counter() - start:.1f}s")

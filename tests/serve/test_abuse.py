@@ -1,0 +1,143 @@
+"""The server under abuse on loopback, bounded in count and time: slow bodies, bombs, oversized and
+chunked uploads, large images, clients that leave mid-upload and bursts over the queue. Throughout,
+``/health`` answers within 200 ms, every abusive request gets its status, nothing logs a traceback, and
+the process grows by less than 400 MB."""
+
+from __future__ import annotations
+
+import io
+import logging
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from cnnkit.export.exporter import export_model
+from cnnkit.export.runtime import OnnxModel
+from cnnkit.serve.app import Limits
+from tests.export.helpers import write_checkpoint
+from tests.robustness.corpus import bomb_png
+from tests.serve.conftest import running
+from tests.serve.test_api import SlowModel
+
+pytestmark = pytest.mark.slow
+HEALTH_S = 0.2
+GROWTH_MB = 400
+
+
+def rss_mb() -> float:
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class HealthWatch(threading.Thread):
+    """GET /health every 50 ms; keeps the slowest answer (a failed one counts as infinitely slow)."""
+
+    def __init__(self, url: str):
+        super().__init__(daemon=True)
+        self.url, self.worst, self.count, self.stop = url, 0.0, 0, threading.Event()
+
+    def run(self) -> None:
+        with httpx.Client(timeout=5) as client:
+            while not self.stop.is_set():
+                start = time.perf_counter()
+                try:
+                    ok = client.get(f"{self.url}/health").status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                self.worst = max(self.worst, time.perf_counter() - start if ok else float("inf"))
+                self.count += 1
+                time.sleep(0.05)
+
+
+def raw(url: str, head: bytes, body: bytes = b"", hold: float = 0.0, close: bool = False) -> bytes:
+    """Send ``head`` and ``body`` on a raw socket, wait ``hold`` s (or close at once); the reply read."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(head + body)
+        if close:
+            return b""
+        time.sleep(hold)
+        chunks = []
+        try:
+            while chunk := s.recv(65536):
+                chunks.append(chunk)
+        except (TimeoutError, ConnectionResetError):
+            pass
+        return b"".join(chunks)
+
+
+def png(side: int) -> bytes:
+    """A smooth picture: small on the wire, ``side`` x ``side`` pixels to decode."""
+    ramp = (np.add.outer(np.arange(side), np.arange(side)) % 256).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(np.stack([ramp, ramp.T, 255 - ramp], -1)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def onnx_model(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("abuse")
+    path, _ = export_model(write_checkpoint(folder, "classify"), "onnx", dynamic=True, out=folder / "c.onnx")
+    return OnnxModel(path)
+
+
+def status(reply: bytes) -> int:
+    return int(reply.split(b" ", 2)[1]) if reply.startswith(b"HTTP/1.1 ") else 0
+
+
+def test_health_stays_fast_under_abuse(onnx_model, tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    limits = Limits(max_upload_mb=4, max_pixels=8_000_000, workers=1, queue=4, timeout_s=10, body_timeout_s=1.0)
+    bomb = bomb_png(tmp_path / "bomb.png").read_bytes()
+    big = png(2500)  # 6.25 MP, decoded in the pool
+    start_mb = rss_mb()
+    with running(SlowModel(onnx_model, 0.3), limits) as url:
+        watch = HealthWatch(url)
+        watch.start()
+        post = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+        with ThreadPoolExecutor(48) as pool:
+            slow = [pool.submit(raw, url, post + b"Content-Length: 100000\r\n\r\n", b"\x89PNG", 3.0) for _ in range(20)]
+            left = [pool.submit(raw, url, post + b"Content-Length: 100000\r\n\r\n", b"\x89PNG" * 10, close=True)
+                    for _ in range(5)]
+            with httpx.Client(timeout=30) as client:
+                bombs = [pool.submit(client.post, f"{url}/predict", content=bomb) for _ in range(8)]
+                large = [pool.submit(client.post, f"{url}/predict", content=big) for _ in range(4)]
+                declared = client.post(f"{url}/predict", content=b"\0" * 5_000_000)
+                chunked = client.post(f"{url}/predict", content=(b"\0" * 1_000_000 for _ in range(30)))
+                burst = [pool.submit(client.post, f"{url}/predict", content=png(64)) for _ in range(16)]
+                codes = {"slow": [status(f.result()) for f in slow], "bombs": [f.result().status_code for f in bombs],
+                         "large": [f.result().status_code for f in large],
+                         "burst": [f.result().status_code for f in burst]}
+            [f.result() for f in left]
+        time.sleep(0.3)
+        watch.stop.set()
+        watch.join()
+    assert watch.count > 20 and watch.worst < HEALTH_S, f"/health took {watch.worst:.3f} s"
+    assert codes["slow"] == [408] * 20
+    assert codes["bombs"] == [413] * 8
+    assert set(codes["large"]) <= {200, 503} and 200 in codes["large"]
+    assert declared.status_code == 413 and chunked.status_code == 413 and "exceeds" in chunked.json()["detail"]
+    assert 503 in codes["burst"] and 200 in codes["burst"]
+    assert "Traceback" not in caplog.text and "Exception in ASGI" not in caplog.text
+    assert "left before its upload was received" in caplog.text
+    assert rss_mb() - start_mb < GROWTH_MB
+
+
+def test_api_key(onnx_model):
+    with running(onnx_model, Limits(api_key="s3cret")) as url:
+        assert httpx.get(f"{url}/health").status_code == 200
+        assert httpx.get(f"{url}/info").json()["api_key_required"] is True
+        image = png(48)
+        assert httpx.post(f"{url}/predict", content=image).status_code == 401
+        assert httpx.post(f"{url}/predict", content=image, headers={"X-API-Key": "wrong"}).status_code == 401
+        assert httpx.post(f"{url}/predict", content=image, headers={"X-API-Key": "s3cret"}).status_code == 200
+        assert httpx.post(f"{url}/predict", content=image,
+                          headers={"Authorization": "Bearer s3cret"}).status_code == 200
