@@ -51,6 +51,26 @@ def _maps(id_map, ext=".png"):
     return lambda root: instance_maps(root, id_map=id_map, ext=ext)
 
 
+class _Payload:
+    """A pickle that would create a file when unpickled: weights_only loading must refuse it."""
+
+    def __init__(self, target):
+        self.target = str(target)
+
+    def __reduce__(self):
+        import os
+
+        return os.mkdir, (self.target,)
+
+
+def _pickle_payload(root):
+    import torch
+
+    root.mkdir(parents=True, exist_ok=True)
+    png(root / "0.png")
+    torch.save({"task": "classify", "model": _Payload(root / "pwned")}, root / "evil.pt")
+
+
 def _readonly_file(root):
     root.mkdir(parents=True, exist_ok=True)
     (root / "file").write_text("not a folder")
@@ -67,6 +87,11 @@ CASES = [
      TC, "0.png"),
     ("cls-empty-folder", nothing, TC, "no class folders"),
     ("cls-missing-folder", None, TC, "in"),
+    ("cls-symlink-loop-one-class", lambda r: (classify(r, classes=("a",)), (r / "a" / "up").symlink_to(r)), TC,
+     "one class"),
+    ("data-a-text-file", text_file("notes.txt", "hello"), ["train", "classify", "--data", "{in}/notes.txt", *TRAIN],
+     "notes.txt"),
+    ("config-a-folder", CLS, [*TC, "--config", "{in}/a"], "a"),
     ("csv-missing-file", text_file("labels.csv", "path,label\nnope.png,a\nnope2.png,b\n"),
      ["train", "classify", "--data", "{in}/labels.csv", *TRAIN], "nope.png"),
     ("csv-no-rows", text_file("labels.csv", "path,label\n"), ["train", "classify", "--data", "{in}/labels.csv", *TRAIN],
@@ -149,6 +174,8 @@ CASES = [
     ("seg-class-weights-bad", _seg_masks(None), [*TS, "--class-weights", "heavy"], "--class-weights"),
     ("seg-class-weights-count", _seg_masks(None), [*TS, "--class-weights", "1,2"], "--class-weights"),
     ("seg-ignore-index-range", _seg_masks(None), [*TS, "--ignore-index", "-1"], "--ignore-index"),
+    ("seg-values-outside-classes", lambda r: (segment(r), (r / "classes.csv").write_text("0,bg,0,0,0\n1,a,9,9,9\n")),
+     TS, "class values"),
     ("seg-bomb-mask", lambda r: (segment(r), bomb_png(r / "masks" / "0.png")), TS, "0.png"),
     # ---------------------------------------------------------------- instance data: COCO
     ("coco-traversal", coco_with(images=image_entries(file_name="../../../../etc/passwd")), TO_COCO, "passwd"),
@@ -172,6 +199,8 @@ CASES = [
     ("coco-a-list", coco_with(raw="[1, 2]"), TO_COCO, "annotations.json"),
     ("coco-images-not-list", coco_with(raw='{"images": 5, "annotations": [], "categories": []}'), TO_COCO,
      "images"),
+    ("coco-duplicate-image-id", coco_with(images=image_entries(id=1)), TO_COCO, "id"),
+    ("convert-classify-data", CLS, TO_COCO, "{in}"),
     ("coco-unknown-category", coco_with(anns=ann(category_id=7)), TO_COCO, "category"),
     ("coco-train-traversal", coco_with(images=image_entries(file_name="../../../../etc/passwd")), TI, "passwd"),
     # ---------------------------------------------------------------- instance data: YOLO
@@ -204,6 +233,10 @@ CASES = [
      ["predict", "--weights", "{in}/w.pt", "{in}/0.png"], "w.pt"),
     ("weights-an-image", lambda r: png(r / "0.png"), ["predict", "--weights", "{in}/0.png", "{in}/0.png"], "0.png"),
     ("weights-nan", lambda r: png(r / "0.png"), ["predict", "--weights", "{nan}", "{in}/0.png"], "nan.pt"),
+    ("weights-pickle-payload", _pickle_payload, ["predict", "--weights", "{in}/evil.pt", "{in}/0.png"], "evil.pt"),
+    ("val-split-test-missing", nothing, ["val", "--weights", "{ckpt}", "--data", "{data}", "--split", "test",
+                                         "--out", "{out}/v"], "test"),
+    ("serve-weights-missing", nothing, ["serve", "--weights", "{in}/none.pt", "--port", "1"], "none.pt"),
     ("weights-onnx-garbage", lambda r: (png(r / "0.png"), (r / "m.onnx").write_bytes(b"garbage")),
      ["predict", "--weights", "{in}/m.onnx", "{in}/0.png"], "m.onnx"),
     ("val-data-missing", nothing, ["val", "--weights", "{ckpt}", "--data", "{in}/none"], "none"),
@@ -254,5 +287,7 @@ def test_bad_input(tmp_path, capsys, trained, writer, argv, expect):
     assert "Traceback" not in captured.err + captured.out
     assert code == 2, f"exit {code}; stderr: {captured.err[-2000:]}"
     assert len(errors) == 1, captured.err
+    for k, v in places.items():
+        expect = expect.replace(k, v)
     assert expect.lower() in errors[0].lower(), errors[0]
     assert snapshot(root) == before, "an input file changed"

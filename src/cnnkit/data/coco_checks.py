@@ -40,6 +40,9 @@ def check_coco(coco: Any, json_path: Path) -> None:
         if (h is not None or w is not None) and not (_finite_numbers([h, w]) and h > 0 and w > 0):
             raise CnnkitError(f"{where}: images[{n}] ({im['file_name']}) has height {h!r} and width {w!r}; both "
                               "must be positive pixel counts")
+        if im["id"] in sizes:
+            raise CnnkitError(f"{where}: images[{n}] ({im['file_name']}) repeats image id {im['id']!r}; each image "
+                              "needs its own id")
         sizes[im["id"]] = (h, w)
     for n, cat in enumerate(coco.get("categories") or []):
         if not isinstance(cat, dict) or "id" not in cat or not isinstance(cat.get("name"), str):

@@ -54,8 +54,18 @@ def png_base64(picture: Image.Image) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+def open_upload(data: bytes, max_pixels: int) -> Image.Image:
+    """Bytes -> a PIL image read from its header only (cheap: run before admission, so that a bomb or a
+    non-image never takes a slot of the pool), or HTTPException 400 (not an image) / 413 (too many pixels)."""
+    return _decoded(data, max_pixels, load=False)
+
+
 def decode_upload(data: bytes, max_pixels: int) -> Image.Image:
-    """Bytes -> a decoded PIL image, or HTTPException 400 (not an image) / 413 (too many pixels)."""
+    """Bytes -> a decoded PIL image, upright, or HTTPException 400 / 413 as ``open_upload``."""
+    return _decoded(data, max_pixels, load=True)
+
+
+def _decoded(data: bytes, max_pixels: int, load: bool) -> Image.Image:
     if not data:
         raise HTTPException(400, "empty upload: send an image file (PNG, JPEG, TIFF, BMP, ...)")
     try:
@@ -66,6 +76,8 @@ def decode_upload(data: bytes, max_pixels: int) -> Image.Image:
             if width * height > max_pixels:
                 raise HTTPException(413, f"image of {width}x{height} px exceeds the server's limit of "
                                          f"{max_pixels} pixels; send a smaller image")
+            if not load:
+                return image
             image.load()
         return upright(image)
     except (UnidentifiedImageError, Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
@@ -255,6 +267,7 @@ def create_app(predictor: Any, limits: Limits = Limits()) -> FastAPI:
             raise HTTPException(400, f"options {wrong} do not apply to a {predictor.meta['task']} model; "
                                      f"it takes {predictor.options()}")
         data = await image_bytes(request, await read_capped(request, cap, limits.body_timeout_s))
+        open_upload(data, limits.max_pixels)  # a bomb or a non-image is refused here, without taking a slot
 
         def answer(image: Image.Image, prediction: dict) -> dict:
             body = response_body(predictor, image, prediction, overlay, mask)
