@@ -26,7 +26,7 @@ def test_unknown_key_suggests_the_right_one():
 def test_values_are_coerced_and_checked():
     cfg = make_config({"epochs": "3", "amp": "true", "lr": "0.1", "mean": "0.5,0.4", "std": "0.2,0.2"})
     assert (cfg.epochs, cfg.amp, cfg.lr, cfg.mean) == (3, True, 0.1, [0.5, 0.4])
-    with pytest.raises(CnnkitError, match="'epochs' must be a int"):
+    with pytest.raises(CnnkitError, match="'epochs' must be a whole number"):
         make_config({"epochs": "many"})
     with pytest.raises(CnnkitError, match="'optimizer' must be one of"):
         make_config({"optimizer": "lion"})

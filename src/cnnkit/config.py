@@ -7,6 +7,7 @@ error (with a "did you mean"), and nothing is ever evaluated: YAML is read with 
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,16 +103,24 @@ def _coerce(f: dataclasses.Field, value: Any, origin: str) -> Any:
                 return value.lower() in ("true", "1", "yes")
             return bool(value)
         if kind in (int, float):
-            return kind(value)
+            return _finite(kind(value))
         if kind is list:
-            return [float(v) for v in (value if isinstance(value, (list, tuple)) else str(value).split(","))]
+            return [_finite(float(v)) for v in (value if isinstance(value, (list, tuple)) else str(value).split(","))]
         if kind is dict:
             if not isinstance(value, dict):
                 raise ValueError(value)
             return dict(value)
         return str(value)
     except (TypeError, ValueError):
-        raise CnnkitError(f"{origin}: '{f.name}' must be a {kind.__name__}, got {value!r}") from None
+        what = {int: "a whole number", float: "a finite number", list: "finite numbers", bool: "true or false",
+                dict: "a mapping"}.get(kind, f"a {kind.__name__}")
+        raise CnnkitError(f"{origin}: {_name(f.name, origin)} must be {what}, got {value!r}") from None
+
+
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError(value)  # NaN passes every range check; refused with the field's name
+    return value
 
 
 def make_config(overrides: dict[str, Any] | None = None, origin: str = "arguments", **kw: Any) -> TrainConfig:

@@ -197,3 +197,13 @@ def test_dsb2018_as_it_is():
     assert data.layout == "masks" and len(data.train) + len(data.val) == 664 and len(data.val) == 66
     objs = data.val[0].objects.window((0, 0, *data.val[0].objects.size))
     assert len(objs["masks"]) > 0 and objs["masks"].shape[1:] == data.val[0].objects.size
+
+
+def test_a_yolo_line_of_a_class_alone_is_a_counted_skip(tmp_path, caplog):
+    """Regression: '0' (no coordinates) raised a numpy error; it is a polygon of no points, skipped and counted."""
+    write_png(tmp_path / "images" / "a.png", np.zeros((40, 80, 3), np.uint8))
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "labels" / "a.txt").write_text("0\n0 0.5 0.5 0.2 0.2\n")
+    (tmp_path / "classes.txt").write_text("cell\n")
+    items = read_split(tmp_path, False, None)[0]
+    assert len(items[0].objects.boxes) == 1 and "fewer than 3 points skipped" in caplog.text

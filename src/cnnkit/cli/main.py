@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -79,6 +80,8 @@ def bounded(kind: type, low: float | None = None, high: float | None = None, abo
     def parse(text: str):
         try:
             value = kind(text)
+            if not math.isfinite(value):
+                raise ValueError(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {'a whole number' if kind is int else 'a number'}, "
                                              f"got {text!r}") from None

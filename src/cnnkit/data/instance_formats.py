@@ -251,7 +251,7 @@ def _yolo_objects(label: Path, lines: list[str], size: tuple[int, int], names: l
                               "'class cx cy w h' (a box) or 'class x1 y1 x2 y2 x3 y3 ...' (a polygon)")
         if not np.isfinite(values).all():
             raise CnnkitError(f"{label}:{n}: a coordinate is not a finite number ({line.strip()!r}); fix the line")
-        if values.min() < 0 or values.max() > 1:
+        if values.size and (values.min() < 0 or values.max() > 1):
             problems.add("coordinate(s) outside 0..1 clipped to the image (YOLO coordinates are fractions of it)")
         if len(values) == 4:  # cx cy w h: a box
             cx, cy, bw, bh = values * [w, h, w, h]
@@ -311,7 +311,15 @@ def _map_classes(id_map: Path, names: list[str]) -> dict[int, int]:
     sidecar = id_map.with_suffix(".json")
     if not sidecar.is_file():
         return {}
-    table = json.loads(sidecar.read_text())
+    try:
+        table = json.loads(sidecar.read_text())
+        if not isinstance(table, dict):
+            raise ValueError(f"a JSON {type(table).__name__}, not an object")
+        if not all(str(k).isdigit() for k in table):
+            raise ValueError("its keys must be object ids, whole numbers")
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise CnnkitError(f"{sidecar}: not a JSON object of {{id: class name}} ({e}); fix it, or remove it for one "
+                          "class") from None
     unknown = sorted({str(v) for v in table.values()} - set(names))
     if unknown:
         raise CnnkitError(f"{sidecar}: classes {unknown} are not in classes.txt ({', '.join(names)}); add them")
