@@ -36,13 +36,16 @@ def train(config: str | Path | None = None, **overrides: Any) -> TrainResult:
 def train_with(cfg: TrainConfig, on_epoch_end: Callable[[int, dict], None] | None = None) -> TrainResult:
     """Train a resolved config: its task found by name, its model checked before any data is read."""
     from cnnkit.data.images import set_max_pixels
-    from cnnkit.models import get_entry, list_models
+    from cnnkit.models import accepts, get_entry, list_models
 
     task, entry = get_task(cfg.task), get_entry(cfg.model)
     if entry.task != task.name:
         some = ", ".join(list_models(task.name)[:4])
         raise CnnkitError(f"--model {cfg.model}: a {entry.task} model, not {task.name}; pick a {task.name} model "
                           f"such as {some} (`cnnkit models --task {task.name}` lists them)")
+    if cfg.pretrained and not accepts(cfg.model, "pretrained"):
+        raise CnnkitError(f"--pretrained: {cfg.model} takes no pretrained weights (it is trained from scratch); drop "
+                          "--pretrained, or pick a torchvision backbone such as resnet18")
     if cfg.pretrained not in ("", "torchvision") and not Path(cfg.pretrained).is_file():
         raise CnnkitError(f"--pretrained {cfg.pretrained}: file not found; give a weights file, 'torchvision', "
                           "or drop --pretrained")

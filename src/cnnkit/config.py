@@ -102,6 +102,8 @@ def _coerce(f: dataclasses.Field, value: Any, origin: str) -> Any:
                     raise ValueError(value)
                 return value.lower() in ("true", "1", "yes")
             return bool(value)
+        if kind is int and isinstance(value, float) and not value.is_integer():
+            raise ValueError(value)  # epochs: 1.5 is not silently cut to 1
         if kind in (int, float):
             return _finite(kind(value))
         if kind is list:

@@ -27,6 +27,8 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     A crash leaves either the old file or the new one, never a torn file.
     """
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(21, "a folder, not a file", str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

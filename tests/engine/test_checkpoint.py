@@ -4,6 +4,9 @@ import torch
 from cnnkit.engine.checkpoint import atomic_write_bytes, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from cnnkit.errors import CnnkitError
 
+META = {"task": "classify", "model": "basic_cnn", "classes": ["a", "b"], "num_classes": 2, "in_chans": 1,
+        "mean": [0.5], "std": [0.2]}
+
 
 def test_atomic_write_leaves_no_temp_files(tmp_path):
     target = tmp_path / "a" / "f.bin"
@@ -27,7 +30,7 @@ def test_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
 
 
 def test_checkpoint_round_trip_with_weights_only(tmp_path):
-    state = {"task": "classify", "model": {"w": torch.ones(2)}, "meta": {"classes": ["a"]}, "rng": rng_state()}
+    state = {"task": "classify", "model": {"w": torch.ones(2)}, "meta": META, "rng": rng_state()}
     save_checkpoint(state, tmp_path / "c.pt")
     loaded = load_checkpoint(tmp_path / "c.pt")
     assert torch.equal(loaded["model"]["w"], torch.ones(2))
@@ -90,10 +93,13 @@ def test_stale_temporaries_are_removed(tmp_path):
 
 
 def test_non_finite_weights_are_never_written_nor_loaded(tmp_path):
-    state = {"task": "classify", "model": {"w": torch.tensor([1.0, float("nan")])}, "meta": {}, "epoch": 3}
+    state = {"task": "classify", "model": {"w": torch.tensor([1.0, float("nan")])}, "meta": META, "epoch": 3}
     with pytest.raises(CnnkitError, match="NaN or infinite.*epoch 3"):
         save_checkpoint(state, tmp_path / "best.pt")
     assert not list(tmp_path.iterdir())
     torch.save(state, tmp_path / "bad.pt")
     with pytest.raises(CnnkitError, match="bad.pt: holds NaN or infinite weights"):
         load_checkpoint(tmp_path / "bad.pt")
+    torch.save({**state, "model": {"w": torch.ones(2)}, "meta": {}}, tmp_path / "nometa.pt")
+    with pytest.raises(CnnkitError, match="nometa.pt: not a complete cnnkit checkpoint .its meta lacks task, model"):
+        load_checkpoint(tmp_path / "nometa.pt")  # regression: a traceback in val, export and serve

@@ -13,7 +13,8 @@ from tests.robustness.corpus import classify
 
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory) -> dict[str, Path]:
-    """{'ckpt': best.pt of basic_cnn on two classes, 'nan_ckpt': the same with a NaN weight, 'data': its data}."""
+    """{'ckpt': best.pt of basic_cnn on two classes, 'nan_ckpt': the same with a NaN weight, 'nometa': with an
+    empty meta, 'data': its data}."""
     root = tmp_path_factory.mktemp("trained")
     classify(root / "data")
     assert main(["train", "classify", "--data", str(root / "data"), "--model", "basic_cnn", "--imgsz", "24",
@@ -24,4 +25,16 @@ def trained(tmp_path_factory) -> dict[str, Path]:
     first = next(iter(state["model"]))
     state["model"][first] = torch.full_like(state["model"][first], float("nan"))
     torch.save(state, root / "nan.pt")
-    return {"ckpt": ckpt, "nan_ckpt": root / "nan.pt", "data": root / "data"}
+    torch.save({**state, "meta": {}}, root / "nometa.pt")
+    return {"ckpt": ckpt, "nan_ckpt": root / "nan.pt", "nometa": root / "nometa.pt", "data": root / "data"}
+
+
+@pytest.fixture(scope="session")
+def busy_port():
+    """A port a listening socket holds for the session."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        yield s.getsockname()[1]

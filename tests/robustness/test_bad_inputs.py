@@ -2,7 +2,8 @@
 flag, print no traceback, and leave its input files as they were.
 
 Placeholders: {in} the case's input folder (written by its writer), {out} a fresh output folder,
-{ckpt} a trained classify checkpoint, {nan} the same with non-finite weights, {data} its data.
+{ckpt} a trained classify checkpoint, {nan} the same with non-finite weights, {nometa} with an empty meta,
+{data} its data, {busy} a port in use.
 """
 
 from __future__ import annotations
@@ -134,7 +135,7 @@ CASES = [
     ("monitor-unknown", CLS, [*TC, "--monitor", "accuracy"], "--monitor"),
     ("val-group-bad-regex", CLS, [*TC, "--val-group", "(unclosed"], "--val-group"),
     ("val-group-no-match", CLS, [*TC, "--val-group", "zzz(\\d+)"], "--val-group"),
-    ("pretrained-missing", CLS, [*TC, "--pretrained", "{in}/none.pth"], "none.pth"),
+    ("pretrained-missing", CLS, [*TC, "--model", "resnet18", "--pretrained", "{in}/none.pth"], "none.pth"),
     ("pretrained-garbage", with_classify(text_file("w.pth", b"garbage")),
      [*TC, "--model", "resnet18", "--pretrained", "{in}/w.pth"], "w.pth"),
     ("config-missing", CLS, [*TC, "--config", "{in}/nope.yaml"], "nope.yaml"),
@@ -242,6 +243,21 @@ CASES = [
     ("weights-pickle-payload", _pickle_payload, ["predict", "--weights", "{in}/evil.pt", "{in}/0.png"], "evil.pt"),
     ("val-split-test-missing", nothing, ["val", "--weights", "{ckpt}", "--data", "{data}", "--split", "test",
                                          "--out", "{out}/v"], "test"),
+    ("serve-port-in-use", nothing, ["serve", "--weights", "{ckpt}", "--port", "{busy}"], "--port"),
+    ("serve-host-unknown", nothing, ["serve", "--weights", "{ckpt}", "--host", "not.a.host.invalid"], "--host"),
+    ("export-out-is-the-weights", nothing, ["export", "--weights", "{nan}", "--out", "{nan}"], "nan.pt"),
+    ("predict-out-is-the-inputs", lambda r: png(r / "0.png"), [*PRED[:-1], "{in}"], "--out"),
+    ("export-out-a-folder", nothing, ["export", "--weights", "{ckpt}", "--out", "{in}"], "in"),
+    ("csv-empty-label", with_classify(text_file("l.csv", "a/0.png,a\na/1.png,\n")),
+     ["train", "classify", "--data", "{in}/l.csv", *TRAIN], "l.csv"),
+    ("recipe-epochs-fraction", with_classify(text_file("r.yaml", "epochs: 1.5\n")), [*TC, "--config", "{in}/r.yaml"],
+     "epochs"),
+    ("class-weights-negative", _seg_masks(None), [*TS, "--class-weights", "1,-2,3"], "--class-weights"),
+    ("pretrained-for-scratch-model", CLS, [*TC, "--model", "fastnet_tiny", "--pretrained", "{in}/a/0.png"],
+     "--pretrained"),
+    ("classes-file-not-utf8", lambda r: (segment(r), (r / "c.csv").write_bytes(b"0,\xff\xfe\n")),
+     [*TS, "--classes-file", "{in}/c.csv"], "c.csv"),
+    ("weights-no-meta", nothing, ["export", "--weights", "{nometa}"], "nometa.pt"),
     ("serve-weights-missing", nothing, ["serve", "--weights", "{in}/none.pt", "--port", "1"], "none.pt"),
     ("weights-onnx-garbage", lambda r: (png(r / "0.png"), (r / "m.onnx").write_bytes(b"garbage")),
      ["predict", "--weights", "{in}/m.onnx", "{in}/0.png"], "m.onnx"),
@@ -270,7 +286,7 @@ CASES = [
 
 
 @pytest.mark.parametrize("writer, argv, expect", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_bad_input(tmp_path, capsys, trained, writer, argv, expect):
+def test_bad_input(tmp_path, capsys, trained, busy_port, writer, argv, expect):
     from tests.robustness.corpus import snapshot
 
     root, out = tmp_path / "in", tmp_path / "out"
@@ -278,7 +294,7 @@ def test_bad_input(tmp_path, capsys, trained, writer, argv, expect):
         writer(root)
     before = snapshot(root)
     places = {"{in}": str(root), "{out}": str(out), "{ckpt}": str(trained["ckpt"]), "{nan}": str(trained["nan_ckpt"]),
-              "{data}": str(trained["data"])}
+              "{data}": str(trained["data"]), "{nometa}": str(trained["nometa"]), "{busy}": str(busy_port)}
     args = []
     for a in argv:
         for k, v in places.items():

@@ -67,17 +67,32 @@ def cmd_val(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     """Checkpoints run on PyTorch; .onnx files on onnxruntime, without importing torch."""
     from cnnkit.data.images import iter_sources
-    from cnnkit.data.inputs import InputWatch
 
     set_max_pixels(args.max_pixels)
     model = load_predictor(args.weights, args.device)
     paths = iter_sources(args.sources)
     out = Path(args.out) if args.out else next_folder(Path("runs") / model.meta["task"] / "predict")
-    out.mkdir(parents=True, exist_ok=True)
+    inside = next((p for p in paths if p.resolve().is_relative_to(out.resolve())), None)
+    if inside is not None:  # the outputs (<stem>_mask.png, ...) could overwrite input images
+        raise CnnkitError(f"--out {out}: holds input images (such as {inside}); write the predictions to another "
+                          "folder")
     # each task takes the options it knows (classify: topk; segment: mode, tile, overlap, probs)
     options = {k: v for k, v in vars(args).items() if k in model.options()}
     if args.tta and "tta" not in options:
         raise CnnkitError(f"--tta: not available for {args.weights}; drop --tta")
+    made = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        return _predict_all(model, paths, out, options, args)
+    except Exception:
+        if made and not any(out.iterdir()):  # a failed run leaves no empty folder (the next is not predict2)
+            out.rmdir()
+        raise
+
+
+def _predict_all(model, paths: list[Path], out: Path, options: dict, args: argparse.Namespace) -> int:
+    from cnnkit.data.inputs import InputWatch
+
     start, records, rows, stems = time.perf_counter(), [], [], set()
     watch = InputWatch(model.meta)  # inputs far from the training images are said, once per kind
     for i in range(0, len(paths), args.batch):
@@ -191,9 +206,10 @@ def cmd_summary(args: argparse.Namespace) -> int:
     shape = (1, args.in_chans, args.imgsz, args.imgsz)
     try:
         table = format_table(layer_table(model, shape), count_flops(model, shape))
-    except RuntimeError as e:
-        raise CnnkitError(f"--imgsz {args.imgsz}: too small for {args.model} ({str(e).splitlines()[0][:120]}); "
-                          "give a larger --imgsz") from None
+    except (RuntimeError, MemoryError) as e:
+        hint = "a larger" if args.imgsz < 64 else "a smaller"  # pooled away to nothing, or out of memory
+        raise CnnkitError(f"--imgsz {args.imgsz}: {args.model} cannot run at this size "
+                          f"({str(e).splitlines()[0][:120]}); give {hint} --imgsz") from None
     print(f"{args.model}: input {list(shape)}, {args.num_classes} classes (FLOPs: one multiply-add = 2)")
     print(table)
     return 0

@@ -58,8 +58,25 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_address(host: str, port: int) -> None:
+    """Refuse, in one line, an address this machine cannot listen on (a port in use, an unknown host),
+    before the model is loaded; uvicorn would otherwise exit 3 after its own log line."""
+    import socket
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as e:
+        raise CnnkitError(f"--host {host} --port {port}: cannot listen there ({e.strerror or e}); pick a free "
+                          "--port, and a --host that is this machine's (127.0.0.1, or 0.0.0.0 for all)") from None
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from cnnkit.serve.app import Limits, serve
+
+    check_address(args.host, args.port)
 
     limits = Limits(max_upload_mb=args.max_upload_mb, max_pixels=args.max_pixels, workers=args.workers,
                     queue=args.queue, timeout_s=args.timeout, body_timeout_s=args.body_timeout,

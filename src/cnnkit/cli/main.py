@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import logging
 import math
 import os
@@ -134,7 +135,7 @@ def _add_predict_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tile", type=bounded(int, 0), default=0,
                    help="segment, instance: tile side (pixels) [default: segment the "
                    "training crop; instance twice it, tiling only images over four crops]")
-    p.add_argument("--overlap", type=bounded(float, 0, 0.95), default=0.25,
+    p.add_argument("--overlap", type=bounded(float, 0, 0.9), default=0.25,
                    help="segment, instance: tile overlap (fraction of a tile)")
     p.add_argument("--score-thresh", type=bounded(float, 0, 1), default=0.5, help="instance, detect: lowest score kept")
     p.add_argument("--nms-thresh", type=bounded(float, 0, 1), default=0.5,
@@ -261,6 +262,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+OS_FIX = "check the path and its permissions (--out, --project)"
+OS_FIXES = {errno.EEXIST: "a file is in the way of a folder: choose another --out / --project",
+            errno.ENOTDIR: "a file is in the way of a folder: choose another --out / --project",
+            errno.EISDIR: "that is a folder: give a file name",
+            errno.EACCES: "you cannot write there: choose a folder you can write to (--out / --project)",
+            errno.EPERM: "you cannot write there: choose a folder you can write to (--out / --project)",
+            errno.EROFS: "a read-only file system: choose a folder you can write to (--out / --project)",
+            errno.ENOSPC: "the disk is full: free some space or write elsewhere",
+            errno.ENOENT: "no such file or folder: check the path, and that its folder can be made"}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -279,8 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as e:  # an output folder that is a file, read-only, full, or gone: the user's to fix
         if getattr(args, "debug", False) or e.filename is None:
             raise
-        print(f"error: {e.filename}: {e.strerror or e}; choose a folder you can write to (--out / --project), "
-              "or free some space", file=sys.stderr)
+        print(f"error: {e.filename}: {e.strerror or e}; {OS_FIXES.get(e.errno, OS_FIX)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)  # a training run has said how to continue it

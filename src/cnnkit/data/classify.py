@@ -138,9 +138,9 @@ def read_csv(path: Path) -> tuple[list[Path], list[str]]:
         rows = rows[1:]
     if not rows:
         raise CnnkitError(f"{path}: no rows; expected lines of path,label")
-    bad = next((i for i, r in enumerate(rows) if len(r) < 2), None)
+    bad = next((i for i, r in enumerate(rows) if len(r) < 2 or not r[1].strip() or not r[0].strip()), None)
     if bad is not None:
-        raise CnnkitError(f"{path}: row {bad + 1} has no label; expected path,label")
+        raise CnnkitError(f"{path}: row {bad + 1} {rows[bad]} has no path or no label; expected path,label")
     return [(path.parent / r[0].strip()) for r in rows], [r[1].strip() for r in rows]
 
 

@@ -203,6 +203,9 @@ def verify_all(paths: Iterable[Path], skip_bad: bool) -> dict[Path, str]:
     bad: dict[Path, str] = {}
     for p in paths:
         try:
+            if not p.is_file():
+                raise CnnkitError(f"{p}: file not found; check the path (CSV paths are relative to the CSV's "
+                                  "folder), or pass --skip-bad")
             if p.stat().st_size == 0:
                 raise CnnkitError(f"{p}: empty file (0 bytes); remove it or pass --skip-bad")
             with Image.open(p) as im:

@@ -105,12 +105,16 @@ def read_classes_file(path: Path, ignore_value: int) -> ClassSpec:
     The row whose index is ``ignore_value`` names the ignored pixels (its colour maps RGB masks to ignore)."""
     if not path.is_file():
         raise CnnkitError(f"{path}: classes file not found; pass a CSV of index,name,r,g,b to --classes-file")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise CnnkitError(f"{path}: not a UTF-8 text file ({e.reason} at byte {e.start}); save the classes file as "
+                          "UTF-8 text") from None
     if path.suffix.lower() == ".txt":
-        names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        names = [line.strip() for line in text.splitlines() if line.strip()]
         rows = [[str(i), n] for i, n in enumerate(names)]
     else:
-        with path.open(newline="") as f:
-            rows = [[c.strip() for c in r] for r in csv.reader(f) if r and not r[0].strip().startswith("#")]
+        rows = [[c.strip() for c in r] for r in csv.reader(text.splitlines()) if r and not r[0].strip().startswith("#")]
         if rows and [c.lower() for c in rows[0][:4]] == ["name", "r", "g", "b"]:  # CamVid's class_dict.csv
             rows = [[str(i), *r] for i, r in enumerate(rows[1:])]
         if rows and not rows[0][0].lstrip("-").isdigit():
@@ -334,4 +338,6 @@ def class_weights(kind: str, pixels: np.ndarray, image_pixels: np.ndarray) -> li
                           ) from None
     if len(w) != len(pixels):
         raise CnnkitError(f"--class-weights: {len(w)} weights given for {len(pixels)} classes; give one per class")
+    if not all(np.isfinite(x) and x >= 0 for x in w) or not any(x > 0 for x in w):
+        raise CnnkitError(f"--class-weights {kind}: weights must be finite, 0 or more, and not all 0")
     return w

@@ -13,6 +13,8 @@ import torch
 from cnnkit.errors import CnnkitError
 from cnnkit.files import atomic_write_bytes
 
+META_KEYS = ("task", "model", "classes", "num_classes", "in_chans", "mean", "std")  # what every model is rebuilt from
+
 
 def non_finite(weights: dict[str, Any]) -> list[str]:
     """Names of the floating-point tensors in ``weights`` that hold NaN or infinity."""
@@ -42,7 +44,12 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CnnkitError(f"{path}: not a readable checkpoint ({type(e).__name__}); pass a cnnkit .pt file") from None
     if not isinstance(ckpt, dict) or "model" not in ckpt or "task" not in ckpt:
         raise CnnkitError(f"{path}: not a cnnkit checkpoint (no task/model entries); pass a .pt written by cnnkit")
-    bad = non_finite(ckpt["model"]) if isinstance(ckpt["model"], dict) else []
+    meta = ckpt.get("meta")
+    lacking = [k for k in META_KEYS if not isinstance(meta, dict) or k not in meta]
+    if lacking or not isinstance(ckpt["model"], dict):
+        raise CnnkitError(f"{path}: not a complete cnnkit checkpoint (its meta lacks {', '.join(lacking) or 'nothing'}"
+                          f"{'' if isinstance(ckpt['model'], dict) else '; no weights'}); pass a .pt written by cnnkit")
+    bad = non_finite(ckpt["model"])
     if bad:
         raise CnnkitError(f"{path}: holds NaN or infinite weights ({len(bad)} tensors, e.g. {bad[0]}); it cannot "
                           "predict. Use an earlier checkpoint, or retrain with a lower --lr")

@@ -75,6 +75,9 @@ def export_model(weights: str | Path, fmt: str = "onnx", imgsz: int = 0, dynamic
     side = input_side(model, imgsz)
     shape = input_shape(graph, model.meta["in_chans"], side, dynamic)
     path = Path(out) if out else Path(weights).with_suffix(FORMATS[fmt])
+    if path.exists() and path.resolve() == Path(weights).resolve():
+        raise CnnkitError(f"--out {out}: is the checkpoint being exported; give another file (default: "
+                          f"{Path(weights).with_suffix(FORMATS[fmt]).name} beside it)")
     metadata = export_metadata(model, graph, shape, fmt, half, Path(weights).name)
     example = example_input(model.meta["in_chans"], side)
     with warnings.catch_warnings(), torch.no_grad():
