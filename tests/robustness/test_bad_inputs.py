@@ -181,6 +181,11 @@ CASES = [
     ("seg-ignore-index-range", _seg_masks(None), [*TS, "--ignore-index", "-1"], "--ignore-index"),
     ("seg-values-outside-classes", lambda r: (segment(r), (r / "classes.csv").write_text("0,bg,0,0,0\n1,a,9,9,9\n")),
      TS, "class values"),
+    ("seg-binary-all-background", _seg_masks(lambda i: np.zeros((32, 32), np.uint8)), [*TS, "--binary"],
+     "background"),
+    ("seg-16-bit-values", _seg_masks(lambda i: np.full((32, 32), 40000 * (i == 2), np.uint16)), TS, "2.png"),
+    ("seg-data-shapes-0", nothing, ["train", "segment", "--data", "shapes:0", *TS[4:]], "shapes:0"),
+    ("inst-maps-all-empty", _maps(lambda i: np.zeros((32, 32), np.uint8)), TI, "no objects"),
     ("seg-bomb-mask", lambda r: (segment(r), bomb_png(r / "masks" / "0.png")), TS, "0.png"),
     # ---------------------------------------------------------------- instance data: COCO
     ("coco-traversal", coco_with(images=image_entries(file_name="../../../../etc/passwd")), TO_COCO, "passwd"),

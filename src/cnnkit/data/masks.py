@@ -152,6 +152,7 @@ class MaskInfo:
     size: tuple[int, int]  # (W, H)
     kind: str  # 'index' or 'rgb'
     counts: dict[int, int]  # disk value (index) or packed 0xRRGGBB colour (rgb) -> pixels
+    path: Path | None = None  # the mask file, to name it in errors
 
 
 def read_mask_array(path: Path) -> tuple[np.ndarray, str]:
@@ -178,7 +179,9 @@ def read_mask_array(path: Path) -> tuple[np.ndarray, str]:
 
 
 def scan_mask(path: Path) -> MaskInfo:
-    return mask_info(*read_mask_array(path))
+    info = mask_info(*read_mask_array(path))
+    info.path = path
+    return info
 
 
 def mask_info(arr: np.ndarray, kind: str = "index") -> MaskInfo:
@@ -194,9 +197,6 @@ def scan_masks(paths: Sequence[Path], workers: int = 2) -> list[MaskInfo]:
 def infer_classes(infos: Sequence[MaskInfo], ignore_value: int, binary: bool, origin: str) -> ClassSpec:
     """Classes from the values found in index masks, when no classes file is given."""
     if binary:
-        if not any(v not in (0, ignore_value) for info in infos for v in info.counts):
-            raise CnnkitError(f"{origin}: every mask is background (0) only: nothing to learn; check that the masks "
-                              "mark the objects (foreground above 0)")
         return binary_spec(ignore_value)
     if any(info.kind == "rgb" for info in infos):
         raise CnnkitError(f"{origin}: masks are RGB colour images; pass a classes file (--classes-file, CSV of "
@@ -210,10 +210,20 @@ def infer_classes(infos: Sequence[MaskInfo], ignore_value: int, binary: bool, or
                           "class indices 0, 1, 2, ... per pixel, so check that they were saved with their classes")
     top = max(values)
     if top > 253:
-        raise CnnkitError(f"{origin}: mask value {top} found; index masks need values 0..253 (or a classes file)")
+        where = next((i.path for i in infos if top in i.counts and i.path is not None), origin)
+        raise CnnkitError(f"{where}: mask value {top}; without a classes file, index masks hold class values 0..253 "
+                          "(254 and up are taken for the ignore index): give a classes file (--classes-file) that "
+                          "lists the values")
     values = list(range(top + 1))  # 0..max: class ids stay equal to mask values
     colours = default_colours(top + 1)
     return ClassSpec([f"class_{v}" for v in values], values, colours, ignore_value, source=origin)
+
+
+def check_foreground(infos: Sequence[MaskInfo], origin: str) -> None:
+    """Binary masks with no foreground anywhere: nothing to learn."""
+    if infos and not any(v > 0 for info in infos for v in info.counts):  # binary: any value above 0 is foreground
+        raise CnnkitError(f"{origin}: every mask is background (0) only: nothing to learn; check that the masks "
+                          "mark the objects (foreground above 0)")
 
 
 def binary_spec(ignore_value: int) -> ClassSpec:

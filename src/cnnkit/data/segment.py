@@ -31,6 +31,7 @@ from cnnkit.data.masks import (
     ClassSpec,
     MaskInfo,
     binary_spec,
+    check_foreground,
     check_masks,
     class_pixel_stats,
     decode_mask,
@@ -69,8 +70,9 @@ class RawSplit:
 def synthetic_splits(source: str, seed: int, size: int = 64) -> tuple[dict[str, RawSplit], ClassSpec]:
     """'shapes[:N]': N training and N/4 validation scenes of ``size`` px with semantic masks."""
     _, _, n = source.partition(":")
-    if n and not n.isdigit():
-        raise CnnkitError(f"--data {source}: expected 'shapes' or 'shapes:N' with N the number of training images")
+    if n and (not n.isdigit() or int(n) < 4):
+        raise CnnkitError(f"--data {source}: expected 'shapes' or 'shapes:N' with N (4 or more) the number of "
+                          "training images")
     n_train = int(n or 1000)
     splits = {}
     for split, count, split_seed in (("train", n_train, seed), ("val", max(n_train // 4, 4), seed + 10_000)):
@@ -87,6 +89,7 @@ def class_spec(meta: dict | None, classes_file: str, root: Path, layout: str, in
         return ClassSpec(meta["classes"], meta["values"], [tuple(c) for c in meta["colours"]], meta["ignore_index"],
                          binary=meta["binary"], void_values=tuple(meta.get("void_values", ())), source="checkpoint")
     if binary:
+        check_foreground(infos, str(root))
         return binary_spec(ignore_value)
     candidates = ([Path(classes_file)] if classes_file
                   else [root / "classes.csv", root / "classes.txt", root / "class_dict.csv"])

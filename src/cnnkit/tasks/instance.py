@@ -3,8 +3,10 @@ predictor and visualiser for the engine. ``detect`` is the same task with boxes 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 from torch import nn
@@ -38,6 +40,21 @@ def forward_with_targets(model: nn.Module, images: list[torch.Tensor], targets: 
     return model(images, targets)
 
 
+def any_objects(items: list, sample: int = 200) -> bool:
+    """Whether any of up to ``sample`` items (spread over the list) holds an object; instance maps are read."""
+    from cnnkit.data.instance import read_id_map
+
+    for i in sorted({int(i) for i in np.linspace(0, len(items) - 1, min(sample, len(items)))}):
+        objects = items[i].objects
+        if objects.id_map is not None:
+            ids = read_id_map(objects.id_map) if isinstance(objects.id_map, (str, Path)) else objects.id_map
+            if ids.max(initial=0) > 0:
+                return True
+        elif objects.mask_files or (objects.boxes is not None and len(objects.boxes)):
+            return True
+    return not items
+
+
 class InstanceTask(InstanceView):
     """``masks=True``: the instance task (Mask R-CNN); ``masks=False``: detect (Faster R-CNN)."""
 
@@ -54,6 +71,9 @@ class InstanceTask(InstanceView):
                                   meta=meta or None, for_eval=for_eval, group=cfg.val_group)
         if self.masks and not any(item.objects.has_masks for item in (data.train or data.val)[:50]):
             raise CnnkitError(f"{cfg.data}: the annotations have boxes but no masks; train with --task detect")
+        if data.train is not None and "mean" not in meta and not any_objects(data.train):
+            raise CnnkitError(f"{cfg.data}: no objects in the training images (every instance map is 0, or every "
+                              "label list is empty): nothing to learn; check the annotations")
         boxes, first = boxes_without_masks((data.train or []) + data.val) if self.masks else (0, None)
         if boxes:
             LOGGER.warning("warning: %d object(s) have a box but no mask (e.g. in %s's labels); each box serves as "
