@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from cnnkit import __version__
-from cnnkit.api import load
+from cnnkit.api import Model
 from cnnkit.engine.checkpoint import save_checkpoint
 from cnnkit.export.exporter import build_graph, export_model
 from cnnkit.export.verify import exported_runner, parity
@@ -33,9 +33,10 @@ def checkpoint(folder, name: str):
     torch.manual_seed(0)
     model = build_image_model(meta).eval()
     path = folder / f"{name}.pt"
-    save_checkpoint({"cnnkit_version": __version__, "task": task, "meta": model.meta, "config": {},
-                     "model": model.state_dict(), "epoch": 0}, path)
-    return path, task
+    state = {"cnnkit_version": __version__, "task": task, "meta": model.meta, "config": {},
+             "model": model.state_dict(), "epoch": 0}
+    save_checkpoint(state, path)
+    return path, Model(model, state, torch.device("cpu"))  # in memory: a large model is not read back twice
 
 
 def one_per_architecture() -> list[str]:
@@ -49,10 +50,11 @@ def one_per_architecture() -> list[str]:
 @pytest.mark.parametrize("name, fmt", [(n, "onnx") for n in list_models()]
                          + [(n, "torchscript") for n in one_per_architecture()])
 def test_every_model_exports_with_parity(tmp_path, name, fmt):
-    path, task = checkpoint(tmp_path, name)
+    path, model = checkpoint(tmp_path, name)
+    task = model.meta["task"]
     start = time.perf_counter()
     out, _ = export_model(path, fmt, imgsz=SIDE[task], out=tmp_path / f"m.{fmt}")
-    graph = build_graph(load(path, device="cpu"), half=False)
+    graph = build_graph(model, half=False)
     shape = [1, 3, SIDE[task], SIDE[task]]
     differences = parity(graph, exported_runner(str(out), fmt), shape, 3, SIDE[task], samples=1)
     for key, value in differences.items():
