@@ -46,10 +46,15 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         raise
 
 
+def is_temporary(path: Path) -> bool:
+    """A ``.<name>.*.tmp`` file of ``atomic_write_bytes``: one that remains was left by a killed writer."""
+    return path.name.startswith(".") and path.name.endswith(".tmp")
+
+
 def remove_stale_temporaries(folder: str | Path) -> list[Path]:
-    """Delete the ``.<name>.*.tmp`` files that a killed writer left in ``folder``; returns them."""
+    """Delete the temporary files that a killed writer left in ``folder``; returns them."""
     folder = Path(folder)
-    stale = [p for p in folder.glob(".*.tmp") if p.is_file()] if folder.is_dir() else []
+    stale = [p for p in folder.iterdir() if is_temporary(p) and p.is_file()] if folder.is_dir() else []
     for p in stale:
         p.unlink(missing_ok=True)
     return stale

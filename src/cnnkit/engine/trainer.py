@@ -27,7 +27,7 @@ from cnnkit.engine.loop import evaluate, train_one_epoch
 from cnnkit.engine.midepoch import MidEpochSaver, done_steps, rest_of_epoch
 from cnnkit.engine.optim import build_ema, build_optimizer, build_scheduler
 from cnnkit.errors import CnnkitError
-from cnnkit.files import atomic_write_bytes, remove_stale_temporaries
+from cnnkit.files import atomic_write_bytes, is_temporary, remove_stale_temporaries
 from cnnkit.log import LOGGER
 
 
@@ -77,7 +77,7 @@ def run_folder(cfg: TrainConfig) -> Path:
     base = Path(cfg.project) / cfg.task
     if cfg.name:
         folder = base / cfg.name
-        if folder.exists() and not (cfg.resume or cfg.exist_ok) and any(not _stale(p) for p in folder.iterdir()):
+        if folder.exists() and not (cfg.resume or cfg.exist_ok) and any(not is_temporary(p) for p in folder.iterdir()):
             n = 2
             while (base / f"{cfg.name}{n}").exists():
                 n += 1
@@ -93,11 +93,6 @@ def run_folder(cfg: TrainConfig) -> Path:
         n += 1
         folder = base / f"exp{n}"
     return folder
-
-
-def _stale(path: Path) -> bool:
-    """A temporary file that an interrupted atomic write left (removed when the run starts)."""
-    return path.name.startswith(".") and path.name.endswith(".tmp")
 
 
 def make_loader(dataset, batch: int, shuffle: bool, cfg: TrainConfig, info: dist_utils.DistInfo,

@@ -3,9 +3,10 @@
 Guards, in the order a request meets them: the API key when one is set (401), a time limit on
 receiving the upload (408: a client that sends slowly cannot hold a connection forever), the upload
 size (413, also for chunked bodies, which are read to their end so that the client gets the answer
-and not a reset connection), admission to a bounded pool (503 when full), then, in the pool and off
-the event loop, the image's pixel count from its header before decoding (413), anything Pillow
-cannot read (400), and a time limit on the work (504). ``/health`` stays fast under any of it.
+and not a reset connection), the image's pixel count from its header (413) and anything Pillow cannot
+identify (400), both before admission to a bounded pool (503 when full); then, in the pool and off the
+event loop, the decoding (400 for a corrupt body) and the work, within a time limit (504).
+``/health`` stays fast under any of it.
 Uploads stay in memory, or in Starlette's spooled temporary files for multipart bodies; nothing is
 written anywhere else. A client that leaves mid-upload is logged in one line.
 """
@@ -19,8 +20,9 @@ import io
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -55,31 +57,34 @@ def png_base64(picture: Image.Image) -> str:
 
 
 def open_upload(data: bytes, max_pixels: int) -> Image.Image:
-    """Bytes -> a PIL image read from its header only (cheap: run before admission, so that a bomb or a
+    """Bytes -> a PIL image read from its header only (cheap: done before admission, so that a bomb or a
     non-image never takes a slot of the pool), or HTTPException 400 (not an image) / 413 (too many pixels)."""
-    return _decoded(data, max_pixels, load=False)
-
-
-def decode_upload(data: bytes, max_pixels: int) -> Image.Image:
-    """Bytes -> a decoded PIL image, upright, or HTTPException 400 / 413 as ``open_upload``."""
-    return _decoded(data, max_pixels, load=True)
-
-
-def _decoded(data: bytes, max_pixels: int, load: bool) -> Image.Image:
     if not data:
         raise HTTPException(400, "empty upload: send an image file (PNG, JPEG, TIFF, BMP, ...)")
+    with _pillow_errors():
+        image = Image.open(io.BytesIO(data))
+        width, height = image.size
+        if width * height > max_pixels:
+            raise HTTPException(413, f"image of {width}x{height} px exceeds the server's limit of "
+                                     f"{max_pixels} pixels; send a smaller image")
+        return image
+
+
+def load_upload(image: Image.Image) -> Image.Image:
+    """Decode an image from ``open_upload`` (the costly part: in the pool), upright; HTTPException 400
+    when its body is corrupt or truncated."""
+    with _pillow_errors():
+        image.load()
+        return upright(image)
+
+
+@contextmanager
+def _pillow_errors() -> Iterator[None]:
+    """Pillow's failures as HTTP answers: 400 for what is not an image or is corrupt, 413 for a bomb."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            width, height = image.size
-            if width * height > max_pixels:
-                raise HTTPException(413, f"image of {width}x{height} px exceeds the server's limit of "
-                                         f"{max_pixels} pixels; send a smaller image")
-            if not load:
-                return image
-            image.load()
-        return upright(image)
+            yield
     except (UnidentifiedImageError, Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
         if isinstance(e, UnidentifiedImageError):
             raise HTTPException(400, "not an image Pillow can read; send PNG, JPEG, TIFF, BMP or WebP") from None
@@ -201,19 +206,20 @@ class Runner:
         with self.count_lock:
             self.pending -= 1
 
-    def _work(self, data: bytes, options: dict, answer: Callable[[Image.Image, dict], dict]) -> dict:
+    def _work(self, image: Image.Image, options: dict, answer: Callable[[Image.Image, dict], dict]) -> dict:
         """In the pool, off the event loop: decode (the costly part of a large upload), predict, answer."""
-        image = decode_upload(data, self.limits.max_pixels)
+        image = load_upload(image)
         return answer(image, self._predict(image, options))
 
-    async def run(self, data: bytes, options: dict, answer: Callable[[Image.Image, dict], dict]) -> dict:
-        """``answer(image, prediction)`` for the upload ``data``: admitted (else 503), timed (else 504)."""
+    async def run(self, image: Image.Image, options: dict, answer: Callable[[Image.Image, dict], dict]) -> dict:
+        """``answer(image, prediction)`` for an image from ``open_upload`` (its header read, not yet decoded):
+        admitted (else 503), timed (else 504)."""
         with self.count_lock:
             if self.pending >= self.limits.workers + self.limits.queue:
                 raise HTTPException(503, "server busy: all inference slots are taken; retry shortly",
                                     headers={"Retry-After": "1"})
             self.pending += 1
-        work = self.pool.submit(self._work, data, options, answer)
+        work = self.pool.submit(self._work, image, options, answer)
         work.add_done_callback(self._release)
         try:
             return await asyncio.wait_for(asyncio.wrap_future(work), self.limits.timeout_s)
@@ -267,14 +273,14 @@ def create_app(predictor: Any, limits: Limits = Limits()) -> FastAPI:
             raise HTTPException(400, f"options {wrong} do not apply to a {predictor.meta['task']} model; "
                                      f"it takes {predictor.options()}")
         data = await image_bytes(request, await read_capped(request, cap, limits.body_timeout_s))
-        open_upload(data, limits.max_pixels)  # a bomb or a non-image is refused here, without taking a slot
+        image = open_upload(data, limits.max_pixels)  # a bomb or a non-image is refused here, without a slot
 
         def answer(image: Image.Image, prediction: dict) -> dict:
             body = response_body(predictor, image, prediction, overlay, mask)
             far = runner.watch.check(image, "upload")  # each answer says when its input is far from training's
             return {"task": predictor.meta["task"], **body, **({"warnings": far} if far else {})}
 
-        body = await runner.run(data, options, answer)
+        body = await runner.run(image, options, answer)
         return {**body, "time_ms": round((time.perf_counter() - start) * 1000, 1)}
 
     app.state.runner = runner
