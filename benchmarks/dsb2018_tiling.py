@@ -35,7 +35,7 @@ def main() -> None:
     from cnnkit.data.instance import InstanceDataset
     from cnnkit.data.instance_data import load_instance_data
     from cnnkit.metrics.coco import COCOMetrics
-    from cnnkit.tasks import inst_infer
+    from cnnkit.tasks.instance import infer as inst_infer
 
     old = load_module(args.old_merge)
     model = load(args.weights, device="cpu")

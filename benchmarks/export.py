@@ -20,9 +20,10 @@ import torch
 from common import machine
 
 from cnnkit import __version__
+from cnnkit.api import export as export_model
 from cnnkit.api import load
 from cnnkit.engine.checkpoint import save_checkpoint
-from cnnkit.export.exporter import build_graph, export_model
+from cnnkit.export.exporter import build_graph
 from cnnkit.export.verify import exported_runner, latencies, parity
 from cnnkit.models.wrapper import build_image_model
 

@@ -1,11 +1,11 @@
 """Load test of ``cnnkit serve``: 2,000 requests at concurrency 8 from this process on loopback.
 
-The server is the real command (``cnnkit serve``) in its own process, with its default limits (one
-inference thread, a queue of 16). Each request posts a 224 px JPEG as raw bytes to /predict. The
-model is an untrained ResNet-18 classifier at 224 px (latency does not depend on the weights),
-served twice: from its PyTorch checkpoint and from its ONNX export.
+The server is the real command (``cnnkit serve``) in its own process, with its default queue of 16
+and ``--workers`` inference threads (1, then 2). Each request posts a 224 px JPEG as raw bytes to
+/predict. The model is an untrained ResNet-18 classifier at 224 px (latency does not depend on the
+weights), served from its PyTorch checkpoint and from its ONNX export.
 
-    .venv/bin/python benchmarks/serve.py [--requests 2000] [--concurrency 8]
+    .venv/bin/python benchmarks/serve.py [--requests 2000] [--concurrency 8] [--workers 1 2]
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from common import machine
 from export import CASES, checkpoint
 from PIL import Image
 
+from cnnkit.api import export as export_model
 from cnnkit.data.synthetic import make_scene
-from cnnkit.export.exporter import export_model
 
 
 def free_port() -> int:
@@ -37,9 +37,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(weights: Path, port: int) -> subprocess.Popen:
+def start_server(weights: Path, port: int, workers: int = 1) -> subprocess.Popen:
     cli = Path(sys.executable).with_name("cnnkit")
-    server = subprocess.Popen([str(cli), "serve", "--weights", str(weights), "--port", str(port)],
+    server = subprocess.Popen([str(cli), "serve", "--weights", str(weights), "--port", str(port),
+                               "--workers", str(workers)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -87,6 +88,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="inference threads, one run each")
     parser.add_argument("--out", default=str(Path(__file__).with_name("serve.json")))
     args = parser.parse_args()
     buffer = io.BytesIO()
@@ -96,9 +98,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         weights = checkpoint(CASES["resnet18 classifier, 224 px, 10 classes"], Path(tmp))
         onnx_path, _ = export_model(weights, "onnx", dynamic=True)
-        for name, served in (("pytorch checkpoint", weights), ("onnx export", onnx_path)):
+        runs = [(f"{kind}, {w} worker{'s' if w > 1 else ''}", served, w) for w in args.workers
+                for kind, served in (("pytorch checkpoint", weights), ("onnx export", onnx_path))]
+        for name, served, workers in runs:
             port = free_port()
-            server = start_server(served, port)
+            server = start_server(served, port, workers)
             try:
                 url = f"http://127.0.0.1:{port}/predict"
                 asyncio.run(load_test(url, buffer.getvalue(), 50, args.concurrency))  # warm-up, not counted

@@ -34,8 +34,8 @@ def test_create_model_is_exported():
 def test_no_task_option_collides_with_the_image_batch():
     """Model.predict and `cnnkit predict --batch` take `batch` (images); a task's own option of that name
     would silently receive it (segment once took it for tiles, 32 at a time instead of 4)."""
-    from cnnkit.api import task_options
-    from cnnkit.tasks import TASKS
+    from cnnkit.options import option_infos
+    from cnnkit.tasks import get_spec, task_names
 
-    for task in TASKS.values():
-        assert "batch" not in task_options(task), task.name
+    for name in task_names():
+        assert "batch" not in [o.name for o in option_infos(get_spec(name).options)], name

@@ -11,7 +11,8 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_LAZY = {"Model": "cnnkit.api", "load": "cnnkit.api", "train": "cnnkit.api", "TrainConfig": "cnnkit.config",
+_LAZY = {"Model": "cnnkit.api", "load": "cnnkit.api", "train": "cnnkit.api",
+         "TrainConfig": "cnnkit.config", "ModelMeta": "cnnkit.meta", "register_task": "cnnkit.tasks",
          "create_model": "cnnkit.models", "list_models": "cnnkit.models", "register_model": "cnnkit.models"}
 
 
@@ -21,4 +22,5 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'cnnkit' has no attribute '{name}'")
 
 
-__all__ = ["Model", "TrainConfig", "__version__", "create_model", "list_models", "load", "register_model", "train"]
+__all__ = ["Model", "ModelMeta", "TrainConfig", "__version__", "create_model", "list_models", "load",
+           "register_model", "register_task", "train"]

@@ -1,24 +1,37 @@
-"""The Python API, mirroring the CLI: ``train``, ``load`` and ``Model.predict``."""
+"""The Python API, mirroring the CLI: ``train``, ``load``, ``export`` and ``Model.predict``.
+
+Names are resolved here, at the edge: ``train_with`` finds the task in the registry and hands the
+task object to the engine (``fit(cfg, task)``), which imports no task. Torch is imported on first
+use, so that ``load("model.onnx")`` runs on onnxruntime without it.
+"""
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
-import torch
 from PIL import Image
 
 from cnnkit.config import TrainConfig, load_yaml, make_config
 from cnnkit.data.images import as_pil, iter_sources  # noqa: F401 - iter_sources is part of the API
-from cnnkit.engine.checkpoint import load_checkpoint
-from cnnkit.engine.trainer import TrainResult, fit, select_device
 from cnnkit.errors import CnnkitError
-from cnnkit.models.wrapper import ImageModel, build_image_model
-from cnnkit.tasks import get_task
+from cnnkit.export.runtime import OnnxModel, TaskParts, TorchScriptModel
+from cnnkit.meta import ModelMeta
+from cnnkit.options import make_options, option_infos
+from cnnkit.predictor import Predictor, View
+from cnnkit.tasks import get_runner_class, get_spec, get_task, get_view
 
-ImageLike = str | Path | Image.Image | np.ndarray | torch.Tensor
+if TYPE_CHECKING:
+    import torch
+
+    from cnnkit.engine.task import Task
+    from cnnkit.engine.trainer import TrainResult
+    from cnnkit.models.wrapper import ImageModel
+
+    ImageLike: TypeAlias = str | Path | Image.Image | np.ndarray | torch.Tensor
 
 
 def train(config: str | Path | None = None, **overrides: Any) -> TrainResult:
@@ -33,12 +46,27 @@ def train(config: str | Path | None = None, **overrides: Any) -> TrainResult:
     return train_with(make_config(values))
 
 
-def train_with(cfg: TrainConfig, on_epoch_end: Callable[[int, dict], None] | None = None) -> TrainResult:
+def check_task_fields(cfg: TrainConfig, origin: str = "arguments") -> None:
+    """Refuse a task-specific config field set away from its default for a task that does not take it."""
+    from cnnkit.config import TASK_FIELDS, default_of
+
+    spec = get_spec(cfg.task)
+    for name in TASK_FIELDS:
+        if name not in spec.config and getattr(cfg, name) != default_of(name):
+            flag = "--" + name.replace("_", "-") if origin == "command line" else f"'{name}'"
+            raise CnnkitError(f"{flag}: the {cfg.task} task does not take it; drop it (`cnnkit train {cfg.task} "
+                              "--help` lists what it takes)")
+
+
+def train_with(cfg: TrainConfig, on_epoch_end: Callable[[int, dict], None] | None = None,
+               origin: str = "arguments") -> TrainResult:
     """Train a resolved config: its task found by name, its model checked before any data is read."""
     from cnnkit.data.images import set_max_pixels
+    from cnnkit.engine.trainer import fit
     from cnnkit.models import accepts, get_entry, list_models
 
     task, entry = get_task(cfg.task), get_entry(cfg.model)
+    check_task_fields(cfg, origin)
     if entry.task != task.name:
         some = ", ".join(list_models(task.name)[:4])
         raise CnnkitError(f"--model {cfg.model}: a {entry.task} model, not {task.name}; pick a {task.name} model "
@@ -54,20 +82,30 @@ def train_with(cfg: TrainConfig, on_epoch_end: Callable[[int, dict], None] | Non
 
 
 class Model:
-    """A trained model with its task's predictor: ``model.predict(images)``."""
+    """A checkpoint on PyTorch with its task's predictor: ``model.predict(images)``
+    (a :class:`cnnkit.predictor.Predictor`, like an exported model)."""
+
+    runtime = "pytorch"
+    thread_safe = True  # prediction never changes the module (its options are arguments of post-processing)
 
     def __init__(self, module: ImageModel, checkpoint: dict[str, Any], device: torch.device):
+        import torch  # noqa: F401 - a checkpoint's model runs on PyTorch
+
         self.module, self.checkpoint, self.device = module, checkpoint, device
-        self.meta = module.meta
-        self.task = get_task(checkpoint["task"])
+        self.meta: ModelMeta = module.meta
+        self.task: Task = get_task(self.meta.task)
+        self.view: View = self.task
+        self.options_type: type = self.task.options
 
     @property
     def classes(self) -> list[str]:
-        return list(self.meta["classes"])
+        return list(self.meta.classes)
 
     @staticmethod
     def to_pil(image: ImageLike) -> Image.Image:
         """Any image-like as a PIL image: a path, PIL, an ``(H, W[, C])`` uint8 array or ``(C, H, W)`` tensor."""
+        import torch
+
         if isinstance(image, torch.Tensor):
             arr = image.detach().cpu()
             arr = arr.permute(1, 2, 0) if arr.ndim == 3 and arr.shape[0] in (1, 3, 4) else arr
@@ -76,51 +114,95 @@ class Model:
 
     def options(self) -> list[str]:
         """Keyword options ``predict`` takes for this model's task."""
-        return task_options(self.task)
+        return [i.name for i in option_infos(self.task.options) if self.runtime in i.runtimes]
 
     def predict(self, images: ImageLike | Sequence[ImageLike], batch: int = 32, **options: Any) -> list[dict]:
         """Predict one image or a list (paths, PIL images, HxWxC arrays, CxHxW tensors).
 
-        ``options`` go to the task's predictor (classify: topk, tta; segment: tta, mode, tile, overlap, probs;
-        instance and detect: score_thresh, nms_thresh, max_det, tile, overlap).
+        ``options`` are the task's prediction options (``cnnkit.tasks.<task>``'s options dataclass;
+        ``model.options()`` lists them): classify topk, tta; segment tta, mode, tile, overlap, probs;
+        instance and detect score_thresh, nms_thresh, max_det, tile, overlap.
         """
-        accepted = task_options(self.task)
-        unknown = sorted(set(options) - set(accepted))
-        if unknown:
-            raise CnnkitError(f"predict: options {unknown} do not apply to {self.task.name}; "
-                              f"it takes {', '.join(accepted)}")
+        chosen = make_options(self.task.options, options, self.meta.task, self.runtime)
         single = not isinstance(images, (list, tuple))
-        items = [images] if single else list(images)
+        items = [images] if single else list(images)  # type: ignore[arg-type]  # a list or tuple here
         out: list[dict] = []
         for start in range(0, len(items), batch):
-            out += self.task.predict(self.module, [self.to_pil(im) for im in items[start:start + batch]], **options)
+            out += self.task.predict(self.module, [self.to_pil(im) for im in items[start:start + batch]], chosen)
         return out
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        import torch
+
         with torch.no_grad():
             return self.module(images.to(self.device))
 
 
-def task_options(task: Any) -> list[str]:
-    """Keyword options the task's ``predict`` accepts."""
-    import inspect
+def load_checkpoint_model(weights: str | Path, device: str = "auto") -> Model:
+    """A cnnkit checkpoint (``best.pt``/``last.pt``) for prediction, loaded safely (weights_only)."""
+    from cnnkit.device import select_device
+    from cnnkit.engine.checkpoint import load_checkpoint
+    from cnnkit.models.wrapper import build_image_model
 
-    return [p for p in inspect.signature(task.predict).parameters if p not in ("model", "images")]
-
-
-def load(weights: str | Path, device: str = "auto", task: str | None = None) -> Model:
-    """Load a cnnkit checkpoint (``best.pt``/``last.pt``) for prediction, safely (weights_only)."""
     ckpt = load_checkpoint(weights)
-    if task is not None and ckpt["task"] != task:
-        raise CnnkitError(f"{weights}: a {ckpt['task']} checkpoint, not {task}; use weights trained for {task}")
     dev = select_device(device)
     module = build_image_model(ckpt["meta"])
     try:
         module.load_state_dict(ckpt["model"])
     except RuntimeError as e:
-        raise CnnkitError(f"{weights}: weights do not fit {ckpt['meta'].get('model')} ({str(e).splitlines()[0]})"
+        raise CnnkitError(f"{weights}: weights do not fit {ckpt['meta'].model} ({str(e).splitlines()[0]})"
                           ) from None
     return Model(module.to(dev).eval(), ckpt, dev)
 
 
-__all__ = ["Model", "TrainConfig", "iter_sources", "load", "train"]
+def task_parts(name: str) -> TaskParts:
+    """The task registry's parts for an exported model of task ``name``."""
+    spec = get_spec(name)
+    return TaskParts(get_view(name), get_runner_class(name)(spec), spec.options)
+
+
+def is_torchscript(path: Path) -> bool:
+    """A TorchScript archive written by ``cnnkit export`` (its card in extra/cnnkit.json)."""
+    if path.suffix.lower() == ".torchscript":
+        return True
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.endswith("/extra/cnnkit.json") or name == "extra/cnnkit.json"
+                       for name in archive.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+def load(weights: str | Path, device: str = "auto", task: str | None = None, threads: int = 0) -> Predictor:
+    """A checkpoint (``best.pt``), an .onnx or a TorchScript file, loaded for prediction; ``task`` refuses
+    a model of another task. .onnx and TorchScript run on the CPU (``threads`` 0: one per core)."""
+    path = Path(weights)
+    model: Any
+    if path.suffix.lower() == ".onnx" or is_torchscript(path):
+        if device not in ("auto", "cpu"):
+            raise CnnkitError(f"--device {device}: exported files run on the CPU; drop --device")
+        model = (OnnxModel if path.suffix.lower() == ".onnx" else TorchScriptModel)(path, task_parts, threads)
+    else:
+        model = load_checkpoint_model(path, device)
+    if task is not None and model.meta.task != task:
+        kind = "checkpoint" if model.runtime == "pytorch" else "model"
+        raise CnnkitError(f"{weights}: a {model.meta.task} {kind}, not {task}; use weights trained for {task}")
+    return model
+
+
+def export(weights: str | Path, format: str = "onnx", imgsz: int = 0, dynamic: bool = False, half: bool = False,
+           out: str | Path = "") -> tuple[Path, dict[str, str]]:
+    """Export a checkpoint to ONNX or TorchScript (``cnnkit export``); returns the file and its metadata."""
+    from cnnkit.export.exporter import export_model
+
+    return export_model(load_checkpoint_model(weights, "cpu"), weights, format, imgsz, dynamic, half, out)
+
+
+__all__ = ["Model", "TrainConfig", "check_task_fields", "export", "is_torchscript", "iter_sources", "load",
+           "load_checkpoint_model", "train", "train_with"]
+
+
+if TYPE_CHECKING:  # mypy checks that every loaded model keeps the one Predictor face
+    _checkpoint: Predictor = Model(None, {}, None)  # type: ignore[arg-type]  # (the arguments do not matter)
+    _onnx: Predictor = OnnxModel("m.onnx", task_parts)
+    _torchscript: Predictor = TorchScriptModel("m.torchscript", task_parts)

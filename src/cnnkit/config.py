@@ -28,7 +28,8 @@ def _f(default: Any, help: str, **kw: Any) -> Any:
 class TrainConfig:
     """Everything a training run needs; saved as ``config.yaml`` in the run folder."""
 
-    task: str = _f("classify", "task to train (classify, segment); chooses data set, loss, metrics and predictor")
+    task: str = _f("classify", "task to train (`cnnkit train --help` lists them); chooses data, loss, metrics and "
+                               "predictor")
     data: str = _f("", "data: a folder (per task layout), a CSV of path,label, an IDX folder, or 'shapes' (synthetic)")
     model: str = _f("basic_cnn", "registered model name; `cnnkit models` lists them")
     model_args: dict = _f({}, "extra keyword arguments for the model builder (YAML only)")
@@ -37,31 +38,35 @@ class TrainConfig:
     batch: int = _f(64, "images per optimisation step, summed over all processes (images)")
     imgsz: int = _f(0, "square input side, the training crop for segment (pixels); 0 keeps the native size")
     max_size: int = _f(0, "segment: shrink images whose longer side exceeds this before training and prediction "
-                          "(pixels); 0 keeps full resolution")
+                          "(pixels); 0 keeps full resolution", task_only=True)
     optimizer: str = _f("sgd", "sgd (Nesterov momentum) or adamw", choices=("sgd", "adamw"))
     lr: float = _f(0.05, "peak learning rate for batch --batch (1/step)")
     momentum: float = _f(0.9, "SGD momentum / AdamW beta1 (unitless)")
     weight_decay: float = _f(5e-4, "L2 penalty on weights, not on norms or biases (unitless)")
     schedule: str = _f("onecycle", "learning-rate shape after warm-up", choices=("cosine", "onecycle", "constant"))
     warmup_epochs: float = _f(1.0, "linear warm-up length (epochs); steadies early large-batch steps")
-    label_smoothing: float = _f(0.0, "cross-entropy target smoothing (probability mass)")
+    label_smoothing: float = _f(0.0, "cross-entropy target smoothing (probability mass)", task_only=True)
     loss: str = _f("", "loss; empty = the task's (cross-entropy); segment: ce, dice, focal or ce+dice",
-                   choices=("", "ce", "dice", "focal", "ce+dice"))
+                   choices=("", "ce", "dice", "focal", "ce+dice"), task_only=True)
     class_weights: str = _f("none", "segment: loss weight per class: none, median (SegNet's median frequency), "
-                                    "inverse (frequency), or numbers w0,w1,... (from the training split)")
-    ignore_index: int = _f(255, "segment: mask value that counts in neither loss nor metrics (VOC 255, CamVid 11)")
-    binary: bool = _f(False, "segment: binary masks (0 background, >0 foreground) and a one-class sigmoid head")
-    classes_file: str = _f("", "segment: CSV of index,name,r,g,b (default: classes.csv in the data folder)")
+                                    "inverse (frequency), or numbers w0,w1,... (from the training split)",
+                       task_only=True)
+    ignore_index: int = _f(255, "segment: mask value that counts in neither loss nor metrics (VOC 255, CamVid 11)",
+                           task_only=True)
+    binary: bool = _f(False, "segment: binary masks (0 background, >0 foreground) and a one-class sigmoid head",
+                      task_only=True)
+    classes_file: str = _f("", "segment: CSV of index,name,r,g,b (default: classes.csv in the data folder)",
+                           task_only=True)
     grad_clip: float = _f(0.0, "clip the global gradient norm to this value; 0 disables (L2 norm)")
     ema: float = _f(0.0, "decay of the exponential moving average of weights; 0 disables (per step)")
     augment: str = _f("light", "augmentation preset", choices=("none", "light", "standard", "strong"))
     val_split: float = _f(0.0, "fraction held out for validation when the data has no val split; 0 = the "
-                               "task's default (0.2; instance and detect 0.1)")
+                               "task's default")
     val_group: str = _f("", "hold out whole groups (sequence, patient, camera): a regular expression on each "
                             "file's path whose first group (or whole match) names its group; empty = single images")
     mean: list = _f([], "per-channel mean of 0..1 pixels; empty = computed on the training split")
     std: list = _f([], "per-channel std of 0..1 pixels; empty = computed on the training split")
-    tta: bool = _f(False, "average predictions over a horizontal flip at validation and prediction")
+    tta: bool = _f(False, "average predictions over a horizontal flip at validation and prediction", task_only=True)
     device: str = _f("auto", "auto, cpu, cuda, cuda:N, N (a CUDA index) or mps")
     workers: int = _f(0, "DataLoader worker processes; 0 loads in the main process")
     seed: int = _f(0, "random seed for weights, splits, shuffling and augmentation")
@@ -90,8 +95,17 @@ def config_fields() -> list[dataclasses.Field]:
     return list(dataclasses.fields(TrainConfig))
 
 
+def default_of(name: str) -> Any:
+    f = {f.name: f for f in config_fields()}[name]
+    return f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[operator]
+
+
+# fields that only some tasks take (each task's spec lists its own in TaskSpec.config); the rest are common
+TASK_FIELDS = tuple(f.name for f in config_fields() if f.metadata.get("task_only"))
+
+
 def _coerce(f: dataclasses.Field, value: Any, origin: str) -> Any:
-    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[operator]
     kind = type(default)
     if value is None:
         return default

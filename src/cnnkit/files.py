@@ -46,6 +46,16 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         raise
 
 
+def next_free(base: Path) -> Path:
+    """``base`` if it does not exist, else the first free of ``base2``, ``base3``, ... (run folders,
+    predict and val outputs)."""
+    folder, n = base, 1
+    while folder.exists():
+        n += 1
+        folder = base.with_name(f"{base.name}{n}")
+    return folder
+
+
 def is_temporary(path: Path) -> bool:
     """A ``.<name>.*.tmp`` file of ``atomic_write_bytes``: one that remains was left by a killed writer."""
     return path.name.startswith(".") and path.name.endswith(".tmp")

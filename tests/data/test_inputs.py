@@ -46,12 +46,12 @@ def test_checkpoint_remembers_and_predict_warns(tmp_path, trained, caplog):  # n
 
 def test_sixteen_bit_training_data_is_remembered_as_such(tmp_path):
     from cnnkit.config import make_config
-    from cnnkit.tasks.classify import ClassifyTask
+    from cnnkit.tasks import get_task
 
     for c in ("a", "b"):
         for i in range(3):
             write_png(tmp_path / "d" / c / f"{i}.png", np.full((8, 8), 3000 + 100 * i, np.uint16))
-    meta = ClassifyTask().build_data(make_config({"task": "classify", "data": str(tmp_path / "d"), "imgsz": 8,
+    meta = get_task("classify").build_data(make_config({"task": "classify", "data": str(tmp_path / "d"), "imgsz": 8,
                                                   "val_split": 0.34})).meta
     assert meta["inputs"]["high_bit_share"] == 1 and meta["pixel_max"] == 4095
     watch = InputWatch(meta)

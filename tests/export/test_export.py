@@ -13,11 +13,12 @@ import onnx
 import pytest
 from PIL import Image
 
+from cnnkit.api import export as export_model
 from cnnkit.api import load
+from cnnkit.api import load as OnnxModel  # noqa: N812 - any exported file
 from cnnkit.cli.main import main
 from cnnkit.data.synthetic import make_scene
-from cnnkit.export.exporter import build_graph, export_model
-from cnnkit.export.runtime import OnnxModel
+from cnnkit.export.exporter import build_graph
 from cnnkit.export.verify import exported_runner, parity, sample_indices
 from tests.export.helpers import write_checkpoint
 

@@ -12,8 +12,9 @@ import torch
 
 from cnnkit import __version__
 from cnnkit.api import Model
+from cnnkit.api import export as export_model
 from cnnkit.engine.checkpoint import save_checkpoint
-from cnnkit.export.exporter import build_graph, export_model
+from cnnkit.export.exporter import build_graph
 from cnnkit.export.verify import exported_runner, parity
 from cnnkit.models import accepts, get_entry, list_models
 from cnnkit.models.wrapper import build_image_model

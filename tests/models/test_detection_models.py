@@ -68,7 +68,8 @@ def test_images_of_different_sizes_predict_as_they_would_alone():
     torch.manual_seed(0)
     net = create_model("maskrcnn_resnet18", num_classes=1, fpn_channels=16, mask_channels=16, detections=5,
                        score_thresh=0.0)
-    model = ImageModel(net, {"in_chans": 3, "mean": [0.5] * 3, "std": [0.25] * 3}).eval()
+    model = ImageModel(net, {"task": "instance", "model": "maskrcnn_resnet18", "classes": ["a"], "in_chans": 3,
+                             "mean": [0.5] * 3, "std": [0.25] * 3}).eval()
     small, large = torch.randint(0, 255, (3, 64, 64), dtype=torch.uint8), torch.randint(0, 255, (3, 160, 192),
                                                                                        dtype=torch.uint8)
     with torch.no_grad():

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnnkit.export.exporter import export_model
-from cnnkit.export.runtime import OnnxModel
+from cnnkit.api import export as export_model
+from cnnkit.api import load as OnnxModel  # noqa: N812 - any exported file
 from cnnkit.serve.app import Limits
 from tests.export.helpers import write_checkpoint
 from tests.robustness.corpus import bomb_png
@@ -43,7 +43,8 @@ CASES = [
     ("declared-too-large", "POST", "/predict", {}, b"\0" * 300_000, 413, "exceeds"),
     ("topk-zero", "POST", "/predict?topk=0", {}, GOOD, 422, "topk"),
     ("topk-text", "POST", "/predict?topk=many", {}, GOOD, 422, "topk"),
-    ("score-over-one", "POST", "/predict?score_thresh=2", {}, GOOD, 422, "score_thresh"),
+    ("score-over-one", "POST", "/predict?score_thresh=2", {}, GOOD, 400, "score_thresh"),  # not a classify option
+    ("topk-fraction", "POST", "/predict?topk=1.5", {}, GOOD, 422, "topk"),
     ("option-of-another-task", "POST", "/predict?score_thresh=0.5", {}, GOOD, 400, "do not apply"),
     ("multipart-no-file", "POST", "/predict", {"content-type": MULTIPART}, NO_FILE, 400, "without a file"),
     ("multipart-two-files", "POST", "/predict", {"content-type": MULTIPART}, TWO_FILES, 400, "file"),

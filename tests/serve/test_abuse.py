@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnnkit.export.exporter import export_model
-from cnnkit.export.runtime import OnnxModel
+from cnnkit.api import export as export_model
+from cnnkit.api import load as OnnxModel  # noqa: N812 - any exported file
 from cnnkit.serve.app import Limits
 from tests.export.helpers import write_checkpoint
 from tests.robustness.corpus import bomb_png

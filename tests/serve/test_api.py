@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cnnkit.api import export as export_model
 from cnnkit.api import load
+from cnnkit.api import load as OnnxModel  # noqa: N812 - any exported file
 from cnnkit.data.synthetic import make_scene
-from cnnkit.export.exporter import export_model
-from cnnkit.export.runtime import OnnxModel
 from cnnkit.serve.app import Limits
 from tests.export.helpers import write_checkpoint
 from tests.serve.conftest import running
@@ -110,7 +110,8 @@ class SlowModel:
 
     def __init__(self, inner, seconds: float):
         self.inner, self.seconds = inner, seconds
-        self.meta, self.task = inner.meta, inner.task
+        self.meta, self.view, self.runtime = inner.meta, inner.view, inner.runtime
+        self.options_type = inner.options_type
 
     def options(self) -> list[str]:
         return self.inner.options()

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -13,28 +16,35 @@ from cnnkit.cli.deploy import cmd_export, cmd_serve, load_predictor  # noqa: F40
 from cnnkit.config import load_yaml, make_config
 from cnnkit.data.images import set_max_pixels
 from cnnkit.errors import CnnkitError
-from cnnkit.files import atomic_write_bytes, atomic_write_csv
+from cnnkit.files import atomic_write_bytes, atomic_write_csv, next_free
+from cnnkit.options import make_options, option_infos
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from cnnkit.api import train_with
 
     values = load_yaml(args.config) if args.config else {}
+    if "task" in values and values["task"] != args.task:
+        raise CnnkitError(f"{args.config}: a recipe for {values['task']}, not {args.task}; run `cnnkit train "
+                          f"{values['task']} --config {args.config}`, or drop 'task' from the recipe")
     given = {k: v for k, v in vars(args).items() if k not in ("command", "config", "debug", "task")}
     values.update(given, task=args.task)
     if values.get("resume") and "epochs" not in values:
         values["epochs"] = 0  # a resumed run keeps its own number of epochs unless --epochs is given
-    result = train_with(make_config(values, origin="command line"))
+    origin = str(args.config) if args.config and not given else "command line"
+    result = train_with(make_config(values, origin="command line"), origin=origin)
     print(f"run folder: {result.run_dir}")
     return 0
 
 
-def next_folder(base: Path) -> Path:
-    folder, n = base, 1
-    while folder.exists():
-        n += 1
-        folder = base.with_name(f"{base.name}{n}")
-    return folder
+def _given_options(args: argparse.Namespace, options: type, task: str, runtime: str = "pytorch") -> Any:
+    """The prediction options given as flags, checked against the model's task: a flag it does not take
+    is one line naming it."""
+    from cnnkit.tasks import get_spec, task_names
+
+    every = {i.name for t in task_names() for i in option_infos(get_spec(t).options)}
+    given = {k: v for k, v in vars(args).items() if k in every}  # unset flags are absent (SUPPRESS)
+    return make_options(options, given, task, runtime, flags=True)
 
 
 def cmd_val(args: argparse.Namespace) -> int:
@@ -43,19 +53,19 @@ def cmd_val(args: argparse.Namespace) -> int:
         return _val_onnx(args)
     from torch.utils.data import DataLoader
 
-    from cnnkit.api import load
+    from cnnkit.api import load_checkpoint_model
     from cnnkit.engine.loop import evaluate
 
-    model = load(args.weights, device=args.device)
+    model = load_checkpoint_model(args.weights, device=args.device)
+    options = _given_options(args, model.task.options, model.meta.task)
     cfg = make_config({**model.checkpoint["config"], "data": args.data, "skip_bad": args.skip_bad,
                        "batch": args.batch, "resume": False}, origin=str(args.weights))
     data = model.task.build_data(cfg, meta=model.meta, for_eval=args.split)
     watch_sample(model.meta, data.val)
     loader = DataLoader(data.val, batch_size=args.batch, num_workers=args.workers, collate_fn=data.collate_fn)
-    metrics = model.task.build_metrics(model.meta, model.device)
-    results = evaluate(model.module, loader, metrics, device=model.device,
-                       forward=model.task.tta_forward if args.tta else None)
-    out = Path(args.out) if args.out else next_folder(Path(args.weights).resolve().parent / "val")
+    metrics = model.task.build_metrics(model.meta, model.device, options)
+    results = evaluate(model.module, loader, metrics, device=model.device, forward=model.task.eval_forward(options))
+    out = Path(args.out) if args.out else next_free(Path(args.weights).resolve().parent / "val")
     metrics.save(out)
     atomic_write_bytes(out / "metrics.json", json.dumps(results, indent=2).encode())
     print(metrics.table())
@@ -70,16 +80,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     set_max_pixels(args.max_pixels)
     model = load_predictor(args.weights, args.device)
+    options = dataclasses.asdict(_given_options(args, model.options_type, model.meta.task, model.runtime))
     paths = iter_sources(args.sources)
-    out = Path(args.out) if args.out else next_folder(Path("runs") / model.meta["task"] / "predict")
+    out = Path(args.out) if args.out else next_free(Path("runs") / model.meta.task / "predict")
     inside = next((p for p in paths if p.resolve().is_relative_to(out.resolve())), None)
     if inside is not None:  # the outputs (<stem>_mask.png, ...) could overwrite input images
         raise CnnkitError(f"--out {out}: holds input images (such as {inside}); write the predictions to another "
                           "folder")
-    # each task takes the options it knows (classify: topk; segment: mode, tile, overlap, probs)
-    options = {k: v for k, v in vars(args).items() if k in model.options()}
-    if args.tta and "tta" not in options:
-        raise CnnkitError(f"--tta: not available for {args.weights}; drop --tta")
+    options = {k: v for k, v in options.items() if k in model.options()}
     made = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     try:
@@ -93,7 +101,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def _predict_all(model, paths: list[Path], out: Path, options: dict, args: argparse.Namespace) -> int:
     from cnnkit.data.inputs import InputWatch
 
-    start, records, rows, stems = time.perf_counter(), [], [], set()
+    start, stems = time.perf_counter(), set()
+    records: list[dict] = []
+    rows: list[dict] = []
     watch = InputWatch(model.meta)  # inputs far from the training images are said, once per kind
     for i in range(0, len(paths), args.batch):
         chunk, images = _readable(paths[i:i + args.batch], args.skip_bad)  # decoded once, for model and pictures
@@ -104,14 +114,12 @@ def _predict_all(model, paths: list[Path], out: Path, options: dict, args: argpa
         for path, image, pred in zip(chunk, images, model.predict(images, **options)):
             stem = path.stem if path.stem not in stems else f"{path.stem}_{len(records)}"  # same name, two folders
             stems.add(stem)
-            files = model.task.write_outputs(image, pred, model.meta, out, stem, pictures=not args.no_images)
-            records.append({"path": str(path), **model.task.record(pred), **({"files": files} if files else {})})
-            rows.append({"path": str(path), **model.task.csv_row(pred)})
+            files = model.view.write_outputs(image, pred, model.meta, out, stem, pictures=not args.no_images)
+            records.append({"path": str(path), **model.view.record(pred), **({"files": files} if files else {})})
+            rows.append({"path": str(path), **model.view.csv_row(pred)})
             if len(records) <= 10:
-                print(f"{path}: {model.task.describe(pred)}")
-    write_results = getattr(model.task, "write_results", None)  # tasks with a standard results file (COCO)
-    if write_results is not None:
-        write_results(records, model.meta, out)
+                print(f"{path}: {model.view.describe(pred)}")
+    model.view.write_results(records, model.meta, out)  # tasks with a standard results file (COCO)
     atomic_write_csv(out / "predictions.csv", rows)
     atomic_write_bytes(out / "predictions.json", json.dumps(records, indent=2).encode())
     if len(records) > 10:
@@ -121,7 +129,7 @@ def _predict_all(model, paths: list[Path], out: Path, options: dict, args: argpa
     return 0
 
 
-def watch_sample(meta: dict, dataset, count: int = 20) -> None:
+def watch_sample(meta: Mapping[str, Any], dataset, count: int = 20) -> None:
     """Inputs far from what the model trained on are said (a sample of the images to be scored)."""
     from cnnkit.data.inputs import InputWatch, source_images
 
@@ -150,12 +158,17 @@ def _readable(paths: list[Path], skip_bad: bool) -> tuple[list[Path], list]:
 
 def _val_onnx(args: argparse.Namespace) -> int:
     """The exported model on onnxruntime; the data and the metrics are the task's own (with torch)."""
-    from cnnkit.export.runtime import OnnxModel
+    from cnnkit.api import load
+    from cnnkit.export.runtime import ExportedModel
     from cnnkit.export.verify import score_on_data
+    from cnnkit.tasks import get_task
 
-    model = OnnxModel(args.weights)
-    scored = score_on_data(model.run, model.input_shape, model.meta, model.config, args.data, split=args.split)
-    out = Path(args.out) if args.out else next_folder(Path(args.weights).resolve().parent / "val")
+    model = load(args.weights)
+    assert isinstance(model, ExportedModel)  # an .onnx file loads as one
+    _given_options(args, model.options_type, model.meta.task, model.runtime)  # refuse what onnx cannot honour
+    scored = score_on_data(model.run, model.input_shape, get_task(model.meta.task), model.meta, model.config,
+                           args.data, split=args.split)
+    out = Path(args.out) if args.out else next_free(Path(args.weights).resolve().parent / "val")
     scored["report"].save(out)
     results = scored["metrics"]["exported"]
     atomic_write_bytes(out / "metrics.json", json.dumps(results, indent=2).encode())

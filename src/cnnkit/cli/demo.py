@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from cnnkit.api import load, train_with
 from cnnkit.config import make_config
@@ -33,7 +34,7 @@ def _new_scenes(folder: Path, size: int) -> list[tuple[Path, object]]:
     from PIL import Image
 
     folder.mkdir(parents=True, exist_ok=True)
-    out = []
+    out: list[tuple[Path, Any]] = []
     for i in range(6):
         scene = make_scene(900_000 + i, seed=1, size=size, max_distractors=3 if size > 64 else 2)
         path = folder / f"{i}_{SHAPE_NAMES[scene.label]}.png"
@@ -55,7 +56,7 @@ def demo_classify(project: Path, epochs: int) -> None:
     for (path, _), pred in zip(samples, predictions):
         truth = path.stem.split("_", 1)[1]
         correct += pred["class"] == truth
-        model.task.visualise(Image.open(path), pred, model.meta).save(out / path.name)
+        model.view.visualise(Image.open(path), pred, model.meta).save(out / path.name)
         print(f"  {path.name}: predicted {pred['class']} ({pred['score']:.2f}), true {truth}")
     print(f"{correct}/{len(samples)} new images right; top-1 on validation {result.best.get('top1', 0):.3f}")
     print(f"run folder {result.run_dir}: " + ", ".join(sorted(p.name for p in result.run_dir.iterdir())))
@@ -65,8 +66,8 @@ def demo_classify(project: Path, epochs: int) -> None:
 
 def _export_and_compare(weights: Path, images: list[str], predictions: list[dict]) -> None:
     """The model leaves PyTorch: an ONNX file that predicts the same classes on onnxruntime."""
-    from cnnkit.export.exporter import export_model
-    from cnnkit.export.runtime import OnnxModel
+    from cnnkit.api import export as export_model
+    from cnnkit.api import load as OnnxModel  # noqa: N812 - any exported file
 
     path, _ = export_model(weights, "onnx", dynamic=True)
     exported = OnnxModel(path).predict(images, topk=3)
@@ -85,8 +86,8 @@ def _predict_new(task: str, project: Path, epochs: int, size: int, **options):
     out = project / f"predictions_{task}"
     out.mkdir(parents=True, exist_ok=True)
     for (path, scene), pred in zip(samples, model.predict([str(p) for p, _ in samples], **options)):
-        model.task.write_outputs(Image.open(path), pred, model.meta, out, path.stem)
-        print(f"  {path.name}: {model.task.describe(pred)}")
+        model.view.write_outputs(Image.open(path), pred, model.meta, out, path.stem)
+        print(f"  {path.name}: {model.view.describe(pred)}")
         yield scene, pred
     print(f"run folder {result.run_dir}: " + ", ".join(sorted(p.name for p in result.run_dir.iterdir())))
     print("validation: " + " ".join(f"{k}={v:.3f}" for k, v in result.best.items() if k in _SHOWN))

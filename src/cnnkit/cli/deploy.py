@@ -4,21 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
 from cnnkit.errors import CnnkitError
 from cnnkit.files import atomic_write_bytes
+from cnnkit.predictor import Predictor
 
 
-def load_predictor(weights: str, device: str = "auto") -> Any:
-    """An .onnx file -> ``OnnxModel`` (onnxruntime, no torch); anything else -> a checkpoint's ``Model``."""
-    if Path(weights).suffix.lower() == ".onnx":
-        from cnnkit.export.runtime import OnnxModel
-
-        if device not in ("auto", "cpu"):
-            raise CnnkitError(f"--device {device}: .onnx files run on onnxruntime's CPU provider; drop --device")
-        return OnnxModel(weights)
+def load_predictor(weights: str, device: str = "auto") -> Predictor:
+    """A checkpoint, an .onnx (onnxruntime, no torch) or a TorchScript file, as one Predictor."""
     from cnnkit.api import load
 
     return load(weights, device=device)
@@ -40,16 +34,18 @@ def _print_report(report: dict[str, Any]) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from cnnkit.api import load_checkpoint_model
     from cnnkit.export.exporter import export_model
     from cnnkit.export.verify import verify_export
 
-    path, metadata = export_model(args.weights, args.format, args.imgsz, args.dynamic, args.half, args.out)
+    model = load_checkpoint_model(args.weights, "cpu")
+    path, metadata = export_model(model, args.weights, args.format, args.imgsz, args.dynamic, args.half, args.out)
     export = json.loads(metadata["cnnkit_export"])
     shape = export["input"]["shape"]
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): {metadata['task']}, input images {shape} uint8, "
           f"outputs {', '.join(export['outputs'])}")
     if args.verify:
-        report = verify_export(str(path), args.format, args.weights, shape, args.half, args.data, args.limit,
+        report = verify_export(model, str(path), args.format, shape, args.half, args.data, args.limit,
                                compile_too=not args.no_compile)
         _print_report(report)
         out = path.with_name(path.name + ".verify.json")

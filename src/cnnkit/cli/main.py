@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import errno
 import logging
 import math
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from cnnkit import __version__
-from cnnkit.config import config_fields
+from cnnkit.config import TASK_FIELDS, config_fields, default_of
 from cnnkit.data.images import DEFAULT_MAX_PIXELS
 from cnnkit.errors import CnnkitError
+from cnnkit.options import OptionInfo, option_infos
+from cnnkit.tasks import TaskSpec, get_spec, task_names
 
 EXAMPLES = {
     "train": """examples:
@@ -24,7 +26,7 @@ EXAMPLES = {
   cnnkit train classify --config recipe.yaml --epochs 20       (flags override the recipe)
   cnnkit train classify --resume --name exp                  (continue runs/classify/exp)
   cnnkit train segment --data shapes --model unet_basic --epochs 5
-  cnnkit train segment --data ../shared/datasets/camvid --model unet_resnet18 --ignore-index 11 \
+  cnnkit train segment --data ../shared/datasets/camvid --model unet_resnet18 --ignore-index 11 \\
       --class-weights median --max-size 240 --loss ce+dice
   cnnkit train segment --data nuclei/ --model unet_resnet18 --binary --imgsz 256
   cnnkit train instance --data shapes --model maskrcnn_resnet18 --imgsz 96 --epochs 10
@@ -67,6 +69,17 @@ EXAMPLES = {
 }
 
 
+def _train_examples(task: str) -> str:
+    """The train examples of ``task`` (with their continuation lines), or a generic one for a task without."""
+    kept, keep = [], False
+    for line in EXAMPLES["train"].splitlines()[1:]:
+        if line.startswith("  cnnkit "):
+            keep = f"train {task} " in line
+        if keep:
+            kept.append(line)
+    return "examples:\n" + "\n".join(kept or [f"  cnnkit train {task} --data DATA --model MODEL --epochs 10"])
+
+
 class Parser(argparse.ArgumentParser):
     """argparse with cnnkit's error form: one line naming the flag, exit code 2 (no usage block)."""
 
@@ -95,14 +108,16 @@ def bounded(kind: type, low: float | None = None, high: float | None = None, abo
     return parse
 
 
-def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per TrainConfig field, defaulting to 'not given' so YAML and defaults stay below it."""
+def _add_config_flags(parser: argparse.ArgumentParser, spec: TaskSpec) -> None:
+    """One flag per TrainConfig field that ``spec``'s task takes (the common ones and its own), defaulting
+    to 'not given' so that YAML and defaults stay below it; help shows the task's real default."""
     for f in config_fields():
-        if f.name in ("task", "model_args"):
+        if f.name in ("task", "model_args") or (f.name in TASK_FIELDS and f.name not in spec.config):
             continue
         flag = "--" + f.name.replace("_", "-")
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        help_text = f"{f.metadata['help']} [default: {default!r}]"
+        default = default_of(f.name)
+        shown = spec.defaults.get(f.name, default)
+        help_text = f"{f.metadata['help']} [default: {shown!r}]"
         if isinstance(default, bool):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
         elif isinstance(default, list):
@@ -112,12 +127,43 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
                                 choices=f.metadata.get("choices"))
 
 
+def _add_option_flags(parser: argparse.ArgumentParser, evaluate: bool = False) -> None:
+    """The prediction options of every registered task as flags (``evaluate``: those that apply to
+    ``cnnkit val``). Left unset, each task takes its own default; a flag its task does not take is an
+    error when the model is known."""
+    seen: dict[str, tuple[OptionInfo, list[str]]] = {}
+    for name in task_names():
+        for info in option_infos(get_spec(name).options):
+            if evaluate and not info.evaluate:
+                continue
+            seen.setdefault(info.name, (info, []))[1].append(name)
+    for info, tasks in seen.values():
+        default = "" if info.kind is bool else f" [default: {info.default!r}]"
+        unit = f" ({info.unit})" if info.unit else ""
+        help_text = f"{', '.join(tasks)}: {info.help}{unit}{default}"
+        if info.kind is bool:
+            parser.add_argument(info.flag, action="store_true", default=argparse.SUPPRESS, help=help_text)
+        else:
+            parser.add_argument(info.flag, type=_option_type(info), default=argparse.SUPPRESS, help=help_text,
+                                choices=info.choices)
+
+
+def _option_type(info: OptionInfo) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        try:
+            return info.parse(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    parse.__name__ = info.kind.__name__
+    return parse
+
+
 def _add_inference_flags(parser: argparse.ArgumentParser, batch: int) -> None:
     parser.add_argument("--weights", required=True,
-                        help="a cnnkit checkpoint (best.pt / last.pt), or an .onnx file from `cnnkit export`")
+                        help="a cnnkit checkpoint (best.pt / last.pt), or an .onnx or TorchScript file from "
+                             "`cnnkit export`")
     parser.add_argument("--batch", type=bounded(int, 1), default=batch, help="images per batch")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, N (a CUDA index) or mps")
-    parser.add_argument("--tta", action="store_true", help="average over a horizontal flip")
     _add_max_pixels(parser)
 
 
@@ -128,21 +174,7 @@ def _add_max_pixels(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_predict_flags(p: argparse.ArgumentParser) -> None:
-    """Each task's prediction options; a task takes those its predictor accepts."""
-    p.add_argument("--topk", type=bounded(int, 1), default=5, help="classify: classes to report per image")
-    p.add_argument("--mode", default="auto", choices=("auto", "whole", "slide"),
-                   help="segment: whole image, sliding window, or auto (slide above 4 training crops)")
-    p.add_argument("--tile", type=bounded(int, 0), default=0,
-                   help="segment, instance: tile side (pixels) [default: segment the "
-                   "training crop; instance twice it, tiling only images over four crops]")
-    p.add_argument("--overlap", type=bounded(float, 0, 0.9), default=0.25,
-                   help="segment, instance: tile overlap (fraction of a tile)")
-    p.add_argument("--score-thresh", type=bounded(float, 0, 1), default=0.5, help="instance, detect: lowest score kept")
-    p.add_argument("--nms-thresh", type=bounded(float, 0, 1), default=0.5,
-                   help="instance, detect: box IoU above which the lower-scored same-class detection is dropped")
-    p.add_argument("--max-det", type=bounded(int, 0), default=0,
-                   help="instance, detect: most objects per image [default: model's]")
-    p.add_argument("--probs", action="store_true", help="segment: also save class probabilities (<stem>_probs.npy)")
+    _add_option_flags(p)
     p.add_argument("--out", default="", help="output folder [default: runs/<task>/predict, predict2, ...]")
     p.add_argument("--no-images", action="store_true",
                    help="no annotated pictures (segment still writes the index masks)")
@@ -192,7 +224,7 @@ def _add_data_parser(add: Callable[[str, str], argparse.ArgumentParser]) -> None
                     "COCO JSON, YOLO text files and instance-map folders")
     p.add_argument("action", choices=("check", "convert"), help="what to do")
     p.add_argument("source", help="a data set in any layout (a folder, a COCO .json, a data.yaml, a CSV)")
-    p.add_argument("--task", choices=("classify", "segment", "instance", "detect"), default=None,
+    p.add_argument("--task", choices=task_names(), default=None,
                    help="check: read the data for this task [default: guessed from the layout]")
     p.add_argument("--val-split", type=bounded(float, 0, 0.95), default=0.0,
                    help="check: fraction held out when there is no val split [default: the task's]")
@@ -217,10 +249,15 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks")
         return p
 
-    p = add("train", "train a model for a task")
-    p.add_argument("task", help="task to train: classify, segment, instance (masks) or detect (boxes)")
-    p.add_argument("--config", help="YAML recipe of config fields; flags given here override it")
-    _add_config_flags(p)
+    p = add("train", "train a model for a task; `cnnkit train <task> --help` lists that task's flags")
+    tasks = p.add_subparsers(dest="task", required=True, metavar="TASK", parser_class=Parser)
+    for name in task_names():
+        spec = get_spec(name)
+        t = tasks.add_parser(name, help=spec.summary, description=f"train a {name} model: {spec.summary}",
+                             epilog=_train_examples(name), formatter_class=argparse.RawDescriptionHelpFormatter)
+        t.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks")
+        t.add_argument("--config", help="YAML recipe of config fields; flags given here override it")
+        _add_config_flags(t, spec)
 
     p = add("val", "evaluate a checkpoint on a data set")
     _add_inference_flags(p, batch=64)
@@ -232,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=bounded(int, 0), default=0, help="DataLoader worker processes")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable images with a warning")
     p.add_argument("--out", default="", help="folder for the reports [default: next to the weights, val/]")
+    _add_option_flags(p, evaluate=True)
 
     p = add("predict", "predict images with a checkpoint")
     _add_inference_flags(p, batch=32)
@@ -243,8 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_deploy_parsers(add)
 
     p = add("models", "list registered models with parameters and FLOPs")
-    p.add_argument("--task", default=None, choices=("classify", "segment", "instance", "detect"),
-                   help="only models of this task")
+    p.add_argument("--task", default=None, choices=task_names(), help="only models of this task")
     p.add_argument("--no-flops", action="store_true", help="skip building models to count FLOPs (faster)")
     p.add_argument("--imgsz", type=bounded(int, 16), default=224, help="input side for FLOPs (pixels)")
 
@@ -273,7 +310,24 @@ OS_FIXES = {errno.EEXIST: "a file is in the way of a folder: choose another --ou
             errno.ENOENT: "no such file or folder: check the path, and that its folder can be made"}
 
 
+def _unknown_task(argv: list[str]) -> str:
+    """The one-line error for `cnnkit train <not a task>` (with a "did you mean"), else ''."""
+    if "train" in argv:
+        i = argv.index("train") + 1
+        if i < len(argv) and not argv[i].startswith("-") and argv[i] not in task_names():
+            try:
+                get_spec(argv[i])
+            except CnnkitError as e:
+                return str(e)
+    return ""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    unknown = _unknown_task(argv)
+    if unknown:
+        print(f"error: {unknown}", file=sys.stderr)
+        return 2
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from cnnkit.cli import commands
@@ -291,7 +345,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as e:  # an output folder that is a file, read-only, full, or gone: the user's to fix
         if getattr(args, "debug", False) or e.filename is None:
             raise
-        print(f"error: {e.filename}: {e.strerror or e}; {OS_FIXES.get(e.errno, OS_FIX)}", file=sys.stderr)
+        print(f"error: {e.filename}: {e.strerror or e}; {OS_FIXES.get(e.errno or 0, OS_FIX)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)  # a training run has said how to continue it

@@ -10,13 +10,21 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 from PIL import Image
 
 from cnnkit.data.images import UNREADABLE
+from cnnkit.data.synthetic import is_shapes
 from cnnkit.errors import CnnkitError
 from cnnkit.log import LOGGER
+
+if TYPE_CHECKING:
+    from cnnkit.data.classify import Split
+    from cnnkit.data.instance import InstanceItem
+    from cnnkit.data.masks import MaskInfo
+    from cnnkit.data.segment import RawSplit
 
 SAMPLE = 200  # images whose headers are read for sizes and channels
 HASH_LIMIT = 2000  # images per split hashed for the near-duplicate count
@@ -28,7 +36,7 @@ MODELS = {"classify": "resnet18", "segment": "unet_resnet18", "instance": "maskr
 def guess_task(source: str) -> tuple[str, str]:
     """(task, why) from the layout's shape alone; ``--task`` overrides it."""
     root = Path(source)
-    if source.split(":")[0] == "shapes":
+    if is_shapes(source):
         return "classify", "the synthetic shapes (pass --task segment or instance for the others)"
     if root.is_file():
         kinds = {".csv": "classify", ".json": "instance", ".yaml": "instance", ".yml": "instance"}
@@ -117,7 +125,7 @@ def _collect(describe) -> tuple[list[str], list[str]]:
 
 
 class _Collector(logging.Handler):
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__(logging.INFO)
         self.messages: list[str] = []
 
@@ -131,7 +139,9 @@ def image_summary(paths: list) -> str:
     if not paths:
         return "images: decoded in memory"
     pick = [paths[int(i)] for i in np.linspace(0, len(paths) - 1, min(SAMPLE, len(paths))).astype(int)]
-    sizes, modes, pages = Counter(), Counter(), 0
+    sizes: Counter[tuple[int, int]] = Counter()
+    modes: Counter[str] = Counter()
+    pages = 0
     for p in pick:
         try:
             with Image.open(p) as im:
@@ -195,7 +205,8 @@ def _describe_classify(source: str, val_split: float, seed: int, group: str, ski
             out.append(f"{name}: {len(split)} images; per class {per_class}{' ...' if len(data.classes) > 20 else ''}")
     out.append(f"classes: {len(data.classes)}; channels: {data.channels}")
     out.append(image_summary((data.train.paths or []) if data.train is not None else []))
-    out.append(near_duplicates(data.train.paths or [], data.val.paths or []))
+    train = cast("Split", data.train)  # loaded for training: set
+    out.append(near_duplicates(train.paths or [], data.val.paths or []))
     return out
 
 
@@ -204,13 +215,15 @@ def _describe_segment(source: str, val_split: float, seed: int, group: str, skip
     from cnnkit.data.segment import load_segment_data
 
     data = load_segment_data(source, val_split=val_split, seed=seed, cache="none", group=group, skip_bad=skip_bad)
-    pixels, _ = class_pixel_stats(data.train.infos, data.spec)
+    train = cast("RawSplit", data.train)  # loaded for training: set, with its infos
+    infos = cast("list[MaskInfo]", train.infos)
+    pixels, _ = class_pixel_stats(infos, data.spec)
     share = pixels / max(pixels.sum(), 1)
-    values = sorted({v for info in data.train.infos for v in info.counts})
+    values = sorted({v for info in infos for v in info.counts})
     out = [f"classes ({len(data.spec.names)}, from {data.spec.source or 'the mask values'}; ignore index "
            f"{data.spec.ignore_value}): " + ", ".join(f"{n} {s:.1%}" for n, s in zip(data.spec.names[:24], share)),
            f"mask values in train: {values[:24]}{' ...' if len(values) > 24 else ''}; channels: {data.channels}",
-           image_summary(data.train.images), near_duplicates(data.train.images, data.val.images)]
+           image_summary(train.images), near_duplicates(train.images, data.val.images)]
     return out
 
 
@@ -223,7 +236,8 @@ def _describe_instance(source: str, val_split: float, seed: int, group: str, ski
         items = getattr(data, name)
         if items is None:
             continue
-        per_image, per_class = [], Counter()
+        per_image: list[int] = []
+        per_class: Counter[int] = Counter()
         for item in items:
             labels = _labels(item.objects)
             per_image.append(len(labels))
@@ -239,8 +253,9 @@ def _describe_instance(source: str, val_split: float, seed: int, group: str, ski
     out.append(f"annotations: {'masks' + mixed if masks else 'boxes only (train with: cnnkit train detect)'}; "
                f"channels: {data.channels}")
     out.append(image_summary([i.image for i in (data.train or data.val)]))
-    out.append(near_duplicates([i.image for i in data.train], [i.image for i in data.val]))
-    sides = sorted(max(i.objects.size) for i in data.train[:200])
+    train = cast("list[InstanceItem]", data.train)  # loaded for training: set
+    out.append(near_duplicates([i.image for i in train], [i.image for i in data.val]))
+    sides = sorted(max(i.objects.size) for i in train[:200])
     crop = min(512, max(64, 32 * int(np.ceil(sides[len(sides) // 2] / 32)))) if sides else 512
     out.append(f"flags: --imgsz {crop}")  # a crop near the images' own size, at most 512
     return out

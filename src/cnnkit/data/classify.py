@@ -11,6 +11,7 @@ import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -29,7 +30,7 @@ from cnnkit.data.images import (
     verify_all,
 )
 from cnnkit.data.splits import SplitPlan, group_hold_out, named_children, resolve_splits
-from cnnkit.data.synthetic import SHAPE_NAMES, make_classification
+from cnnkit.data.synthetic import SHAPE_NAMES, is_shapes, make_classification, shapes_count
 from cnnkit.data.walk import is_hidden, is_image_file, list_images, walk_files
 from cnnkit.errors import CnnkitError
 from cnnkit.log import LOGGER
@@ -80,7 +81,7 @@ class ClassifyDataset(Dataset):
         if self.split.images is not None:
             image = self.split.images[i]
         else:
-            array = read_image(self.split.paths[i], self.channels, self.imgsz, self.high)
+            array = read_image(cast("list[Path]", self.split.paths)[i], self.channels, self.imgsz, self.high)
             image = torch.from_numpy(array).permute(2, 0, 1)
         if self.transform is not None:
             image = self.transform(image)
@@ -96,7 +97,8 @@ def scan_image_folder(root: Path, skip_bad: bool) -> tuple[list[Path], list[str]
                 else ", ".join(sorted({p.suffix.lower() or p.name for p in others})[:6]) or "nothing")
         raise CnnkitError(f"{root}: no class folders (saw {seen}); expected {root}/<class name>/<image files>, "
                           "a CSV of path,label, or a layout `cnnkit data check` names")
-    paths, names, unsupported, real = [], [], [], {}
+    paths, names, unsupported = [], [], []
+    real: dict[str, Path] = {}
     skipped = Counter(("hidden folders" if p.is_dir() else "hidden files") for p in root.iterdir()
                       if is_hidden(p.name))
     for d in class_dirs:
@@ -183,11 +185,7 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
 
 def _synthetic(spec: str, seed: int) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], list[str]]:
     """'shapes' or 'shapes:N' (N training scenes, N/4 validation scenes, 64 px)."""
-    _, _, n = spec.partition(":")
-    if n and (not n.isdigit() or int(n) < 8):
-        raise CnnkitError(f"--data {spec}: expected 'shapes' or 'shapes:N' with N (8 or more) the number of training "
-                          "images")
-    n_train = int(n or 2000)
+    n_train = shapes_count(spec, default=2000, least=8)
     train = make_classification(n_train, seed=seed)
     val = make_classification(max(n_train // 4, 8), seed=seed + 10_000)
     return {"train": train, "val": val}, list(SHAPE_NAMES)
@@ -195,7 +193,7 @@ def _synthetic(spec: str, seed: int) -> tuple[dict[str, tuple[np.ndarray, np.nda
 
 def _find_raw(source: str, seed: int, for_eval: bool | str, skip_bad: bool) -> tuple[dict, list[str] | None, Path]:
     """Locate the splits of ``source``: {split: (paths or (N,H,W,C) array, label strings or ints)}."""
-    if source.split(":")[0] == "shapes":
+    if is_shapes(source):
         raw, classes = _synthetic(source, seed)
         return raw, classes, Path(source)
     val_only = for_eval in (True, "auto", "val")  # scoring the val split needs no other

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from cnnkit.errors import CnnkitError
 
 SPEC = "see https://cocodataset.org/#format-data"
 
 
-def _finite_numbers(values: Any) -> bool:
+def _finite_numbers(values: Any) -> TypeGuard[list[Any]]:
     return isinstance(values, list) and all(
         isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
 

@@ -14,6 +14,7 @@ import json
 import shutil
 from collections import Counter
 from pathlib import Path
+from typing import cast
 
 import cv2
 import numpy as np
@@ -83,7 +84,8 @@ def _copy_image(item: InstanceItem, folder: Path, index: int) -> Path:
 
 def write_coco(items: list[InstanceItem], classes: list[str], out: Path, counts: Counter) -> Path:
     """out/images/* and out/annotations.json (polygons; RLE for crowd and where polygons lose the mask)."""
-    images, anns = [], []
+    images: list[dict] = []
+    anns: list[dict] = []
     for index, item in enumerate(items):
         path = _copy_image(item, out / "images", index)
         masks, boxes, labels, crowd, size = item_objects(item)
@@ -185,7 +187,7 @@ def convert(source: str, to: str, out: str, skip_bad: bool = False) -> list[Path
     partial = target.parent / f".{target.name}.cnnkit-partial"
     shutil.rmtree(partial, ignore_errors=True)
     try:
-        written = _write_all(read, names, to, partial, root, target)
+        written = _write_all(read, cast("list[str]", names), to, partial, root, target)  # a list once read
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise

@@ -160,6 +160,17 @@ def image_to_array(im: Image.Image, channels: int, size: int = 0, high: float = 
     return pil_to_array(im, channels, high)
 
 
+def resized_array(image: Image.Image, channels: int, size: tuple[int, int], high: float = 0.0) -> np.ndarray:
+    """``(H, W, channels)`` uint8 of ``image`` at ``size`` (W, H), bilinear after the channel conversion;
+    ``high``: see ``pil_to_array``. The one preparation of a whole image for segment and instance models
+    (PyTorch and exported alike)."""
+    array = pil_to_array(image, channels, high)
+    if (array.shape[1], array.shape[0]) == tuple(size):
+        return array
+    picture = Image.fromarray(array.squeeze(-1) if array.shape[-1] == 1 else array)
+    return pil_to_array(picture.resize(tuple(size), Image.BILINEAR), channels)
+
+
 def read_image(path: str | Path, channels: int, size: int = 0, high: float = 0.0) -> np.ndarray:
     """Decode ``path`` to ``(H, W, channels)`` uint8, resized to ``size`` x ``size`` when size > 0."""
     return image_to_array(open_image(path), channels, size, high)

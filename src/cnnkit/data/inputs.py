@@ -9,6 +9,7 @@ answers, but its answer may be worthless: the user should hear it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -73,7 +74,7 @@ def describe_inputs(images: list, high: float = 0.0) -> dict[str, Any]:
 class InputWatch:
     """``check(image)`` warns once per kind when an input is far from what the model trained on."""
 
-    def __init__(self, meta: dict[str, Any]):
+    def __init__(self, meta: Mapping[str, Any]):
         self.seen = meta.get("inputs") or {}
         self.high = meta.get("pixel_max", 0.0)
         self.said: set[str] = set()

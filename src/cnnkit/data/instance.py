@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -87,9 +88,9 @@ class Objects:
         if self.id_map is not None:
             return self._from_map(win)
         top, left, h, w = win
-        keep = _overlapping(self.boxes, win)
-        boxes = self.boxes[keep] - np.array([left, top, left, top], np.float32)
-        out = {"labels": self.labels[keep], "crowd": self.crowd[keep],
+        keep = _overlapping(self.boxes, win)  # no id map: boxes, labels and crowd are given
+        boxes = cast(np.ndarray, self.boxes)[keep] - np.array([left, top, left, top], np.float32)
+        out = {"labels": cast(np.ndarray, self.labels)[keep], "crowd": cast(np.ndarray, self.crowd)[keep],
                "boxes": np.clip(boxes, 0, [w, h, w, h]).astype(np.float32)}
         if self.has_masks or masks:
             found = [self._mask(int(i), win) for i in np.flatnonzero(keep)]
@@ -114,7 +115,7 @@ class Objects:
         shape = self.shapes[i] if self.shapes is not None else None
         if shape is None:  # a box without a mask in data that has masks: its box is the mask
             mask = np.zeros((h, w), np.uint8)
-            x0, y0, x1, y1 = (np.round(self.boxes[i]) - [left, top, left, top]).astype(int)
+            x0, y0, x1, y1 = (np.round(cast(np.ndarray, self.boxes)[i]) - [left, top, left, top]).astype(int)
             mask[max(y0, 0):max(y1, 0), max(x0, 0):max(x1, 0)] = 1
             return mask
         if isinstance(shape, dict):  # RLE covers the whole image

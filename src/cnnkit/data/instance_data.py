@@ -29,10 +29,10 @@ from cnnkit.data.instance_formats import (
     yolo_orphans,
 )
 from cnnkit.data.instance_layouts import find_instance_layout
-from cnnkit.data.segment import IMAGE_DIRS, MASK_DIRS, _child
+from cnnkit.data.segment import IMAGE_DIRS, MASK_DIRS
 from cnnkit.data.splits import SplitPlan, group_hold_out, random_hold_out, resolve_splits
-from cnnkit.data.synthetic import SHAPE_NAMES, make_scene
-from cnnkit.data.walk import list_images
+from cnnkit.data.synthetic import SHAPE_NAMES, is_shapes, make_scene, shapes_count
+from cnnkit.data.walk import child_dir, list_images
 from cnnkit.errors import CnnkitError
 from cnnkit.log import LOGGER
 
@@ -76,22 +76,23 @@ def read_split(folder: Path, skip_bad: bool, names: list[str] | None) -> tuple[l
     if coco.is_file():
         items, found = read_coco(coco, skip_bad, names)
         return items, found, "coco"
-    image_dir = _child(folder, IMAGE_DIRS)
-    label_dir = _child(folder, LABEL_DIRS)
+    image_dir = child_dir(folder, IMAGE_DIRS)
+    label_dir = child_dir(folder, LABEL_DIRS)
     if image_dir is not None and label_dir is not None and any(label_dir.glob("*.txt")):
-        found = names or yolo_names(folder)
-        if not found:
+        yolo_classes = names or yolo_names(folder)
+        if not yolo_classes:
             raise CnnkitError(f"{folder}: YOLO labels need class names: add classes.txt (one per line) or data.yaml")
         images = list_images(image_dir)[0]
         yolo_orphans(images, label_dir, skip_bad)
-        return read_yolo(images, lambda p: label_dir / f"{p.stem}.txt", found, skip_bad, image_dir), found, "yolo"
-    mask_dir = _child(folder, MASK_DIRS)
+        return (read_yolo(images, lambda p: label_dir / f"{p.stem}.txt", yolo_classes, skip_bad, image_dir),
+                yolo_classes, "yolo")
+    mask_dir = child_dir(folder, MASK_DIRS)
     names = names or class_names(folder)
     if image_dir is not None and mask_dir is not None:
         return read_map_folder(image_dir, mask_dir, names, skip_bad), names, "masks"
-    items = dsb_original(folder)
-    if items is not None:
-        return items, names, "object-pngs"
+    dsb_items = dsb_original(folder)
+    if dsb_items is not None:
+        return dsb_items, names, "object-pngs"
     raise CnnkitError(no_layout_message(folder))
 
 
@@ -116,11 +117,8 @@ def load_instance_data(source: str, *, val_split: float = 0.0, seed: int = 0, sk
     request = None if for_eval is False else ("auto" if for_eval is True else for_eval)
     if not source:
         raise CnnkitError("no data given; pass --data with a COCO .json, a folder of images/ and masks/, or 'shapes'")
-    if source.split(":")[0] == "shapes":
-        _, _, n = source.partition(":")
-        if n and not n.isdigit():
-            raise CnnkitError(f"--data {source}: expected 'shapes' or 'shapes:N' with N the number of training images")
-        n_train = int(n or 1000)
+    if is_shapes(source):
+        n_train = shapes_count(source, default=1000, least=1)
         val = synthetic_items(max(n_train // 4, 4), seed + 10_000)
         train = None if request else synthetic_items(n_train, seed)
         return InstanceData(train, val, list(SHAPE_NAMES), 3, "synthetic")

@@ -32,8 +32,8 @@ from cnnkit.data.coco_checks import check_coco, contained
 from cnnkit.data.images import UNREADABLE
 from cnnkit.data.instance import InstanceItem, Objects, masks_to_boxes_np, rle_of
 from cnnkit.data.masks import LOSSY, report_problems
-from cnnkit.data.segment import IMAGE_DIRS, MASK_DIRS, _child, image_size, pair_by_stem
-from cnnkit.data.walk import is_hidden, list_images
+from cnnkit.data.segment import IMAGE_DIRS, MASK_DIRS, image_size, pair_by_stem
+from cnnkit.data.walk import child_dir, is_hidden, list_images
 from cnnkit.errors import CnnkitError
 from cnnkit.log import LOGGER
 
@@ -44,7 +44,8 @@ class Problems:
     """Counted annotation problems of one file, reported as one warning line."""
 
     def __init__(self, source: Path):
-        self.source, self.counts = source, Counter()
+        self.source = source
+        self.counts: Counter[str] = Counter()
 
     def add(self, what: str) -> None:
         self.counts[what] += 1
@@ -275,11 +276,11 @@ def read_map_folder(image_dir: Path, mask_dir: Path, names: list[str], skip_bad:
     """Instance maps (files in ``mask_dir``) or one PNG per object (sub-folders ``mask_dir/<stem>/``)."""
     subdirs = {p.name: p for p in mask_dir.iterdir() if p.is_dir() and not is_hidden(p.name)}
     if subdirs:
-        images = {p.stem: p for p in list_images(image_dir)[0]}
-        missing = [f"{images[s]}: no mask folder {mask_dir / s}" for s in sorted(set(images) - set(subdirs))]
+        by_stem = {p.stem: p for p in list_images(image_dir)[0]}
+        missing = [f"{by_stem[s]}: no mask folder {mask_dir / s}" for s in sorted(set(by_stem) - set(subdirs))]
         report_problems(missing, "image/mask pairing", skip_bad)
-        return [_object_files(images[s], list_images(subdirs[s], say=False)[0])
-                for s in sorted(set(images) & set(subdirs))]
+        return [_object_files(by_stem[s], list_images(subdirs[s], say=False)[0])
+                for s in sorted(set(by_stem) & set(subdirs))]
     images, maps = pair_by_stem(image_dir, mask_dir, skip_bad)
     items = []
     for image, id_map in zip(images, maps):
@@ -341,7 +342,7 @@ def _object_files(image: Path, files: list[Path]) -> InstanceItem:
 def dsb_original(root: Path) -> list[InstanceItem] | None:
     """The DSB2018 download layout: ``<id>/images/<id>.png`` and ``<id>/masks/*.png``."""
     folders = [p for p in sorted(root.iterdir()) if (p / "images").is_dir() and (p / "masks").is_dir()]
-    if not folders or _child(root, IMAGE_DIRS) is not None:
+    if not folders or child_dir(root, IMAGE_DIRS) is not None:
         return None
     return [_object_files(next(iter(sorted((p / "images").iterdir()))), sorted((p / "masks").glob("*.png")))
             for p in folders]

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 from cnnkit.data.instance import InstanceItem
 from cnnkit.data.instance_formats import load_yaml_file, read_coco, read_yolo, yolo_names
@@ -109,8 +110,8 @@ def read_data_yaml(path: Path, skip_bad: bool) -> FoundLayout:
         candidates = [given] if given.is_absolute() else [base / given]
         base = next((c for c in candidates if c.is_dir()), base)  # a path from another machine: the yaml's folder
     names, why = _yaml_names(spec, path)
-    given = ", ".join(k for k in ("train", "val", "test") if spec.get(k))
-    found = FoundLayout("YOLO (Ultralytics)", f"{path.name} with {given}; {why}")
+    listed = ", ".join(k for k in ("train", "val", "test") if spec.get(k))
+    found = FoundLayout("YOLO (Ultralytics)", f"{path.name} with {listed}; {why}")
     for role in ("train", "val", "test"):
         if spec.get(role):
             found.readers[role] = _yolo_reader(_image_list(spec[role], base, path), names, skip_bad, path)
@@ -183,7 +184,7 @@ def find_instance_layout(root: Path, skip_bad: bool, read_folder: Callable[[Path
     if splits:
         found = FoundLayout("split folders", "folders " + ", ".join(p.name for p in splits.values()))
         for role, path in splits.items():
-            found.readers[role] = lambda n, path=path: read_folder(path, n)
+            found.readers[role] = cast(Reader, lambda n, path=path: read_folder(path, n))
             found.labels[role] = path.name
         return found
     return FoundLayout("one folder", "no split folders", {"all": lambda n: read_folder(root, n)}, {"all": root.name})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -45,12 +46,11 @@ from cnnkit.data.masks import (
 from cnnkit.data.segment_layouts import (  # noqa: F401 - re-exported for the instance readers
     IMAGE_DIRS,
     MASK_DIRS,
-    _child,
     find_segment_layout,
     pair_by_stem,
 )
 from cnnkit.data.splits import SplitPlan, group_hold_out, random_hold_out, resolve_splits
-from cnnkit.data.synthetic import SHAPE_NAMES, make_scene
+from cnnkit.data.synthetic import SHAPE_NAMES, is_shapes, make_scene, shapes_count
 from cnnkit.errors import CnnkitError
 from cnnkit.log import LOGGER
 
@@ -69,11 +69,7 @@ class RawSplit:
 
 def synthetic_splits(source: str, seed: int, size: int = 64) -> tuple[dict[str, RawSplit], ClassSpec]:
     """'shapes[:N]': N training and N/4 validation scenes of ``size`` px with semantic masks."""
-    _, _, n = source.partition(":")
-    if n and (not n.isdigit() or int(n) < 4):
-        raise CnnkitError(f"--data {source}: expected 'shapes' or 'shapes:N' with N (4 or more) the number of "
-                          "training images")
-    n_train = int(n or 1000)
+    n_train = shapes_count(source, default=1000, least=4)
     splits = {}
     for split, count, split_seed in (("train", n_train, seed), ("val", max(n_train // 4, 4), seed + 10_000)):
         scenes = [make_scene(i, split_seed, size) for i in range(count)]
@@ -189,7 +185,7 @@ def decode_split(images: list[Path], masks: list[Path], spec: ClassSpec, channel
     if cache == "none" or (cache == "auto" and estimate > CACHE_LIMIT_BYTES):
         return list(images), list(masks)
     with ThreadPoolExecutor(2) as pool:
-        pairs = list(pool.map(lambda pair: load_pair(*pair, spec, channels, max_size, scale_masks, high),
+        pairs = list(pool.map(lambda pair: load_pair(pair[0], pair[1], spec, channels, max_size, scale_masks, high),
                               zip(images, masks)))
     return [p[0] for p in pairs], [p[1] for p in pairs]
 
@@ -230,7 +226,7 @@ def load_segment_data(source: str, *, val_split: float = 0.0, seed: int = 0, cac
     the split to score: see ``cnnkit.data.splits``) only that split is loaded, as ``val``, its masks
     at full size.
     """
-    if source.split(":")[0] == "shapes":
+    if is_shapes(source):
         splits, spec = synthetic_splits(source, seed)
         if binary:
             raise CnnkitError("--binary: the shapes data set has 5 classes; drop --binary")
@@ -247,7 +243,8 @@ def load_segment_data(source: str, *, val_split: float = 0.0, seed: int = 0, cac
     high = (meta or {}).get("pixel_max")
     high = probe_high(next(iter(splits.values())).images) if high is None else high
     log_layout(root, layout, splits, spec, scoring=for_eval is not False)
-    stats = class_pixel_stats(splits["train"].infos, spec) if "train" in splits else None
+    # both branches above set every split's infos
+    stats = class_pixel_stats(cast("list[MaskInfo]", splits["train"].infos), spec) if "train" in splits else None
     for split in splits.values():
         if split.images and isinstance(split.images[0], Path):
             split.paths = list(split.images)

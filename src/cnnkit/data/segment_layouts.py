@@ -20,7 +20,7 @@ from pathlib import Path
 
 from cnnkit.data.masks import ClassSpec, report_problems
 from cnnkit.data.splits import named_children
-from cnnkit.data.walk import is_image_file, list_images
+from cnnkit.data.walk import child_dir, is_image_file, list_images
 from cnnkit.errors import CnnkitError
 
 IMAGE_DIRS = ("images", "imgs", "img", "image", "JPEGImages")
@@ -63,10 +63,6 @@ def pair_by_stem(image_dir: Path, mask_dir: Path, skip_bad: bool) -> tuple[list[
     report_problems(problems, "image/mask pairing", skip_bad)
     common = sorted(set(images) & set(masks))
     return [images[s] for s in common], [masks[s] for s in common]
-
-
-def _child(root: Path, names: tuple[str, ...]) -> Path | None:
-    return next((root / n for n in names if (root / n).is_dir()), None)
 
 
 ANNOT_SUFFIXES = ("annot", "_annot", "_labels", "_label", "_masks", "_gt")  # SegNet CamVid: trainannot/
@@ -140,7 +136,7 @@ def _cityscapes(root: Path, skip_bad: bool) -> SegLayout | None:
             kinds.add(None if mask is None else mask.stem.rsplit("_", 1)[-1])
         report_problems(problems, "image/mask pairing", skip_bad)
         kept = [i for i, m in enumerate(masks) if m is not None]
-        out[role] = ([images[i] for i in kept], [masks[i] for i in kept])
+        out[role] = ([images[i] for i in kept], [m for m in masks if m is not None])
         labels[role] = f"leftImg8bit/{folder.name}"
     if not out:
         return None
@@ -162,7 +158,7 @@ def _segnet(root: Path, skip_bad: bool) -> SegLayout | None:
     out, labels = {}, {}
     for role, folder in named_children(root).items():
         annot = next((root / (folder.name + s) for s in ANNOT_SUFFIXES if (root / (folder.name + s)).is_dir()), None)
-        if annot is not None and _child(folder, IMAGE_DIRS) is None:
+        if annot is not None and child_dir(folder, IMAGE_DIRS) is None:
             out[role] = pair_by_stem(folder, annot, skip_bad)
             labels[role] = f"{folder.name}/ + {annot.name}/"
     if not out:
@@ -175,7 +171,7 @@ def _split_folders(root: Path, skip_bad: bool) -> SegLayout | None:
     """``<split>/images`` + ``<split>/masks``, or ``images/<split>`` + ``masks/<split>``."""
     out, labels = {}, {}
     for role, folder in named_children(root).items():
-        image_dir, mask_dir = _child(folder, IMAGE_DIRS), _child(folder, MASK_DIRS)
+        image_dir, mask_dir = child_dir(folder, IMAGE_DIRS), child_dir(folder, MASK_DIRS)
         if image_dir is None or mask_dir is None:
             raise CnnkitError(f"{folder}: expected images/ and masks/ folders inside (found "
                               f"{', '.join(sorted(p.name for p in folder.iterdir())[:8]) or 'nothing'})")
@@ -183,7 +179,7 @@ def _split_folders(root: Path, skip_bad: bool) -> SegLayout | None:
         labels[role] = folder.name
     if out:
         return SegLayout(out, root, "folders", "<split>/images and <split>/masks", labels)
-    image_dir, mask_dir = _child(root, IMAGE_DIRS), _child(root, MASK_DIRS)
+    image_dir, mask_dir = child_dir(root, IMAGE_DIRS), child_dir(root, MASK_DIRS)
     if image_dir is None or mask_dir is None:
         return None
     nested = named_children(image_dir)

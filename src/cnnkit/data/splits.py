@@ -106,7 +106,8 @@ def _choose_groups(order: list[str], sizes: Counter, target: float) -> list[str]
         best = min(range(1, 2**n - 1), key=lambda m: (abs(sum(sizes[order[i]] for i in range(n) if m >> i & 1)
                                                           - target), m))
         return [order[i] for i in range(n) if best >> i & 1]
-    held, count = [], 0
+    held: list[str] = []
+    count = 0
     for g in order:
         if abs(count + sizes[g] - target) < abs(count - target) and len(held) < n - 1:
             held.append(g)

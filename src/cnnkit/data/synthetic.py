@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
+from cnnkit.errors import CnnkitError
+
 SHAPE_NAMES = ("circle", "square", "triangle", "star")
 
 
@@ -66,7 +68,7 @@ def make_scene(index: int, seed: int = 0, size: int = 64, max_distractors: int =
     label = int(rng.integers(len(SHAPE_NAMES)))
     kinds = [label] + [int(k) for k in rng.integers(len(SHAPE_NAMES), size=rng.integers(max_distractors + 1))]
     radii = [rng.uniform(0.22, 0.32) * size] + [rng.uniform(0.08, 0.13) * size for _ in kinds[1:]]
-    masks = []
+    masks: list[np.ndarray] = []
     for kind, r in zip(kinds, radii):
         cx, cy = rng.uniform(r, size - r, size=2)
         mask = _shape_mask(SHAPE_NAMES[kind], size, cx, cy, r, rng.uniform(0, 2 * math.pi))
@@ -103,3 +105,18 @@ def write_image_folder(root: str, n_per_split: dict[str, int], seed: int = 0, si
             folder = Path(root) / split / SHAPE_NAMES[lab]
             folder.mkdir(parents=True, exist_ok=True)
             Image.fromarray(img).save(folder / f"{i:05d}.png")
+
+
+def is_shapes(source: str) -> bool:
+    """Whether ``--data`` names the built-in shapes ('shapes' or 'shapes:N')."""
+    return source.split(":")[0] == "shapes"
+
+
+def shapes_count(source: str, default: int, least: int) -> int:
+    """N of 'shapes:N' (training scenes; ``default`` for plain 'shapes'), or CnnkitError when N is not a
+    whole number of at least ``least``. The one parser of the shapes spec, for every task."""
+    _, _, n = source.partition(":")
+    if n and (not n.isdigit() or int(n) < least):
+        raise CnnkitError(f"--data {source}: expected 'shapes' or 'shapes:N' with N ({least} or more) the number of "
+                          "training images")
+    return int(n or default)

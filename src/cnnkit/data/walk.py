@@ -61,3 +61,8 @@ def list_images(folder: Path, recursive: bool = False, say: bool = True) -> tupl
     if say and skipped:
         LOGGER.info("%s: skipped %s", folder, ", ".join(f"{n} {what}" for what, n in skipped.items()))
     return images, others
+
+
+def child_dir(root: Path, names: tuple[str, ...]) -> Path | None:
+    """The first of ``root``'s sub-folders named in ``names`` (images/, masks/, labels/, ...), or None."""
+    return next((root / n for n in names if (root / n).is_dir()), None)

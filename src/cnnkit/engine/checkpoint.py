@@ -5,15 +5,15 @@ from __future__ import annotations
 import io
 import random
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 
 from cnnkit.errors import CnnkitError
 from cnnkit.files import atomic_write_bytes
-
-META_KEYS = ("task", "model", "classes", "num_classes", "in_chans", "mean", "std")  # what every model is rebuilt from
+from cnnkit.meta import REQUIRED as META_KEYS
+from cnnkit.meta import ModelMeta
 
 
 def non_finite(weights: dict[str, Any]) -> list[str]:
@@ -23,7 +23,10 @@ def non_finite(weights: dict[str, Any]) -> list[str]:
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
-    """Write ``state`` atomically; weights that are not finite are never written (they would predict NaN)."""
+    """Write ``state`` atomically; weights that are not finite are never written (they would predict NaN).
+    A :class:`ModelMeta` is stored as its plain dict, which ``weights_only`` loading reads."""
+    if isinstance(state.get("meta"), ModelMeta):
+        state = {**state, "meta": state["meta"].to_dict()}
     bad = non_finite(state["model"])
     if bad:
         raise CnnkitError(f"{path}: not written: the weights became NaN or infinite ({len(bad)} tensors, e.g. "
@@ -34,7 +37,8 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a cnnkit checkpoint on the CPU with ``weights_only=True`` (no code is unpickled)."""
+    """Load a cnnkit checkpoint on the CPU with ``weights_only=True`` (no code is unpickled); its ``meta``
+    comes back as a :class:`ModelMeta` (of any schema so far)."""
     path = Path(path)
     if not path.is_file():
         raise CnnkitError(f"{path}: checkpoint not found; pass the best.pt or last.pt of a run to --weights")
@@ -53,6 +57,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if bad:
         raise CnnkitError(f"{path}: holds NaN or infinite weights ({len(bad)} tensors, e.g. {bad[0]}); it cannot "
                           "predict. Use an earlier checkpoint, or retrain with a lower --lr")
+    ckpt["meta"] = ModelMeta.from_dict(cast("dict[str, Any]", meta), origin=str(path))  # a dict: nothing lacks
     return ckpt
 
 

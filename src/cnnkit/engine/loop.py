@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sized
 from contextlib import nullcontext
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -76,7 +76,7 @@ def train_one_epoch(model: nn.Module, loader: Iterable, loss_fn: Callable, optim
         n = len(images)
         loss_sum += loss.detach().float() * n
         seen += n
-        if progress is not None and (step % 10 == 0 or step == first + len(loader) - 1):
+        if progress is not None and (step % 10 == 0 or step == first + len(cast(Sized, loader)) - 1):
             mean_loss = float(loss_sum) / seen
             if not torch.isfinite(torch.tensor(mean_loss)):
                 raise CnnkitError(f"training loss became {mean_loss} at step {step}; lower --lr or use --grad-clip")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import random
 import shutil
@@ -19,16 +18,18 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
 from cnnkit import __version__
-from cnnkit.config import TrainConfig, config_fields, save_yaml, to_dict
-from cnnkit.engine import distributed as dist_utils
+from cnnkit import distributed as dist_utils
+from cnnkit.config import TrainConfig, config_fields, default_of, save_yaml, to_dict
+from cnnkit.device import select_device
 from cnnkit.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from cnnkit.engine.logger import RunLogger
 from cnnkit.engine.loop import evaluate, train_one_epoch
 from cnnkit.engine.midepoch import MidEpochSaver, done_steps, rest_of_epoch
 from cnnkit.engine.optim import build_ema, build_optimizer, build_scheduler
 from cnnkit.errors import CnnkitError
-from cnnkit.files import atomic_write_bytes, is_temporary, remove_stale_temporaries
+from cnnkit.files import atomic_write_bytes, is_temporary, next_free, remove_stale_temporaries
 from cnnkit.log import LOGGER
+from cnnkit.options import make_options
 
 
 @dataclass
@@ -36,30 +37,6 @@ class TrainResult:
     run_dir: Path
     best: dict[str, float]
     epochs_run: int
-
-
-def select_device(name: str) -> torch.device:
-    """'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:N', 'N' (Ultralytics' and PyTorch users' GPU index)
-    or 'mps'; a device this machine lacks is refused in one line."""
-    from cnnkit.config import check_value
-
-    check_value("device", name)
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.isdigit():
-        name = f"cuda:{name}"
-    if name == "mps":
-        if not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-            raise CnnkitError("--device mps: Apple's Metal (MPS) is not available on this machine; use --device cpu")
-        return torch.device("mps")
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise CnnkitError(f"--device {name}: no CUDA device is available here; use --device cpu")
-        index = int(name.split(":")[1]) if ":" in name else 0
-        if index >= torch.cuda.device_count():
-            raise CnnkitError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s), "
-                              f"numbered from 0")
-    return torch.device(name)
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -78,21 +55,14 @@ def run_folder(cfg: TrainConfig) -> Path:
     if cfg.name:
         folder = base / cfg.name
         if folder.exists() and not (cfg.resume or cfg.exist_ok) and any(not is_temporary(p) for p in folder.iterdir()):
-            n = 2
-            while (base / f"{cfg.name}{n}").exists():
-                n += 1
-            folder = base / f"{cfg.name}{n}"
+            folder = next_free(folder)
         return folder
     if cfg.resume:  # the latest run; one killed before its first checkpoint has only its config.yaml
         runs = sorted((p for p in base.glob("*/config.yaml")), key=lambda p: p.stat().st_mtime)
         if not runs:
             raise CnnkitError(f"--resume: nothing to resume under {base} (no last.pt); train without --resume")
         return runs[-1].parent
-    n, folder = 1, base / "exp"
-    while folder.exists():
-        n += 1
-        folder = base / f"exp{n}"
-    return folder
+    return next_free(base / "exp")
 
 
 def make_loader(dataset, batch: int, shuffle: bool, cfg: TrainConfig, info: dist_utils.DistInfo,
@@ -110,7 +80,7 @@ def make_loader(dataset, batch: int, shuffle: bool, cfg: TrainConfig, info: dist
 
 def checkpoint_state(model, cfg: TrainConfig, epoch: int, best: float, metrics: dict,
                      training: dict | None = None) -> dict[str, Any]:
-    state = {"cnnkit_version": __version__, "task": cfg.task, "meta": model.meta, "config": to_dict(cfg),
+    state = {"cnnkit_version": __version__, "task": cfg.task, "meta": model.meta.to_dict(), "config": to_dict(cfg),
              "model": model.state_dict(), "epoch": epoch, "best_fitness": best, "metrics": metrics}
     return {**state, **(training or {})}
 
@@ -172,8 +142,7 @@ def resume_point(cfg: TrainConfig, run_dir: Path) -> tuple[TrainConfig, dict[str
         raise CnnkitError(f"{run_dir / 'last.pt'}: already finished {ckpt['epoch']} epochs; "
                           f"pass --epochs N with N > {ckpt['epoch']} to train longer")
     saved = {**ckpt["config"], "epochs": epochs, "device": cfg.device, "workers": cfg.workers}
-    defaults = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
-                for f in config_fields()}
+    defaults = {f.name: default_of(f.name) for f in config_fields()}
     differ = [k for k, v in to_dict(cfg).items() if k not in RESUME_FREE and v != defaults[k]
               and v != ckpt["config"].get(k)]
     if differ:  # a resumed run that silently took other settings would not be the run it claims to be
@@ -308,7 +277,7 @@ def run_epochs(cfg: TrainConfig, task, data, parts: Parts, models_loaders: tuple
     info, device, run_dir, log = where
     start_epoch = resume["epoch"] if resume else 0
     elapsed0, t0, epoch = (resume or {}).get("elapsed_s", 0.0), time.perf_counter(), start_epoch
-    tta = task.tta_forward if cfg.tta else None
+    tta = task.eval_forward(make_options(task.options, {"tta": True} if cfg.tta else {}, cfg.task, flags=True))
     for epoch in range(start_epoch, cfg.epochs):
         train_loader.sampler.set_epoch(epoch)
         train_loader.generator.manual_seed(cfg.seed + epoch)
@@ -316,8 +285,10 @@ def run_epochs(cfg: TrainConfig, task, data, parts: Parts, models_loaders: tuple
         if done[0]:
             log.info(f"resuming epoch {epoch + 1} after step {done[0]} of {len(train_loader)}")
         log.epoch_start(epoch, cfg.epochs, len(train_loader))
-        saver = MidEpochSaver(cfg.save_period * 60, lambda steps, loss, seen, epoch=epoch: save_mid_epoch(
-            parts, cfg, epoch, run_dir, elapsed0 + time.perf_counter() - t0, (steps, loss, seen)))
+        def save_mid(steps: int, loss: float, seen: int, epoch: int = epoch) -> None:
+            save_mid_epoch(parts, cfg, epoch, run_dir, elapsed0 + time.perf_counter() - t0, (steps, loss, seen))
+
+        saver = MidEpochSaver(cfg.save_period * 60, save_mid)
         row: dict[str, Any] = {"epoch": epoch + 1}
         row.update(train_one_epoch(train_model, rest_of_epoch(train_loader, done[0]) if done[0] else train_loader,
                                    loss_fn, parts.optimizer, parts.scheduler,

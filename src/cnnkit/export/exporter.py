@@ -16,29 +16,27 @@ from typing import Any
 import torch
 
 from cnnkit import __version__
-from cnnkit.api import Model, load
 from cnnkit.errors import CnnkitError
 from cnnkit.files import atomic_write_bytes
-from cnnkit.tasks.inst_draw import instance_colours
+from cnnkit.meta import default_colours
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".torchscript"}
 OPSET = 17  # ONNX operator set: onnxruntime >= 1.14 runs it; torchvision's RoIAlign needs >= 16
 
 
-def input_side(model: Model, imgsz: int) -> int:
+def input_side(model: Any, imgsz: int) -> int:
     """The exported input's side (pixels): ``imgsz``, else the training size (classify) or crop."""
-    if imgsz:
-        return imgsz
-    meta = model.meta
-    return int(meta.get("imgsz") or max(meta.get("crop") or [0]) or 224)
+    return imgsz or model.meta.input_side
 
 
-def export_metadata(model: Model, graph: torch.nn.Module, shape: list, fmt: str, half: bool,
+def export_metadata(model: Any, graph: torch.nn.Module, shape: list, fmt: str, half: bool,
                     source: str) -> dict[str, str]:
     """String key -> value pairs stored in the file: what a runtime needs without cnnkit's checkpoint."""
-    meta = {k: v for k, v in model.meta.items() if k != "class_weights"}
-    if "colours" not in meta:
-        meta["colours"] = instance_colours(len(meta["classes"])).tolist()
+    card = model.meta
+    if not card.colours:
+        card = card.replace(colours=tuple(map(tuple, default_colours(card.num_classes))))
+    meta = card.to_dict()
+    meta["extra"] = {k: v for k, v in meta["extra"].items() if k != "class_weights"}
     export = {"format": fmt, "input": {"name": "images", "dtype": "uint8", "layout": "NCHW", "shape": shape},
               "outputs": list(graph.outputs), "half": half, "source": source, "cnnkit_version": __version__}
     return {"task": meta["task"], "classes": json.dumps(meta["classes"]), "colours": json.dumps(meta["colours"]),
@@ -47,9 +45,11 @@ def export_metadata(model: Model, graph: torch.nn.Module, shape: list, fmt: str,
             "cnnkit_config": json.dumps(model.checkpoint.get("config", {}))}
 
 
-def build_graph(model: Model, half: bool) -> torch.nn.Module:
-    graph = model.task.export_graph(model.module, half)
-    return graph.eval()
+def build_graph(model: Any, half: bool) -> torch.nn.Module:
+    """The task's export graph around a loaded checkpoint's module."""
+    if model.task.graph is None:
+        raise CnnkitError(f"the {model.meta.task} task has no export graph; it cannot be exported")
+    return model.task.graph(model.module, half).eval()
 
 
 def example_input(channels: int, side: int, batch: int = 1, seed: int = 0) -> torch.Tensor:
@@ -65,21 +65,22 @@ def input_shape(graph: torch.nn.Module, channels: int, side: int, dynamic: bool)
     return [batch, channels, "height" if free else side, "width" if free else side]
 
 
-def export_model(weights: str | Path, fmt: str = "onnx", imgsz: int = 0, dynamic: bool = False, half: bool = False,
-                 out: str | Path = "") -> tuple[Path, dict[str, str]]:
-    """Write ``weights`` as ``fmt`` beside it (or to ``out``); returns the file and the metadata stored in it."""
+def export_model(model: Any, weights: str | Path, fmt: str = "onnx", imgsz: int = 0, dynamic: bool = False,
+                 half: bool = False, out: str | Path = "") -> tuple[Path, dict[str, str]]:
+    """Write ``model`` (a loaded checkpoint, ``cnnkit.api.Model``, read from ``weights``) as ``fmt`` beside
+    ``weights`` (or to ``out``); returns the file and the metadata stored in it. ``cnnkit.api.export``
+    loads and calls this."""
     if fmt not in FORMATS:
         raise CnnkitError(f"--format {fmt}: choose one of {', '.join(FORMATS)}")
-    model = load(weights, device="cpu")
     graph = build_graph(model, half)
     side = input_side(model, imgsz)
-    shape = input_shape(graph, model.meta["in_chans"], side, dynamic)
+    shape = input_shape(graph, model.meta.in_chans, side, dynamic)
     path = Path(out) if out else Path(weights).with_suffix(FORMATS[fmt])
     if path.exists() and path.resolve() == Path(weights).resolve():
         raise CnnkitError(f"--out {out}: is the checkpoint being exported; give another file (default: "
                           f"{Path(weights).with_suffix(FORMATS[fmt]).name} beside it)")
     metadata = export_metadata(model, graph, shape, fmt, half, Path(weights).name)
-    example = example_input(model.meta["in_chans"], side)
+    example = example_input(model.meta.in_chans, side)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer warnings about Python values: the parity check is the test
         try:
@@ -88,7 +89,7 @@ def export_model(weights: str | Path, fmt: str = "onnx", imgsz: int = 0, dynamic
         except CnnkitError:
             raise
         except Exception as e:  # noqa: BLE001 - any exporter failure: one line naming the model
-            raise CnnkitError(f"{weights}: {model.meta['model']} did not export to {fmt} "
+            raise CnnkitError(f"{weights}: {model.meta.model} did not export to {fmt} "
                               f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from e
     atomic_write_bytes(path, data)
     return path, metadata

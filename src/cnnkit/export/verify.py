@@ -17,9 +17,11 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from cnnkit.config import make_config
+from cnnkit.engine.task import Task
 from cnnkit.errors import CnnkitError
 from cnnkit.export.exporter import example_input
 from cnnkit.log import LOGGER
+from cnnkit.meta import ModelMeta
 
 
 def latency_ms(fn: Callable[[], Any], runs: int = 20, warmup: int = 3, budget_s: float = 30.0) -> list[float]:
@@ -71,16 +73,15 @@ def sample_indices(n: int, limit: int, seed: int = 0) -> list[int]:
     return sorted(np.random.default_rng(seed).choice(n, size=limit, replace=False).tolist())
 
 
-def score_on_data(run_exported: Callable[[np.ndarray], list[np.ndarray]], shape: list, meta: dict[str, Any],
-                  config: dict[str, Any], data: str, limit: int = 0,
+def score_on_data(run_exported: Callable[[np.ndarray], list[np.ndarray]], shape: list, task: Task,
+                  meta: ModelMeta, config: dict[str, Any], data: str, limit: int = 0,
                   reference: torch.nn.Module | None = None, split: str = "auto") -> dict[str, Any]:
     """The task's metrics of the exported model (and of ``reference``, the eager graph) on ``data``'s
     validation split (or ``split``; ``limit`` of its images if > 0, drawn across it), one image at a time."""
-    from cnnkit.tasks import get_task
-
-    task = get_task(meta["task"])
-    graph_cls = task.export_graph
-    cfg = make_config({**config, "task": meta["task"], "data": data, "resume": False, "batch": 1},
+    graph_cls: Any = task.graph
+    if graph_cls is None:
+        raise CnnkitError(f"the {task.name} task has no export graph to score")
+    cfg = make_config({**config, "task": meta.task, "data": data, "resume": False, "batch": 1},
                       origin="exported model")
     dataset = task.build_data(cfg, meta=meta, for_eval=split)
     chosen = Subset(dataset.val, sample_indices(len(dataset.val), limit))
@@ -109,7 +110,7 @@ def score_on_data(run_exported: Callable[[np.ndarray], list[np.ndarray]], shape:
     return result
 
 
-def _tuple(outputs: Any) -> tuple:
+def _tuple(outputs: Any) -> tuple | list:
     return outputs if isinstance(outputs, (tuple, list)) else (outputs,)
 
 
@@ -171,7 +172,7 @@ def exported_runner(path: str, fmt: str) -> Callable[[np.ndarray], list[np.ndarr
     if fmt == "onnx":
         from cnnkit.export.runtime import OnnxModel
 
-        return OnnxModel(path).run
+        return OnnxModel(path, parts_for=None).run
     module = torch.jit.load(path, map_location="cpu")
 
     def run(x: np.ndarray) -> list[np.ndarray]:
@@ -180,21 +181,20 @@ def exported_runner(path: str, fmt: str) -> Callable[[np.ndarray], list[np.ndarr
     return run
 
 
-def verify_export(path: str, fmt: str, weights: str, shape: list, half: bool = False, data: str = "",
+def verify_export(model: Any, path: str, fmt: str, shape: list, half: bool = False, data: str = "",
                   limit: int = 200, compile_too: bool = True) -> dict[str, Any]:
-    """Parity, agreement on ``data`` (when given) and latency of the exported file against eager PyTorch."""
-    from cnnkit.api import load
+    """Parity, agreement on ``data`` (when given) and latency of the exported file against eager PyTorch;
+    ``model``: the loaded checkpoint (``cnnkit.api.Model``) it was exported from."""
     from cnnkit.export.exporter import build_graph
 
-    model = load(weights, device="cpu")
     graph = build_graph(model, half)
     run = exported_runner(path, fmt)
-    channels = model.meta["in_chans"]
-    side = next((s for s in shape[2:] if isinstance(s, int)), 0) or int(model.meta.get("imgsz") or
-                                                                         max(model.meta.get("crop") or [64]))
+    channels = model.meta.in_chans
+    side = next((s for s in shape[2:] if isinstance(s, int)), 0) or model.meta.input_side
     report: dict[str, Any] = {"file": str(path), "format": fmt, "parity": parity(graph, run, shape, channels, side)}
     if data:
-        scored = score_on_data(run, shape, model.meta, model.checkpoint.get("config", {}), data, limit, graph)
+        scored = score_on_data(run, shape, model.task, model.meta, model.checkpoint.get("config", {}), data, limit,
+                               graph)
         report["agreement"] = {k: v for k, v in scored.items() if k != "report"}
     report["latency_batch1"] = latencies(graph, run, channels, side, 1, compile_too)
     if isinstance(shape[0], str):

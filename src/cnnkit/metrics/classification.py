@@ -4,6 +4,7 @@ per-class precision, recall and F1, and the confusion matrix (CSV and PNG)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import torch
 from torchmetrics import MetricCollection
@@ -71,7 +72,7 @@ class ClassificationMetrics:
     def table(self) -> str:
         """The per-class table as aligned text."""
         rows = self.per_class()
-        width = max(8, *(len(r["class"]) for r in rows))
+        width = max(8, *(len(cast(str, r["class"])) for r in rows))
         lines = [f"{'class':<{width}} {'precision':>9} {'recall':>7} {'f1':>7} {'support':>8}"]
         lines += [f"{r['class']:<{width}} {r['precision']:9.4f} {r['recall']:7.4f} {r['f1']:7.4f} {r['support']:8d}"
                   for r in rows]

@@ -19,13 +19,28 @@ import torch
 from pycocotools import mask as mask_util
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
+from torchvision.models.detection.roi_heads import expand_boxes, expand_masks, paste_mask_in_image
 
+from cnnkit import distributed as dist_utils
 from cnnkit.data.rle import encode
-from cnnkit.engine import distributed as dist_utils
-from cnnkit.models.detection import paste_local
 
 STAT_NAMES = ("ap", "ap50", "ap75", "ap_small", "ap_medium", "ap_large")
 MASK_THRESHOLD = 0.5  # probability above which a mask pixel belongs to the object
+
+
+def paste_local(masks: torch.Tensor, boxes: torch.Tensor, size: tuple[int, int], threshold: float = 0.5):
+    """Yield ``(mask (h, w) bool, top, left)`` per object: its ``(1, M, M)`` probabilities pasted into
+    its box as torchvision pastes them (1 px padding, bilinear), clipped to the image ``size``."""
+    if len(masks) == 0:
+        return
+    masks, scale = expand_masks(masks.float(), padding=1)
+    boxes = expand_boxes(boxes.float(), scale).to(torch.int64)
+    height, width = size
+    for m, (x0, y0, x1, y1) in zip(masks, boxes.tolist()):
+        local = paste_mask_in_image(m[0], torch.tensor([0, 0, x1 - x0, y1 - y0]), y1 - y0 + 1, x1 - x0 + 1)
+        top, left = max(y0, 0), max(x0, 0)
+        local = local[top - y0:min(y1 + 1, height) - y0, left - x0:min(x1 + 1, width) - x0]
+        yield (local > threshold).cpu().numpy(), top, left
 
 
 def paste_masks(masks: torch.Tensor, boxes: torch.Tensor, size: tuple[int, int]):
@@ -85,7 +100,7 @@ class COCOMetrics:
             self.dt += self.detections(out, image_id, size)
 
     def ground_truth(self, tgt: dict[str, torch.Tensor], image_id: int) -> list[dict]:
-        anns = []
+        anns: list[dict] = []
         crowd = tgt.get("iscrowd", torch.zeros(len(tgt["labels"]))).tolist()
         gt_masks = tgt["masks"].cpu().numpy() if self.masks else None
         for k, (box, label) in enumerate(zip(xywh(tgt["boxes"]), tgt["labels"].tolist())):
@@ -108,7 +123,10 @@ class COCOMetrics:
     def _gathered(self) -> tuple[list, list, list]:
         """All ranks' images and annotations, with ids made unique across ranks."""
         parts = dist_utils.gather_objects((self.images, self.gt, self.dt))
-        images, gt, dt, offset = [], [], [], 0
+        images: list[dict] = []
+        gt: list[dict] = []
+        dt: list[dict] = []
+        offset = 0
         for ims, g, d in parts:
             images += [{**im, "id": im["id"] + offset} for im in ims]
             gt += [{**a, "image_id": a["image_id"] + offset, "id": len(gt) + i + 1} for i, a in enumerate(g)]

@@ -9,6 +9,7 @@ per-class values are undefined (NaN) for classes absent from both prediction and
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -88,7 +89,7 @@ class SegmentationMetrics:
     def table(self) -> str:
         """The per-class table as aligned text (percentages)."""
         rows = self.per_class()
-        width = max(8, *(len(r["class"]) for r in rows))
+        width = max(8, *(len(cast(str, r["class"])) for r in rows))
         lines = [f"{'class':<{width}} {'IoU':>6} {'Dice':>6} {'acc':>6} {'pixels':>12}"]
         lines += [f"{r['class']:<{width}} {100 * r['iou']:6.2f} {100 * r['dice']:6.2f} {100 * r['acc']:6.2f} "
                   f"{r['pixels']:12d}" for r in rows]

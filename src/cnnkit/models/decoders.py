@@ -150,8 +150,10 @@ class FCNDecoder(nn.Module):
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
         score = self.score32(self.neck(features[-1]))
         if self.score16 is not None:
+            assert self.up2a is not None  # set with score16 (variant 16 or 8)
             score = self.up2a(score) + self.score16(features[-2])
         if self.score8 is not None:
+            assert self.up2b is not None  # set with score8 (variant 8)
             score = self.up2b(score) + self.score8(features[-3])
         return self.final(score)
 

@@ -25,7 +25,6 @@ from torchvision.models.detection import FasterRCNN, MaskRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead, FastRCNNPredictor
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
-from torchvision.models.detection.roi_heads import expand_boxes, expand_masks, paste_mask_in_image
 from torchvision.models.detection.rpn import RPNHead
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign
@@ -61,8 +60,8 @@ class FixedScaleTransform(GeneralizedRCNNTransform):
     """torchvision's batching (pad to a multiple of 32) without its resize: cnnkit picks the scale.
 
     Detections keep their masks as ``(N, 1, 28, 28)`` probabilities in box coordinates: pasting
-    hundreds of full-image masks at once would take gigabytes on a large image; ``paste_local``
-    pastes them one at a time.
+    hundreds of full-image masks at once would take gigabytes on a large image;
+    ``cnnkit.metrics.coco.paste_local`` pastes them one at a time.
     """
 
     def resize(self, image: torch.Tensor, target: dict | None = None) -> tuple[torch.Tensor, dict | None]:
@@ -70,21 +69,6 @@ class FixedScaleTransform(GeneralizedRCNNTransform):
 
     def postprocess(self, result: list[dict], image_shapes: list, original_image_sizes: list) -> list[dict]:
         return result
-
-
-def paste_local(masks: torch.Tensor, boxes: torch.Tensor, size: tuple[int, int], threshold: float = 0.5):
-    """Yield ``(mask (h, w) bool, top, left)`` per object: its ``(1, M, M)`` probabilities pasted into
-    its box as torchvision pastes them (1 px padding, bilinear), clipped to the image ``size``."""
-    if len(masks) == 0:
-        return
-    masks, scale = expand_masks(masks.float(), padding=1)
-    boxes = expand_boxes(boxes.float(), scale).to(torch.int64)
-    height, width = size
-    for m, (x0, y0, x1, y1) in zip(masks, boxes.tolist()):
-        local = paste_mask_in_image(m[0], torch.tensor([0, 0, x1 - x0, y1 - y0]), y1 - y0 + 1, x1 - x0 + 1)
-        top, left = max(y0, 0), max(x0, 0)
-        local = local[top - y0:min(y1 + 1, height) - y0, left - x0:min(x1 + 1, width) - x0]
-        yield (local > threshold).cpu().numpy(), top, left
 
 
 def fixed_scale_pool(levels: list[str], output_size: int) -> MultiScaleRoIAlign:

@@ -115,6 +115,6 @@ def _register(arch: str, encoder_name: str, description: str) -> None:
     register_model(f"{arch}_{encoder_name}", task="segment")(builder)
 
 
-for _arch, (_, _, _encoders, _description) in ARCHITECTURES.items():
+for _arch, (_builder, _stride, _encoders, _description) in ARCHITECTURES.items():
     for _encoder in _encoders:
         _register(_arch, _encoder, _description)

@@ -2,29 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
 from cnnkit import __version__
+from cnnkit.meta import SCHEMA, ModelMeta
 from cnnkit.models.registry import create_model
 
 
 class ImageModel(nn.Module):
     """Takes images ``(N, C, H, W)``, uint8 0..255 or float 0..1, and normalises them itself.
 
-    ``meta`` holds what a checkpoint needs to rebuild and use the model: task, model name and
-    arguments, classes, channels, image size, mean and std (of 0..1 pixels).
+    ``meta`` (a :class:`cnnkit.meta.ModelMeta`) holds what a checkpoint needs to rebuild and use the model:
+    task, model name and arguments, classes, channels, image size, mean and std (of 0..1 pixels).
     """
 
-    def __init__(self, net: nn.Module, meta: dict[str, Any]):
+    def __init__(self, net: nn.Module, meta: Mapping[str, Any]):
         super().__init__()
         self.net = net
-        self.meta = dict(meta)
-        c = meta["in_chans"]
-        self.register_buffer("mean", torch.tensor(meta["mean"], dtype=torch.float32).view(1, c, 1, 1))
-        self.register_buffer("std", torch.tensor(meta["std"], dtype=torch.float32).view(1, c, 1, 1))
+        self.meta = ModelMeta.from_dict(meta)
+        c = self.meta.in_chans
+        self.register_buffer("mean", torch.tensor(self.meta.mean, dtype=torch.float32).view(1, c, 1, 1))
+        self.register_buffer("std", torch.tensor(self.meta.std, dtype=torch.float32).view(1, c, 1, 1))
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, C, H, W)`` or one ``(C, H, W)`` image -> normalised float."""
@@ -48,7 +50,7 @@ class ImageModel(nn.Module):
         return self.net(x, *args)
 
 
-def build_image_model(meta: dict[str, Any], pretrained: str = "") -> ImageModel:
+def build_image_model(meta: Mapping[str, Any], pretrained: str = "") -> ImageModel:
     """Build from ``meta`` (keys: model, model_args, num_classes, in_chans, mean, std, ...)."""
     kw = dict(meta.get("model_args", {}))
     if pretrained:
@@ -56,4 +58,4 @@ def build_image_model(meta: dict[str, Any], pretrained: str = "") -> ImageModel:
     # a binary segmenter has one output (sigmoid) for its two classes
     outputs = meta.get("num_outputs", meta["num_classes"])
     net = create_model(meta["model"], num_classes=outputs, in_chans=meta["in_chans"], **kw)
-    return ImageModel(net, {**meta, "cnnkit_version": __version__})
+    return ImageModel(net, {**meta, "cnnkit_version": __version__, "schema": SCHEMA})

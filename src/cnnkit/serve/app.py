@@ -37,6 +37,8 @@ from cnnkit import __version__
 from cnnkit.data.images import upright
 from cnnkit.data.inputs import InputWatch
 from cnnkit.log import LOGGER
+from cnnkit.options import OptionInfo, option_infos
+from cnnkit.predictor import Predictor
 
 
 @dataclass(frozen=True)
@@ -160,23 +162,67 @@ async def image_bytes(request: Request, body: bytes) -> bytes:
         await form.close()
 
 
-def info(predictor: Any) -> dict[str, Any]:
+def info(predictor: Predictor) -> dict[str, Any]:
+    """The model card as /info shows it, with the prediction options /predict takes (name, type, default,
+    unit, range)."""
     meta = predictor.meta
     shape = getattr(predictor, "input_shape", None)
-    return {"task": meta["task"], "model": meta.get("model"), "classes": list(meta["classes"]),
-            "colours": meta.get("colours"), "input_size": shape[2:] if shape else meta.get("imgsz") or meta.get("crop"),
-            "options": predictor.options(), "runtime": "onnxruntime" if shape else "pytorch",
-            "cnnkit_version": __version__}
+    return {"task": meta.task, "model": meta.model, "classes": list(meta.classes),
+            "colours": [list(c) for c in meta.colours] or None,
+            "input_size": shape[2:] if shape else (list(meta.crop) or meta.imgsz or None),
+            "options": predictor.options(), "option_details": [o.describe() for o in _options(predictor)],
+            "runtime": "onnxruntime" if predictor.runtime == "onnx" else predictor.runtime,
+            "model_card": meta.to_dict(), "cnnkit_version": __version__}
 
 
-def response_body(predictor: Any, image: Image.Image, prediction: dict, overlay: bool, mask: bool) -> dict:
+def _options(predictor: Predictor) -> list[OptionInfo]:
+    return [o for o in option_infos(predictor.options_type) if predictor.runtime in o.runtimes]
+
+
+RESERVED = ("overlay", "mask")  # query parameters of the answer's form, not prediction options
+
+
+def query_options(request: Request, predictor: Predictor) -> dict[str, Any]:
+    """The prediction options in the query string, parsed and checked by the task's options dataclass; 400
+    for one the model does not take, 422 for a bad value (as FastAPI's own parameters)."""
+    infos = {o.name: o for o in option_infos(predictor.options_type)}
+    out = {}
+    for key, text in request.query_params.items():
+        if key in RESERVED:
+            continue
+        info = infos.get(key)
+        if info is None or predictor.runtime not in info.runtimes:
+            raise HTTPException(400, f"options ['{key}'] do not apply to a {predictor.meta.task} model on "
+                                     f"{predictor.runtime}; it takes {predictor.options()}")
+        try:
+            out[key] = info.parse(text)
+        except ValueError as e:
+            raise HTTPException(422, f"query parameter {key}: {e}") from None
+    return out
+
+
+def openapi_parameters(predictor: Predictor) -> list[dict[str, Any]]:
+    """OpenAPI entries for the options of this model's task, generated from its options dataclass."""
+    kinds = {bool: "boolean", int: "integer", float: "number", str: "string"}
+    params = []
+    for o in _options(predictor):
+        schema: dict[str, Any] = {"type": kinds.get(o.kind, "string"), "default": o.default}
+        schema.update({k: v for k, v in (("minimum", o.low), ("maximum", o.high)) if v is not None})
+        if o.choices:
+            schema["enum"] = list(o.choices)
+        params.append({"name": o.name, "in": "query", "required": False, "schema": schema,
+                       "description": o.help + (f" ({o.unit})" if o.unit else "")})
+    return params
+
+
+def response_body(predictor: Predictor, image: Image.Image, prediction: dict, overlay: bool, mask: bool) -> dict:
     """JSON for one prediction: the task's record, plus the class-id mask (segment) and the overlay as
     base64 PNGs when asked."""
-    body = dict(predictor.task.record(prediction))
+    body = dict(predictor.view.record(prediction))
     if mask and "mask" in prediction:
         body["mask_png"] = png_base64(Image.fromarray(np.asarray(prediction["mask"], np.uint8)))
     if overlay:
-        body["overlay_png"] = png_base64(predictor.task.visualise(image, prediction, predictor.meta))
+        body["overlay_png"] = png_base64(predictor.view.visualise(image, prediction, predictor.meta))
     return body
 
 
@@ -184,11 +230,12 @@ class Runner:
     """A bounded pool: ``workers`` threads, ``queue`` more calls admitted to wait; beyond, 503.
 
     A call holds its slot until its work really ends, even after its request timed out (a running
-    thread cannot be stopped), so that timed-out work cannot pile up behind the pool. PyTorch
-    models, whose predictors set per-call options on the module, run one call at a time.
+    thread cannot be stopped), so that timed-out work cannot pile up behind the pool. A predictor
+    that is not ``thread_safe`` runs one call at a time (every cnnkit predictor is: prediction options
+    are arguments of post-processing, never attributes of the model).
     """
 
-    def __init__(self, predictor: Any, limits: Limits):
+    def __init__(self, predictor: Predictor, limits: Limits):
         self.predictor, self.limits = predictor, limits
         self.pool = ThreadPoolExecutor(max_workers=limits.workers, thread_name_prefix="cnnkit-infer")
         self.pending = 0  # calls admitted and not finished; changed under self.count_lock
@@ -228,11 +275,11 @@ class Runner:
                                      "send a smaller image or raise --timeout") from None
 
 
-def create_app(predictor: Any, limits: Limits = Limits()) -> FastAPI:
-    """The app for one loaded model (a checkpoint's ``Model`` or an ``OnnxModel``)."""
+def create_app(predictor: Predictor, limits: Limits = Limits()) -> FastAPI:
+    """The app for one loaded model (a checkpoint, an .onnx or a TorchScript file: ``cnnkit.load``)."""
     app = FastAPI(title="cnnkit", version=__version__,
-                  description=f"Predictions of a cnnkit {predictor.meta['task']} model "
-                              f"({predictor.meta.get('model')}, {len(predictor.meta['classes'])} classes).")
+                  description=f"Predictions of a cnnkit {predictor.meta.task} model "
+                              f"({predictor.meta.model}, {predictor.meta.num_classes} classes).")
     runner = Runner(predictor, limits)
     cap = int(limits.max_upload_mb * 1_000_000)
     page = resources.files("cnnkit.serve").joinpath("page.html").read_text(encoding="utf-8")
@@ -251,34 +298,27 @@ def create_app(predictor: Any, limits: Limits = Limits()) -> FastAPI:
         needs an API key (``api_key_required``)."""
         return {**info(predictor), "api_key_required": bool(limits.api_key)}
 
-    @app.post("/predict")
+    @app.post("/predict", openapi_extra={"parameters": openapi_parameters(predictor)})
     async def predict(
         request: Request,
-        topk: int | None = Query(None, ge=1, description="classify: classes returned"),
-        score_thresh: float | None = Query(None, ge=0, le=1, description="instance, detect: lowest score kept"),
-        max_det: int | None = Query(None, ge=0, description="instance, detect: most objects returned"),
         overlay: bool = Query(False, description="also return the annotated image as a base64 PNG"),
         mask: bool = Query(True, description="segment: return the class-id mask as a base64 PNG"),
     ) -> dict:
         """One image, as a multipart file (field ``file``) or as the raw request body. Returns the task's
         prediction: classify ``topk``; segment class ``areas`` and ``mask_png``; instance ``instances``
         (class, score, box [x0, y0, x1, y1] px, COCO RLE mask); with ``overlay``, ``overlay_png``;
-        ``warnings`` when the image is far from the training images (size, colour, bit depth, brightness)."""
+        ``warnings`` when the image is far from the training images (size, colour, bit depth, brightness).
+        The task's prediction options are query parameters (listed by /info)."""
         start = time.perf_counter()
         check_key(request, limits.api_key)
-        given = {"topk": topk, "score_thresh": score_thresh, "max_det": max_det}
-        options = {k: v for k, v in given.items() if v is not None}
-        wrong = sorted(set(options) - set(predictor.options()))
-        if wrong:
-            raise HTTPException(400, f"options {wrong} do not apply to a {predictor.meta['task']} model; "
-                                     f"it takes {predictor.options()}")
+        options = query_options(request, predictor)
         data = await image_bytes(request, await read_capped(request, cap, limits.body_timeout_s))
         image = open_upload(data, limits.max_pixels)  # a bomb or a non-image is refused here, without a slot
 
         def answer(image: Image.Image, prediction: dict) -> dict:
             body = response_body(predictor, image, prediction, overlay, mask)
             far = runner.watch.check(image, "upload")  # each answer says when its input is far from training's
-            return {"task": predictor.meta["task"], **body, **({"warnings": far} if far else {})}
+            return {"task": predictor.meta.task, **body, **({"warnings": far} if far else {})}
 
         body = await runner.run(image, options, answer)
         return {**body, "time_ms": round((time.perf_counter() - start) * 1000, 1)}
@@ -287,7 +327,7 @@ def create_app(predictor: Any, limits: Limits = Limits()) -> FastAPI:
     return app
 
 
-def serve(predictor: Any, host: str = "127.0.0.1", port: int = 8000, limits: Limits = Limits()) -> None:
+def serve(predictor: Predictor, host: str = "127.0.0.1", port: int = 8000, limits: Limits = Limits()) -> None:
     """Run the app on uvicorn until interrupted."""
     import uvicorn
 

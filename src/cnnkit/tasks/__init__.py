@@ -1,44 +1,26 @@
-"""The task map: task name -> task object. Later tasks register here.
+"""Tasks: each a package that registers one :class:`TaskSpec` (see ``registry.py`` and ARCHITECTURE.md).
 
-The task modules import torch, so they load on first use: the torch-free output side of each task
-(``cnnkit.tasks.views``) can then be imported alone.
+Torch-free: a task's torch side loads when ``get_task`` first asks for it.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from cnnkit.tasks import classify, instance, segment
+from cnnkit.tasks.registry import (
+    TaskSpec,
+    get_runner_class,
+    get_spec,
+    get_task,
+    get_view,
+    register_task,
+    task_names,
+    unregister_task,
+)
 
-from cnnkit.errors import CnnkitError, did_you_mean
+register_task(classify.SPEC)
+register_task(segment.SPEC)
+register_task(instance.SPEC)
+register_task(instance.DETECT_SPEC)
 
-_TASKS: dict[str, Any] = {}
-
-
-def _tasks() -> dict[str, Any]:
-    if not _TASKS:
-        from cnnkit.tasks.classify import ClassifyTask
-        from cnnkit.tasks.instance import InstanceTask
-        from cnnkit.tasks.segment import SegmentTask
-
-        _TASKS.update(classify=ClassifyTask(), segment=SegmentTask(), instance=InstanceTask(),
-                      detect=InstanceTask("detect", masks=False))
-    return _TASKS
-
-
-def get_task(name: str) -> Any:
-    tasks = _tasks()
-    if name not in tasks:
-        raise CnnkitError(f"unknown task '{name}'.{did_you_mean(name, tasks)} Tasks: {', '.join(tasks)}")
-    return tasks[name]
-
-
-def __getattr__(name: str) -> Any:
-    if name == "TASKS":
-        return _tasks()
-    if name in ("Task", "TaskData"):
-        from cnnkit.tasks import base
-
-        return getattr(base, name)
-    raise AttributeError(f"module 'cnnkit.tasks' has no attribute '{name}'")
-
-
-__all__ = ["TASKS", "Task", "TaskData", "get_task"]
+__all__ = ["TaskSpec", "get_runner_class", "get_spec", "get_task", "get_view", "register_task", "task_names",
+           "unregister_task"]

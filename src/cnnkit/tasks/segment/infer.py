@@ -8,6 +8,8 @@ result equals whole-image prediction.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -16,7 +18,7 @@ from torch import nn
 
 from cnnkit.errors import CnnkitError
 from cnnkit.metrics.segmentation import logits_to_ids
-from cnnkit.tasks.tiling import check_tiling, tile_starts
+from cnnkit.tasks.common import check_tiling, tile_starts
 
 MODES = ("auto", "whole", "slide")
 RESIZE_LIMIT = 64_000_000  # floats of logits resized bilinearly back to the original size; beyond, nearest ids
@@ -66,7 +68,8 @@ def predict_slide(model: nn.Module, image: torch.Tensor, tile: tuple[int, int], 
     xs = tile_starts(w, tw, max(1, int(tw * (1 - overlap))))
     window = blend_window(th, tw)
     ids, probs = np.empty((h, w), np.uint8), None
-    acc = weights = None
+    acc: Any = None
+    weights: Any = None
     first = 0  # first row not yet final
     for j, y0 in enumerate(ys):
         tiles = [image[:, y0:y0 + th, x0:x0 + tw] for x0 in xs]

@@ -3,8 +3,8 @@ score), instance-map PNGs and the COCO results JSON."""
 
 from __future__ import annotations
 
-import colorsys
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -13,15 +13,15 @@ from PIL import Image, ImageDraw
 
 from cnnkit.data.rle import decode_rle
 from cnnkit.files import atomic_write_bytes
-from cnnkit.tasks.seg_draw import save_png
+from cnnkit.meta import default_colours
+from cnnkit.tasks.common import save_png
 
 MAX_LABELS = 60  # objects labelled with text on an overlay; more would hide the image
 
 
 def instance_colours(n: int) -> np.ndarray:
     """``(n, 3)`` uint8 colours far apart in hue (golden-ratio steps), bright enough to see."""
-    return np.array([[int(255 * c) for c in colorsys.hsv_to_rgb((i * 0.618034) % 1, 0.75, 1.0)] for i in range(n)],
-                    np.uint8).reshape(-1, 3)
+    return np.array(default_colours(n), np.uint8).reshape(-1, 3)
 
 
 def decode(inst: dict) -> np.ndarray | None:
@@ -30,7 +30,7 @@ def decode(inst: dict) -> np.ndarray | None:
     return decode_rle(inst["rle"])
 
 
-def overlay(image: Image.Image, instances: list[dict], meta: dict[str, Any], alpha: float = 0.45) -> Image.Image:
+def overlay(image: Image.Image, instances: list[dict], meta: Mapping[str, Any], alpha: float = 0.45) -> Image.Image:
     """Masks blended in, boxes outlined, and '<class> <score>' above each box (highest scores first)."""
     base = np.asarray(image.convert("RGB"), dtype=np.float32)
     colours = instance_colours(len(instances))
@@ -63,7 +63,7 @@ def instance_map(instances: list[dict], size: tuple[int, int]) -> Image.Image:
     return Image.fromarray(ids.astype(np.uint8) if len(instances) <= 255 else ids)
 
 
-def write_instance_outputs(image: Image.Image, prediction: dict, meta: dict[str, Any], folder: Path, stem: str,
+def write_instance_outputs(image: Image.Image, prediction: dict, meta: Mapping[str, Any], folder: Path, stem: str,
                            pictures: bool = True) -> dict[str, str]:
     """<stem>_instances.png (instance ids, with masks) always; <stem>_overlay.png unless ``pictures`` is off."""
     written = {}
@@ -77,7 +77,7 @@ def write_instance_outputs(image: Image.Image, prediction: dict, meta: dict[str,
     return {k: str(v) for k, v in written.items()}
 
 
-def write_results(records: list[dict], meta: dict[str, Any], folder: Path) -> Path:
+def write_results(records: list[dict], meta: Mapping[str, Any], folder: Path) -> Path:
     """coco_results.json: COCO's results format (image_id, category_id 1-based, bbox xywh, score,
     RLE segmentation) plus file_name, and the images and categories it refers to."""
     images, results = [], []

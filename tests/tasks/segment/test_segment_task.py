@@ -8,13 +8,15 @@ from PIL import Image
 from cnnkit.data.masks import IGNORE
 from cnnkit.models import create_model
 from cnnkit.models.wrapper import ImageModel
-from cnnkit.tasks.seg_draw import write_segment_outputs
-from cnnkit.tasks.seg_infer import choose_mode, predict_slide, predict_whole
-from cnnkit.tasks.seg_losses import SegmentationLoss, dice_loss
-from cnnkit.tasks.segment import SegmentTask
-from cnnkit.tasks.tiling import tile_starts
+from cnnkit.tasks import get_task
+from cnnkit.tasks.common import tile_starts
+from cnnkit.tasks.segment import SegmentOptions
+from cnnkit.tasks.segment.draw import write_segment_outputs
+from cnnkit.tasks.segment.infer import choose_mode, predict_slide, predict_whole
+from cnnkit.tasks.segment.losses import SegmentationLoss, dice_loss
 
-META = {"task": "segment", "classes": ["background", "a", "b"], "values": [0, 1, 2], "ignore_index": 255,
+META = {"task": "segment", "model": "unet_basic", "classes": ["background", "a", "b"], "values": [0, 1, 2],
+        "ignore_index": 255,
         "colours": [[0, 0, 0], [255, 0, 0], [0, 255, 0]], "binary": False, "num_classes": 3, "in_chans": 3,
         "mean": [0.5] * 3, "std": [0.25] * 3, "crop": [32, 32], "imgsz": 32, "max_size": 0}
 
@@ -78,7 +80,7 @@ def test_slide_with_many_tiles_agrees_with_whole_and_bounds_its_buffer(monkeypat
     image = torch.randint(0, 256, (3, 150, 230), dtype=torch.uint8)
     image = torch.nn.functional.avg_pool2d(image[None].float(), 9, 1, 4)[0].to(torch.uint8)  # smooth regions
     rows_seen = []
-    import cnnkit.tasks.seg_infer as seg_infer
+    import cnnkit.tasks.segment.infer as seg_infer
 
     original = seg_infer._grow
 
@@ -102,7 +104,7 @@ def test_auto_mode_slides_only_for_large_images():
 def test_predict_returns_masks_at_the_original_size_and_writes_outputs(tmp_path):
     model = tiny_model({**META, "max_size": 32})
     image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (50, 70, 3), dtype=np.uint8))
-    pred = SegmentTask().predict(model, [image], tta=True, probs=True)[0]
+    pred = get_task("segment").predict(model, [image], SegmentOptions(tta=True, probs=True))[0]
     assert pred["mask"].shape == (50, 70) and pred["size"] == [70, 50]
     assert pytest.approx(sum(pred["areas"].values()), abs=1e-4) == 1.0
     files = write_segment_outputs(image, pred, model.meta, tmp_path, "x")

@@ -10,9 +10,10 @@ import torch
 from scipy import ndimage
 
 from cnnkit.errors import CnnkitError
+from cnnkit.options import make_options
 from cnnkit.tasks import get_task
-from cnnkit.tasks.inst_infer import Detection, detect_tiled, merge_tiles
-from cnnkit.tasks.tiling import tile_starts
+from cnnkit.tasks.common import tile_starts
+from cnnkit.tasks.instance.infer import Detection, detect_tiled, merge_tiles
 
 EPOCHS = 100  # 200 steps of 4 images; after 100 steps AP50 was still 0.42
 MIN_AP50 = 0.8  # 0.96 to 1.0 after 200 steps on seeds 0-3 at 2 threads and 0-1 at 1 thread
@@ -58,14 +59,14 @@ def test_different_classes_are_not_merged_and_tiles_cover_the_image():
 
 
 @pytest.mark.parametrize("task", ["instance", "segment"])
-@pytest.mark.parametrize(("options", "match"), [({"tile": -5}, "--tile -5"), ({"tile": 8}, "--tile 8"),
+@pytest.mark.parametrize(("options", "match"), [({"tile": -5}, "--tile: must be at least 0"), ({"tile": 8}, "--tile 8"),
                                                 ({"overlap": 1.0}, "--overlap"), ({"overlap": 0.99}, "--overlap"),
                                                 ({"overlap": -0.1}, "--overlap")])
 def test_tile_options_are_checked_before_any_work(task, options, match):
     """Regression: --overlap 1 (and 0.99) made tiles advance by one pixel and --tile 1 made a tile per
     pixel, which ran for minutes as if hung; --tile -5 gave a traceback."""
     with pytest.raises(CnnkitError, match=match):
-        get_task(task).predict(None, [], **options)
+        checked(task, options)
 
 
 @pytest.mark.parametrize(("options", "match"), [({"score_thresh": 2.0}, "--score-thresh"),
@@ -74,7 +75,13 @@ def test_tile_options_are_checked_before_any_work(task, options, match):
 def test_instance_prediction_options_are_checked(options, match):
     """Regression: --max-det -1 silently sliced off the last detection; thresholds out of [0, 1] were taken."""
     with pytest.raises(CnnkitError, match=match):
-        get_task("instance").predict(None, [], **options)
+        checked("instance", options)
+
+
+def checked(task: str, options: dict) -> None:
+    """The options as the CLI takes them (range checks), then the task's predictor (its own checks)."""
+    t = get_task(task)
+    t.predict(None, [], make_options(t.options, options, task, flags=True))
 
 
 def test_a_sliver_segmented_short_joins_the_object_its_neighbour_tile_saw_whole():

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -12,7 +12,7 @@ from PIL import Image
 from torch import nn
 
 from cnnkit.config import TrainConfig
-from cnnkit.data.images import pil_to_array, read_image
+from cnnkit.data.images import resized_array
 from cnnkit.data.inputs import describe_inputs
 from cnnkit.data.masks import class_weights
 from cnnkit.data.segment import (
@@ -24,26 +24,27 @@ from cnnkit.data.segment import (
     scaled_size,
 )
 from cnnkit.data.transforms import SegmentTransform
-from cnnkit.errors import CnnkitError
-from cnnkit.export.graphs import SegmentGraph
+from cnnkit.engine.task import Task, TaskData
 from cnnkit.log import LOGGER
 from cnnkit.metrics.segmentation import SegmentationMetrics
 from cnnkit.models.wrapper import build_image_model
-from cnnkit.tasks.base import TaskData, given_stats
-from cnnkit.tasks.seg_infer import choose_mode, predict_slide, predict_whole, resize_ids
-from cnnkit.tasks.seg_losses import SegmentationLoss
-from cnnkit.tasks.tiling import check_tiling
-from cnnkit.tasks.views import SegmentView, class_areas
+from cnnkit.predictor import View
+from cnnkit.tasks.common import check_tiling, given_stats, image_stats
+from cnnkit.tasks.segment import SegmentOptions
+from cnnkit.tasks.segment.graph import SegmentGraph
+from cnnkit.tasks.segment.infer import choose_mode, predict_slide, predict_whole, resize_ids
+from cnnkit.tasks.segment.losses import SegmentationLoss
+from cnnkit.tasks.segment.view import SegmentView, class_areas
 
 DEFAULT_CROP = 512  # training crop side when images differ in size and --imgsz is not given (pixels)
-STATS_SAMPLES = 200  # training images used for the normalisation statistics
 
 
 class SegmentTask(SegmentView):
-    export_graph = SegmentGraph  # what `cnnkit export` writes: uint8 in, post-processed out
+    graph = SegmentGraph  # what `cnnkit export` writes: uint8 in, post-processed out
+    options = SegmentOptions
     default_monitor = "miou"
 
-    def build_data(self, cfg: TrainConfig, meta: dict[str, Any] | None = None, for_eval: bool | str = False
+    def build_data(self, cfg: TrainConfig, meta: Mapping[str, Any] | None = None, for_eval: bool | str = False
                    ) -> TaskData:
         """Training: find classes, channels, crop size, normalisation and class weights; evaluation:
         take them from ``meta`` (a checkpoint's)."""
@@ -54,9 +55,11 @@ class SegmentTask(SegmentView):
                                  ignore_index=cfg.ignore_index, binary=cfg.binary, meta=meta, for_eval=for_eval,
                                  group=cfg.val_group)
         if "mean" not in meta:
+            assert data.train is not None  # a card without statistics: training, which reads the train split
             crop = _crop_size(cfg.imgsz, data.train.images, max_size)
             mean, std = (given_stats(cfg, data.channels) if cfg.mean
                          else image_stats(data.train.images, data.channels, data.high))
+            assert data.class_stats is not None  # counted on every training split
             weights = class_weights(cfg.class_weights, *data.class_stats)
             meta.update(task=self.name, **data.spec.to_meta(), num_classes=len(data.spec.names),
                         num_outputs=1 if data.spec.binary else len(data.spec.names), in_chans=data.channels,
@@ -82,15 +85,19 @@ class SegmentTask(SegmentView):
                                                              data.channels, max_size, high=data.high)
         return TaskData(train, val, meta, test=test, collate_fn=full_res_collate if full_res else pad_collate)
 
-    def build_model(self, cfg: TrainConfig, meta: dict[str, Any]) -> nn.Module:
+    def build_model(self, cfg: TrainConfig, meta: Mapping[str, Any]) -> nn.Module:
         return build_image_model({**meta, "model": cfg.model, "model_args": dict(cfg.model_args)},
                                  pretrained=cfg.pretrained)
 
     def build_loss(self, cfg: TrainConfig, data: TaskData) -> nn.Module:
         return SegmentationLoss(cfg.loss or "ce", data.meta.get("class_weights"))
 
-    def build_metrics(self, meta: dict[str, Any], device: torch.device) -> SegmentationMetrics:
-        return SegmentationMetrics(meta["classes"], device)
+    def build_metrics(self, meta: Mapping[str, Any], device: torch.device, options: Any = None
+                      ) -> SegmentationMetrics:
+        return SegmentationMetrics(list(meta["classes"]), device)
+
+    def eval_forward(self, options: SegmentOptions):
+        return self.tta_forward if options.tta else None
 
     @staticmethod
     def tta_forward(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
@@ -98,31 +105,28 @@ class SegmentTask(SegmentView):
         return (model(images) + model(images.flip(-1)).flip(-1)) / 2
 
     @torch.no_grad()
-    def predict(self, model: nn.Module, images: list[Image.Image], tta: bool = False, mode: str = "auto",
-                tile: int = 0, overlap: float = 0.25, probs: bool = False, tile_batch: int = 4) -> list[dict]:
+    def predict(self, model: nn.Module, images: list[Image.Image], options: SegmentOptions) -> list[dict]:
         """Per image: ``mask`` (H, W) uint8 class ids at the original size, class ``areas`` (fractions),
         and with ``probs`` the probabilities ``(K, H, W)`` float16. ``mode``: whole, slide or auto
         (slide once the image holds over 4 training crops); ``tile`` 0 = the training crop;
         ``tile_batch`` tiles go through the model at a time (memory grows with it)."""
-        check_tiling(tile, overlap)
+        check_tiling(options.tile, options.overlap)
         meta = model.meta
-        tile_hw = (tile, tile) if tile else tuple(meta["crop"])
+        tile_hw = (options.tile, options.tile) if options.tile else tuple(meta.crop)
         out = []
         for pil in images:
-            array = pil_to_array(pil, meta["in_chans"], meta.get("pixel_max", 0.0))
-            height, width = array.shape[:2]
-            size = scaled_size(width, height, meta.get("max_size", 0))
-            if size != (width, height):
-                array = pil_to_array(Image.fromarray(array.squeeze(-1) if array.shape[-1] == 1 else array)
-                                     .resize(size, Image.BILINEAR), meta["in_chans"])
+            width, height = pil.size
+            size = scaled_size(width, height, meta.max_size)
+            array = resized_array(pil, meta.in_chans, size, meta.pixel_max)
             tensor = torch.from_numpy(array).permute(2, 0, 1).contiguous()
-            if choose_mode(mode, (size[1], size[0]), tile_hw) == "slide":
-                ids, p = predict_slide(model, tensor, tile_hw, overlap, tta, tile_batch, probs)
-                ids = resize_ids(ids, (height, width))
+            if choose_mode(options.mode, (size[1], size[0]), tile_hw) == "slide":
+                ids, p = predict_slide(model, tensor, tile_hw, options.overlap, options.tta, options.tile_batch,
+                                       options.probs)
             else:
-                ids, p = predict_whole(model, tensor, tta, probs, size=(height, width))
-                ids = resize_ids(ids, (height, width))
-            out.append({"mask": ids, "probs": p, "areas": class_areas(ids, meta["classes"]), "size": [width, height]})
+                ids, p = predict_whole(model, tensor, options.tta, options.probs, size=(height, width))
+            ids = resize_ids(ids, (height, width))
+            out.append({"mask": ids, "probs": p, "areas": class_areas(ids, list(meta.classes)),
+                        "size": [width, height]})
         return out
 
 
@@ -140,18 +144,8 @@ def _crop_size(imgsz: int, images: list, max_size: int) -> tuple[int, int]:
     return DEFAULT_CROP, DEFAULT_CROP
 
 
-def image_stats(images: list, channels: int, high: float = 0.0) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std of 0..1 pixels over up to STATS_SAMPLES training images."""
-    if not images:
-        raise CnnkitError("the training split is empty; add image/mask pairs")
-    pick = np.random.default_rng(0).permutation(len(images))[:STATS_SAMPLES]
-    total = total_sq = count = 0.0
-    for i in pick:
-        image = images[int(i)]
-        if isinstance(image, Path):
-            image = read_image(image, channels, high=high)
-        x = image.reshape(-1, image.shape[-1]).astype(np.float64) / 255.0
-        total, total_sq, count = total + x.sum(0), total_sq + (x * x).sum(0), count + len(x)
-    mean = total / count
-    std = np.sqrt(np.maximum(total_sq / count - mean * mean, 1e-12))
-    return [round(float(m), 6) for m in mean], [round(float(s), 6) for s in std]
+if TYPE_CHECKING:  # mypy checks that the class keeps the engine's Task protocol and the View protocol
+    from cnnkit.tasks.segment import SPEC
+
+    _task: Task = SegmentTask(SPEC)
+    _view: View = SegmentTask(SPEC)

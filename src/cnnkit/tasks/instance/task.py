@@ -3,8 +3,9 @@ predictor and visualiser for the engine. ``detect`` is the same task with boxes 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -16,19 +17,19 @@ from cnnkit.data.images import pil_to_array
 from cnnkit.data.inputs import describe_inputs
 from cnnkit.data.instance import InstanceDataset, InstanceTransform, list_collate
 from cnnkit.data.instance_data import boxes_without_masks, load_instance_data
+from cnnkit.engine.task import Task, TaskData
 from cnnkit.errors import CnnkitError
-from cnnkit.export.graphs import DetectGraph
 from cnnkit.log import LOGGER
 from cnnkit.metrics.coco import COCOMetrics
 from cnnkit.models.wrapper import build_image_model
-from cnnkit.tasks.base import TaskData, given_stats
-from cnnkit.tasks.inst_infer import Detection, detect_image, detect_tiled, to_instances
-from cnnkit.tasks.segment import image_stats
-from cnnkit.tasks.tiling import check_tiling
-from cnnkit.tasks.views import InstanceView, check_thresholds
+from cnnkit.predictor import View
+from cnnkit.tasks.common import check_tiling, given_stats, image_stats
+from cnnkit.tasks.instance import DEFAULT_DETECTIONS, InstanceOptions
+from cnnkit.tasks.instance.graph import DetectGraph
+from cnnkit.tasks.instance.infer import Detection, PostProcess, detect, detect_image, detect_tiled, to_instances
+from cnnkit.tasks.instance.view import InstanceView
 
 DEFAULT_CROP = 512  # training crop side when --imgsz is not given (pixels)
-DEFAULT_DETECTIONS = 300  # most objects a model returns per image (model_args: detections)
 
 
 def detection_losses(outputs: Any, targets: Any) -> torch.Tensor | None:
@@ -47,7 +48,7 @@ def any_objects(items: list, sample: int = 200) -> bool:
     for i in sorted({int(i) for i in np.linspace(0, len(items) - 1, min(sample, len(items)))}):
         objects = items[i].objects
         if objects.id_map is not None:
-            ids = read_id_map(objects.id_map) if isinstance(objects.id_map, (str, Path)) else objects.id_map
+            ids = read_id_map(Path(objects.id_map)) if isinstance(objects.id_map, (str, Path)) else objects.id_map
             if ids.max(initial=0) > 0:
                 return True
         elif objects.mask_files or (objects.boxes is not None and len(objects.boxes)):
@@ -58,13 +59,14 @@ def any_objects(items: list, sample: int = 200) -> bool:
 class InstanceTask(InstanceView):
     """``masks=True``: the instance task (Mask R-CNN); ``masks=False``: detect (Faster R-CNN)."""
 
-    export_graph = DetectGraph  # what `cnnkit export` writes: uint8 in, post-processed out
+    graph = DetectGraph  # what `cnnkit export` writes: uint8 in, post-processed out
+    options = InstanceOptions
 
-    def __init__(self, name: str = "instance", masks: bool = True):
-        super().__init__(name, masks)
-        self.default_monitor = "mask_ap" if masks else "box_ap"
+    def __init__(self, spec: Any):
+        super().__init__(spec)
+        self.default_monitor = spec.args["monitor"]
 
-    def build_data(self, cfg: TrainConfig, meta: dict[str, Any] | None = None, for_eval: bool | str = False
+    def build_data(self, cfg: TrainConfig, meta: Mapping[str, Any] | None = None, for_eval: bool | str = False
                    ) -> TaskData:
         meta = dict(meta or {})
         data = load_instance_data(cfg.data, val_split=cfg.val_split, seed=cfg.seed, skip_bad=cfg.skip_bad,
@@ -80,6 +82,7 @@ class InstanceTask(InstanceView):
                            "its object's mask", boxes, first)
         max_size = meta.get("max_size", cfg.max_size)
         if "mean" not in meta:
+            assert data.train is not None  # a card without statistics: training, which reads the train split
             crop = cfg.imgsz or DEFAULT_CROP
             mean, std = (given_stats(cfg, data.channels) if cfg.mean
                          else image_stats([i.image for i in data.train], data.channels, data.high))
@@ -98,7 +101,7 @@ class InstanceTask(InstanceView):
                                                               masks=self.masks, high=data.high)
         return TaskData(train, val, meta, test=test, collate_fn=list_collate, train_forward=forward_with_targets)
 
-    def build_model(self, cfg: TrainConfig, meta: dict[str, Any]) -> nn.Module:
+    def build_model(self, cfg: TrainConfig, meta: Mapping[str, Any]) -> nn.Module:
         args = {"detections": meta["detections"], **dict(cfg.model_args)}
         return build_image_model({**meta, "model": cfg.model, "model_args": args}, pretrained=cfg.pretrained)
 
@@ -107,17 +110,22 @@ class InstanceTask(InstanceView):
             raise CnnkitError(f"--loss {cfg.loss}: the {self.name} task uses its model's own losses; drop --loss")
         return detection_losses
 
-    def build_metrics(self, meta: dict[str, Any], device: torch.device) -> COCOMetrics:
-        return COCOMetrics(meta["classes"], masks=self.masks, max_dets=meta.get("detections", DEFAULT_DETECTIONS))
+    def build_metrics(self, meta: Mapping[str, Any], device: torch.device, options: Any = None) -> COCOMetrics:
+        limit = (options.max_det if options is not None else 0) or meta.get("detections", DEFAULT_DETECTIONS)
+        return COCOMetrics(list(meta["classes"]), masks=self.masks, max_dets=limit)
 
-    @staticmethod
-    def tta_forward(model: nn.Module, images: list[torch.Tensor]) -> Any:
-        raise CnnkitError("--tta: flip test-time augmentation is not available for instance and detect; drop --tta")
+    def eval_forward(self, options: InstanceOptions):
+        """With ``max_det``, the model returns up to that many objects (COCO's maxDets follows it)."""
+        if not options.max_det:
+            return None
+
+        def forward(model: nn.Module, images: list[torch.Tensor]) -> list[dict]:
+            heads = model.net.roi_heads
+            return detect(model, images, PostProcess(heads.score_thresh, heads.nms_thresh, options.max_det))
+        return forward
 
     @torch.no_grad()
-    def predict(self, model: nn.Module, images: list[Image.Image], score_thresh: float = 0.5,
-                nms_thresh: float = 0.5, max_det: int = 0, tile: int = 0, overlap: float = 0.25,
-                tile_batch: int = 4) -> list[dict]:
+    def predict(self, model: nn.Module, images: list[Image.Image], options: InstanceOptions) -> list[dict]:
         """Per image: ``instances``, each with class, class_id, score, box [x0, y0, x1, y1] (pixels) and
         (instance task) an RLE mask at the original size; ``size`` [W, H].
 
@@ -126,45 +134,51 @@ class InstanceTask(InstanceView):
         tile for a tiled image; a cap that drops objects is logged as a warning).
         Images over four training crops (or any with ``tile`` > 0 as the tile side) are tiled with
         ``overlap`` (fraction of a tile) and objects cut by tile borders are merged.
+        The thresholds go to the post-processing of this call; the model is not changed.
         """
-        check_tiling(tile, overlap)
-        check_thresholds(score_thresh, nms_thresh, max_det)
+        check_tiling(options.tile, options.overlap)
         meta = model.meta
-        heads = model.net.roi_heads
-        saved = heads.score_thresh, heads.nms_thresh, heads.detections_per_img
-        heads.score_thresh, heads.nms_thresh = score_thresh, nms_thresh
         # the model keeps its own limit; max_det cuts afterwards, where a cut can be counted and said
-        heads.detections_per_img = max(max_det, meta.get("detections", DEFAULT_DETECTIONS))
-        crop = tuple(meta["crop"])
-        try:
-            out, capped = [], 0
-            for pil in images:
-                array = pil_to_array(pil, meta["in_chans"], meta.get("pixel_max", 0.0))
-                height, width = array.shape[:2]
-                factor = min(1.0, meta["max_size"] / max(height, width)) if meta.get("max_size") else 1.0
-                tensor = torch.from_numpy(array).permute(2, 0, 1).contiguous()
-                if factor < 1.0:
-                    size = (max(1, round(height * factor)), max(1, round(width * factor)))
-                    tensor = torch.nn.functional.interpolate(tensor[None].float(), size=size, mode="bilinear",
-                                                             antialias=True)[0].round().clamp(0, 255).byte()
-                side = tile or 2 * max(crop)
-                tiled = tile > 0 or tensor.shape[1] * tensor.shape[2] > 4 * crop[0] * crop[1]
-                dets = (detect_tiled(model, tensor, side, overlap, tile_batch) if tiled
-                        else detect_image(model, tensor))
-                # a tiled image keeps what its tiles found (each up to the model's limit) unless max_det caps it
-                limit = max_det or (0 if tiled else heads.detections_per_img)
-                dets = sorted(dets, key=lambda d: -d.score)
-                if limit and len(dets) > limit:
-                    capped += 1
-                    dets = dets[:limit]
-                out.append({"size": [width, height],
-                            "instances": to_instances(dets, meta["classes"], factor, (height, width), self.masks)})
-            if capped and max_det:
-                LOGGER.warning("%d image(s) held more than --max-det %d objects; the lowest-scored were dropped "
-                               "(raise --max-det to keep them)", capped, max_det)
-            return out
-        finally:
-            heads.score_thresh, heads.nms_thresh, heads.detections_per_img = saved
+        own = int(meta.get("detections", DEFAULT_DETECTIONS))
+        post = PostProcess(options.score_thresh, options.nms_thresh, max(options.max_det, own))
+        out, capped = [], 0
+        for pil in images:
+            tensor, factor = self._working_image(pil, meta)
+            tiled = options.tile > 0 or tensor.shape[1] * tensor.shape[2] > 4 * meta.crop[0] * meta.crop[1]
+            dets = (detect_tiled(model, tensor, options.tile or 2 * max(meta.crop), options.overlap,
+                                 options.tile_batch, post) if tiled else detect_image(model, tensor, post))
+            # a tiled image keeps what its tiles found (each up to the model's limit) unless max_det caps it
+            limit = options.max_det or (0 if tiled else post.detections)
+            dets = sorted(dets, key=lambda d: -d.score)
+            if limit and len(dets) > limit:
+                capped += 1
+                dets = dets[:limit]
+            out.append({"size": list(pil.size), "instances": to_instances(dets, list(meta.classes), factor,
+                                                                          (pil.height, pil.width), self.masks)})
+        if capped and options.max_det:
+            LOGGER.warning("%d image(s) held more than --max-det %d objects; the lowest-scored were dropped "
+                           "(raise --max-det to keep them)", capped, options.max_det)
+        return out
+
+    @staticmethod
+    def _working_image(pil: Image.Image, meta: Any) -> tuple[torch.Tensor, float]:
+        """``(C, H, W)`` uint8 at the working scale (shrunk to ``max_size``), and the scale factor."""
+        array = pil_to_array(pil, meta.in_chans, meta.pixel_max)
+        height, width = array.shape[:2]
+        factor = min(1.0, meta.max_size / max(height, width)) if meta.max_size else 1.0
+        tensor = torch.from_numpy(array).permute(2, 0, 1).contiguous()
+        if factor < 1.0:
+            size = (max(1, round(height * factor)), max(1, round(width * factor)))
+            tensor = torch.nn.functional.interpolate(tensor[None].float(), size=size, mode="bilinear",
+                                                     antialias=True)[0].round().clamp(0, 255).byte()
+        return tensor, factor
 
 
 __all__ = ["InstanceTask", "Detection"]
+
+
+if TYPE_CHECKING:  # mypy checks that the class keeps the engine's Task protocol and the View protocol
+    from cnnkit.tasks.instance import SPEC
+
+    _task: Task = InstanceTask(SPEC)
+    _view: View = InstanceTask(SPEC)

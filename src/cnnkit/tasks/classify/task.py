@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -14,13 +15,16 @@ from cnnkit.data.classify import ClassifyDataset, load_classify_data
 from cnnkit.data.images import image_to_array
 from cnnkit.data.inputs import describe_inputs
 from cnnkit.data.transforms import build_batch_transform, build_train_transform, channel_stats
+from cnnkit.engine.task import Task, TaskData
 from cnnkit.errors import CnnkitError
-from cnnkit.export.graphs import ClassifyGraph
 from cnnkit.metrics.classification import ClassificationMetrics
 from cnnkit.models import accepts
 from cnnkit.models.wrapper import build_image_model
-from cnnkit.tasks.base import TaskData, given_stats
-from cnnkit.tasks.views import ClassifyView, topk_records
+from cnnkit.predictor import View
+from cnnkit.tasks.classify import ClassifyOptions
+from cnnkit.tasks.classify.graph import ClassifyGraph
+from cnnkit.tasks.classify.view import ClassifyView, topk_records
+from cnnkit.tasks.common import given_stats
 
 INIT_SAMPLES = 5000  # training images used for data-dependent initialisation (whitening)
 
@@ -34,10 +38,11 @@ def _images_of(split) -> list:
 
 
 class ClassifyTask(ClassifyView):
-    export_graph = ClassifyGraph  # what `cnnkit export` writes: uint8 in, post-processed out
+    graph = ClassifyGraph  # what `cnnkit export` writes: uint8 in, post-processed out
+    options = ClassifyOptions
     default_monitor = "top1"
 
-    def build_data(self, cfg: TrainConfig, meta: dict[str, Any] | None = None, for_eval: bool | str = False
+    def build_data(self, cfg: TrainConfig, meta: Mapping[str, Any] | None = None, for_eval: bool | str = False
                    ) -> TaskData:
         """Training: infer classes, channels, size and normalisation; evaluation: take them from ``meta``."""
         meta = dict(meta or {})
@@ -47,6 +52,7 @@ class ClassifyTask(ClassifyView):
                                   trained=meta.get("split"), high=meta.get("pixel_max"),
                                   group=cfg.val_group)
         if "mean" not in meta:
+            assert data.train is not None  # a card without statistics: training, which reads the train split
             if cfg.mean:
                 mean, std = given_stats(cfg, data.channels)
             elif data.train is not None and data.train.images is not None:
@@ -63,7 +69,7 @@ class ClassifyTask(ClassifyView):
         val = ClassifyDataset(data.val, data.channels, data.imgsz, high=data.high)
         test = None if data.test is None else ClassifyDataset(data.test, data.channels, data.imgsz, high=data.high)
         init = None
-        if train is not None and data.train.images is not None:
+        if train is not None and data.train is not None and data.train.images is not None:
             g = torch.Generator().manual_seed(cfg.seed)
             init = data.train.images[torch.randperm(len(data.train), generator=g)[:INIT_SAMPLES]]
         batch_aug = build_batch_transform(cfg.augment, data.imgsz)
@@ -76,7 +82,7 @@ class ClassifyTask(ClassifyView):
         pick = np.random.default_rng(0).permutation(len(ds))[:500]
         return channel_stats(torch.stack([ds[int(i)][0] for i in pick]))
 
-    def build_model(self, cfg: TrainConfig, meta: dict[str, Any]) -> nn.Module:
+    def build_model(self, cfg: TrainConfig, meta: Mapping[str, Any]) -> nn.Module:
         model_args = dict(cfg.model_args)
         if accepts(cfg.model, "input_size"):  # models with a fixed-size head are built for the data's size
             model_args.setdefault("input_size", meta["imgsz"])
@@ -88,8 +94,12 @@ class ClassifyTask(ClassifyView):
             raise CnnkitError(f"--loss {cfg.loss}: classify trains with cross-entropy (ce); drop --loss")
         return nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
 
-    def build_metrics(self, meta: dict[str, Any], device: torch.device) -> ClassificationMetrics:
-        return ClassificationMetrics(meta["classes"], device)
+    def build_metrics(self, meta: Mapping[str, Any], device: torch.device, options: Any = None
+                      ) -> ClassificationMetrics:
+        return ClassificationMetrics(list(meta["classes"]), device)
+
+    def eval_forward(self, options: ClassifyOptions):
+        return self.tta_forward if options.tta else None
 
     @staticmethod
     def tta_forward(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
@@ -97,12 +107,18 @@ class ClassifyTask(ClassifyView):
         return (model(images) + model(images.flip(-1))) / 2
 
     @torch.no_grad()
-    def predict(self, model: nn.Module, images: list[Image.Image], topk: int = 5, tta: bool = False) -> list[dict]:
+    def predict(self, model: nn.Module, images: list[Image.Image], options: ClassifyOptions) -> list[dict]:
         """PIL images (any size; resized to the model's) -> per image top-k classes with probabilities."""
         meta = model.meta
-        high = meta.get("pixel_max", 0.0)
-        arrays = [torch.from_numpy(image_to_array(im, meta["in_chans"], meta["imgsz"], high)).permute(2, 0, 1)
+        arrays = [torch.from_numpy(image_to_array(im, meta.in_chans, meta.imgsz, meta.pixel_max)).permute(2, 0, 1)
                   for im in images]
         batch = torch.stack(arrays).to(next(model.parameters()).device)
-        logits = self.tta_forward(model, batch) if tta else model(batch)
-        return topk_records(logits.float().softmax(1).cpu().numpy(), meta["classes"], topk)
+        logits = self.tta_forward(model, batch) if options.tta else model(batch)
+        return topk_records(logits.float().softmax(1).cpu().numpy(), list(meta.classes), options.topk)
+
+
+if TYPE_CHECKING:  # mypy checks that the class keeps the engine's Task protocol and the View protocol
+    from cnnkit.tasks.classify import SPEC
+
+    _task: Task = ClassifyTask(SPEC)
+    _view: View = ClassifyTask(SPEC)

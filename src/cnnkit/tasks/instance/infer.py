@@ -19,6 +19,7 @@ and their enclosing box.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,8 +28,8 @@ from torch import nn
 from torchvision.ops import box_iou
 
 from cnnkit.data.rle import encode
-from cnnkit.models.detection import paste_local
-from cnnkit.tasks.tiling import tile_starts
+from cnnkit.metrics.coco import paste_local
+from cnnkit.tasks.common import tile_starts
 
 MERGE_IOU = 0.5  # IoU inside the shared region at or above which two whole views are one object
 MERGE_COVER = 0.5  # share of a cut detection inside another above which it is a part of that object
@@ -75,13 +76,47 @@ def _detections(output: dict[str, torch.Tensor], size: tuple[int, int], offset: 
             for b, c, s, (m, top, left) in zip(shifted, labels, scores, pasted)]
 
 
-def detect_image(model: nn.Module, image: torch.Tensor) -> list[Detection]:
+@dataclass(frozen=True)
+class PostProcess:
+    """The detector's post-processing settings for one call: torchvision keeps them as attributes of its
+    ``roi_heads``; here they are arguments, so that prediction never changes the model (and calls with
+    different settings can run at once)."""
+
+    score_thresh: float  # lowest class score kept (probability)
+    nms_thresh: float  # box IoU above which the lower-scored same-class box is dropped
+    detections: int  # most objects per image
+
+
+def run_detector(net: nn.Module, images: list[torch.Tensor], post: PostProcess) -> list[dict[str, torch.Tensor]]:
+    """torchvision's ``GeneralizedRCNN.forward`` in evaluation, for normalised ``(C, H, W)`` images, with
+    ``post``'s settings on a shallow copy of the RoI heads (their weights are shared, not copied)."""
+    heads = copy.copy(net.roi_heads)
+    heads.score_thresh, heads.nms_thresh, heads.detections_per_img = post.score_thresh, post.nms_thresh, \
+        post.detections
+    original = [tuple(im.shape[-2:]) for im in images]
+    batch, _ = net.transform(images)
+    features = net.backbone(batch.tensors)
+    proposals, _ = net.rpn(batch, features)
+    detections, _ = heads(features, proposals, batch.image_sizes)
+    return net.transform.postprocess(detections, batch.image_sizes, original)
+
+
+def detect(model: nn.Module, images: list[torch.Tensor], post: PostProcess) -> list[dict[str, torch.Tensor]]:
+    """uint8 or 0..1 ``(C, H, W)`` images through an ``ImageModel`` detector in eval mode. Images of
+    different sizes go one at a time: batching pads them, and GroupNorm would count the padding."""
+    x = [model.normalize(im) for im in images]
+    if len({im.shape for im in x}) > 1:
+        return [out for im in x for out in run_detector(model.net, [im], post)]
+    return run_detector(model.net, x, post)
+
+
+def detect_image(model: nn.Module, image: torch.Tensor, post: PostProcess) -> list[Detection]:
     """One ``(C, H, W)`` uint8 image through the model in eval mode."""
-    return _detections(model([image])[0], tuple(image.shape[-2:]))
+    return _detections(detect(model, [image], post)[0], tuple(image.shape[-2:]))
 
 
-def detect_tiled(model: nn.Module, image: torch.Tensor, side: int, overlap: float, batch: int = 4
-                 ) -> list[Detection]:
+def detect_tiled(model: nn.Module, image: torch.Tensor, side: int, overlap: float, batch: int = 4,
+                 post: PostProcess | None = None) -> list[Detection]:
     """Tiles of ``side`` px overlapping by ``overlap`` (fraction), ``batch`` tiles per forward pass;
     detections merged across tiles (see the module docstring)."""
     height, width = image.shape[-2:]
@@ -91,7 +126,8 @@ def detect_tiled(model: nn.Module, image: torch.Tensor, side: int, overlap: floa
     for i in range(0, len(tiles), batch):
         chunk = tiles[i:i + batch]
         crops = [image[:, y:y + side, x:x + side] for y, x in chunk]
-        for k, (crop, out) in enumerate(zip(crops, model(crops))):
+        outputs = model(crops) if post is None else detect(model, crops, post)
+        for k, (crop, out) in enumerate(zip(crops, outputs)):
             dets += _detections(out, tuple(crop.shape[-2:]), chunk[k], tile=i + k)
     rects = [(y, x, min(y + side, height), min(x + side, width)) for y, x in tiles]
     return merge_tiles(dets, rects)
@@ -166,8 +202,8 @@ def _fuse(group: list[Detection], cut: list[bool]) -> Detection:
         return Detection(box, best.label, score, tile=best.tile)
     top = min(d.top for d in group)
     left = min(d.left for d in group)
-    bottom = max(d.top + d.mask.shape[0] for d in group)
-    right = max(d.left + d.mask.shape[1] for d in group)
+    bottom = max(d.top + (d.mask.shape[0] if d.mask is not None else 0) for d in group)
+    right = max(d.left + (d.mask.shape[1] if d.mask is not None else 0) for d in group)
     mask = np.zeros((bottom - top, right - left), bool)
     for d in group:
         mask |= d.mask_in((top, left, bottom, right))
@@ -189,6 +225,7 @@ def to_instances(dets: list[Detection], classes: list[str], factor: float, size:
 
 def _full_mask(d: Detection, factor: float, size: tuple[int, int]) -> np.ndarray:
     """The detection's mask on an image-sized canvas, scaled back from the working scale."""
+    assert d.mask is not None  # to_instances asks only for detections with masks
     if factor == 1.0:
         full = np.zeros(size, bool)
         h, w = d.mask.shape

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from cnnkit.data.masks import IGNORE
-from cnnkit.files import atomic_write_bytes
+from cnnkit.tasks.common import save_png
 
 
 def colour_lut(colours: list) -> np.ndarray:
@@ -21,11 +22,11 @@ def colour_lut(colours: list) -> np.ndarray:
     return lut
 
 
-def colour_mask(ids: np.ndarray, meta: dict[str, Any]) -> Image.Image:
+def colour_mask(ids: np.ndarray, meta: Mapping[str, Any]) -> Image.Image:
     return Image.fromarray(colour_lut(meta["colours"])[ids])
 
 
-def overlay(image: Image.Image, ids: np.ndarray, meta: dict[str, Any], alpha: float = 0.5) -> Image.Image:
+def overlay(image: Image.Image, ids: np.ndarray, meta: Mapping[str, Any], alpha: float = 0.5) -> Image.Image:
     """The image with each class's colour blended in (not over 'background'), and a legend of the
     classes present, largest first."""
     base = np.asarray(image.convert("RGB"), dtype=np.float32)
@@ -51,7 +52,7 @@ def overlay(image: Image.Image, ids: np.ndarray, meta: dict[str, Any], alpha: fl
     return picture
 
 
-def index_mask_image(ids: np.ndarray, meta: dict[str, Any]) -> Image.Image:
+def index_mask_image(ids: np.ndarray, meta: Mapping[str, Any]) -> Image.Image:
     """Class ids written back in the data set's own values: a palette PNG (values = indices, as VOC),
     16-bit for values above 255, and 0/255 for binary masks."""
     if meta.get("binary"):
@@ -69,16 +70,7 @@ def index_mask_image(ids: np.ndarray, meta: dict[str, Any]) -> Image.Image:
     return picture
 
 
-def save_png(picture: Image.Image, path: Path) -> None:
-    """Write atomically, so that an interrupted run leaves no half-written picture."""
-    import io
-
-    buffer = io.BytesIO()
-    picture.save(buffer, format="PNG")
-    atomic_write_bytes(path, buffer.getvalue())
-
-
-def write_segment_outputs(image: Image.Image, prediction: dict, meta: dict[str, Any], folder: Path, stem: str,
+def write_segment_outputs(image: Image.Image, prediction: dict, meta: Mapping[str, Any], folder: Path, stem: str,
                           pictures: bool = True) -> dict[str, str]:
     """<stem>_mask.png always; <stem>_color.png and <stem>_overlay.png unless ``pictures`` is off;
     <stem>_probs.npy (float16, (K, H, W)) when the prediction holds probabilities."""

@@ -1,0 +1,134 @@
+"""``ModelMeta``: the model card that checkpoints, ONNX metadata, TorchScript extra files and the server carry.
+
+It is what a trained model needs besides its weights to be rebuilt and used: its task, classes and
+their colours, input channels and normalisation, sizes, and the registered model it was built from.
+Torch-free, so that an .onnx file is read without torch. ``SCHEMA`` counts changes of this layout;
+``from_dict`` reads every earlier one (checkpoints written before the card was typed hold a plain
+dict, read here with the same fallbacks that used to be scattered over the readers).
+
+It is also a read-only mapping (``meta["classes"]``, ``meta.get("crop")``) for code that reads it as
+the dict it used to be; new code reads attributes.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import dataclasses
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from cnnkit import __version__
+from cnnkit.errors import CnnkitError
+
+SCHEMA = 2  # 1: the untyped dict of cnnkit <= 0.4 (no "schema" key); 2: this dataclass
+REQUIRED = ("task", "model", "classes", "in_chans", "mean", "std")  # a model cannot be rebuilt without them
+
+
+@dataclass(frozen=True)
+class ModelMeta(Mapping):
+    """A trained model's card. Sizes are pixels; ``mean``/``std`` are of 0..1 pixels, one per channel."""
+
+    task: str  # registered task name (classify, segment, instance, detect, ...)
+    model: str  # registered model name
+    classes: tuple[str, ...]  # class names, index order (segment: index 0 is the first class, not "none")
+    in_chans: int  # input channels
+    mean: tuple[float, ...]  # per-channel mean of 0..1 pixels
+    std: tuple[float, ...]  # per-channel std of 0..1 pixels
+    model_args: Mapping[str, Any] = field(default_factory=dict)  # keyword arguments of the model builder
+    num_outputs: int = 0  # output channels of the head; 0 = one per class (a binary segmenter has 1)
+    imgsz: int = 0  # training side (classify: the input; segment, instance: the crop's longer side)
+    crop: tuple[int, ...] = ()  # training crop (H, W), segment and instance
+    max_size: int = 0  # images shrunk to this longer side before training and prediction; 0 = full size
+    pixel_max: float = 0.0  # high-bit-depth images: the value that maps to white; 0 = the mode's own range
+    colours: tuple[tuple[int, ...], ...] = ()  # RGB per class for pictures; empty = cnnkit's palette
+    split: Mapping[str, Any] | None = None  # how the validation images were held out (cnnkit.data.splits)
+    inputs: Mapping[str, Any] = field(default_factory=dict)  # what the training images looked like (data.inputs)
+    extra: Mapping[str, Any] = field(default_factory=dict)  # the task's own values (segment: values, ignore_index..)
+    cnnkit_version: str = __version__  # the release that trained the model
+    schema: int = SCHEMA  # the layout of this card
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def input_side(self) -> int:
+        """The side a fixed-size input takes (pixels): the training size, else the crop's longer side, else 224."""
+        return int(self.imgsz or max(self.crop or (0,)) or 224)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any], origin: str = "metadata") -> ModelMeta:
+        """A card from a checkpoint's, an ONNX file's or a TorchScript file's dict, of any schema so far;
+        CnnkitError naming ``origin`` when a required key is missing."""
+        if isinstance(values, ModelMeta):
+            return values
+        lacking = [k for k in REQUIRED if k not in values]
+        if lacking:
+            raise CnnkitError(f"{origin}: the model card lacks {', '.join(lacking)}; it was not written by "
+                              "cnnkit (or was edited); retrain or re-export the model")
+        known = {f.name for f in dataclasses.fields(cls)}
+        extra = dict(values.get("extra") or {})
+        # schema 1 kept every task's own values at the top level
+        extra.update({k: v for k, v in values.items() if k not in known and k not in ("num_classes", "extra")})
+        num_outputs = int(values.get("num_outputs") or 0)
+        return cls(task=str(values["task"]), model=str(values["model"]), classes=tuple(values["classes"]),
+                   in_chans=int(values["in_chans"]), mean=tuple(float(v) for v in values["mean"]),
+                   std=tuple(float(v) for v in values["std"]), model_args=dict(values.get("model_args") or {}),
+                   num_outputs=num_outputs if num_outputs != len(values["classes"]) else 0,
+                   imgsz=int(values.get("imgsz") or 0), crop=tuple(int(v) for v in values.get("crop") or ()),
+                   max_size=int(values.get("max_size") or 0), pixel_max=float(values.get("pixel_max") or 0.0),
+                   colours=tuple(tuple(int(c) for c in rgb) for rgb in values.get("colours") or ()),
+                   split=values.get("split"), inputs=dict(values.get("inputs") or {}), extra=extra,
+                   cnnkit_version=str(values.get("cnnkit_version") or "unknown"),
+                   schema=int(values.get("schema") or 1))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able values (lists, not tuples), in the current schema."""
+        out = {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        out["schema"] = SCHEMA
+        return out
+
+    def replace(self, **changes: Any) -> ModelMeta:
+        return dataclasses.replace(self, **changes)
+
+    # the read-only mapping view: fields, then the task's extra values, then the derived num_classes
+    def __getitem__(self, key: str) -> Any:
+        if key in _FIELDS:
+            value = getattr(self, key)
+            if key == "num_outputs":
+                return value or self.num_classes
+            return _plain(value)
+        if key == "num_classes":
+            return self.num_classes
+        if key in self.extra:
+            return self.extra[key]
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        yield from (*(k for k in _FIELDS if k != "extra"), "num_classes", *self.extra)
+
+    def __len__(self) -> int:
+        return len(_FIELDS) + len(self.extra)
+
+    def __contains__(self, key: object) -> bool:
+        return key in _FIELDS or key == "num_classes" or key in self.extra
+
+    __hash__ = None  # type: ignore[assignment]  # holds dicts
+
+
+def default_colours(n: int) -> list[list[int]]:
+    """``n`` RGB colours far apart in hue (golden-ratio steps), bright enough to see: the palette of a model
+    whose card names none."""
+    return [[int(255 * c) for c in colorsys.hsv_to_rgb((i * 0.618034) % 1, 0.75, 1.0)] for i in range(n)]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+_FIELDS = tuple(f.name for f in dataclasses.fields(ModelMeta))

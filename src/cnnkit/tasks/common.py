@@ -1,0 +1,76 @@
+"""What several tasks share: tile geometry (segment's sliding window, instance's merged tiles) and
+the one check of the options that set it; normalisation statistics; atomic PNG writing."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from cnnkit.config import TrainConfig
+from cnnkit.data.images import read_image
+from cnnkit.errors import CnnkitError
+from cnnkit.files import atomic_write_bytes
+
+STATS_SAMPLES = 200  # training images used for the normalisation statistics
+
+MIN_TILE = 16  # px: a smaller tile holds too little for a CNN to see, and tiles grow as its square
+MAX_OVERLAP = 0.9  # fraction: each pixel then goes through the model about 1 / (1 - 0.9) ** 2 = 100 times
+
+
+def check_tiling(tile: int, overlap: float) -> None:
+    """``tile``: side in pixels, 0 for the task's default, else at least MIN_TILE; ``overlap``: fraction
+    of a tile in [0, MAX_OVERLAP]. Raises CnnkitError otherwise: an overlap near 1 or a tile of a few
+    pixels means millions of tiles, which looks like a hang."""
+    if tile < 0 or 0 < tile < MIN_TILE:
+        raise CnnkitError(f"--tile {tile}: give a tile side of at least {MIN_TILE} pixels, or 0 for the default")
+    if not 0 <= overlap <= MAX_OVERLAP:
+        raise CnnkitError(f"--overlap must be in [0, {MAX_OVERLAP}], got {overlap}")
+
+
+def tile_starts(length: int, tile: int, step: int) -> list[int]:
+    """Start offsets of tiles of ``tile`` pixels every ``step`` pixels, the last flush with the end."""
+    if length <= tile:
+        return [0]
+    starts = list(range(0, length - tile, step))
+    return starts + [length - tile]
+
+
+def given_stats(cfg: TrainConfig, channels: int) -> tuple[list[float], list[float]]:
+    """``--mean`` / ``--std`` for ``channels``-channel images: one value each, or one for all; else an error."""
+    out = []
+    for key, values in (("mean", list(cfg.mean)), ("std", list(cfg.std))):
+        if len(values) not in (1, channels):
+            raise CnnkitError(f"--{key} {' '.join(f'{v:g}' for v in values)}: {len(values)} values for "
+                              f"{channels}-channel images; give {channels} (one per channel), or one for all")
+        out.append(values * channels if len(values) == 1 else values)
+    return out[0], out[1]
+
+
+def image_stats(images: list, channels: int, high: float = 0.0) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of 0..1 pixels over up to STATS_SAMPLES training images."""
+    if not images:
+        raise CnnkitError("the training split is empty; add image/mask pairs")
+    pick = np.random.default_rng(0).permutation(len(images))[:STATS_SAMPLES]
+    total: Any = 0.0
+    total_sq: Any = 0.0
+    count = 0.0
+    for i in pick:
+        image = images[int(i)]
+        if isinstance(image, Path):
+            image = read_image(image, channels, high=high)
+        x = image.reshape(-1, image.shape[-1]).astype(np.float64) / 255.0
+        total, total_sq, count = total + x.sum(0), total_sq + (x * x).sum(0), count + len(x)
+    mean = total / count
+    std = np.sqrt(np.maximum(total_sq / count - mean * mean, 1e-12))
+    return [round(float(m), 6) for m in mean], [round(float(s), 6) for s in std]
+
+
+def save_png(picture: Image.Image, path: Path) -> None:
+    """Write atomically, so that an interrupted run leaves no half-written picture."""
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    atomic_write_bytes(path, buffer.getvalue())

@@ -1,0 +1,43 @@
+"""Instance segmentation (Mask R-CNN: a mask, box and class per object) and detection (Faster R-CNN:
+boxes only): the tasks' registrations; torch-free.
+
+``task.py`` trains and predicts with torch (``infer.py``: whole images or merged tiles), ``view.py``
+and ``draw.py`` turn predictions into records, overlays, instance maps and COCO results, ``graph.py``
+is what ``cnnkit export`` writes and ``runner.py`` (with ``paste.py``) runs it without torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cnnkit.options import option
+from cnnkit.tasks.registry import TaskSpec
+
+DEFAULT_DETECTIONS = 300  # most objects a model returns per image (model_args: detections)
+
+
+@dataclass(frozen=True)
+class InstanceOptions:
+    score_thresh: float = option(0.5, "lowest score kept", unit="probability", low=0.0, high=1.0)
+    nms_thresh: float = option(0.5, "box IoU above which the lower-scored same-class detection is dropped",
+                               unit="IoU", low=0.0, high=1.0, runtimes=("pytorch",))
+    max_det: int = option(0, "most objects per image; 0: the model's limit (per tile for a tiled image)",
+                          unit="objects", low=0, evaluate=True)
+    tile: int = option(0, "tile side; 0: twice the training crop, tiling only images over four crops", unit="px",
+                       low=0, runtimes=("pytorch",))
+    overlap: float = option(0.25, "tile overlap", unit="fraction of a tile", low=0.0, high=0.9, runtimes=("pytorch",))
+    tile_batch: int = option(4, "tiles through the model at a time (memory grows with it)", unit="tiles", low=1,
+                             runtimes=("pytorch",))
+
+
+def _spec(name: str, summary: str, masks: bool) -> TaskSpec:
+    """instance and detect: the same parts; detect has no masks and picks best.pt by box AP."""
+    parts = "cnnkit.tasks.instance"
+    return TaskSpec(name=name, summary=summary, task=f"{parts}.task:InstanceTask", view=f"{parts}.view:InstanceView",
+                    runner=f"{parts}.runner:InstanceRunner",
+                    options=InstanceOptions, config=("max_size",), defaults={"val_split": 0.1},
+                    args={"masks": masks, "monitor": "mask_ap" if masks else "box_ap"})
+
+
+SPEC = _spec("instance", "a mask, box and class per object (COCO, YOLO-seg, instance maps)", masks=True)
+DETECT_SPEC = _spec("detect", "a box and class per object (COCO, YOLO, VOC XML, instance maps)", masks=False)

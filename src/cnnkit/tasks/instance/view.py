@@ -1,0 +1,50 @@
+"""Instance segmentation's and detection's output side, without torch: records, console lines, CSV rows,
+pictures, instance maps and COCO results."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from cnnkit.tasks.instance import draw
+
+
+class InstanceView:
+    """Instances (``instance``, with masks) or boxes only (``detect``)."""
+
+    def __init__(self, spec: Any):
+        self.name, self.masks = spec.name, bool(spec.args.get("masks", True))
+
+    @staticmethod
+    def record(prediction: dict) -> dict:
+        return {"size": prediction["size"], "instances": prediction["instances"]}
+
+    @staticmethod
+    def describe(prediction: dict) -> str:
+        counts: dict[str, int] = {}
+        for inst in prediction["instances"]:
+            counts[inst["class"]] = counts.get(inst["class"], 0) + 1
+        return ", ".join(f"{n} {c}" for c, n in sorted(counts.items(), key=lambda kv: -kv[1])) or "no objects"
+
+    @staticmethod
+    def csv_row(prediction: dict) -> dict[str, str]:
+        scores = [i["score"] for i in prediction["instances"]]
+        return {"objects": str(len(scores)), "mean_score": f"{np.mean(scores):.4f}" if scores else ""}
+
+    @staticmethod
+    def visualise(image: Image.Image, prediction: dict, meta: Mapping[str, Any]) -> Image.Image:
+        return draw.overlay(image, prediction["instances"], meta)
+
+    @staticmethod
+    def write_outputs(image: Image.Image, prediction: dict, meta: Mapping[str, Any], folder: Path, stem: str,
+                      pictures: bool = True) -> dict[str, str]:
+        return draw.write_instance_outputs(image, prediction, meta, folder, stem, pictures)
+
+    @staticmethod
+    def write_results(records: list[dict], meta: Mapping[str, Any], folder: Path) -> Path:
+        """COCO results JSON (RLE masks) for all predicted images."""
+        return draw.write_results(records, meta, folder)

@@ -1,0 +1,96 @@
+"""The task registry: a task is one :class:`TaskSpec`, registered once, from which the engine's task
+object, the torch-free output side, the exported-graph runner, the prediction options and the task's
+config fields are all found.
+
+Torch-free: the spec names its parts as ``"module:Class"`` and they load on first use, so that the
+CLI's help and an .onnx prediction never import torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from cnnkit.errors import CnnkitError, did_you_mean
+from cnnkit.options import NoOptions
+
+if TYPE_CHECKING:
+    from cnnkit.engine.task import Task
+    from cnnkit.predictor import Runner, View
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Everything cnnkit knows of a task, in one place."""
+
+    name: str  # the CLI's word: `cnnkit train <name>`
+    summary: str  # one line for `cnnkit train --help`
+    task: str  # "module:Class" of the torch side (data, model, loss, metrics, predict); built as Class(spec)
+    view: str  # "module:Class" of the torch-free output side (records, pictures, files); built as Class(spec)
+    options: type = NoOptions  # the prediction options dataclass (cnnkit.options)
+    runner: str = ""  # "module:Class" running an exported graph without torch, built as Class(spec); "" = none
+    config: tuple[str, ...] = ()  # TrainConfig fields this task takes beyond the common ones
+    defaults: Mapping[str, Any] = field(default_factory=dict)  # what the task does with a field left at 0/empty
+    args: Mapping[str, Any] = field(default_factory=dict)  # the task's own constants (detect: masks=False)
+
+
+_SPECS: dict[str, TaskSpec] = {}
+_BUILT: dict[tuple[str, str], Any] = {}
+
+
+def register_task(spec: TaskSpec) -> TaskSpec:
+    """Add a task; a second task of the same name is an error."""
+    if spec.name in _SPECS:
+        raise ValueError(f"task '{spec.name}' is already registered")
+    _SPECS[spec.name] = spec
+    return spec
+
+
+def unregister_task(name: str) -> None:
+    """Remove a task (tests that register their own)."""
+    _SPECS.pop(name, None)
+    for key in [k for k in _BUILT if k[0] == name]:
+        del _BUILT[key]
+
+
+def task_names() -> list[str]:
+    return list(_SPECS)
+
+
+def get_spec(name: str) -> TaskSpec:
+    if name not in _SPECS:
+        raise CnnkitError(f"unknown task '{name}'.{did_you_mean(name, _SPECS)} Tasks: {', '.join(_SPECS)}")
+    return _SPECS[name]
+
+
+def _build(name: str, part: str) -> Any:
+    key = (name, part)
+    if key not in _BUILT:
+        spec = get_spec(name)
+        target = getattr(spec, part)
+        if not target:
+            raise CnnkitError(f"the {name} task has no {part}")
+        module, _, cls = target.partition(":")
+        _BUILT[key] = getattr(importlib.import_module(module), cls)(spec)
+    return _BUILT[key]
+
+
+def get_task(name: str) -> Task:
+    """The torch side of a task, for the engine (imports torch)."""
+    return _build(name, "task")
+
+
+def get_view(name: str) -> View:
+    """The torch-free output side of a task: records, console lines, CSV rows, pictures, files."""
+    return _build(name, "view")
+
+
+def get_runner_class(name: str) -> type[Runner]:
+    """The class that runs a task's exported graph (onnxruntime or TorchScript)."""
+    spec = get_spec(name)
+    if not spec.runner:
+        raise CnnkitError(f"the {name} task cannot run exported models")
+    module, _, cls = spec.runner.partition(":")
+    return getattr(importlib.import_module(module), cls)

@@ -1,0 +1,34 @@
+"""Semantic segmentation: a class per pixel (the task's registration; torch-free).
+
+``task.py`` trains and predicts with torch (``infer.py``: whole images or a sliding window; ``losses.py``),
+``view.py`` and ``draw.py`` turn predictions into records, overlays and masks, ``graph.py`` is what
+``cnnkit export`` writes and ``runner.py`` runs it without torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cnnkit.options import option
+from cnnkit.tasks.registry import TaskSpec
+
+
+@dataclass(frozen=True)
+class SegmentOptions:
+    tta: bool = option(False, "average over a horizontal flip", runtimes=("pytorch",), evaluate=True)
+    mode: str = option("auto", "whole image, sliding window, or auto (slide above 4 training crops)",
+                       choices=("auto", "whole", "slide"), runtimes=("pytorch",))
+    tile: int = option(0, "tile side; 0: the training crop", unit="px", low=0, runtimes=("pytorch",))
+    overlap: float = option(0.25, "tile overlap", unit="fraction of a tile", low=0.0, high=0.9,
+                            runtimes=("pytorch",))
+    probs: bool = option(False, "also return class probabilities (predict: <stem>_probs.npy)", runtimes=("pytorch",))
+    tile_batch: int = option(4, "tiles through the model at a time (memory grows with it)", unit="tiles", low=1,
+                             runtimes=("pytorch",))
+
+
+SPEC = TaskSpec(
+    name="segment", summary="a class per pixel (image/mask folders, VOC, CamVid, Cityscapes-style)",
+    task="cnnkit.tasks.segment.task:SegmentTask", view="cnnkit.tasks.segment.view:SegmentView",
+    runner="cnnkit.tasks.segment.runner:SegmentRunner", options=SegmentOptions,
+    config=("loss", "class_weights", "ignore_index", "binary", "classes_file", "max_size", "tta"),
+    defaults={"val_split": 0.2, "loss": "ce"})

@@ -1,0 +1,59 @@
+"""A fifth task from the test folder alone (tests/tasks/toy/) and one registration line: trained, validated,
+predicted (PyTorch and ONNX) and exported through the CLI, and served by the options its spec declares."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cnnkit.cli.main import main
+from cnnkit.tasks import register_task, unregister_task
+from tests.tasks.toy import SPEC
+
+
+@pytest.fixture
+def toy():
+    register_task(SPEC)  # the one registration line
+    yield SPEC
+    unregister_task(SPEC.name)
+
+
+def grey(path, level: int):
+    Image.fromarray(np.full((20, 20), level, np.uint8)).save(path)
+    return path
+
+
+def test_a_toy_task_trains_validates_predicts_and_exports_through_the_cli(toy, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    assert main(["train", "brightness", "--data", "toy:512", "--model", "brightness_cnn", "--epochs", "4",
+                 "--batch", "32", "--lr", "0.2", "--project", str(runs), "--name", "t", "--no-verbose"]) == 0
+    weights = runs / "brightness" / "t" / "best.pt"
+    assert weights.is_file() and (weights.parent / "config.yaml").is_file()
+    assert main(["val", "--weights", str(weights), "--data", "toy:64", "--out", str(tmp_path / "val")]) == 0
+    score = json.loads((tmp_path / "val" / "metrics.json").read_text())["score"]
+    assert score > 0.8  # 1 - mean absolute error of brightness in 0..1; a constant guess scores about 0.75
+
+    images = [grey(tmp_path / "dark.png", 30), grey(tmp_path / "light.png", 220)]
+    out = tmp_path / "pred"
+    assert main(["predict", "--weights", str(weights), *map(str, images), "--decimals", "2", "--out", str(out)]) == 0
+    records = json.loads((out / "predictions.json").read_text())
+    assert records[0]["brightness"] < records[1]["brightness"]
+    assert all(round(r["brightness"], 2) == r["brightness"] for r in records)
+
+    assert main(["export", "--weights", str(weights), "--dynamic"]) == 0
+    onnx = weights.with_suffix(".onnx")
+    out2 = tmp_path / "pred_onnx"
+    assert main(["predict", "--weights", str(onnx), *map(str, images), "--out", str(out2)]) == 0
+    exported = json.loads((out2 / "predictions.json").read_text())
+    assert [round(r["brightness"], 2) for r in exported] == [r["brightness"] for r in records]
+
+
+def test_a_toy_task_flags_come_from_its_spec(toy, capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "brightness", "--help"])
+    help_text = capsys.readouterr().out
+    assert "--lr" in help_text and "--ignore-index" not in help_text and "--binary" not in help_text
+    with pytest.raises(SystemExit) as stop:  # the range comes from the spec's options dataclass
+        main(["predict", "--weights", "nowhere.pt", "x.png", "--decimals", "9"])
+    assert stop.value.code == 2 and "--decimals" in capsys.readouterr().err
