@@ -61,3 +61,16 @@ def test_instance_prediction_never_changes_the_model_and_runs_in_parallel(tmp_pa
         assert got == serial[i % 2]
     assert all(len(p["instances"]) <= 7 for p in serial[0])
     assert all(inst["score"] >= 0.3 for p in serial[1] for inst in p["instances"])
+
+
+def test_val_takes_max_det_for_detectors_and_refuses_it_for_classifiers(tmp_path, capsys):
+    """Regression: `cnnkit val` had no --max-det where predict had one."""
+    from cnnkit.cli.main import main
+
+    weights = write_checkpoint(tmp_path, "instance")
+    assert main(["val", "--weights", str(weights), "--data", "shapes:8", "--max-det", "3", "--out",
+                 str(tmp_path / "v")]) == 0
+    assert (tmp_path / "v" / "metrics.json").is_file()
+    classifier = write_checkpoint(tmp_path, "classify")
+    assert main(["val", "--weights", str(classifier), "--data", "shapes:8", "--max-det", "3"]) == 2
+    assert "--max-det: not an option of classify" in capsys.readouterr().err

@@ -15,9 +15,9 @@ from PIL import Image
 
 from cnnkit.api import export as export_model
 from cnnkit.api import load
-from cnnkit.api import load as OnnxModel  # noqa: N812 - any exported file
 from cnnkit.cli.main import main
 from cnnkit.data.synthetic import make_scene
+from cnnkit.errors import CnnkitError
 from cnnkit.export.exporter import build_graph
 from cnnkit.export.verify import exported_runner, parity, sample_indices
 from tests.export.helpers import write_checkpoint
@@ -60,7 +60,7 @@ def test_onnx_metadata_travels_in_the_file(checkpoints, tmp_path, task):
     assert props["task"] == task and json.loads(props["classes"])[-1] == "star"
     assert len(json.loads(props["colours"])) == len(json.loads(props["classes"]))
     assert props["cnnkit_version"] and json.loads(props["input_size"])
-    model = OnnxModel(path)
+    model = load(path)
     assert model.meta["task"] == task and model.export["input"]["dtype"] == "uint8"
 
 
@@ -69,7 +69,7 @@ def test_onnx_predictions_equal_pytorch_predictions(checkpoints, tmp_path, task)
     path, _ = export_model(checkpoints[task], "onnx", dynamic=True, out=tmp_path / "m.onnx")
     options = {"score_thresh": 0.0} if task in ("instance", "detect") else {}
     torch_preds = load(checkpoints[task], device="cpu").predict(scenes(), **options)
-    onnx_preds = OnnxModel(path).predict(scenes(), **options)
+    onnx_preds = load(path).predict(scenes(), **options)
     for a, b in zip(torch_preds, onnx_preds):
         if task == "classify":
             assert a["index"] == b["index"] and abs(a["score"] - b["score"]) < 1e-4
@@ -90,12 +90,12 @@ def test_half_precision_classifier(checkpoints, tmp_path):
     graph = build_graph(load(checkpoints["classify"], device="cpu"), half=False)
     differences = parity(graph, exported_runner(str(path), "onnx"), [1, 3, 32, 32], 3, 32, samples=2)
     assert differences["probs_max_abs_diff"] < 2e-2
-    assert OnnxModel(path).export["half"] is True
+    assert load(path).export["half"] is True
 
 
 def test_fixed_size_segmenter_resizes_images(checkpoints, tmp_path):
     path, _ = export_model(checkpoints["segment"], "onnx", imgsz=48, out=tmp_path / "fixed.onnx")
-    model = OnnxModel(path)
+    model = load(path)
     assert model.input_shape == [1, 3, 48, 48]
     prediction = model.predict(scenes(1))[0]
     assert prediction["mask"].shape == (72, 72) and prediction["size"] == [72, 72]
@@ -146,3 +146,24 @@ def test_verify_samples_across_the_split():
     assert sum(i < 500 for i in picked) in range(70, 131)  # about half in each half
     assert picked == sample_indices(1000, 200)  # the same sample every time
     assert sample_indices(10, 0) == sample_indices(10, 50) == list(range(10))
+
+
+@pytest.mark.parametrize("task", ["classify", "segment"])
+def test_one_load_for_checkpoints_onnx_and_torchscript(checkpoints, tmp_path, task):
+    """cnnkit.load opens the three kinds alike; each keeps the Predictor face and predicts the same."""
+    from cnnkit.predictor import Predictor
+
+    loaded = {"pytorch": load(checkpoints[task], device="cpu")}
+    for fmt in ("onnx", "torchscript"):
+        path, _ = export_model(checkpoints[task], fmt, dynamic=True, out=tmp_path / f"m.{fmt}")
+        loaded[fmt] = load(path)
+    images = scenes(2)
+    reference = loaded["pytorch"].predict(images)
+    for runtime, model in loaded.items():
+        assert isinstance(model, Predictor) and model.runtime == runtime and model.meta.task == task
+        for a, b in zip(reference, model.predict(images)):
+            assert a.get("class") == b.get("class") and a.get("areas") == b.get("areas")
+    if task == "segment":
+        assert "tile" in loaded["pytorch"].options() and "tile" not in loaded["torchscript"].options()
+        with pytest.raises(CnnkitError, match="tile: not available for segment on torchscript"):
+            loaded["torchscript"].predict(images, tile=64)

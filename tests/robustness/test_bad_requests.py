@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from cnnkit.api import export as export_model
-from cnnkit.api import load as OnnxModel  # noqa: N812 - any exported file
+from cnnkit.api import load
 from cnnkit.serve.app import Limits
 from tests.export.helpers import write_checkpoint
 from tests.robustness.corpus import bomb_png
@@ -61,7 +61,7 @@ def url(tmp_path_factory):
     path, _ = export_model(write_checkpoint(folder, "classify"), "onnx", dynamic=True, out=folder / "c.onnx")
     global BOMB
     BOMB = bomb_png(folder / "bomb.png").read_bytes()
-    with running(OnnxModel(path), Limits(max_upload_mb=0.2, max_pixels=200 * 200)) as base:
+    with running(load(path), Limits(max_upload_mb=0.2, max_pixels=200 * 200)) as base:
         yield base
 
 

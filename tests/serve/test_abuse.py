@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from cnnkit.api import export as export_model
-from cnnkit.api import load as OnnxModel  # noqa: N812 - any exported file
+from cnnkit.api import load
 from cnnkit.serve.app import Limits
 from tests.export.helpers import write_checkpoint
 from tests.robustness.corpus import bomb_png
@@ -86,7 +86,7 @@ def png(side: int) -> bytes:
 def onnx_model(tmp_path_factory):
     folder = tmp_path_factory.mktemp("abuse")
     path, _ = export_model(write_checkpoint(folder, "classify"), "onnx", dynamic=True, out=folder / "c.onnx")
-    return OnnxModel(path)
+    return load(path)
 
 
 def status(reply: bytes) -> int:

@@ -14,7 +14,6 @@ from PIL import Image
 
 from cnnkit.api import export as export_model
 from cnnkit.api import load
-from cnnkit.api import load as OnnxModel  # noqa: N812 - any exported file
 from cnnkit.data.synthetic import make_scene
 from cnnkit.serve.app import Limits
 from tests.export.helpers import write_checkpoint
@@ -32,7 +31,7 @@ def models(tmp_path_factory) -> dict:
     folder = tmp_path_factory.mktemp("serve")
     out = {task: load(write_checkpoint(folder, task), device="cpu") for task in ("classify", "segment", "instance")}
     onnx_path, _ = export_model(write_checkpoint(folder, "classify"), "onnx", dynamic=True, out=folder / "c.onnx")
-    out["onnx"] = OnnxModel(onnx_path)
+    out["onnx"] = load(onnx_path)
     return out
 
 

@@ -67,10 +67,10 @@ def demo_classify(project: Path, epochs: int) -> None:
 def _export_and_compare(weights: Path, images: list[str], predictions: list[dict]) -> None:
     """The model leaves PyTorch: an ONNX file that predicts the same classes on onnxruntime."""
     from cnnkit.api import export as export_model
-    from cnnkit.api import load as OnnxModel  # noqa: N812 - any exported file
+    from cnnkit.api import load
 
     path, _ = export_model(weights, "onnx", dynamic=True)
-    exported = OnnxModel(path).predict(images, topk=3)
+    exported = load(path).predict(images, topk=3)
     same = sum(a["class"] == b["class"] for a, b in zip(predictions, exported))
     print(f"exported {path} ({path.stat().st_size / 1e6:.1f} MB): onnxruntime gives the same class on "
           f"{same}/{len(images)} new images; try `cnnkit serve --weights {path}` and open http://127.0.0.1:8000")
