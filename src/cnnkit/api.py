@@ -22,7 +22,7 @@ from cnnkit.export.runtime import OnnxModel, TaskParts, TorchScriptModel
 from cnnkit.meta import ModelMeta
 from cnnkit.options import make_options, option_infos
 from cnnkit.predictor import Predictor, View
-from cnnkit.tasks import get_runner_class, get_spec, get_task, get_view
+from cnnkit.tasks import get_runner_class, get_spec, get_task, get_view, task_names
 
 if TYPE_CHECKING:
     import torch
@@ -54,8 +54,11 @@ def check_task_fields(cfg: TrainConfig, origin: str = "arguments") -> None:
     for name in TASK_FIELDS:
         if name not in spec.config and getattr(cfg, name) != default_of(name):
             flag = "--" + name.replace("_", "-") if origin == "command line" else f"'{name}'"
-            raise CnnkitError(f"{flag}: the {cfg.task} task does not take it; drop it (`cnnkit train {cfg.task} "
-                              "--help` lists what it takes)")
+            owners = [t for t in task_names() if name in get_spec(t).config]
+            who = " and ".join([", ".join(owners[:-1]), owners[-1]] if len(owners) > 1 else owners)
+            raise CnnkitError(f"{flag}: the {cfg.task} task does not take it (only {who} "
+                              f"{'take' if len(owners) > 1 else 'takes'} it); drop it (`cnnkit train {cfg.task} "
+                              f"--help` lists what {cfg.task} takes)")
 
 
 def train_with(cfg: TrainConfig, on_epoch_end: Callable[[int, dict], None] | None = None,

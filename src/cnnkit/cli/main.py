@@ -112,12 +112,14 @@ def _add_config_flags(parser: argparse.ArgumentParser, spec: TaskSpec) -> None:
     """One flag per TrainConfig field that ``spec``'s task takes (the common ones and its own), defaulting
     to 'not given' so that YAML and defaults stay below it; help shows the task's real default."""
     for f in config_fields():
-        if f.name in ("task", "model_args") or (f.name in TASK_FIELDS and f.name not in spec.config):
+        if f.name in ("task", "model_args"):
             continue
         flag = "--" + f.name.replace("_", "-")
         default = default_of(f.name)
         shown = spec.defaults.get(f.name, default)
-        help_text = f"{f.metadata['help']} [default: {shown!r}]"
+        # another task's field is parsed but hidden, so that giving it is refused by name (cnnkit.api)
+        other = f.name in TASK_FIELDS and f.name not in spec.config
+        help_text = argparse.SUPPRESS if other else f"{f.metadata['help']} [default: {shown!r}]"
         if isinstance(default, bool):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
         elif isinstance(default, list):
