@@ -122,9 +122,9 @@ class Model:
     def predict(self, images: ImageLike | Sequence[ImageLike], batch: int = 32, **options: Any) -> list[dict]:
         """Predict one image or a list (paths, PIL images, HxWxC arrays, CxHxW tensors).
 
-        ``options`` are the task's prediction options (``cnnkit.tasks.<task>``'s options dataclass;
-        ``model.options()`` lists them): classify topk, tta; segment tta, mode, tile, overlap, probs;
-        instance and detect score_thresh, nms_thresh, max_det, tile, overlap.
+        ``options`` are the task's prediction options: the fields of its options dataclass
+        (``cnnkit.tasks.<task>``), each with its default, unit and range; ``model.options()`` lists
+        them, and ``cnnkit predict --help`` shows them as flags. Unknown ones raise CnnkitError.
         """
         chosen = make_options(self.task.options, options, self.meta.task, self.runtime)
         single = not isinstance(images, (list, tuple))

@@ -169,7 +169,7 @@ def info(predictor: Predictor) -> dict[str, Any]:
     shape = getattr(predictor, "input_shape", None)
     return {"task": meta.task, "model": meta.model, "classes": list(meta.classes),
             "colours": [list(c) for c in meta.colours] or None,
-            "input_size": shape[2:] if shape else (list(meta.crop) or meta.imgsz or None),
+            "input_size": shape[2:] if shape else (meta.imgsz or list(meta.crop) or None),
             "options": predictor.options(), "option_details": [o.describe() for o in _options(predictor)],
             "runtime": "onnxruntime" if predictor.runtime == "onnx" else predictor.runtime,
             "model_card": meta.to_dict(), "cnnkit_version": __version__}
