@@ -59,3 +59,15 @@ def test_the_card_and_the_registry_load_without_torch():
             "import cnnkit.cli.main; cnnkit.cli.main.build_parser(); print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+@pytest.mark.parametrize(("change", "match"), [({"classes": "abcd"}, "classes must be a non-empty list"),
+                                               ({"classes": []}, "classes must be a non-empty list"),
+                                               ({"mean": [0.5]}, "mean holds 1 values for 3 channels"),
+                                               ({"in_chans": "three"}, "malformed"),
+                                               ({"schema": 99}, "newer cnnkit")])
+def test_a_malformed_or_newer_card_is_one_line(change, match):
+    card = {"task": "classify", "model": "basic_cnn", "classes": ["a", "b"], "in_chans": 3, "mean": [0.5] * 3,
+            "std": [0.2] * 3}
+    with pytest.raises(CnnkitError, match=match):
+        ModelMeta.from_dict({**card, **change}, origin="x.pt")

@@ -43,7 +43,15 @@ def train(config: str | Path | None = None, **overrides: Any) -> TrainResult:
     values.update(overrides)
     if values.get("resume") and "epochs" not in values:
         values["epochs"] = 0  # a resumed run keeps its own number of epochs
-    return train_with(make_config(values))
+    return train_with(make_config(with_task_defaults(values)))
+
+
+def with_task_defaults(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with the task's default model when none is given (a new run: a resumed one keeps its own)."""
+    spec = get_spec(str(values.get("task", "classify")))
+    if "model" not in values and not values.get("resume") and "model" in spec.defaults:
+        return {**values, "model": spec.defaults["model"]}
+    return values
 
 
 def check_task_fields(cfg: TrainConfig, origin: str = "arguments") -> None:
@@ -51,6 +59,11 @@ def check_task_fields(cfg: TrainConfig, origin: str = "arguments") -> None:
     from cnnkit.config import TASK_FIELDS, default_of
 
     spec = get_spec(cfg.task)
+    for name, allowed in spec.choices.items():
+        if getattr(cfg, name) not in allowed:
+            flag = "--" + name.replace("_", "-") if origin == "command line" else f"'{name}'"
+            raise CnnkitError(f"{flag} {getattr(cfg, name)!r}: the {cfg.task} task takes "
+                              f"{', '.join(repr(a) for a in allowed if a)}; drop it or pick one of those")
     for name in TASK_FIELDS:
         if name not in spec.config and getattr(cfg, name) != default_of(name):
             flag = "--" + name.replace("_", "-") if origin == "command line" else f"'{name}'"
@@ -112,7 +125,7 @@ class Model:
         if isinstance(image, torch.Tensor):
             arr = image.detach().cpu()
             arr = arr.permute(1, 2, 0) if arr.ndim == 3 and arr.shape[0] in (1, 3, 4) else arr
-            return Image.fromarray(arr.squeeze(-1).numpy() if arr.ndim == 3 and arr.shape[-1] == 1 else arr.numpy())
+            return as_pil(arr.numpy())
         return as_pil(image)
 
     def options(self) -> list[str]:

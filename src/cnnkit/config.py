@@ -36,9 +36,10 @@ class TrainConfig:
     pretrained: str = _f("", "'' for random init, a local weights file, or 'torchvision' (needs network)")
     epochs: int = _f(10, "number of passes over the training split (epochs)")
     batch: int = _f(64, "images per optimisation step, summed over all processes (images)")
-    imgsz: int = _f(0, "square input side, the training crop for segment (pixels); 0 keeps the native size")
-    max_size: int = _f(0, "segment: shrink images whose longer side exceeds this before training and prediction "
-                          "(pixels); 0 keeps full resolution", task_only=True)
+    imgsz: int = _f(0, "square input side (classify), or the side of the training crop (segment, instance, "
+                       "detect) (pixels); 0 keeps the native size")
+    max_size: int = _f(0, "shrink images whose longer side exceeds this before training and prediction (pixels); "
+                          "0 keeps full resolution", task_only=True)
     optimizer: str = _f("sgd", "sgd (Nesterov momentum) or adamw", choices=("sgd", "adamw"))
     lr: float = _f(0.05, "peak learning rate for batch --batch (1/step)")
     momentum: float = _f(0.9, "SGD momentum / AdamW beta1 (unitless)")
@@ -77,8 +78,8 @@ class TrainConfig:
     patience: int = _f(0, "stop after this many epochs without improvement; 0 disables (epochs)")
     save_period: float = _f(10.0, "minutes between checkpoints inside an epoch (last.pt), which --resume continues "
                                   "from mid-epoch; 0 = at epoch ends only")
-    monitor: str = _f("", "metric that picks best.pt and drives early stopping; empty = the task's main one "
-                           "(top1 for classify, miou for segment); higher is better, lower for names with 'loss'")
+    monitor: str = _f("", "metric that picks best.pt and drives early stopping; empty = the task's main one; "
+                           "higher is better, lower for names with 'loss'")
     skip_bad: bool = _f(False, "skip unreadable images with a warning instead of stopping")
     max_pixels: int = _f(180_000_000, "largest image read (pixels, from its header, before decoding); a larger one "
                                       "is refused as a possible decompression bomb (Pillow's own limit)")

@@ -67,6 +67,26 @@ class ModelMeta(Mapping):
         if lacking:
             raise CnnkitError(f"{origin}: the model card lacks {', '.join(lacking)}; it was not written by "
                               "cnnkit (or was edited); retrain or re-export the model")
+        try:
+            card = cls._from_values(values)
+        except (TypeError, ValueError) as e:
+            raise CnnkitError(f"{origin}: the model card is malformed ({e}); it was not written by cnnkit (or was "
+                              "edited); retrain or re-export the model") from None
+        if card.schema > SCHEMA:
+            raise CnnkitError(f"{origin}: written by a newer cnnkit (model card schema {card.schema}, this release "
+                              f"reads up to {SCHEMA}); upgrade cnnkit")
+        return card
+
+    @classmethod
+    def _from_values(cls, values: Mapping[str, Any]) -> ModelMeta:
+        """The card from a dict, its types and shapes checked (ValueError / TypeError otherwise)."""
+        classes = values["classes"]
+        if isinstance(classes, str) or not classes or not all(isinstance(c, str) for c in classes):
+            raise ValueError(f"classes must be a non-empty list of names, got {classes!r}")
+        channels = int(values["in_chans"])
+        for key in ("mean", "std"):
+            if len(values[key]) not in (channels,) or channels < 1:
+                raise ValueError(f"{key} holds {len(values[key])} values for {channels} channels")
         known = {f.name for f in dataclasses.fields(cls)}
         extra = dict(values.get("extra") or {})
         # schema 1 kept every task's own values at the top level

@@ -94,12 +94,13 @@ def option_infos(options: type) -> list[OptionInfo]:
 
 
 def make_options(options: type, values: Mapping[str, Any], task: str, runtime: str = "pytorch",
-                 flags: bool = False) -> Any:
+                 flags: bool = False, evaluate: bool = False) -> Any:
     """``options(**values)`` after checking each name, runtime and value; CnnkitError otherwise.
 
-    ``flags``: name the options as command-line flags (``--max-det``) in errors, else as keywords.
+    ``flags``: name the options as command-line flags (``--max-det``) in errors, else as keywords;
+    ``evaluate``: only the options that apply to evaluation (``cnnkit val``) are taken.
     """
-    infos = {i.name: i for i in option_infos(options)}
+    infos = {i.name: i for i in option_infos(options) if i.evaluate or not evaluate}
     name = (lambda key: "--" + key.replace("_", "-")) if flags else (lambda key: key)
     taken = [i.name for i in infos.values() if runtime in i.runtimes]
     for key, value in values.items():
@@ -114,7 +115,10 @@ def make_options(options: type, values: Mapping[str, Any], task: str, runtime: s
             infos[key].check(value)
         except ValueError as e:
             raise CnnkitError(f"{name(key)}: {e}") from None
-    return options(**values)
+    try:
+        return options(**values)  # its __post_init__ may check fields together (tile sizes, ...)
+    except ValueError as e:
+        raise CnnkitError(str(e)) from None
 
 
 def options_dict(values: Any) -> dict[str, Any]:

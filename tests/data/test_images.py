@@ -80,3 +80,16 @@ def test_system_files_do_not_stop_training(tmp_path, shapes_folder, name):
     (shapes_folder / "train" / "circle" / name).write_bytes(b"\0")
     data = load_classify_data(str(shapes_folder), imgsz=16)
     assert len(data.train) == 48
+
+
+def test_arrays_of_every_common_kind_become_images_or_one_line_errors():
+    """Regression: float and 16-bit arrays raised Pillow's raw TypeError from model.predict."""
+    from cnnkit.data.images import as_pil
+    from cnnkit.errors import CnnkitError
+
+    assert as_pil(np.full((4, 4, 3), 0.5)).getpixel((0, 0)) == (128, 128, 128)
+    assert as_pil(np.zeros((4, 4), np.uint16)).mode == "I;16" and as_pil(np.ones((4, 4), bool)).getpixel((0, 0)) == 255
+    with pytest.raises(CnnkitError, match="values in 0..1"):
+        as_pil(np.full((4, 4), 3.0))
+    with pytest.raises(CnnkitError, match="pass"):
+        as_pil(np.zeros((4, 4, 3), np.uint16))

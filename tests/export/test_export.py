@@ -167,3 +167,17 @@ def test_one_load_for_checkpoints_onnx_and_torchscript(checkpoints, tmp_path, ta
         assert "tile" in loaded["pytorch"].options() and "tile" not in loaded["torchscript"].options()
         with pytest.raises(CnnkitError, match="tile: not available for segment on torchscript"):
             loaded["torchscript"].predict(images, tile=64)
+
+
+def test_a_torchscript_detector_loads_in_a_fresh_process_and_validates(checkpoints, tmp_path, capsys):
+    """Regression: torch.jit.load ran before torchvision registered its ops (torchvision::nms), so an
+    instance or detect TorchScript file loaded only where torchvision happened to be imported already."""
+    path, _ = export_model(checkpoints["detect"], "torchscript", out=tmp_path / "d.torchscript")
+    code = (f"import cnnkit, numpy as np; m = cnnkit.load(r'{path}'); "
+            "print(m.runtime, len(m.predict(np.zeros((64, 64, 3), np.uint8))))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.split() == ["torchscript", "1"], result.stderr
+    assert "deprecated" not in result.stderr  # torch's own FutureWarning is not the user's
+    classifier, _ = export_model(checkpoints["classify"], "torchscript", out=tmp_path / "c.torchscript")
+    assert main(["val", "--weights", str(classifier), "--data", "shapes:8", "--out", str(tmp_path / "v")]) == 0
+    assert "(torchscript)" in capsys.readouterr().out

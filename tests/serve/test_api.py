@@ -80,6 +80,10 @@ def test_segment_returns_areas_mask_and_overlay(models):
 def test_instance_returns_instances_with_rle(models):
     with running(models["instance"]) as url:
         body = httpx.post(f"{url}/predict?score_thresh=0&max_det=5", content=png_bytes(96)).json()
+        small_tile = httpx.post(f"{url}/predict?tile=8", content=png_bytes(96))  # was a 500 with a traceback
+        info = httpx.get(f"{url}/info").json()
+    assert small_tile.status_code == 422 and "--tile 8" in small_tile.json()["detail"]
+    assert {o["name"]: o["default"] for o in info["option_details"]}["score_thresh"] == 0.5
     assert 0 < len(body["instances"]) <= 5
     inst = body["instances"][0]
     assert {"class", "score", "box", "rle"} <= set(inst) and inst["rle"]["size"] == [96, 96]

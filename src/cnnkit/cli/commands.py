@@ -21,14 +21,17 @@ from cnnkit.options import make_options, option_infos
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from cnnkit.api import train_with
+    from cnnkit.api import train_with, with_task_defaults
 
     values = load_yaml(args.config) if args.config else {}
+    if "task" in values and not isinstance(values["task"], str):
+        raise CnnkitError(f"{args.config}: 'task' must be a task name such as {args.task}, got {values['task']!r}")
     if "task" in values and values["task"] != args.task:
         raise CnnkitError(f"{args.config}: a recipe for {values['task']}, not {args.task}; run `cnnkit train "
                           f"{values['task']} --config {args.config}`, or drop 'task' from the recipe")
     given = {k: v for k, v in vars(args).items() if k not in ("command", "config", "debug", "task")}
     values.update(given, task=args.task)
+    values = with_task_defaults(values)
     if values.get("resume") and "epochs" not in values:
         values["epochs"] = 0  # a resumed run keeps its own number of epochs unless --epochs is given
     origin = str(args.config) if args.config and not given else "command line"
@@ -37,27 +40,30 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _given_options(args: argparse.Namespace, options: type, task: str, runtime: str = "pytorch") -> Any:
+def _given_options(args: argparse.Namespace, options: type, task: str, runtime: str = "pytorch",
+                   evaluate: bool = False) -> Any:
     """The prediction options given as flags, checked against the model's task: a flag it does not take
     is one line naming it."""
     from cnnkit.tasks import get_spec, task_names
 
     every = {i.name for t in task_names() for i in option_infos(get_spec(t).options)}
     given = {k: v for k, v in vars(args).items() if k in every}  # unset flags are absent (SUPPRESS)
-    return make_options(options, given, task, runtime, flags=True)
+    return make_options(options, given, task, runtime, flags=True, evaluate=evaluate)
 
 
 def cmd_val(args: argparse.Namespace) -> int:
     set_max_pixels(args.max_pixels)
-    if Path(args.weights).suffix.lower() == ".onnx":
-        return _val_onnx(args)
+    from cnnkit.api import is_torchscript
+
+    if Path(args.weights).suffix.lower() == ".onnx" or is_torchscript(Path(args.weights)):
+        return _val_exported(args)
     from torch.utils.data import DataLoader
 
     from cnnkit.api import load_checkpoint_model
     from cnnkit.engine.loop import evaluate
 
     model = load_checkpoint_model(args.weights, device=args.device)
-    options = _given_options(args, model.task.options, model.meta.task)
+    options = _given_options(args, model.task.options, model.meta.task, evaluate=True)
     cfg = make_config({**model.checkpoint["config"], "data": args.data, "skip_bad": args.skip_bad,
                        "batch": args.batch, "resume": False}, origin=str(args.weights))
     data = model.task.build_data(cfg, meta=model.meta, for_eval=args.split)
@@ -156,16 +162,17 @@ def _readable(paths: list[Path], skip_bad: bool) -> tuple[list[Path], list]:
     return kept, images
 
 
-def _val_onnx(args: argparse.Namespace) -> int:
-    """The exported model on onnxruntime; the data and the metrics are the task's own (with torch)."""
+def _val_exported(args: argparse.Namespace) -> int:
+    """An exported model (onnxruntime or TorchScript); the data and the metrics are the task's own (with torch)."""
     from cnnkit.api import load
     from cnnkit.export.runtime import ExportedModel
     from cnnkit.export.verify import score_on_data
     from cnnkit.tasks import get_task
 
     model = load(args.weights)
-    assert isinstance(model, ExportedModel)  # an .onnx file loads as one
-    _given_options(args, model.options_type, model.meta.task, model.runtime)  # refuse what onnx cannot honour
+    assert isinstance(model, ExportedModel)  # an .onnx or TorchScript file loads as one
+    # refuse what an exported file cannot honour
+    _given_options(args, model.options_type, model.meta.task, model.runtime, evaluate=True)
     scored = score_on_data(model.run, model.input_shape, get_task(model.meta.task), model.meta, model.config,
                            args.data, split=args.split)
     out = Path(args.out) if args.out else next_free(Path(args.weights).resolve().parent / "val")
@@ -174,7 +181,8 @@ def _val_onnx(args: argparse.Namespace) -> int:
     atomic_write_bytes(out / "metrics.json", json.dumps(results, indent=2).encode())
     print(scored["report"].table())
     print(" ".join(f"{k}={v:.4f}" for k, v in results.items()))
-    print(f"{scored['images']} images (onnxruntime); reports in {out}")
+    print(f"{scored['images']} images ({'onnxruntime' if model.runtime == 'onnx' else model.runtime}); reports in "
+          f"{out}")
     return 0
 
 

@@ -126,7 +126,7 @@ def _add_config_flags(parser: argparse.ArgumentParser, spec: TaskSpec) -> None:
             parser.add_argument(flag, type=float, nargs="+", default=argparse.SUPPRESS, help=help_text)
         else:
             parser.add_argument(flag, type=type(default), default=argparse.SUPPRESS, help=help_text,
-                                choices=f.metadata.get("choices"))
+                                choices=spec.choices.get(f.name, f.metadata.get("choices")))
 
 
 def _add_option_flags(parser: argparse.ArgumentParser, evaluate: bool = False) -> None:
@@ -206,7 +206,7 @@ def _add_deploy_parsers(add: Callable[[str, str], argparse.ArgumentParser]) -> N
     p.add_argument("--port", type=bounded(int, 1, 65535), default=8000, help="TCP port")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (checkpoints)")
     p.add_argument("--workers", type=bounded(int, 1), default=1,
-                   help="inference threads: .onnx requests run this many at once (checkpoints: one)")
+                   help="inference threads: requests that run at once (checkpoints and exported files alike)")
     p.add_argument("--queue", type=bounded(int, 0), default=16, help="requests waiting beyond those; more get 503")
     p.add_argument("--timeout", type=bounded(float, 0, above=True), default=30.0,
                    help="seconds a request may wait and run; then 504")
@@ -255,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     tasks = p.add_subparsers(dest="task", required=True, metavar="TASK", parser_class=Parser)
     for name in task_names():
         spec = get_spec(name)
-        t = tasks.add_parser(name, help=spec.summary, description=f"train a {name} model: {spec.summary}",
+        t = tasks.add_parser(name, help=spec.summary, description=f"train a model for the {name} task: {spec.summary}",
                              epilog=_train_examples(name), formatter_class=argparse.RawDescriptionHelpFormatter)
         t.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks")
         t.add_argument("--config", help="YAML recipe of config fields; flags given here override it")

@@ -144,12 +144,27 @@ def scaled_size(width: int, height: int, max_size: int) -> tuple[int, int]:
 
 
 def as_pil(image: str | Path | Image.Image | np.ndarray) -> Image.Image:
-    """A path (opened and checked), a PIL image, or an ``(H, W[, C])`` uint8 array -> a PIL image."""
+    """A path (opened and checked), a PIL image, or an ``(H, W[, C])`` array -> a PIL image. Arrays: uint8;
+    floats in 0..1 (scaled to 0..255); bool; 16-bit grey (kept 16-bit, as a 16-bit PNG would be).
+    Other arrays raise CnnkitError saying what to pass."""
     if isinstance(image, (str, Path)):
         return open_image(image)
     if isinstance(image, Image.Image):
         return image
-    return Image.fromarray(np.asarray(image).squeeze())
+    array = np.asarray(image).squeeze()
+    if array.dtype == np.bool_:
+        array = array.astype(np.uint8) * 255
+    elif np.issubdtype(array.dtype, np.floating):
+        if array.size and not (np.isfinite(array).all() and array.min() >= 0 and array.max() <= 1):
+            raise CnnkitError(f"a float image array must hold values in 0..1, got {array.min():g}..{array.max():g}; "
+                              "divide by 255 (or pass uint8)")
+        array = np.round(array * 255).astype(np.uint8)
+    elif array.dtype in (np.uint16, np.int32) and array.ndim == 2:
+        return Image.fromarray(array.astype(np.int32) if array.dtype == np.int32 else array)
+    if array.dtype != np.uint8 or array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (3, 4)):
+        raise CnnkitError(f"an image array of {array.dtype} with shape {list(array.shape)}: pass (H, W) or "
+                          "(H, W, 3) uint8, floats in 0..1, or 16-bit grey (H, W)")
+    return Image.fromarray(array)
 
 
 def image_to_array(im: Image.Image, channels: int, size: int = 0, high: float = 0.0) -> np.ndarray:

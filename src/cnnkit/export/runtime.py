@@ -114,12 +114,17 @@ class TorchScriptModel(ExportedModel):
     runtime = "torchscript"
 
     def __init__(self, path: str | Path, parts_for: Callable[[str], TaskParts] | None, threads: int = 0):
+        import warnings
+
         import torch
+        import torchvision  # noqa: F401 - registers torchvision::nms and roi_align, which detectors call
 
         path = Path(path)
         files = {"cnnkit.json": ""}
         try:
-            self.module = torch.jit.load(str(path), map_location="cpu", _extra_files=files)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # "torch.jit.load is deprecated": not the user's
+                self.module = torch.jit.load(str(path), map_location="cpu", _extra_files=files)
         except (RuntimeError, ValueError) as e:
             raise CnnkitError(f"{path}: not a readable TorchScript file ({str(e).splitlines()[0][:200]}); "
                               "export one with `cnnkit export --format torchscript`") from None

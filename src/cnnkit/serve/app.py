@@ -36,8 +36,9 @@ from starlette.requests import ClientDisconnect
 from cnnkit import __version__
 from cnnkit.data.images import upright
 from cnnkit.data.inputs import InputWatch
+from cnnkit.errors import CnnkitError
 from cnnkit.log import LOGGER
-from cnnkit.options import OptionInfo, option_infos
+from cnnkit.options import OptionInfo, make_options, option_infos
 from cnnkit.predictor import Predictor
 
 
@@ -198,6 +199,10 @@ def query_options(request: Request, predictor: Predictor) -> dict[str, Any]:
             out[key] = info.parse(text)
         except ValueError as e:
             raise HTTPException(422, f"query parameter {key}: {e}") from None
+    try:  # the options dataclass's own checks across fields (a tile too small for the model, ...)
+        make_options(predictor.options_type, out, predictor.meta.task, predictor.runtime)
+    except CnnkitError as e:
+        raise HTTPException(422, f"query parameters: {e}") from None
     return out
 
 

@@ -21,12 +21,12 @@ MIN_TILE = 16  # px: a smaller tile holds too little for a CNN to see, and tiles
 MAX_OVERLAP = 0.9  # fraction: each pixel then goes through the model about 1 / (1 - 0.9) ** 2 = 100 times
 
 
-def check_tiling(tile: int, overlap: float) -> None:
-    """``tile``: side in pixels, 0 for the task's default, else at least MIN_TILE; ``overlap``: fraction
+def check_tiling(tile: int, overlap: float, minimum: int = MIN_TILE) -> None:
+    """``tile``: side in pixels, 0 for the task's default, else at least ``minimum``; ``overlap``: fraction
     of a tile in [0, MAX_OVERLAP]. Raises CnnkitError otherwise: an overlap near 1 or a tile of a few
     pixels means millions of tiles, which looks like a hang."""
-    if tile < 0 or 0 < tile < MIN_TILE:
-        raise CnnkitError(f"--tile {tile}: give a tile side of at least {MIN_TILE} pixels, or 0 for the default")
+    if tile < 0 or 0 < tile < minimum:
+        raise CnnkitError(f"--tile {tile}: give a tile side of at least {minimum} pixels, or 0 for the default")
     if not 0 <= overlap <= MAX_OVERLAP:
         raise CnnkitError(f"--overlap must be in [0, {MAX_OVERLAP}], got {overlap}")
 

@@ -32,7 +32,10 @@ class TaskSpec:
     options: type = NoOptions  # the prediction options dataclass (cnnkit.options)
     runner: str = ""  # "module:Class" running an exported graph without torch, built as Class(spec); "" = none
     config: tuple[str, ...] = ()  # TrainConfig fields this task takes beyond the common ones
-    defaults: Mapping[str, Any] = field(default_factory=dict)  # what the task does with a field left at 0/empty
+    # the task's own defaults: "model" is taken when --model is not given; the others say what the task does
+    # with a field left at 0 or empty (shown by --help)
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    choices: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)  # narrower choices of config fields
     args: Mapping[str, Any] = field(default_factory=dict)  # the task's own constants (detect: masks=False)
 
 

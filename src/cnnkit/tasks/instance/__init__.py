@@ -11,9 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cnnkit.options import option
+from cnnkit.tasks.common import check_tiling
 from cnnkit.tasks.registry import TaskSpec
 
 DEFAULT_DETECTIONS = 300  # most objects a model returns per image (model_args: detections)
+MIN_TILE = 64  # px: the feature pyramid's coarsest level has stride 64; a smaller tile pools to nothing
 
 
 @dataclass(frozen=True)
@@ -29,13 +31,18 @@ class InstanceOptions:
     tile_batch: int = option(4, "tiles through the model at a time (memory grows with it)", unit="tiles", low=1,
                              runtimes=("pytorch",))
 
+    def __post_init__(self) -> None:
+        check_tiling(self.tile, self.overlap, MIN_TILE)
+
 
 def _spec(name: str, summary: str, masks: bool) -> TaskSpec:
     """instance and detect: the same parts; detect has no masks and picks best.pt by box AP."""
     parts = "cnnkit.tasks.instance"
     return TaskSpec(name=name, summary=summary, task=f"{parts}.task:InstanceTask", view=f"{parts}.view:InstanceView",
                     runner=f"{parts}.runner:InstanceRunner",
-                    options=InstanceOptions, config=("max_size",), defaults={"val_split": 0.1},
+                    options=InstanceOptions, config=("max_size",),
+                    defaults={"val_split": 0.1, "model": "maskrcnn_resnet18" if masks else "fasterrcnn_resnet18",
+                              "monitor": "mask_ap" if masks else "box_ap"},
                     args={"masks": masks, "monitor": "mask_ap" if masks else "box_ap"})
 
 

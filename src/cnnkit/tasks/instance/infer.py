@@ -175,16 +175,35 @@ def merge_tiles(dets: list[Detection], rects: list[tuple[int, int, int, int]]) -
             i = parent[i]
         return i
 
-    boxes = torch.from_numpy(np.stack([d.box for d in dets]))
-    touching = (box_iou(boxes, boxes) > 0).nonzero().tolist()
-    for i, j in touching:
+    for i, j in _touching_pairs(dets, rects):
         a, b = dets[i], dets[j]
-        if i < j and a.tile != b.tile and a.label == b.label and same_object(a, b, cut[i], cut[j], rects):
+        if a.label == b.label and same_object(a, b, cut[i], cut[j], rects):
             parent[root(j)] = root(i)
     groups: dict[int, list[int]] = {}
     for i in range(len(dets)):
         groups.setdefault(root(i), []).append(i)
     return [_fuse([dets[i] for i in g], [cut[i] for i in g]) for g in groups.values()]
+
+
+def _touching_pairs(dets: list[Detection], rects: list[tuple[int, int, int, int]]) -> list[tuple[int, int]]:
+    """Pairs (i < j) of detections from two different, overlapping tiles whose boxes overlap. Boxes are
+    compared tile pair by tile pair: one matrix over all detections took tiles x objects squared memory
+    (6 GB for 130 tiles of 300 objects, and the kernel killed the run)."""
+    by_tile: dict[int, list[int]] = {}
+    for i, d in enumerate(dets):
+        by_tile.setdefault(d.tile, []).append(i)
+    boxes = torch.from_numpy(np.stack([d.box for d in dets]))
+    pairs = []
+    tiles = sorted(by_tile)
+    for k, ta in enumerate(tiles):
+        for tb in tiles[k + 1:]:
+            (ay0, ax0, ay1, ax1), (by0, bx0, by1, bx1) = rects[ta], rects[tb]
+            if min(ay1, by1) <= max(ay0, by0) or min(ax1, bx1) <= max(ax0, bx0):
+                continue  # tiles that share no pixel hold no overlapping boxes
+            ia, ib = by_tile[ta], by_tile[tb]
+            for a, b in (box_iou(boxes[ia], boxes[ib]) > 0).nonzero().tolist():
+                pairs.append((min(ia[a], ib[b]), max(ia[a], ib[b])))
+    return sorted(pairs)
 
 
 def _fuse(group: list[Detection], cut: list[bool]) -> Detection:

@@ -23,7 +23,7 @@ from cnnkit.log import LOGGER
 from cnnkit.metrics.coco import COCOMetrics
 from cnnkit.models.wrapper import build_image_model
 from cnnkit.predictor import View
-from cnnkit.tasks.common import check_tiling, given_stats, image_stats
+from cnnkit.tasks.common import given_stats, image_stats
 from cnnkit.tasks.instance import DEFAULT_DETECTIONS, InstanceOptions
 from cnnkit.tasks.instance.graph import DetectGraph
 from cnnkit.tasks.instance.infer import Detection, PostProcess, detect, detect_image, detect_tiled, to_instances
@@ -136,7 +136,6 @@ class InstanceTask(InstanceView):
         ``overlap`` (fraction of a tile) and objects cut by tile borders are merged.
         The thresholds go to the post-processing of this call; the model is not changed.
         """
-        check_tiling(options.tile, options.overlap)
         meta = model.meta
         # the model keeps its own limit; max_det cuts afterwards, where a cut can be counted and said
         own = int(meta.get("detections", DEFAULT_DETECTIONS))

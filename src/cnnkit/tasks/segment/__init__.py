@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cnnkit.options import option
+from cnnkit.tasks.common import check_tiling
 from cnnkit.tasks.registry import TaskSpec
 
 
@@ -25,10 +26,14 @@ class SegmentOptions:
     tile_batch: int = option(4, "tiles through the model at a time (memory grows with it)", unit="tiles", low=1,
                              runtimes=("pytorch",))
 
+    def __post_init__(self) -> None:
+        check_tiling(self.tile, self.overlap)  # a tile of a few pixels: millions of tiles, a seeming hang
+
 
 SPEC = TaskSpec(
     name="segment", summary="a class per pixel (image/mask folders, VOC, CamVid, Cityscapes-style)",
     task="cnnkit.tasks.segment.task:SegmentTask", view="cnnkit.tasks.segment.view:SegmentView",
     runner="cnnkit.tasks.segment.runner:SegmentRunner", options=SegmentOptions,
     config=("loss", "class_weights", "ignore_index", "binary", "classes_file", "max_size", "tta"),
-    defaults={"val_split": 0.2, "loss": "ce"})
+    defaults={"val_split": 0.2, "loss": "ce", "model": "unet_basic", "monitor": "miou"},
+    choices={"loss": ("", "ce", "dice", "focal", "ce+dice")})

@@ -29,7 +29,7 @@ from cnnkit.log import LOGGER
 from cnnkit.metrics.segmentation import SegmentationMetrics
 from cnnkit.models.wrapper import build_image_model
 from cnnkit.predictor import View
-from cnnkit.tasks.common import check_tiling, given_stats, image_stats
+from cnnkit.tasks.common import given_stats, image_stats
 from cnnkit.tasks.segment import SegmentOptions
 from cnnkit.tasks.segment.graph import SegmentGraph
 from cnnkit.tasks.segment.infer import choose_mode, predict_slide, predict_whole, resize_ids
@@ -110,7 +110,6 @@ class SegmentTask(SegmentView):
         and with ``probs`` the probabilities ``(K, H, W)`` float16. ``mode``: whole, slide or auto
         (slide once the image holds over 4 training crops); ``tile`` 0 = the training crop;
         ``tile_batch`` tiles go through the model at a time (memory grows with it)."""
-        check_tiling(options.tile, options.overlap)
         meta = model.meta
         tile_hw = (options.tile, options.tile) if options.tile else tuple(meta.crop)
         out = []
