@@ -45,6 +45,7 @@ CASES = [
     ("topk-text", "POST", "/predict?topk=many", {}, GOOD, 422, "topk"),
     ("score-over-one", "POST", "/predict?score_thresh=2", {}, GOOD, 400, "score_thresh"),  # not a classify option
     ("topk-fraction", "POST", "/predict?topk=1.5", {}, GOOD, 422, "topk"),
+    ("option-twice", "POST", "/predict?topk=1&topk=3", {}, GOOD, 422, "more than once"),
     ("option-of-another-task", "POST", "/predict?score_thresh=0.5", {}, GOOD, 400, "do not apply"),
     ("multipart-no-file", "POST", "/predict", {"content-type": MULTIPART}, NO_FILE, 400, "without a file"),
     ("multipart-two-files", "POST", "/predict", {"content-type": MULTIPART}, TWO_FILES, 400, "file"),

@@ -82,7 +82,8 @@ class COCOMetrics:
 
     def __init__(self, classes: list[str], masks: bool = True, max_dets: int = 100):
         self.classes, self.masks = list(classes), masks
-        self.max_dets = max(100, max_dets)
+        self.limit = max_dets  # the most objects the model was asked for per image
+        self.max_dets = max(100, max_dets)  # COCOeval's last maxDets; summarize() needs it to be at least 100
         self.reset()
 
     def reset(self) -> None:
@@ -175,7 +176,7 @@ class COCOMetrics:
     def table(self) -> str:
         lines = []
         for prefix in self.evals:
-            lines.append(f"{prefix} AP per class (IoU 0.50:0.95 / 0.50), up to {self.max_dets} detections per image:")
+            lines.append(f"{prefix} AP per class (IoU 0.50:0.95 / 0.50), up to {self.limit} detections per image:")
             lines += [f"  {name:<20} {ap:6.3f} {ap50:6.3f}" for name, ap, ap50 in self.per_class(prefix)]
         return "\n".join(lines)
 
@@ -192,5 +193,6 @@ class COCOMetrics:
             written.append(plot_pr_curves(ev.eval["precision"], ev.params.recThrs, self.classes,
                                           folder / f"{prefix}_pr_curve.png", f"{prefix} precision-recall"))
         stats = {p: dict(zip(STAT_NAMES, summary(ev))) for p, ev in self.evals.items()}
-        (folder / "coco_stats.json").write_text(json.dumps({**stats, "max_dets": self.max_dets}, indent=2))
+        report = {**stats, "max_dets": self.max_dets, "detections_per_image": self.limit}
+        (folder / "coco_stats.json").write_text(json.dumps(report, indent=2))
         return [*written, folder / "coco_stats.json"]

@@ -188,6 +188,10 @@ def query_options(request: Request, predictor: Predictor) -> dict[str, Any]:
     for one the model does not take, 422 for a bad value (as FastAPI's own parameters)."""
     infos = {o.name: o for o in option_infos(predictor.options_type)}
     out = {}
+    keys = [key for key, _ in request.query_params.multi_items()]
+    twice = sorted({key for key in keys if keys.count(key) > 1})
+    if twice:
+        raise HTTPException(422, f"query parameters {twice} given more than once; give each once")
     for key, text in request.query_params.items():
         if key in RESERVED:
             continue

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cnnkit.errors import CnnkitError
 from cnnkit.options import option
 from cnnkit.tasks.common import check_tiling
 from cnnkit.tasks.registry import TaskSpec
@@ -28,6 +29,9 @@ class SegmentOptions:
 
     def __post_init__(self) -> None:
         check_tiling(self.tile, self.overlap)  # a tile of a few pixels: millions of tiles, a seeming hang
+        if self.mode == "whole" and self.tile:
+            raise CnnkitError(f"--tile {self.tile}: --mode whole predicts each image in one piece; drop --tile, or "
+                              "use --mode slide (or auto) to tile")
 
 
 SPEC = TaskSpec(
