@@ -8,7 +8,7 @@ use, so that ``load("model.onnx")`` runs on onnxruntime without it.
 from __future__ import annotations
 
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -54,19 +54,26 @@ def with_task_defaults(values: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
-def check_task_fields(cfg: TrainConfig, origin: str = "arguments") -> None:
-    """Refuse a task-specific config field set away from its default for a task that does not take it."""
+def check_task_fields(cfg: TrainConfig, origin: str = "arguments", flags: Collection[str] = ()) -> None:
+    """Refuse a task-specific config field set away from its default for a task that does not take it, and a
+    value outside the task's own choices. ``flags``: the fields given as command-line flags (named ``--x``);
+    the others are named as keys of ``origin`` (a recipe file, or the API's arguments)."""
     from cnnkit.config import TASK_FIELDS, default_of
+
+    def named(key: str) -> str:
+        if key in flags or origin == "command line":
+            return "--" + key.replace("_", "-")
+        return f"'{key}'" if origin == "arguments" else f"'{key}' in {origin}"
 
     spec = get_spec(cfg.task)
     for name, allowed in spec.choices.items():
         if getattr(cfg, name) not in allowed:
-            flag = "--" + name.replace("_", "-") if origin == "command line" else f"'{name}'"
+            flag = named(name)
             raise CnnkitError(f"{flag} {getattr(cfg, name)!r}: the {cfg.task} task takes "
                               f"{', '.join(repr(a) for a in allowed if a)}; drop it or pick one of those")
     for name in TASK_FIELDS:
         if name not in spec.config and getattr(cfg, name) != default_of(name):
-            flag = "--" + name.replace("_", "-") if origin == "command line" else f"'{name}'"
+            flag = named(name)
             owners = [t for t in task_names() if name in get_spec(t).config]
             who = " and ".join([", ".join(owners[:-1]), owners[-1]] if len(owners) > 1 else owners)
             raise CnnkitError(f"{flag}: the {cfg.task} task does not take it (only {who} "
@@ -75,26 +82,36 @@ def check_task_fields(cfg: TrainConfig, origin: str = "arguments") -> None:
 
 
 def train_with(cfg: TrainConfig, on_epoch_end: Callable[[int, dict], None] | None = None,
-               origin: str = "arguments") -> TrainResult:
-    """Train a resolved config: its task found by name, its model checked before any data is read."""
+               origin: str = "arguments", flags: Collection[str] = ()) -> TrainResult:
+    """Train a resolved config: its task found by name, its model checked before any data is read (a resumed
+    run takes its model from its own config, checked when it started)."""
     from cnnkit.data.images import set_max_pixels
     from cnnkit.engine.trainer import fit
+
+    task = get_task(cfg.task)
+    check_task_fields(cfg, origin, flags)
+    if not cfg.resume:
+        check_model(cfg, task.name)
+    set_max_pixels(cfg.max_pixels)
+    return fit(cfg, task, on_epoch_end)
+
+
+def check_model(cfg: TrainConfig, task: str) -> None:
+    """``cfg.model`` is a model of ``task``, and ``--pretrained`` fits it; else CnnkitError in one line."""
     from cnnkit.models import accepts, get_entry, list_models
 
-    task, entry = get_task(cfg.task), get_entry(cfg.model)
-    check_task_fields(cfg, origin)
-    if entry.task != task.name:
-        some = ", ".join(list_models(task.name)[:4])
-        raise CnnkitError(f"--model {cfg.model}: a {entry.task} model, not {task.name}; pick a {task.name} model "
-                          f"such as {some} (`cnnkit models --task {task.name}` lists them)")
+    entry = get_entry(cfg.model)
+    if entry.task != task:
+        some = ", ".join(list_models(task)[:4])
+        article = "an" if task[:1] in "aeiou" else "a"
+        raise CnnkitError(f"--model {cfg.model}: a {entry.task} model, not {task}; pick {article} {task} model "
+                          f"such as {some} (`cnnkit models --task {task}` lists them)")
     if cfg.pretrained and not accepts(cfg.model, "pretrained"):
         raise CnnkitError(f"--pretrained: {cfg.model} takes no pretrained weights (it is trained from scratch); drop "
                           "--pretrained, or pick a torchvision backbone such as resnet18")
     if cfg.pretrained not in ("", "torchvision") and not Path(cfg.pretrained).is_file():
         raise CnnkitError(f"--pretrained {cfg.pretrained}: file not found; give a weights file, 'torchvision', "
                           "or drop --pretrained")
-    set_max_pixels(cfg.max_pixels)
-    return fit(cfg, task, on_epoch_end)
 
 
 class Model:
@@ -161,6 +178,7 @@ def load_checkpoint_model(weights: str | Path, device: str = "auto") -> Model:
     from cnnkit.models.wrapper import build_image_model
 
     ckpt = load_checkpoint(weights)
+    get_task(ckpt["meta"].task)  # the task's torch side registers its models before the model is built
     dev = select_device(device)
     module = build_image_model(ckpt["meta"])
     try:

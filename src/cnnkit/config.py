@@ -47,7 +47,7 @@ class TrainConfig:
     schedule: str = _f("onecycle", "learning-rate shape after warm-up", choices=("cosine", "onecycle", "constant"))
     warmup_epochs: float = _f(1.0, "linear warm-up length (epochs); steadies early large-batch steps")
     label_smoothing: float = _f(0.0, "cross-entropy target smoothing (probability mass)", task_only=True)
-    loss: str = _f("", "loss; empty = the task's (cross-entropy); segment: ce, dice, focal or ce+dice",
+    loss: str = _f("", "training loss (the task's choices below); empty = the task's own (cross-entropy)",
                    choices=("", "ce", "dice", "focal", "ce+dice"), task_only=True)
     class_weights: str = _f("none", "segment: loss weight per class: none, median (SegNet's median frequency), "
                                     "inverse (frequency), or numbers w0,w1,... (from the training split)",

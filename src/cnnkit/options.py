@@ -63,7 +63,11 @@ class OptionInfo:
         return value
 
     def check(self, value: Any) -> None:
-        """ValueError when ``value`` is outside the option's range or choices."""
+        """ValueError when ``value`` is outside the option's range or choices, or not of its type."""
+        if self.kind is bool and not isinstance(value, bool):
+            raise ValueError(f"expected True or False, got {value!r}")  # 'no' is truthy: it would switch it on
+        if self.kind is str and not isinstance(value, str):
+            raise ValueError(f"expected a string, got {value!r}")
         if self.kind in (int, float) and not (isinstance(value, (int, float)) and not isinstance(value, bool)
                                               and math.isfinite(value)):
             raise ValueError(f"expected a finite number, got {value!r}")

@@ -70,6 +70,7 @@ def test_help_shows_examples(capsys):
     (["train", "segmentt", "--data", "shapes"], "unknown task 'segmentt'"),
     (["train", "classify", "--data", "shapes", "--binary"], "--binary: the classify task does not take it"),
     (["train", "instance", "--data", "shapes", "--loss", "ce"], "only classify and segment take it"),
+    (["train", "segment", "--resume", "--name", "nothere", "--project", "PROJECT"], "holds no last.pt"),
     (["val", "--weights", "missing.pt", "--data", "shapes"], "missing.pt: checkpoint not found"),
     (["predict", "--weights", "missing.pt", "x.png"], "missing.pt: checkpoint not found"),
 ])

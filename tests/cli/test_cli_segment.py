@@ -96,3 +96,15 @@ def test_demo_segment_smoke(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "cnnkit demo (segment): background + 4 shape classes" in out and "validation: miou=" in out
     assert len(list((tmp_path / "predictions_segment").glob("*_overlay.png"))) == 6
+
+
+def test_segment_trains_and_resumes_without_model_flags(tmp_path):
+    """Regression: without --model a segment run took classify's basic_cnn, and --resume refused it before
+    reading the run's own config."""
+    common = ["--data", "shapes:16", "--imgsz", "32", "--batch", "8", "--project", str(tmp_path), "--name", "r",
+              "--no-verbose"]
+    assert main(["train", "segment", *common, "--epochs", "1"]) == 0
+    assert main(["train", "segment", "--resume", "--name", "r", "--project", str(tmp_path), "--epochs", "2",
+                 "--no-verbose"]) == 0
+    rows = (tmp_path / "segment" / "r" / "metrics.csv").read_text().splitlines()
+    assert len(rows) == 3 and "model: unet_basic" in (tmp_path / "segment" / "r" / "config.yaml").read_text()

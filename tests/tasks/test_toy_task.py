@@ -2,6 +2,9 @@
 predicted (PyTorch and ONNX) and exported through the CLI, and served by the options its spec declares."""
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -40,6 +43,14 @@ def test_a_toy_task_trains_validates_predicts_and_exports_through_the_cli(toy, t
     records = json.loads((out / "predictions.json").read_text())
     assert records[0]["brightness"] < records[1]["brightness"]
     assert all(round(r["brightness"], 2) == r["brightness"] for r in records)
+
+    # a new process knows the task from its registration alone: the model registered in its task.py loads too
+    code = ("import sys; from cnnkit.tasks import register_task; from tests.tasks.toy import SPEC; "
+            "register_task(SPEC); from cnnkit.cli.main import main; "
+            f"sys.exit(main(['predict', '--weights', r'{weights}', r'{images[0]}', '--out', r'{tmp_path / 'fresh'}']))")
+    fresh = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                           cwd=Path(__file__).parents[2])
+    assert fresh.returncode == 0, fresh.stderr
 
     assert main(["export", "--weights", str(weights), "--dynamic"]) == 0
     onnx = weights.with_suffix(".onnx")

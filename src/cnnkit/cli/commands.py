@@ -34,8 +34,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     values = with_task_defaults(values)
     if values.get("resume") and "epochs" not in values:
         values["epochs"] = 0  # a resumed run keeps its own number of epochs unless --epochs is given
-    origin = str(args.config) if args.config and not given else "command line"
-    result = train_with(make_config(values, origin="command line"), origin=origin)
+    origin = str(args.config) if args.config else "command line"
+    result = train_with(make_config(values, origin="command line"), origin=origin, flags=set(given))
     print(f"run folder: {result.run_dir}")
     return 0
 
@@ -207,6 +207,10 @@ def cmd_data(args: argparse.Namespace) -> int:
 def cmd_models(args: argparse.Namespace) -> int:
     from cnnkit.models import create_model, get_entry, list_models
     from cnnkit.models.summary import count_flops, count_params
+    from cnnkit.tasks import get_task, task_names
+
+    for name in [args.task] if args.task else task_names():
+        get_task(name)  # a task's torch side registers its models
 
     names = list_models(args.task)
     print(f"{'model':<22} {'task':<9} {'params (10 cls)':>15} {'GFLOPs@' + str(args.imgsz):>12}  description")

@@ -213,7 +213,7 @@ def infer_classes(infos: Sequence[MaskInfo], ignore_value: int, binary: bool, or
         where = next((i.path for i in infos if top in i.counts and i.path is not None), origin)
         raise CnnkitError(f"{where}: mask value {top}; without a classes file, index masks hold class values 0..253 "
                           "(254 and up are taken for the ignore index): give a classes file (--classes-file) that "
-                          "lists the values")
+                          "lists the values, or, if these are instance maps (one id per object), use --task instance")
     values = list(range(top + 1))  # 0..max: class ids stay equal to mask values
     colours = default_colours(top + 1)
     return ClassSpec([f"class_{v}" for v in values], values, colours, ignore_value, source=origin)

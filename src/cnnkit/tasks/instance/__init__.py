@@ -25,8 +25,8 @@ class InstanceOptions:
                                unit="IoU", low=0.0, high=1.0, runtimes=("pytorch",))
     max_det: int = option(0, "most objects per image; 0: the model's limit (per tile for a tiled image)",
                           unit="objects", low=0, evaluate=True)
-    tile: int = option(0, "tile side; 0: twice the training crop, tiling only images over four crops", unit="px",
-                       low=0, runtimes=("pytorch",))
+    tile: int = option(0, f"tile side, 0 or at least {MIN_TILE}; 0: twice the training crop, tiling only images "
+                          "over four crops", unit="px", low=0, runtimes=("pytorch",))
     overlap: float = option(0.25, "tile overlap", unit="fraction of a tile", low=0.0, high=0.9, runtimes=("pytorch",))
     tile_batch: int = option(4, "tiles through the model at a time (memory grows with it)", unit="tiles", low=1,
                              runtimes=("pytorch",))
@@ -47,4 +47,4 @@ def _spec(name: str, summary: str, masks: bool) -> TaskSpec:
 
 
 SPEC = _spec("instance", "a mask, box and class per object (COCO, YOLO-seg, instance maps)", masks=True)
-DETECT_SPEC = _spec("detect", "a box and class per object (COCO, YOLO, VOC XML, instance maps)", masks=False)
+DETECT_SPEC = _spec("detect", "a box and class per object (COCO, YOLO, instance maps)", masks=False)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from cnnkit.errors import CnnkitError
 from cnnkit.options import option
-from cnnkit.tasks.common import check_tiling
+from cnnkit.tasks.common import MIN_TILE, check_tiling
 from cnnkit.tasks.registry import TaskSpec
 
 
@@ -20,7 +20,8 @@ class SegmentOptions:
     tta: bool = option(False, "average over a horizontal flip", runtimes=("pytorch",), evaluate=True)
     mode: str = option("auto", "whole image, sliding window, or auto (slide above 4 training crops)",
                        choices=("auto", "whole", "slide"), runtimes=("pytorch",))
-    tile: int = option(0, "tile side; 0: the training crop", unit="px", low=0, runtimes=("pytorch",))
+    tile: int = option(0, f"tile side, 0 or at least {MIN_TILE}; 0: the training crop", unit="px", low=0,
+                       runtimes=("pytorch",))
     overlap: float = option(0.25, "tile overlap", unit="fraction of a tile", low=0.0, high=0.9,
                             runtimes=("pytorch",))
     probs: bool = option(False, "also return class probabilities (predict: <stem>_probs.npy)", runtimes=("pytorch",))
