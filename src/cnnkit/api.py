@@ -20,7 +20,7 @@ from cnnkit.data.images import as_pil, iter_sources  # noqa: F401 - iter_sources
 from cnnkit.errors import CnnkitError
 from cnnkit.export.runtime import OnnxModel, TaskParts, TorchScriptModel
 from cnnkit.meta import ModelMeta
-from cnnkit.options import make_options, option_infos
+from cnnkit.options import make_options, runtime_options
 from cnnkit.predictor import Predictor, View
 from cnnkit.tasks import get_runner_class, get_spec, get_task, get_view, task_names
 
@@ -147,7 +147,7 @@ class Model:
 
     def options(self) -> list[str]:
         """Keyword options ``predict`` takes for this model's task."""
-        return [i.name for i in option_infos(self.task.options) if self.runtime in i.runtimes]
+        return [i.name for i in runtime_options(self.task.options, self.runtime)]
 
     def predict(self, images: ImageLike | Sequence[ImageLike], batch: int = 32, **options: Any) -> list[dict]:
         """Predict one image or a list (paths, PIL images, HxWxC arrays, CxHxW tensors).

@@ -97,6 +97,11 @@ def option_infos(options: type) -> list[OptionInfo]:
     return out
 
 
+def runtime_options(options: type, runtime: str) -> list[OptionInfo]:
+    """The options of a task's dataclass that ``runtime`` (pytorch, onnx, torchscript) honours."""
+    return [i for i in option_infos(options) if runtime in i.runtimes]
+
+
 def make_options(options: type, values: Mapping[str, Any], task: str, runtime: str = "pytorch",
                  flags: bool = False, evaluate: bool = False) -> Any:
     """``options(**values)`` after checking each name, runtime and value; CnnkitError otherwise.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import time
 from collections.abc import Mapping
@@ -40,15 +39,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _given_options(args: argparse.Namespace, options: type, task: str, runtime: str = "pytorch",
-                   evaluate: bool = False) -> Any:
-    """The prediction options given as flags, checked against the model's task: a flag it does not take
-    is one line naming it."""
+def _option_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The prediction options given as flags (unset ones are absent: their default is SUPPRESS)."""
     from cnnkit.tasks import get_spec, task_names
 
     every = {i.name for t in task_names() for i in option_infos(get_spec(t).options)}
-    given = {k: v for k, v in vars(args).items() if k in every}  # unset flags are absent (SUPPRESS)
-    return make_options(options, given, task, runtime, flags=True, evaluate=evaluate)
+    return {k: v for k, v in vars(args).items() if k in every}
+
+
+def _given_options(args: argparse.Namespace, options: type, task: str, runtime: str = "pytorch",
+                   evaluate: bool = False) -> Any:
+    """The options dataclass from the flags, checked against the model's task: a flag it does not take is
+    one line naming it."""
+    return make_options(options, _option_flags(args), task, runtime, flags=True, evaluate=evaluate)
 
 
 def cmd_val(args: argparse.Namespace) -> int:
@@ -86,14 +89,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     set_max_pixels(args.max_pixels)
     model = load_predictor(args.weights, args.device)
-    options = dataclasses.asdict(_given_options(args, model.options_type, model.meta.task, model.runtime))
+    options = _option_flags(args)
+    _given_options(args, model.options_type, model.meta.task, model.runtime)  # refused here by flag name
     paths = iter_sources(args.sources)
     out = Path(args.out) if args.out else next_free(Path("runs") / model.meta.task / "predict")
     inside = next((p for p in paths if p.resolve().is_relative_to(out.resolve())), None)
     if inside is not None:  # the outputs (<stem>_mask.png, ...) could overwrite input images
         raise CnnkitError(f"--out {out}: holds input images (such as {inside}); write the predictions to another "
                           "folder")
-    options = {k: v for k, v in options.items() if k in model.options()}
     made = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     try:

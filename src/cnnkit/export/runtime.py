@@ -21,7 +21,7 @@ import numpy as np
 from cnnkit.data.images import as_pil
 from cnnkit.errors import CnnkitError
 from cnnkit.meta import ModelMeta
-from cnnkit.options import NoOptions, make_options, option_infos
+from cnnkit.options import NoOptions, make_options, runtime_options
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ class ExportedModel:
         return list(self.export["input"]["shape"])
 
     def options(self) -> list[str]:
-        return [i.name for i in option_infos(self.options_type) if self.runtime in i.runtimes]
+        return [i.name for i in runtime_options(self.options_type, self.runtime)]
 
     def run(self, images: np.ndarray) -> list[np.ndarray]:
         """``(N, C, H, W)`` uint8 -> the graph's outputs, in order."""

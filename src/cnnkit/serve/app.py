@@ -38,7 +38,7 @@ from cnnkit.data.images import upright
 from cnnkit.data.inputs import InputWatch
 from cnnkit.errors import CnnkitError
 from cnnkit.log import LOGGER
-from cnnkit.options import OptionInfo, make_options, option_infos
+from cnnkit.options import make_options, option_infos, runtime_options
 from cnnkit.predictor import Predictor
 
 
@@ -171,13 +171,10 @@ def info(predictor: Predictor) -> dict[str, Any]:
     return {"task": meta.task, "model": meta.model, "classes": list(meta.classes),
             "colours": [list(c) for c in meta.colours] or None,
             "input_size": shape[2:] if shape else (meta.imgsz or list(meta.crop) or None),
-            "options": predictor.options(), "option_details": [o.describe() for o in _options(predictor)],
+            "options": predictor.options(),
+            "option_details": [o.describe() for o in runtime_options(predictor.options_type, predictor.runtime)],
             "runtime": "onnxruntime" if predictor.runtime == "onnx" else predictor.runtime,
             "model_card": meta.to_dict(), "cnnkit_version": __version__}
-
-
-def _options(predictor: Predictor) -> list[OptionInfo]:
-    return [o for o in option_infos(predictor.options_type) if predictor.runtime in o.runtimes]
 
 
 RESERVED = ("overlay", "mask")  # query parameters of the answer's form, not prediction options
@@ -214,7 +211,7 @@ def openapi_parameters(predictor: Predictor) -> list[dict[str, Any]]:
     """OpenAPI entries for the options of this model's task, generated from its options dataclass."""
     kinds = {bool: "boolean", int: "integer", float: "number", str: "string"}
     params = []
-    for o in _options(predictor):
+    for o in runtime_options(predictor.options_type, predictor.runtime):
         schema: dict[str, Any] = {"type": kinds.get(o.kind, "string"), "default": o.default}
         schema.update({k: v for k, v in (("minimum", o.low), ("maximum", o.high)) if v is not None})
         if o.choices:

@@ -68,16 +68,19 @@ def get_spec(name: str) -> TaskSpec:
     return _SPECS[name]
 
 
+def _part(name: str, part: str) -> Any:
+    """The class a spec names as ``"module:Class"`` for ``part`` (task, view or runner), imported now."""
+    target = getattr(get_spec(name), part)
+    if not target:
+        raise CnnkitError(f"the {name} task has no {part}")
+    module, _, cls = target.partition(":")
+    return getattr(importlib.import_module(module), cls)
+
+
 def _build(name: str, part: str) -> Any:
-    key = (name, part)
-    if key not in _BUILT:
-        spec = get_spec(name)
-        target = getattr(spec, part)
-        if not target:
-            raise CnnkitError(f"the {name} task has no {part}")
-        module, _, cls = target.partition(":")
-        _BUILT[key] = getattr(importlib.import_module(module), cls)(spec)
-    return _BUILT[key]
+    if (name, part) not in _BUILT:
+        _BUILT[(name, part)] = _part(name, part)(get_spec(name))
+    return _BUILT[(name, part)]
 
 
 def get_task(name: str) -> Task:
@@ -92,8 +95,4 @@ def get_view(name: str) -> View:
 
 def get_runner_class(name: str) -> type[Runner]:
     """The class that runs a task's exported graph (onnxruntime or TorchScript)."""
-    spec = get_spec(name)
-    if not spec.runner:
-        raise CnnkitError(f"the {name} task cannot run exported models")
-    module, _, cls = spec.runner.partition(":")
-    return getattr(importlib.import_module(module), cls)
+    return _part(name, "runner")

@@ -40,7 +40,10 @@ def _images_of(split) -> list:
 class ClassifyTask(ClassifyView):
     graph = ClassifyGraph  # what `cnnkit export` writes: uint8 in, post-processed out
     options = ClassifyOptions
-    default_monitor = "top1"
+
+    def __init__(self, spec: Any):
+        super().__init__(spec)
+        self.default_monitor = spec.defaults["monitor"]
 
     def build_data(self, cfg: TrainConfig, meta: Mapping[str, Any] | None = None, for_eval: bool | str = False
                    ) -> TaskData:

@@ -43,7 +43,7 @@ def _spec(name: str, summary: str, masks: bool) -> TaskSpec:
                     options=InstanceOptions, config=("max_size",),
                     defaults={"val_split": 0.1, "model": "maskrcnn_resnet18" if masks else "fasterrcnn_resnet18",
                               "monitor": "mask_ap" if masks else "box_ap"},
-                    args={"masks": masks, "monitor": "mask_ap" if masks else "box_ap"})
+                    args={"masks": masks})
 
 
 SPEC = _spec("instance", "a mask, box and class per object (COCO, YOLO-seg, instance maps)", masks=True)

@@ -64,7 +64,7 @@ class InstanceTask(InstanceView):
 
     def __init__(self, spec: Any):
         super().__init__(spec)
-        self.default_monitor = spec.args["monitor"]
+        self.default_monitor = spec.defaults["monitor"]
 
     def build_data(self, cfg: TrainConfig, meta: Mapping[str, Any] | None = None, for_eval: bool | str = False
                    ) -> TaskData:

@@ -42,7 +42,10 @@ DEFAULT_CROP = 512  # training crop side when images differ in size and --imgsz 
 class SegmentTask(SegmentView):
     graph = SegmentGraph  # what `cnnkit export` writes: uint8 in, post-processed out
     options = SegmentOptions
-    default_monitor = "miou"
+
+    def __init__(self, spec: Any):
+        super().__init__(spec)
+        self.default_monitor = spec.defaults["monitor"]
 
     def build_data(self, cfg: TrainConfig, meta: Mapping[str, Any] | None = None, for_eval: bool | str = False
                    ) -> TaskData:
