@@ -25,6 +25,7 @@ from cnnkit.predictor import Predictor, View
 from cnnkit.tasks import get_runner_class, get_spec, get_task, get_view, task_names
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
 
     from cnnkit.engine.task import Task
@@ -47,11 +48,16 @@ def train(config: str | Path | None = None, **overrides: Any) -> TrainResult:
 
 
 def with_task_defaults(values: dict[str, Any]) -> dict[str, Any]:
-    """``values`` with the task's default model when none is given (a new run: a resumed one keeps its own)."""
+    """``values`` with the task's own defaults (its model, and pretraining's optimiser) for the fields not given;
+    a resumed run keeps its own."""
+    from cnnkit.config import config_fields
+
     spec = get_spec(str(values.get("task", "classify")))
-    if "model" not in values and not values.get("resume") and "model" in spec.defaults:
-        return {**values, "model": spec.defaults["model"]}
-    return values
+    if values.get("resume"):
+        return values
+    fields = {f.name for f in config_fields()}
+    given = {k.replace("-", "_") for k in values}
+    return {**{k: v for k, v in spec.defaults.items() if k in fields and k not in given}, **values}
 
 
 def check_task_fields(cfg: TrainConfig, origin: str = "arguments", flags: Collection[str] = ()) -> None:
@@ -99,14 +105,19 @@ def train_with(cfg: TrainConfig, on_epoch_end: Callable[[int, dict], None] | Non
 def check_model(cfg: TrainConfig, task: str) -> None:
     """``cfg.model`` is a model of ``task``, and ``--pretrained`` fits it; else CnnkitError in one line."""
     from cnnkit.models import accepts, get_entry, list_models
+    from cnnkit.models.trunk import read_cnnkit_checkpoint
 
     entry = get_entry(cfg.model)
-    if entry.task != task:
+    if entry.task == "pretrain":
+        raise CnnkitError(f"--model {cfg.model}: a pretraining network, not a model to train; give the model whose "
+                          "encoder to train (`cnnkit train pretrain --model resnet18`)")
+    if entry.task != task and not get_spec(task).args.get("any_model"):
         some = ", ".join(list_models(task)[:4])
         article = "an" if task[:1] in "aeiou" else "a"
         raise CnnkitError(f"--model {cfg.model}: a {entry.task} model, not {task}; pick {article} {task} model "
                           f"such as {some} (`cnnkit models --task {task}` lists them)")
-    if cfg.pretrained and not accepts(cfg.model, "pretrained"):
+    ours = bool(cfg.pretrained) and read_cnnkit_checkpoint(cfg.pretrained) is not None  # its encoder fits any model
+    if cfg.pretrained and not ours and not accepts(cfg.model, "pretrained"):
         raise CnnkitError(f"--pretrained: {cfg.model} takes no pretrained weights (it is trained from scratch); drop "
                           "--pretrained, or pick a torchvision backbone such as resnet18")
     if cfg.pretrained not in ("", "torchvision") and not Path(cfg.pretrained).is_file():
@@ -163,6 +174,22 @@ class Model:
         for start in range(0, len(items), batch):
             out += self.task.predict(self.module, [self.to_pil(im) for im in items[start:start + batch]], chosen)
         return out
+
+    def embed(self, images: ImageLike | Sequence[ImageLike], batch: int = 64) -> np.ndarray:
+        """Embeddings ``(N, D)`` float32 of one image or a list: the model's encoder (trunk) output averaged
+        over space, for a checkpoint of any task (a pretrain run's, or a trained classifier's, ...).
+
+        Compare them by cosine similarity; ``cnnkit.metrics.collection`` finds neighbours, clusters and
+        near-duplicates.
+        """
+        import numpy as np
+
+        from cnnkit.models.trunk import embed_images
+
+        items = list(images) if isinstance(images, (list, tuple)) else [images]
+        chunks = [embed_images(self.module, [self.to_pil(im) for im in items[i:i + batch]]).numpy()
+                  for i in range(0, len(items), batch)]
+        return np.concatenate(chunks) if chunks else np.zeros((0, 0), np.float32)
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         import torch

@@ -58,6 +58,11 @@ class TrainConfig:
                       task_only=True)
     classes_file: str = _f("", "segment: CSV of index,name,r,g,b (default: classes.csv in the data folder)",
                            task_only=True)
+    method: str = _f("simclr", "pretrain: self-supervised method: simclr or vicreg (two augmented views agree), or "
+                               "mae (masked autoencoder: rebuild blanked patches)",
+                     choices=("simclr", "vicreg", "mae"), task_only=True)
+    val: str = _f("", "pretrain: labelled images (class folders, CSV, IDX) scored by k-NN on the embedding after each "
+                      "epoch; empty = a held-out part of --data, loss and spread only", task_only=True)
     grad_clip: float = _f(0.0, "clip the global gradient norm to this value; 0 disables (L2 norm)")
     ema: float = _f(0.0, "decay of the exponential moving average of weights; 0 disables (per step)")
     augment: str = _f("light", "augmentation preset", choices=("none", "light", "standard", "strong"))

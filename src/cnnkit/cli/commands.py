@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from cnnkit.cli.deploy import cmd_export, cmd_serve, load_predictor  # noqa: F401 - subcommands
+from cnnkit.cli.embed import cmd_embed  # noqa: F401 - a subcommand
 from cnnkit.config import load_yaml, make_config
 from cnnkit.data.images import set_max_pixels
 from cnnkit.errors import CnnkitError
@@ -108,6 +109,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _predict_all(model, paths: list[Path], out: Path, options: dict, args: argparse.Namespace) -> int:
+    from cnnkit.data.images import open_readable
     from cnnkit.data.inputs import InputWatch
 
     start, stems = time.perf_counter(), set()
@@ -115,7 +117,7 @@ def _predict_all(model, paths: list[Path], out: Path, options: dict, args: argpa
     rows: list[dict] = []
     watch = InputWatch(model.meta)  # inputs far from the training images are said, once per kind
     for i in range(0, len(paths), args.batch):
-        chunk, images = _readable(paths[i:i + args.batch], args.skip_bad)  # decoded once, for model and pictures
+        chunk, images = open_readable(paths[i:i + args.batch], args.skip_bad)  # decoded once, for model and pictures
         if not images:
             continue
         for path, image in zip(chunk, images):
@@ -145,24 +147,6 @@ def watch_sample(meta: Mapping[str, Any], dataset, count: int = 20) -> None:
     images, watch = source_images(dataset), InputWatch(meta)
     for i in sorted({int(i) for i in np.linspace(0, len(images) - 1, min(count, len(images)))}):
         watch.check(images[i], str(images[i]) if isinstance(images[i], Path) else "")
-
-
-def _readable(paths: list[Path], skip_bad: bool) -> tuple[list[Path], list]:
-    """The files that decode, and their images; an unreadable one stops the run, or with ``skip_bad`` is
-    skipped with a warning."""
-    from cnnkit.data.images import open_image
-    from cnnkit.log import LOGGER
-
-    kept, images = [], []
-    for path in paths:
-        try:
-            images.append(open_image(path))
-            kept.append(path)
-        except CnnkitError as e:
-            if not skip_bad:
-                raise
-            LOGGER.warning("warning: %s; skipped", e)
-    return kept, images
 
 
 def _val_exported(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from cnnkit import __version__
+from cnnkit.cli.embed import add_embed_parser
 from cnnkit.config import TASK_FIELDS, config_fields, default_of
 from cnnkit.data.images import DEFAULT_MAX_PIXELS
 from cnnkit.errors import CnnkitError
@@ -32,7 +33,11 @@ EXAMPLES = {
   cnnkit train instance --data shapes --model maskrcnn_resnet18 --imgsz 96 --epochs 10
   cnnkit train instance --data coco/annotations.json --model maskrcnn_resnet50 --pretrained r50.pth
   cnnkit train instance --config benchmarks/recipes/dsb2018_maskrcnn.yaml --data ../shared/datasets/dsb2018
-  cnnkit train detect --data yolo_folder/ --model fasterrcnn_mobilenet_v3_large --imgsz 512""",
+  cnnkit train detect --data yolo_folder/ --model fasterrcnn_mobilenet_v3_large --imgsz 512
+  cnnkit train pretrain --data my_unlabelled_photos/ --model resnet18 --imgsz 96 --epochs 50
+  cnnkit train pretrain --data ../shared/datasets/fashion-mnist --val ../shared/datasets/fashion-mnist \
+      --model fastnet_small --method simclr --epochs 6     (k-NN accuracy on the labelled --val each epoch)
+  cnnkit train classify --data few_labels/ --model resnet18 --pretrained runs/pretrain/exp/best.pt""",
     "val": """examples:
   cnnkit val --weights runs/classify/exp/best.pt --data path/to/images
   cnnkit val --weights best.pt --data labels.csv --tta
@@ -44,6 +49,11 @@ EXAMPLES = {
   cnnkit predict --weights best.pt huge_scan.tif --mode slide --tile 512 --overlap 0.25
   cnnkit predict --weights runs/instance/exp/best.pt cells/ --score-thresh 0.3 --max-det 500
   cnnkit predict --weights best.pt slide.png --tile 512 --overlap 0.2   (instance: tiles merged)""",
+    "embed": """examples:
+  cnnkit embed --weights runs/pretrain/exp/best.pt photos/            (embeddings.npy, embeddings.csv)
+  cnnkit embed --weights best.pt photos/ --query photos/cat.jpg --k 10  (neighbours.csv)
+  cnnkit embed --weights best.pt photos/ --clusters 8 --cluster-links --map tsne
+  cnnkit embed --weights best.pt scans/ --duplicates 0.95             (near-duplicate pairs)""",
     "data": """examples:
   cnnkit data check path/to/data                 (layout, splits, classes, sizes, problems; exit 2 if unusable)
   cnnkit data check coco/ --task detect
@@ -278,6 +288,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("sources", nargs="+", metavar="SOURCE", help="image files, folders or globs")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable images with a warning")
     _add_predict_flags(p)
+
+    p = add("embed", "one vector per image from a checkpoint's encoder; neighbours, clusters, duplicates, a map")
+    _add_inference_flags(p, batch=64)
+    add_embed_parser(p, bounded)
 
     _add_data_parser(add)
     _add_deploy_parsers(add)

@@ -15,18 +15,16 @@ from typing import cast
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 
 from cnnkit.data import idx
 from cnnkit.data.images import (
     IMAGE_EXTS,
-    UNREADABLE,
     decode_all,
     probe_channels,
     probe_high,
     read_image,
-    upright_size,
+    square_side,
     verify_all,
 )
 from cnnkit.data.splits import SplitPlan, group_hold_out, named_children, resolve_splits
@@ -225,17 +223,9 @@ def _find_raw(source: str, seed: int, for_eval: bool | str, skip_bad: bool) -> t
 
 def _native_size(paths: list[Path]) -> int:
     """The images' side if the first 64 share one square size up to 512 px, else DEFAULT_IMGSZ."""
-    sizes = set()
-    for p in paths[:64]:
-        try:
-            with Image.open(p) as im:
-                sizes.add(upright_size(im))
-        except UNREADABLE:
-            continue
-    if len(sizes) == 1:
-        w, h = sizes.pop()
-        if w == h and w <= 512:
-            return w
+    side = square_side(paths)
+    if 0 < side <= 512:
+        return side
     LOGGER.warning("images differ in size or are large; training at %d px (set --imgsz to choose)", DEFAULT_IMGSZ)
     return DEFAULT_IMGSZ
 

@@ -280,3 +280,33 @@ def iter_sources(sources: Iterable[str]) -> list[Path]:
     if not found:
         raise CnnkitError(f"{' '.join(sources)}: no images found; pass image files, folders or globs")
     return list(dict.fromkeys(found))
+
+
+def open_readable(paths: list[Path], skip_bad: bool) -> tuple[list[Path], list]:
+    """The files that decode, and their images; an unreadable one stops the run, or with ``skip_bad`` is
+    skipped with a warning."""
+    kept, images = [], []
+    for path in paths:
+        try:
+            images.append(open_image(path))
+            kept.append(path)
+        except CnnkitError as e:
+            if not skip_bad:
+                raise
+            LOGGER.warning("warning: %s; skipped", e)
+    return kept, images
+
+
+def square_side(paths: Sequence[Path], limit: int = 64) -> int:
+    """The side of the first ``limit`` readable images if they share one square size (upright), else 0."""
+    sizes = set()
+    for p in paths[:limit]:
+        try:
+            with Image.open(p) as im:
+                sizes.add(upright_size(im))
+        except UNREADABLE:
+            continue
+    if len(sizes) == 1:
+        w, h = sizes.pop()
+        return w if w == h else 0
+    return 0

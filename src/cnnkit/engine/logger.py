@@ -84,7 +84,8 @@ class RunLogger:
                     self._tb.add_scalar(k, v, row["epoch"])
             self._tb.flush()
         plot_results(self.csv_path, self.run_dir / "results.png")
-        shown = " ".join(f"{k}={row[k]:.4f}" for k in ("train_loss", "val_loss", monitor) if k in row)
+        keys = dict.fromkeys(("train_loss", "val_loss", monitor))  # in order, each once
+        shown = " ".join(f"{k}={row[k]:.4f}" for k in keys if k in row)
         self.info(f"epoch {row['epoch']}/{self._epochs} {shown} train {row['train_img_s']:.3g} img/s "
                   f"({row['time_s']:.0f}s elapsed)")
 

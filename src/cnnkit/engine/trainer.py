@@ -168,7 +168,8 @@ def build_parts(cfg: TrainConfig, task, data, device: torch.device, steps_per_ep
                 resume: dict[str, Any] | None) -> Parts:
     model = task.build_model(cfg, data.meta)
     check_input_size(model, cfg, data.meta)
-    if resume is None and data.init_batch is not None and hasattr(model.net, "init_from_data"):
+    # data-dependent initialisation (FastNet's whitening stem) is for new weights, not pretrained or resumed ones
+    if resume is None and not cfg.pretrained and data.init_batch is not None and hasattr(model.net, "init_from_data"):
         model.net.init_from_data(model.normalize(data.init_batch))
     model.to(device)
     if cfg.channels_last:

@@ -1,6 +1,13 @@
 """Models: one registry; importing this package registers every built-in model."""
 
-from cnnkit.models import basic_cnn, detection, fastnet, segmentation, torchvision_models  # noqa: F401  (registration)
+from cnnkit.models import (  # noqa: F401  (registration)
+    basic_cnn,
+    detection,
+    fastnet,
+    segmentation,
+    selfsup,
+    torchvision_models,
+)
 from cnnkit.models.registry import accepts, create_model, get_entry, list_models, register_model
 
 __all__ = ["accepts", "create_model", "get_entry", "list_models", "register_model"]

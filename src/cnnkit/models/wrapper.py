@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from cnnkit import __version__
+from cnnkit.log import LOGGER
 from cnnkit.meta import SCHEMA, ModelMeta
 from cnnkit.models.registry import create_model
 
@@ -51,11 +52,20 @@ class ImageModel(nn.Module):
 
 
 def build_image_model(meta: Mapping[str, Any], pretrained: str = "") -> ImageModel:
-    """Build from ``meta`` (keys: model, model_args, num_classes, in_chans, mean, std, ...)."""
+    """Build from ``meta`` (keys: model, model_args, num_classes, in_chans, mean, std, ...).
+
+    ``pretrained``: torchvision weights (a state dict file, or 'torchvision') for the model's builder, or a
+    cnnkit checkpoint whose encoder starts this model's (``cnnkit.models.trunk``; a pretrain run's, say).
+    """
+    from cnnkit.models.trunk import load_trunk_from, read_cnnkit_checkpoint
+
     kw = dict(meta.get("model_args", {}))
-    if pretrained:
+    start = read_cnnkit_checkpoint(pretrained) if pretrained else None  # a cnnkit run: its encoder is taken
+    if pretrained and start is None:
         kw["pretrained"] = pretrained
     # a binary segmenter has one output (sigmoid) for its two classes
     outputs = meta.get("num_outputs", meta["num_classes"])
     net = create_model(meta["model"], num_classes=outputs, in_chans=meta["in_chans"], **kw)
+    if start is not None:
+        LOGGER.info(load_trunk_from(net, pretrained, start))
     return ImageModel(net, {**meta, "cnnkit_version": __version__, "schema": SCHEMA})

@@ -5,7 +5,7 @@ Torch-free: a task's torch side loads when ``get_task`` first asks for it.
 
 from __future__ import annotations
 
-from cnnkit.tasks import classify, instance, segment
+from cnnkit.tasks import classify, instance, pretrain, segment
 from cnnkit.tasks.registry import (
     TaskSpec,
     get_runner_class,
@@ -21,6 +21,7 @@ register_task(classify.SPEC)
 register_task(segment.SPEC)
 register_task(instance.SPEC)
 register_task(instance.DETECT_SPEC)
+register_task(pretrain.SPEC)
 
 __all__ = ["TaskSpec", "get_runner_class", "get_spec", "get_task", "get_view", "register_task", "task_names",
            "unregister_task"]

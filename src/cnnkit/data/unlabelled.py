@@ -1,0 +1,186 @@
+"""Images without labels, for self-supervised pretraining and embeddings.
+
+``find_unlabelled(source)`` takes any layout cnnkit reads and returns its images, ignoring labels:
+a folder of images at any depth (class folders, split folders, ``images/`` beside ``masks/``: mask
+and label folders are skipped), a CSV of path[,label], an IDX folder (its training images), or
+'shapes'. ``ViewsDataset`` yields each image as several views from the method's augmentations.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from torchvision.transforms import v2
+
+from cnnkit.data import idx
+from cnnkit.data.images import read_image
+from cnnkit.data.synthetic import is_shapes, make_classification, shapes_count
+from cnnkit.data.walk import list_images
+from cnnkit.errors import CnnkitError
+from cnnkit.log import LOGGER
+
+# folders of annotations, not pictures: masks of segment layouts, label maps, CamVid's *_labels / *annot
+ANNOTATION_DIRS = ("masks", "mask", "labels", "label", "annotations", "annots", "gt", "groundtruth", "ground_truth")
+
+
+def _is_annotation(folder: str) -> bool:
+    name = folder.lower()
+    return name in ANNOTATION_DIRS or name.endswith(("_labels", "_masks", "annot", "_gt"))
+
+
+@dataclass
+class Unlabelled:
+    """Images as one ``(N, H, W, C)`` uint8 array, or as file paths (read on use)."""
+
+    items: np.ndarray | list[Path]
+    origin: str
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+def _csv_paths(path: Path) -> list[Path]:
+    with path.open(newline="") as f:
+        rows = [r for r in csv.reader(f) if r and r[0].strip()]
+    if rows and not Path(rows[0][0]).suffix:  # a header row
+        rows = rows[1:]
+    return [p if p.is_absolute() else path.parent / p for p in (Path(r[0].strip()) for r in rows)]
+
+
+def find_unlabelled(source: str, seed: int = 0) -> Unlabelled:
+    """Every image of ``source`` (labels, masks and annotations ignored); CnnkitError if there are none."""
+    if is_shapes(source):
+        images, _ = make_classification(shapes_count(source, default=2000, least=8), seed=seed)
+        return Unlabelled(images, source)
+    path = Path(source)
+    if not source:
+        raise CnnkitError("no data given; pass --data with a folder of images, a CSV, an IDX folder or 'shapes'")
+    if not path.exists():
+        raise CnnkitError(f"{path}: not found; pass an existing folder of images (any layout) to --data")
+    if idx.is_idx_folder(path):
+        LOGGER.info("found: IDX layout in %s; pretraining on its training images (labels ignored)", path)
+        return Unlabelled(idx.load_idx_split(path, "train")[0], source)
+    if path.is_file():
+        if path.suffix.lower() != ".csv":
+            raise CnnkitError(f"{path}: unsupported data file; pass a folder of images, a .csv of paths, or an IDX "
+                              "folder")
+        return Unlabelled(_csv_paths(path), source)
+    images, _ = list_images(path, recursive=True)
+    kept = [p for p in images if not any(_is_annotation(part) for part in p.relative_to(path).parts[:-1])]
+    if len(kept) < len(images):
+        LOGGER.info("%s: %d images, %d in mask or label folders skipped", path, len(kept), len(images) - len(kept))
+    if not kept:
+        raise CnnkitError(f"{path}: no images found (looked in every sub-folder except mask and label folders); "
+                          "point --data at a folder of images")
+    return Unlabelled(kept, source)
+
+
+def joint_views(channels: int, size: int) -> v2.Compose:
+    """SimCLR's augmentations for ``(C, H, W)`` uint8: random crop of 20-100% of the area, flip, colour
+    jitter (brightness and contrast only for grey), grey conversion, and blur on images of 64 px or more."""
+    ops: list = [v2.RandomResizedCrop(size, scale=(0.2, 1.0), antialias=True), v2.RandomHorizontalFlip()]
+    if channels == 3:
+        ops += [v2.RandomApply([v2.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8), v2.RandomGrayscale(0.2)]
+    elif channels == 1:
+        ops.append(v2.RandomApply([v2.ColorJitter(0.4, 0.4)], p=0.8))
+    else:
+        ops.append(v2.RandomApply([v2.ColorJitter(0.4)], p=0.8))
+    if size >= 64:
+        ops.append(v2.RandomApply([v2.GaussianBlur(size // 20 * 2 + 1, sigma=(0.1, 2.0))], p=0.5))
+    return v2.Compose(ops)
+
+
+def reconstruction_view(size: int) -> v2.Compose:
+    """For the masked autoencoder: a milder crop (50-100% of the area) and a flip; the mask does the rest."""
+    return v2.Compose([v2.RandomResizedCrop(size, scale=(0.5, 1.0), antialias=True), v2.RandomHorizontalFlip()])
+
+
+class ViewsDataset(Dataset):
+    """Item ``i``: (views ``(V, C, S, S)`` uint8, label or -1). With ``plain`` the first view is the image
+    itself, resized (evaluation: its embedding is scored); then ``n_views`` draws of ``augment``."""
+
+    def __init__(self, items: torch.Tensor | list[Path], channels: int, size: int, augment: Callable | None,
+                 n_views: int, plain: bool = False, labels: np.ndarray | None = None, high: float = 0.0):
+        self.items, self.channels, self.size, self.high = items, channels, size, high
+        self.augment, self.n_views, self.plain = augment, n_views, plain
+        self.labels = labels
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def image(self, i: int) -> torch.Tensor:
+        item = self.items[i]
+        if isinstance(item, torch.Tensor):
+            return item
+        return torch.from_numpy(read_image(item, self.channels, self.size, self.high)).permute(2, 0, 1)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        image = self.image(i)
+        views = [image] if self.plain else []
+        if self.augment is not None:
+            views += [self.augment(image) for _ in range(self.n_views)]
+        label = -1 if self.labels is None else int(self.labels[i])
+        return torch.stack(views), label
+
+
+CACHE_LIMIT_BYTES = 2 * 1024**3  # above this, 'auto' reads the images from disk at each use
+
+
+def as_tensor(array: np.ndarray, channels: int, size: int) -> torch.Tensor:
+    """``(N, H, W, C)`` uint8 -> ``(N, channels, size, size)`` uint8 (grey repeated, bilinear resize)."""
+    images = torch.from_numpy(array).permute(0, 3, 1, 2)
+    if images.shape[1] != channels:
+        images = images.expand(-1, channels, -1, -1) if images.shape[1] == 1 else images[:, :channels]
+    if images.shape[-2:] != (size, size):
+        images = torch.nn.functional.interpolate(images.float(), size=(size, size), mode="bilinear",
+                                                 antialias=True).round().clamp(0, 255).to(torch.uint8)
+    return images.contiguous()
+
+
+def load_images(found: Unlabelled, channels: int, size: int, cache: str, skip_bad: bool, high: float = 0.0
+                ) -> torch.Tensor | list[Path]:
+    """The images decoded at ``size`` into one tensor, or (too many for RAM, or ``cache='none'``) the paths of
+    the readable ones. Unreadable files stop with their names unless ``skip_bad``."""
+    from cnnkit.data.images import decode_all, verify_all
+
+    if isinstance(found.items, np.ndarray):
+        return as_tensor(found.items, channels, size)
+    paths = found.items
+    if cache == "ram" or (cache == "auto" and len(paths) * channels * size * size <= CACHE_LIMIT_BYTES):
+        arrays, errors = decode_all(paths, channels, size, True, high=high)
+    else:
+        bad = verify_all(paths, True)
+        arrays, errors = [None if p in bad else p for p in paths], list(bad.values())
+    if errors and not skip_bad:
+        raise CnnkitError(f"{len(errors)} unreadable image(s), the first: {errors[0]}; fix or remove them, or pass "
+                          "--skip-bad to skip them")
+    kept = [a for a in arrays if a is not None]
+    if not kept:
+        raise CnnkitError(f"{found.origin}: no readable images")
+    if isinstance(kept[0], Path):
+        return kept  # type: ignore[return-value]
+    return torch.from_numpy(np.stack(kept)).permute(0, 3, 1, 2).contiguous()  # type: ignore[arg-type]
+
+
+DEFAULT_SIDE = 96  # pretraining side for images of mixed or large sizes: crops of this size train fast on a CPU
+
+
+def native_side(found: Unlabelled) -> int:
+    """The images' side if they are square, of one size, up to 128 px; else ``DEFAULT_SIDE``."""
+    from cnnkit.data.images import square_side
+
+    if isinstance(found.items, np.ndarray):
+        h, w = found.items.shape[1:3]
+        side = int(h) if h == w else 0
+    else:
+        side = square_side(found.items, 32)
+    if 0 < side <= 128:
+        return side
+    LOGGER.info("pretraining at %d px (images differ in size or are large; set --imgsz to choose)", DEFAULT_SIDE)
+    return DEFAULT_SIDE

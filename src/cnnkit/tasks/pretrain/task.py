@@ -1,0 +1,148 @@
+"""Self-supervised pretraining: data, model, loss and metrics for the engine; embeddings as predictions."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from cnnkit.config import TrainConfig
+from cnnkit.data.classify import load_classify_data
+from cnnkit.data.images import probe_channels, probe_high
+from cnnkit.data.transforms import channel_stats
+from cnnkit.data.unlabelled import (
+    ViewsDataset,
+    find_unlabelled,
+    joint_views,
+    load_images,
+    native_side,
+    reconstruction_view,
+)
+from cnnkit.engine.task import Task, TaskData
+from cnnkit.errors import CnnkitError
+from cnnkit.metrics.embedding import EmbeddingMetrics
+from cnnkit.models import accepts
+from cnnkit.models.trunk import embed_images
+from cnnkit.models.wrapper import build_image_model
+from cnnkit.options import NoOptions
+from cnnkit.predictor import View
+from cnnkit.tasks.common import given_stats
+from cnnkit.tasks.pretrain.losses import PretrainLoss
+from cnnkit.tasks.pretrain.view import EmbeddingView
+
+NO_LABELS = ["unlabelled"]  # the card's classes: a pretrained encoder predicts no class
+
+
+def method_views(method: str, channels: int, size: int) -> tuple[Any, int]:
+    """(augmentation, number of augmented views per image) of a method."""
+    return (reconstruction_view(size), 1) if method == "mae" else (joint_views(channels, size), 2)
+
+
+class PretrainTask(EmbeddingView):
+    graph = None  # not exported: an encoder is used through its embeddings or fine-tuned
+    options = NoOptions
+
+    def __init__(self, spec: Any):
+        super().__init__(spec)
+        self.default_monitor = spec.defaults["monitor"]
+
+    def build_data(self, cfg: TrainConfig, meta: Mapping[str, Any] | None = None, for_eval: bool | str = False
+                   ) -> TaskData:
+        """Training: every image of ``cfg.data`` (labels ignored), a held-out part or ``cfg.val`` (labelled) to
+        validate; evaluation: ``cfg.data`` as labelled images, scored by k-NN on the embedding."""
+        meta = dict(meta or {})
+        method = meta.get("method", cfg.method)
+        if for_eval:
+            views, n = method_views(method, meta["in_chans"], meta["imgsz"])
+            return TaskData(None, self.labelled(cfg.data, meta, views, n, for_eval), meta)
+        found = find_unlabelled(cfg.data, cfg.seed)
+        if isinstance(found.items, np.ndarray):
+            channels, high = found.items.shape[-1], 0.0
+        else:
+            channels, high = probe_channels(found.items), probe_high(found.items)
+        channels, high = meta.get("in_chans", channels), meta.get("pixel_max", high)
+        size = meta.get("imgsz") or cfg.imgsz or native_side(found)
+        images = load_images(found, channels, size, cfg.cache, cfg.skip_bad, high)
+        if "mean" not in meta:
+            meta.update(task=self.name, classes=NO_LABELS, num_classes=1, in_chans=channels, imgsz=size,
+                        pixel_max=high, method=method, backbone=cfg.model,
+                        **dict(zip(("mean", "std"), self.stats(cfg, images, channels, size))))
+        views, n = method_views(method, channels, size)
+        if cfg.val:
+            train = ViewsDataset(images, channels, size, views, n, high=high)
+            val = self.labelled(cfg.val, meta, views, n, "auto")
+        else:
+            train_items, val_items = hold_out(images, cfg.val_split or 0.05, cfg.seed)
+            train = ViewsDataset(train_items, channels, size, views, n, high=high)
+            val = ViewsDataset(val_items, channels, size, views, n, plain=True, high=high)
+        if len(train) < 2:
+            raise CnnkitError(f"{cfg.data}: {len(train)} training image(s); pretraining compares images within a "
+                              "batch and needs at least 2 (hundreds or more to learn much)")
+        init = images[:5000] if isinstance(images, torch.Tensor) else None
+        return TaskData(train, val, meta, init_batch=init)
+
+    @staticmethod
+    def stats(cfg: TrainConfig, images: torch.Tensor | list[Path], channels: int, size: int
+              ) -> tuple[list[float], list[float]]:
+        if cfg.mean:
+            return given_stats(cfg, channels)
+        if isinstance(images, torch.Tensor):
+            return channel_stats(images)
+        pick = np.random.default_rng(0).permutation(len(images))[:500]
+        sample = ViewsDataset(images, channels, size, None, 0, plain=True)
+        return channel_stats(torch.stack([sample.image(int(i)) for i in pick]))
+
+    @staticmethod
+    def labelled(source: str, meta: Mapping[str, Any], views: Any, n: int, split: bool | str) -> ViewsDataset:
+        """Labelled images (any classification layout) as plain image + views, with their labels."""
+        data = load_classify_data(source, imgsz=meta["imgsz"], channels=meta["in_chans"], for_eval=split,
+                                  high=meta.get("pixel_max"))
+        items = data.val.images if data.val.images is not None else data.val.paths
+        return ViewsDataset(items, meta["in_chans"], meta["imgsz"], views, n, plain=True, labels=data.val.labels,
+                            high=data.high)
+
+    def build_model(self, cfg: TrainConfig, meta: Mapping[str, Any]) -> nn.Module:
+        backbone_args = dict(cfg.model_args)
+        if accepts(cfg.model, "input_size"):
+            backbone_args.setdefault("input_size", meta["imgsz"])
+        args: dict[str, Any] = {"backbone": meta.get("backbone", cfg.model), "backbone_args": backbone_args,
+                                "method": meta.get("method", cfg.method)}
+        return build_image_model({**meta, "model": "selfsup", "model_args": args}, pretrained=cfg.pretrained)
+
+    def build_loss(self, cfg: TrainConfig, data: TaskData) -> PretrainLoss:
+        if cfg.loss:
+            raise CnnkitError(f"--loss {cfg.loss}: pretraining's loss is its method's; choose --method instead")
+        return PretrainLoss(data.meta.get("method", cfg.method))
+
+    def build_metrics(self, meta: Mapping[str, Any], device: torch.device, options: Any = None) -> EmbeddingMetrics:
+        return EmbeddingMetrics()
+
+    def eval_forward(self, options: Any) -> None:
+        return None
+
+    @torch.no_grad()
+    def predict(self, model: nn.Module, images: list[Image.Image], options: Any) -> list[dict]:
+        """PIL images (resized to the model's side) -> ``{"embedding": [D floats]}`` each."""
+        return [{"embedding": [float(v) for v in row]} for row in embed_images(model, images).numpy()]
+
+
+def hold_out(images: torch.Tensor | list[Path], fraction: float, seed: int) -> tuple[Any, Any]:
+    """(train, val) of unlabelled images: ``fraction`` of them, at least one, picked by ``seed``."""
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
+    # two or more when there are four or more images: the joint-embedding losses compare images within a batch
+    n_val = min(max(2, round(len(images) * fraction)), len(images) // 2) if len(images) > 1 else 0
+    if isinstance(images, torch.Tensor):
+        return images[order[n_val:]], images[order[:n_val]]
+    return [images[int(i)] for i in order[n_val:]], [images[int(i)] for i in order[:n_val]]
+
+
+if TYPE_CHECKING:  # mypy checks that the class keeps the engine's Task protocol and the View protocol
+    from cnnkit.tasks.pretrain import SPEC
+
+    _task: Task = PretrainTask(SPEC)
+    _view: View = PretrainTask(SPEC)

@@ -1,0 +1,41 @@
+"""Pretraining's output side, without torch: an embedding per image."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+
+class EmbeddingView:
+    """A prediction is ``{"embedding": [D floats]}``: the pooled trunk output (``cnnkit embed`` writes them)."""
+
+    def __init__(self, spec: Any):
+        self.name = spec.name
+
+    @staticmethod
+    def record(prediction: dict) -> dict:
+        return prediction
+
+    @staticmethod
+    def describe(prediction: dict) -> str:
+        values = prediction["embedding"]
+        return f"embedding of {len(values)} dimensions ({', '.join(f'{v:.3f}' for v in values[:3])}, ...)"
+
+    @staticmethod
+    def csv_row(prediction: dict) -> dict[str, str]:
+        return {"embedding": ";".join(f"{v:.6g}" for v in prediction["embedding"])}
+
+    @staticmethod
+    def visualise(image: Image.Image, prediction: dict, meta: Mapping[str, Any]) -> Image.Image:
+        return image.convert("RGB")
+
+    def write_outputs(self, image: Image.Image, prediction: dict, meta: Mapping[str, Any], folder: Path, stem: str,
+                      pictures: bool = True) -> dict[str, str]:
+        return {}
+
+    @staticmethod
+    def write_results(records: list[dict], meta: Mapping[str, Any], folder: Path) -> None:
+        return None
