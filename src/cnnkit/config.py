@@ -63,6 +63,9 @@ class TrainConfig:
                      choices=("simclr", "vicreg", "mae"), task_only=True)
     val: str = _f("", "pretrain: labelled images (class folders, CSV, IDX) scored by k-NN on the embedding after each "
                       "epoch; empty = a held-out part of --data, loss and spread only", task_only=True)
+    shift_augment: bool = _f(False, "instance, detect: also random colour inversion, grey conversion and strong "
+                                    "colour jitter, for test images from other stains, microscopes or cameras",
+                             task_only=True)
     grad_clip: float = _f(0.0, "clip the global gradient norm to this value; 0 disables (L2 norm)")
     ema: float = _f(0.0, "decay of the exponential moving average of weights; 0 disables (per step)")
     augment: str = _f("light", "augmentation preset", choices=("none", "light", "standard", "strong"))

@@ -78,7 +78,8 @@ def cmd_val(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else next_free(Path(args.weights).resolve().parent / "val")
     metrics.save(out)
     atomic_write_bytes(out / "metrics.json", json.dumps(results, indent=2).encode())
-    print(metrics.table())
+    if metrics.table():
+        print(metrics.table())
     print(" ".join(f"{k}={v:.4f}" for k, v in results.items()))
     print(f"{len(data.val)} images; reports in {out}")
     return 0

@@ -309,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("demo", "generate synthetic shapes; train, evaluate and predict each task, about a minute each on a CPU")
     p.add_argument("--epochs", type=bounded(int, 0), default=0, help="override the demo's epochs")
-    p.add_argument("--task", action="append", choices=("classify", "segment", "instance"),
+    p.add_argument("--task", action="append", choices=("classify", "segment", "instance", "pretrain"),
                    help="run only this task's demo (repeatable) [default: all]")
     p.add_argument("--out", default="runs/demo", help="project folder for the demo's runs")
     return parser

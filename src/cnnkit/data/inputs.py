@@ -116,6 +116,8 @@ class InputWatch:
 
 def source_images(dataset: Any) -> list:
     """The images behind one of cnnkit's datasets (paths, or arrays when decoded in memory)."""
+    if hasattr(dataset, "source_images"):  # a dataset that says (pretrain's)
+        return dataset.source_images()
     if hasattr(dataset, "items"):  # instance
         return [item.image for item in dataset.items]
     split = getattr(dataset, "split", None)  # classify

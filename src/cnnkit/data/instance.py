@@ -161,11 +161,24 @@ PRESETS = {
 }
 
 
+class ShiftJitter(v2.Transform):
+    """Strong colour jitter and, one time in five, grey conversion, for RGB images; brightness and contrast
+    only for grey ones (hue and saturation need three channels)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.colour = v2.Compose([v2.ColorJitter(0.4, 0.4, 0.6, 0.2), v2.RandomGrayscale(0.2)])
+        self.grey = v2.ColorJitter(0.4, 0.4)
+
+    def forward(self, sample: dict) -> dict:
+        return (self.colour if sample["image"].shape[-3] == 3 else self.grey)(sample)
+
+
 class InstanceTransform:
     """Scale jitter and a random crop of ``crop`` (H, W) pixels, then flips and colour jitter, on the
     image, masks and boxes together (transforms.v2 with tv_tensors)."""
 
-    def __init__(self, preset: str, crop: tuple[int, int]):
+    def __init__(self, preset: str, crop: tuple[int, int], shift: bool = False):
         self.scale, hflip, vflip, jitter = PRESETS[preset]
         self.crop = crop
         ops: list[v2.Transform] = []
@@ -175,6 +188,8 @@ class InstanceTransform:
             ops.append(v2.RandomVerticalFlip())
         if jitter:
             ops.append(v2.ColorJitter(jitter, jitter, jitter))
+        if shift:  # other stains and microscopes: dark objects on light ground, other hues (grey images skip hue)
+            ops += [v2.RandomInvert(0.5), v2.RandomApply([ShiftJitter()], p=0.8)]
         self.ops = v2.Compose(ops) if ops else None
 
     def window(self, size: tuple[int, int], factor: float, rng: np.random.Generator) -> Window:

@@ -114,6 +114,10 @@ class ViewsDataset(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
+    def source_images(self) -> list:
+        """The image files (none when the images came decoded: IDX, shapes)."""
+        return [] if isinstance(self.items, torch.Tensor) else list(self.items)
+
     def image(self, i: int) -> torch.Tensor:
         item = self.items[i]
         if isinstance(item, torch.Tensor):

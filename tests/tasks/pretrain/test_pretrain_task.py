@@ -58,6 +58,9 @@ def test_embed_api_and_cli(tmp_path, shapes_folder, pretrained, capsys):
     weights = str(pretrained / "best.pt")
     assert main(["predict", "--weights", weights, str(images[0]), "--out", str(tmp_path / "p")]) == 0
     assert "embedding of 96 dimensions" in capsys.readouterr().out
+    # val on a labelled folder: the k-NN score of the embedding
+    assert main(["val", "--weights", weights, "--data", str(shapes_folder / "val"), "--out", str(tmp_path / "v")]) == 0
+    assert "knn_top1=" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("method", ["vicreg", "mae"])

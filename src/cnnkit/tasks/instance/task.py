@@ -93,7 +93,7 @@ class InstanceTask(InstanceView):
                         inputs=describe_inputs([i.image for i in data.train], data.high))
         train = None
         if data.train is not None:
-            transform = InstanceTransform(cfg.augment, tuple(meta["crop"]))
+            transform = InstanceTransform(cfg.augment, tuple(meta["crop"]), cfg.shift_augment)
             train = InstanceDataset(data.train, data.channels, transform, max_size, drop_crowd=True, masks=self.masks,
                                     high=data.high)
         val = InstanceDataset(data.val, data.channels, None, max_size, masks=self.masks, high=data.high)
