@@ -73,8 +73,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default="../shared/datasets/dsb2018")
     p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--pretrain-epochs", type=int, default=20)
-    p.add_argument("--pretrain-imgsz", type=int, default=192)
+    p.add_argument("--pretrain-epochs", type=int, default=12)
+    p.add_argument("--pretrain-imgsz", type=int, default=128)
     p.add_argument("--out", default="benchmarks/dsb2018_shift.json")
     args = p.parse_args()
     work = Path(tempfile.mkdtemp(prefix="dsb2018_shift_"))
@@ -89,7 +89,8 @@ def main() -> None:
     pre = cnnkit.train(task="pretrain", data=args.data, model="maskrcnn_resnet18", imgsz=args.pretrain_imgsz,
                        epochs=args.pretrain_epochs, batch=32, project=str(work), name="pretrain", verbose=False,
                        save_period=0)
-    results["pretrain"] = {"epochs": args.pretrain_epochs, "imgsz": args.pretrain_imgsz, "images": "all 664",
+    results["pretrain"] = {"epochs": args.pretrain_epochs, "imgsz": args.pretrain_imgsz,
+                           "images": results["grey_images"] + results["colour_images"],
                            "seconds": round(time.perf_counter() - start), "peak_mb": round(peak_rss_mb()),
                            "spread": round(pre.best.get("spread", float("nan")), 3)}
     print("pretrain", results["pretrain"], flush=True)

@@ -32,6 +32,7 @@ class TaskData:
     batch_transform: Callable[[torch.Tensor, Any], tuple[torch.Tensor, Any]] | None = None
     # (model, images, targets) -> outputs, for models that compute their losses inside (detection)
     train_forward: Callable[[nn.Module, Any, Any], Any] | None = None
+    labels: str = ""  # what the run's first line says of the labels; "" = "<num_classes> classes"
 
 
 class Metrics(Protocol):

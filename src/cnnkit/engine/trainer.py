@@ -248,7 +248,7 @@ def _fit_in(cfg: TrainConfig, task, on_epoch_end: Callable[[int, dict], None] | 
     start_epoch = resume["epoch"] if resume else 0
     log = RunLogger(run_dir, info.is_main, cfg.verbose, start_epoch)
     log.info(f"{cfg.task}: {cfg.model} on {cfg.data} ({len(data.train)} train / {len(data.val)} val images, "
-             f"{data.meta['num_classes']} classes, {data.meta['imgsz']} px) -> {run_dir}")
+             f"{data.labels or str(data.meta['num_classes']) + ' classes'}, {data.meta['imgsz']} px) -> {run_dir}")
     try:
         epoch = run_epochs(cfg, task, data, parts, (train_model, train_loader, val_loader), (loss_fn, metrics),
                            (info, device, run_dir, log), resume, on_epoch_end)

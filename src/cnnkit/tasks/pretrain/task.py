@@ -84,7 +84,8 @@ class PretrainTask(EmbeddingView):
             raise CnnkitError(f"{cfg.data}: {len(train)} training image(s); pretraining compares images within a "
                               "batch and needs at least 2 (hundreds or more to learn much)")
         init = images[:5000] if isinstance(images, torch.Tensor) else None
-        return TaskData(train, val, meta, init_batch=init)
+        return TaskData(train, val, meta, init_batch=init,
+                        labels=f"labels of {cfg.val} for k-NN only" if cfg.val else "no labels")
 
     @staticmethod
     def stats(cfg: TrainConfig, images: torch.Tensor | list[Path], channels: int, size: int
