@@ -66,6 +66,10 @@ class TrainConfig:
     shift_augment: bool = _f(False, "instance, detect: also random colour inversion, grey conversion and strong "
                                     "colour jitter, for test images from other stains, microscopes or cameras",
                              task_only=True)
+    freeze_epochs: int = _f(0, "classify, segment, instance, detect: epochs at the start in which the --pretrained "
+                               "encoder stays fixed and only the new decoder and head learn (fastai's fine_tune): "
+                               "a random head's first gradients do not wreck the encoder; 0 = all layers from step 1",
+                            task_only=True)
     grad_clip: float = _f(0.0, "clip the global gradient norm to this value; 0 disables (L2 norm)")
     ema: float = _f(0.0, "decay of the exponential moving average of weights; 0 disables (per step)")
     augment: str = _f("light", "augmentation preset", choices=("none", "light", "standard", "strong"))

@@ -307,12 +307,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--in-chans", type=bounded(int, 1), default=3, help="input channels")
     p.add_argument("--num-classes", type=bounded(int, 1), default=10, help="number of classes")
 
+    _add_demo_parser(add)
+    return parser
+
+
+def _add_demo_parser(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p = add("demo", "generate synthetic shapes; train, evaluate and predict each task, about a minute each on a CPU")
     p.add_argument("--epochs", type=bounded(int, 0), default=0, help="override the demo's epochs")
     p.add_argument("--task", action="append", choices=("classify", "segment", "instance", "pretrain"),
                    help="run only this task's demo (repeatable) [default: all]")
     p.add_argument("--out", default="runs/demo", help="project folder for the demo's runs")
-    return parser
 
 
 OS_FIX = "check the path and its permissions (--out, --project)"

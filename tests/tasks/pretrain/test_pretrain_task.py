@@ -7,6 +7,7 @@ import logging
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import cnnkit
@@ -37,6 +38,31 @@ def test_finetune_starts_from_the_pretrained_encoder(tmp_path, shapes_folder, pr
         assert main(["train", "classify", "--data", str(shapes_folder), *TINY, "--project", str(tmp_path / "ft"),
                      "--pretrained", str(pretrained / "best.pt")]) == 0
     assert "loaded the fastnet encoder" in caplog.text and "starts at random" in caplog.text
+
+
+def test_freeze_epochs_keeps_the_pretrained_encoder_fixed_first(tmp_path, shapes_folder, pretrained):
+    from cnnkit.api import train_with
+    from cnnkit.config import make_config
+    from cnnkit.models.trunk import trunk_of
+
+    def weights(path) -> dict:  # the encoder's learned tensors (BatchNorm statistics move in any training)
+        state = trunk_of(cnnkit.load(path).module.net).module.state_dict()
+        return {k: v for k, v in state.items() if "running" not in k and "num_batches" not in k}
+
+    source, same = weights(pretrained / "best.pt"), []
+    cfg = make_config({"task": "classify", "data": str(shapes_folder), "model": "fastnet_tiny", "epochs": 2,
+                       "batch": 16, "imgsz": 32, "save_period": 0, "pretrained": str(pretrained / "best.pt"),
+                       "freeze_epochs": 1, "project": str(tmp_path), "verbose": False})
+    run = train_with(cfg, on_epoch_end=lambda epoch, row: same.append(all(
+        torch.equal(v, source[k]) for k, v in weights(tmp_path / "classify" / "exp" / "last.pt").items())))
+    assert run.run_dir == tmp_path / "classify" / "exp"
+    assert same == [True, False]  # fixed through epoch 1, trained in epoch 2
+
+
+def test_freeze_epochs_needs_a_pretrained_encoder(tmp_path, shapes_folder, capsys):
+    assert main(["train", "classify", "--data", str(shapes_folder), *TINY, "--project", str(tmp_path),
+                 "--freeze-epochs", "1"]) == 2
+    assert "no pretrained encoder to keep fixed" in capsys.readouterr().err
 
 
 def test_embed_api_and_cli(tmp_path, shapes_folder, pretrained, capsys):

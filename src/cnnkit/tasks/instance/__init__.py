@@ -40,7 +40,7 @@ def _spec(name: str, summary: str, masks: bool) -> TaskSpec:
     parts = "cnnkit.tasks.instance"
     return TaskSpec(name=name, summary=summary, task=f"{parts}.task:InstanceTask", view=f"{parts}.view:InstanceView",
                     runner=f"{parts}.runner:InstanceRunner",
-                    options=InstanceOptions, config=("max_size", "shift_augment"),
+                    options=InstanceOptions, config=("max_size", "shift_augment", "freeze_epochs"),
                     defaults={"val_split": 0.1, "model": "maskrcnn_resnet18" if masks else "fasterrcnn_resnet18",
                               "monitor": "mask_ap" if masks else "box_ap"},
                     args={"masks": masks})

@@ -39,6 +39,7 @@ SPEC = TaskSpec(
     name="segment", summary="a class per pixel (image/mask folders, VOC, CamVid, Cityscapes-style)",
     task="cnnkit.tasks.segment.task:SegmentTask", view="cnnkit.tasks.segment.view:SegmentView",
     runner="cnnkit.tasks.segment.runner:SegmentRunner", options=SegmentOptions,
-    config=("loss", "class_weights", "ignore_index", "binary", "classes_file", "max_size", "tta"),
+    config=("loss", "class_weights", "ignore_index", "binary", "classes_file", "max_size", "tta",
+            "freeze_epochs"),
     defaults={"val_split": 0.2, "loss": "ce", "model": "unet_basic", "monitor": "miou"},
     choices={"loss": ("", "ce", "dice", "focal", "ce+dice")})
