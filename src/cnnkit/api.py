@@ -116,19 +116,20 @@ def check_model(cfg: TrainConfig, task: str) -> None:
         article = "an" if task[:1] in "aeiou" else "a"
         raise CnnkitError(f"--model {cfg.model}: a {entry.task} model, not {task}; pick {article} {task} model "
                           f"such as {some} (`cnnkit models --task {task}` lists them)")
+    if cfg.pretrained not in ("", "torchvision") and not Path(cfg.pretrained).is_file():
+        raise CnnkitError(f"--pretrained {cfg.pretrained}: file not found; give a weights file, 'torchvision', "
+                          "or drop --pretrained")
     ours = bool(cfg.pretrained) and read_cnnkit_checkpoint(cfg.pretrained) is not None  # its encoder fits any model
     if cfg.pretrained and not ours and not accepts(cfg.model, "pretrained"):
-        raise CnnkitError(f"--pretrained: {cfg.model} takes no pretrained weights (it is trained from scratch); drop "
-                          "--pretrained, or pick a torchvision backbone such as resnet18")
+        raise CnnkitError(f"--pretrained {cfg.pretrained}: not a cnnkit checkpoint, and {cfg.model} takes no other "
+                          "weights; give a cnnkit run's best.pt (a pretrain run's, say), or pick a torchvision "
+                          "backbone such as resnet18")
     if cfg.freeze_epochs and not cfg.pretrained:
         raise CnnkitError("--freeze-epochs: there is no pretrained encoder to keep fixed; add --pretrained, or drop "
                           "--freeze-epochs")
     if cfg.freeze_epochs >= cfg.epochs > 0:
         raise CnnkitError(f"--freeze-epochs {cfg.freeze_epochs}: the encoder would never train in {cfg.epochs} epochs; "
                           "give fewer (1 or 2 is usual)")
-    if cfg.pretrained not in ("", "torchvision") and not Path(cfg.pretrained).is_file():
-        raise CnnkitError(f"--pretrained {cfg.pretrained}: file not found; give a weights file, 'torchvision', "
-                          "or drop --pretrained")
 
 
 class Model:

@@ -136,8 +136,9 @@ def _predict_all(model, paths: list[Path], out: Path, options: dict, args: argpa
     atomic_write_bytes(out / "predictions.json", json.dumps(records, indent=2).encode())
     if len(records) > 10:
         print(f"... and {len(records) - 10} more")
-    print(f"{len(records)} images in {time.perf_counter() - start:.1f}s; predictions.csv, predictions.json "
-          f"and per-image files in {out}")
+    extra = " and per-image files" if any("files" in r for r in records) else ""
+    print(f"{len(records)} images in {time.perf_counter() - start:.1f}s; predictions.csv, predictions.json{extra} in "
+          f"{out}")
     return 0
 
 

@@ -21,9 +21,11 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
     set_max_pixels(args.max_pixels)
     if Path(args.weights).suffix.lower() in (".onnx", ".torchscript"):
-        raise CnnkitError(f"{args.weights}: embeddings come from a checkpoint's encoder; pass its best.pt")
+        raise CnnkitError(f"{args.weights}: embeddings come from a checkpoint's encoder, which an export does not "
+                          "keep; pass the checkpoint it was exported from (best.pt)")
+    paths = collection(args.sources)
+    check_requests(args, len(paths))
     model = load_checkpoint_model(args.weights, args.device)
-    paths = iter_sources(args.sources)
     out = Path(args.out) if args.out else next_free(Path("runs") / "embed" / "exp")
     kept, vectors = [], []
     for i in range(0, len(paths), args.batch):
@@ -33,6 +35,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
             vectors.append(model.embed(images, batch=args.batch))
     if not kept:
         raise CnnkitError("no readable images to embed")
+    check_requests(args, len(kept))
     embeddings = np.concatenate(vectors)
     out.mkdir(parents=True, exist_ok=True)
     written = write_embeddings(out, kept, embeddings, args.parquet)
@@ -60,6 +63,41 @@ def cmd_embed(args: argparse.Namespace) -> int:
     print(f"{len(kept)} images, {embeddings.shape[1]} dimensions; wrote {', '.join(p.name for p in written)} in "
           f"{out}")
     return 0
+
+
+def collection(sources: list[str]) -> list[Path]:
+    """The images to embed: files and globs as given, folders at any depth without their mask and label
+    folders (as pretraining reads them)."""
+    from cnnkit.data.unlabelled import image_files
+
+    found: list[Path] = []
+    for source in sources:
+        found += image_files(Path(source)) if Path(source).is_dir() else iter_sources([source])
+    if not found:
+        raise CnnkitError(f"{' '.join(sources)}: no images found (mask and label folders are skipped); pass image "
+                          "files, folders or globs")
+    return list(dict.fromkeys(found))
+
+
+def check_requests(args: argparse.Namespace, count: int) -> None:
+    """What the options ask of ``count`` images, and the libraries they need, before any work is done."""
+    if args.clusters and args.clusters > count:
+        raise CnnkitError(f"--clusters {args.clusters}: more clusters than the {count} image(s) to embed; ask for "
+                          f"at most {count}")
+    if args.query:
+        iter_sources(args.query)
+    if args.parquet:
+        try:
+            import pandas  # noqa: F401
+            import pyarrow  # noqa: F401
+        except ImportError:
+            raise CnnkitError("--parquet needs pandas and pyarrow: pip install pandas pyarrow (or drop --parquet "
+                              "for embeddings.csv)") from None
+    if args.map == "umap":
+        try:
+            import umap  # noqa: F401
+        except ImportError:
+            raise CnnkitError("--map umap needs umap-learn: pip install umap-learn, or use --map tsne") from None
 
 
 def write_embeddings(out: Path, paths: list[Path], embeddings: np.ndarray, parquet: bool) -> list[Path]:
@@ -134,7 +172,8 @@ def write_map(out: Path, paths: list[Path], embeddings: np.ndarray, clusters: np
 def add_embed_parser(p: argparse.ArgumentParser, bounded: Callable[..., Callable[[str], Any]]) -> None:
     """The flags of ``cnnkit embed`` (the common inference flags are added by main.py); ``bounded(kind, low,
     high)`` makes a range-checked argument type."""
-    p.add_argument("sources", nargs="+", metavar="SOURCE", help="image files, folders or globs")
+    p.add_argument("sources", nargs="+", metavar="SOURCE", help="image files, folders (at any depth; mask and label "
+                                                                "folders skipped) or globs")
     p.add_argument("--out", default="", help="output folder [default: runs/embed/exp, exp2, ...]")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable images with a warning")
     p.add_argument("--parquet", action="store_true", help="embeddings.parquet instead of embeddings.csv (pandas, "

@@ -170,10 +170,11 @@ def _option_type(info: OptionInfo) -> Callable[[str], Any]:
     return parse
 
 
-def _add_inference_flags(parser: argparse.ArgumentParser, batch: int) -> None:
-    parser.add_argument("--weights", required=True,
-                        help="a cnnkit checkpoint (best.pt / last.pt), or an .onnx or TorchScript file from "
-                             "`cnnkit export`")
+WEIGHTS_HELP = "a cnnkit checkpoint (best.pt / last.pt), or an .onnx or TorchScript file from `cnnkit export`"
+
+
+def _add_inference_flags(parser: argparse.ArgumentParser, batch: int, weights_help: str = WEIGHTS_HELP) -> None:
+    parser.add_argument("--weights", required=True, help=weights_help)
     parser.add_argument("--batch", type=bounded(int, 1), default=batch, help="images per batch")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, N (a CUDA index) or mps")
     _add_max_pixels(parser)
@@ -290,7 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_predict_flags(p)
 
     p = add("embed", "one vector per image from a checkpoint's encoder; neighbours, clusters, duplicates, a map")
-    _add_inference_flags(p, batch=64)
+    _add_inference_flags(p, batch=64, weights_help="a cnnkit checkpoint of any task (best.pt / last.pt): its encoder "
+                                                   "embeds; exports keep no encoder")
     add_embed_parser(p, bounded)
 
     _add_data_parser(add)

@@ -123,7 +123,20 @@ def scan_image_folder(root: Path, skip_bad: bool) -> tuple[list[Path], list[str]
         if not skip_bad:
             raise CnnkitError(msg + ", or pass --skip-bad to skip them")
         LOGGER.warning("warning: %s; skipped", msg)
+    warn_odd_classes(root, class_dirs)
     return paths, names
+
+
+def warn_odd_classes(root: Path, class_dirs: list[Path]) -> None:
+    """Images lying beside the class folders (they belong to no class), and mask folders read as a class."""
+    loose = [p for p in root.iterdir() if p.is_file() and is_image_file(p) and not is_hidden(p.name)]
+    if loose:
+        LOGGER.warning("warning: %s: %d images beside the class folders (%s, ...) belong to no class and are left "
+                       "out; move them into a class folder", root, len(loose), loose[0].name)
+    masks = [d.name for d in class_dirs if d.name.lower() in ("masks", "mask", "labels", "annotations")]
+    if masks:
+        LOGGER.warning("warning: %s: '%s' is read as a class; if it holds masks or labels, this is not a "
+                       "class-folder layout (`cnnkit data check %s` says what it is)", root, masks[0], root)
 
 
 def read_csv(path: Path) -> tuple[list[Path], list[str]]:

@@ -29,6 +29,9 @@ from cnnkit.log import LOGGER
 ANNOTATION_DIRS = ("masks", "mask", "labels", "label", "annotations", "annots", "gt", "groundtruth", "ground_truth")
 
 
+TEST_DIRS = ("test", "testing")  # a split layout's test part: kept for scoring, not pretrained on
+
+
 def _is_annotation(folder: str) -> bool:
     name = folder.lower()
     return name in ANNOTATION_DIRS or name.endswith(("_labels", "_masks", "annot", "_gt"))
@@ -71,14 +74,25 @@ def find_unlabelled(source: str, seed: int = 0) -> Unlabelled:
             raise CnnkitError(f"{path}: unsupported data file; pass a folder of images, a .csv of paths, or an IDX "
                               "folder")
         return Unlabelled(_csv_paths(path), source)
-    images, _ = list_images(path, recursive=True)
-    kept = [p for p in images if not any(_is_annotation(part) for part in p.relative_to(path).parts[:-1])]
-    if len(kept) < len(images):
-        LOGGER.info("%s: %d images, %d in mask or label folders skipped", path, len(kept), len(images) - len(kept))
+    kept = image_files(path)
+    tests = [p for p in kept if p.relative_to(path).parts[0].lower() in TEST_DIRS]
+    if tests and len(tests) < len(kept):
+        LOGGER.info("%s: the %d images of its test split are left out (they score the fine-tuned model; pretraining "
+                    "on them would let it see them first)", path, len(tests))
+        kept = [p for p in kept if p not in set(tests)]
     if not kept:
         raise CnnkitError(f"{path}: no images found (looked in every sub-folder except mask and label folders); "
                           "point --data at a folder of images")
     return Unlabelled(kept, source)
+
+
+def image_files(folder: Path) -> list[Path]:
+    """The images of ``folder`` at any depth, except those in mask and label folders (said in the log)."""
+    images, _ = list_images(folder, recursive=True)
+    kept = [p for p in images if not any(_is_annotation(part) for part in p.relative_to(folder).parts[:-1])]
+    if len(kept) < len(images):
+        LOGGER.info("%s: %d images, %d in mask or label folders skipped", folder, len(kept), len(images) - len(kept))
+    return kept
 
 
 def joint_views(channels: int, size: int) -> v2.Compose:

@@ -45,10 +45,13 @@ def export_metadata(model: Any, graph: torch.nn.Module, shape: list, fmt: str, h
             "cnnkit_config": json.dumps(model.checkpoint.get("config", {}))}
 
 
-def build_graph(model: Any, half: bool) -> torch.nn.Module:
-    """The task's export graph around a loaded checkpoint's module."""
+def build_graph(model: Any, half: bool, weights: str | Path = "the checkpoint") -> torch.nn.Module:
+    """The task's export graph around a loaded checkpoint's module (read from ``weights``)."""
     if model.task.graph is None:
-        raise CnnkitError(f"the {model.meta.task} task has no export graph; it cannot be exported")
+        hint = ("fine-tune a classify, segment, instance or detect model from it (--pretrained) and export that; "
+                "`cnnkit embed` gives its embeddings") if model.meta.task == "pretrain" else "use the checkpoint"
+        raise CnnkitError(f"{weights}: a {model.meta.task} model has no export graph and cannot be exported; "
+                          f"{hint}")
     return model.task.graph(model.module, half).eval()
 
 
@@ -72,7 +75,7 @@ def export_model(model: Any, weights: str | Path, fmt: str = "onnx", imgsz: int 
     loads and calls this."""
     if fmt not in FORMATS:
         raise CnnkitError(f"--format {fmt}: choose one of {', '.join(FORMATS)}")
-    graph = build_graph(model, half)
+    graph = build_graph(model, half, weights)
     side = input_side(model, imgsz)
     shape = input_shape(graph, model.meta.in_chans, side, dynamic)
     path = Path(out) if out else Path(weights).with_suffix(FORMATS[fmt])

@@ -79,7 +79,10 @@ def draw_map(points: np.ndarray, out: Path, images: list | None = None, colours:
     from matplotlib.offsetbox import AnnotationBbox, OffsetImage
 
     fig, ax = plt.subplots(figsize=(10, 10), dpi=100)
-    ax.scatter(points[:, 0], points[:, 1], c=colours if colours is not None else "tab:blue", cmap="tab20", s=8)
+    if colours is not None:
+        ax.scatter(points[:, 0], points[:, 1], c=colours, cmap="tab20", s=8)
+    else:  # a colour map without values to map is a matplotlib warning
+        ax.scatter(points[:, 0], points[:, 1], c="tab:blue", s=8)
     if images is not None:
         for (x, y), im in zip(points, images):
             thumb = np.asarray(im.convert("RGB").resize((32, 32)))

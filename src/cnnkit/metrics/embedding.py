@@ -61,8 +61,11 @@ def knn_accuracy(embeddings: torch.Tensor, labels: torch.Tensor, k: int = 20) ->
 class EmbeddingMetrics:
     """The engine's metrics for pretraining: spread always; k-NN top-1 when the images have labels."""
 
-    def __init__(self, k: int = 20):
+    def __init__(self, k: int = 20, method: str = ""):
         self.k = k
+        # what to change on collapse: a joint-embedding method can move to VICReg, whose variance term resists it
+        self.advice = "Lower --lr, raise --batch" + (", or try --method vicreg" if method != "vicreg" else
+                                                    ", or give more images")
         self.reset()
 
     def reset(self) -> None:
@@ -79,8 +82,7 @@ class EmbeddingMetrics:
         results = {"spread": spread(emb)}
         if results["spread"] < COLLAPSE_SPREAD:
             LOGGER.warning("warning: the embedding has collapsed (spread %.3f; about 1 is healthy): every image maps "
-                           "to nearly the same point. Lower --lr, raise --batch, or try --method vicreg",
-                           results["spread"])
+                           "to nearly the same point. %s", results["spread"], self.advice)
         if len(labels) > 1 and bool((labels >= 0).all()) and len(labels.unique()) > 1:
             results["knn_top1"] = knn_accuracy(emb, labels, self.k)
         return results

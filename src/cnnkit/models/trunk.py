@@ -147,7 +147,7 @@ def load_trunk(net: nn.Module, state: Mapping[str, torch.Tensor], family: str, o
                           f"pretrain with a model of the {trunk.family} family (the same --model works)")
     own = trunk.module.state_dict()
     first_conv = next((k for k, v in own.items() if v.ndim == 4), "")
-    loaded, problems = {}, []
+    loaded, problems, adapted = {}, [], ""
     for key, mine in own.items():
         theirs = state.get(key)
         if theirs is None:
@@ -155,6 +155,7 @@ def load_trunk(net: nn.Module, state: Mapping[str, torch.Tensor], family: str, o
                 problems.append(f"{key} is missing")
             continue
         if key == first_conv and theirs.shape != mine.shape and theirs.shape[0] == mine.shape[0]:
+            adapted = f", its first convolution adapted from {theirs.shape[1]} to {mine.shape[1]} input channels"
             theirs = adapt_in_chans(theirs, mine.shape[1])
         if theirs.shape != mine.shape:
             problems.append(f"{key} is {list(theirs.shape)}, this model needs {list(mine.shape)}")
@@ -167,7 +168,8 @@ def load_trunk(net: nn.Module, state: Mapping[str, torch.Tensor], family: str, o
     n_loaded = sum(v.numel() for k, v in loaded.items() if not k.endswith(OPTIONAL))
     n_total = sum(p.numel() for p in net.parameters())
     rest = n_total - n_loaded
-    return (f"{origin}: loaded the {family} encoder ({len(loaded)} tensors, {n_loaded / 1e6:.2f}M parameters); "
+    return (f"{origin}: loaded the {family} encoder ({len(loaded)} tensors, {n_loaded / 1e6:.2f}M parameters"
+            f"{adapted}); "
             f"the rest ({rest / 1e6:.2f}M parameters: decoder and heads) starts at random")
 
 

@@ -13,16 +13,7 @@ from PIL import Image
 import cnnkit
 from cnnkit.cli.main import main
 from cnnkit.data.unlabelled import find_unlabelled
-
-TINY = ["--model", "fastnet_tiny", "--epochs", "1", "--batch", "16", "--imgsz", "32", "--save-period", "0"]
-
-
-@pytest.fixture
-def pretrained(tmp_path, shapes_folder):
-    args = ["train", "pretrain", "--data", str(shapes_folder / "train"), "--val", str(shapes_folder / "val"), *TINY,
-            "--project", str(tmp_path / "runs")]
-    assert main(args) == 0
-    return tmp_path / "runs" / "pretrain" / "exp"
+from tests.tasks.pretrain.conftest import TINY
 
 
 def test_pretrain_monitors_without_labels_and_with_knn(pretrained):

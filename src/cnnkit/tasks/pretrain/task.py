@@ -75,7 +75,10 @@ class PretrainTask(EmbeddingView):
         views, n = method_views(method, channels, size)
         if cfg.val:
             train = ViewsDataset(images, channels, size, views, n, high=high)
-            val = self.labelled(cfg.val, meta, views, n, "auto")
+            try:
+                val = self.labelled(cfg.val, meta, views, n, "auto")
+            except CnnkitError as e:  # its reader speaks of --data
+                raise CnnkitError(f"--val {cfg.val}: {str(e).replace('--data', '--val')}") from None
         else:
             train_items, val_items = hold_out(images, cfg.val_split or 0.05, cfg.seed)
             train = ViewsDataset(train_items, channels, size, views, n, high=high)
@@ -121,7 +124,7 @@ class PretrainTask(EmbeddingView):
         return PretrainLoss(data.meta.get("method", cfg.method))
 
     def build_metrics(self, meta: Mapping[str, Any], device: torch.device, options: Any = None) -> EmbeddingMetrics:
-        return EmbeddingMetrics()
+        return EmbeddingMetrics(method=meta.get("method", ""))
 
     def eval_forward(self, options: Any) -> None:
         return None
