@@ -20,11 +20,28 @@ def test_spread_is_zero_for_a_collapsed_embedding_and_near_one_for_a_spread_one(
 
 def test_constant_input_warns_of_collapse(caplog):
     metrics = EmbeddingMetrics()
-    metrics.update({"embedding": torch.ones(10, 8)}, torch.full((10,), -1))
+    metrics.update({"embedding": torch.ones(10, 8), "projection": torch.ones(10, 4)}, torch.full((10,), -1))
     with caplog.at_level(logging.WARNING, logger="cnnkit"):
         results = metrics.compute()
     assert results["spread"] < 0.01 and "knn_top1" not in results  # no labels: no k-NN
     assert "collapsed" in caplog.text and "--lr" in caplog.text
+
+
+def test_spread_is_the_projections_where_there_are_some(caplog):
+    """Regression: pooled ReLU features (one orthant) of a discriminating encoder read as collapsed (0.03)."""
+    g = torch.Generator().manual_seed(0)
+    features = 5 + torch.rand(64, 32, generator=g)  # all positive, one large common direction
+    assert spread(features) < 0.1
+    metrics = EmbeddingMetrics()
+    metrics.update({"embedding": features, "projection": torch.randn(64, 16, generator=g)}, torch.full((64,), -1))
+    with caplog.at_level(logging.WARNING, logger="cnnkit"):
+        assert metrics.compute()["spread"] > 0.8
+    assert "collapsed" not in caplog.text
+    reconstruction = EmbeddingMetrics(method="mae")  # no projector: spread shown, no collapse warning
+    reconstruction.update({"embedding": features}, torch.full((64,), -1))
+    with caplog.at_level(logging.WARNING, logger="cnnkit"):
+        assert reconstruction.compute()["spread"] < 0.1
+    assert "collapsed" not in caplog.text
 
 
 def test_one_nearest_neighbour_matches_scikit_learn():

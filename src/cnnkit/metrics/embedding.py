@@ -2,7 +2,9 @@
 
 ``spread``: the per-dimension standard deviation of the L2-normalised embeddings, times sqrt(D).
 Embeddings spread evenly over the sphere give about 1; a collapsed embedding (every image mapped to
-the same point) gives 0 (SimSiam, Chen & He 2021, section 4.1, uses the same measure).
+the same point) gives 0 (SimSiam, Chen & He 2021, section 4.1, uses the same measure, on the
+projector's output: the encoder's pooled ReLU features all lie in one orthant, where a healthy
+embedding also spreads little).
 
 ``knn_predict``: weighted k-nearest-neighbour vote on cosine similarity, each neighbour weighted by
 exp(similarity / 0.07) (Wu et al. 2018; DINO's k-NN evaluation).
@@ -70,17 +72,21 @@ class EmbeddingMetrics:
 
     def reset(self) -> None:
         self.embeddings: list[torch.Tensor] = []
+        self.projections: list[torch.Tensor] = []  # the joint-embedding methods' projector output
         self.labels: list[torch.Tensor] = []
 
     def update(self, outputs: dict[str, torch.Tensor], targets: torch.Tensor) -> None:
         self.embeddings.append(outputs["embedding"].detach().float().cpu())
+        if "projection" in outputs:
+            self.projections.append(outputs["projection"].detach().float().cpu())
         self.labels.append(targets.detach().cpu())
 
     def compute(self) -> dict[str, float]:
         emb = torch.cat(self.embeddings) if self.embeddings else torch.zeros(0, 1)
         labels = torch.cat(self.labels) if self.labels else torch.zeros(0, dtype=torch.long)
-        results = {"spread": spread(emb)}
-        if results["spread"] < COLLAPSE_SPREAD:
+        results = {"spread": spread(torch.cat(self.projections) if self.projections else emb)}
+        # a masked autoencoder does not collapse (it rebuilds pixels); its spread, of ReLU features, is only shown
+        if self.projections and results["spread"] < COLLAPSE_SPREAD:
             LOGGER.warning("warning: the embedding has collapsed (spread %.3f; about 1 is healthy): every image maps "
                            "to nearly the same point. %s", results["spread"], self.advice)
         if len(labels) > 1 and bool((labels >= 0).all()) and len(labels.unique()) > 1:

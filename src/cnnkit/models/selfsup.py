@@ -51,7 +51,8 @@ class PretrainNet(nn.Module):
     """``forward(views)``: views ``(N, V, C, H, W)`` (normalised) -> dict of the method's outputs.
 
     In evaluation the first view is the plain image: its embedding ``(N, D)`` is returned as
-    ``embedding``, and the other views feed the loss. ``embed(images)`` gives ``(N, D)`` directly.
+    ``embedding`` (and, for the joint-embedding methods, its projection ``(N, P)`` as ``projection``,
+    where a collapse shows), and the other views feed the loss. ``embed(images)`` gives ``(N, D)``.
     """
 
     def __init__(self, net: nn.Module, in_chans: int, method: str, mask_ratio: float = 0.5, patch: int = 0):
@@ -84,6 +85,8 @@ class PretrainNet(nn.Module):
         out: dict[str, torch.Tensor] = {}
         if not self.training:
             out["embedding"] = self.embed(x[:, 0])
+            if self.method != "mae":
+                out["projection"] = self.projector(out["embedding"])
             x = x[:, 1:]
         if self.method == "mae":
             return {**out, **self.reconstruct(x[:, 0])}
