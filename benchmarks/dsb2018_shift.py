@@ -76,27 +76,39 @@ def main() -> None:
     p.add_argument("--pretrain-epochs", type=int, default=12)
     p.add_argument("--pretrain-imgsz", type=int, default=128)
     p.add_argument("--out", default="benchmarks/dsb2018_shift.json")
+    p.add_argument("--arms", default="abc", help="which arms to run; rows already in --out are kept for the rest")
     args = p.parse_args()
     work = Path(tempfile.mkdtemp(prefix="dsb2018_shift_"))
     folders = split_by_type(Path(args.data), work)
-    results: dict = {"machine": machine(), "date": time.strftime("%Y-%m-%d"), "epochs": args.epochs,
-                     "grey_images": len(list((folders["grey"] / "images").iterdir())),
-                     "colour_images": len(list((folders["colour"] / "images").iterdir()))}
-    results["a_supervised"] = arm("a", folders, work, args.epochs)
-    results["b_shift_augment"] = arm("b", folders, work, args.epochs, shift_augment=True)
+    out = Path(args.out)
+    results: dict = json.loads(out.read_text()) if out.exists() else {}
+    results |= {"machine": machine(), "date": time.strftime("%Y-%m-%d"), "epochs": args.epochs,
+                "grey_images": len(list((folders["grey"] / "images").iterdir())),
+                "colour_images": len(list((folders["colour"] / "images").iterdir()))}
+    if "a" in args.arms:
+        results["a_supervised"] = arm("a", folders, work, args.epochs)
+    if "b" in args.arms:
+        results["b_shift_augment"] = arm("b", folders, work, args.epochs, shift_augment=True)
+    if "c" in args.arms:
+        results |= pretrained_arm(args, folders, work, results)
+    out.write_text(json.dumps(results, indent=2))
+    print(json.dumps(results, indent=2))
+
+
+def pretrained_arm(args: argparse.Namespace, folders: dict, work: Path, results: dict) -> dict:
+    """(c): SimCLR on every image (grey and colour, no labels), then arm (a) from that encoder."""
     reset_peak_rss()
     start = time.perf_counter()
     pre = cnnkit.train(task="pretrain", data=args.data, model="maskrcnn_resnet18", imgsz=args.pretrain_imgsz,
                        epochs=args.pretrain_epochs, batch=32, project=str(work), name="pretrain", verbose=False,
                        save_period=0)
-    results["pretrain"] = {"epochs": args.pretrain_epochs, "imgsz": args.pretrain_imgsz,
-                           "images": results["grey_images"] + results["colour_images"],
-                           "seconds": round(time.perf_counter() - start), "peak_mb": round(peak_rss_mb()),
-                           "spread": round(pre.best.get("spread", float("nan")), 3)}
-    print("pretrain", results["pretrain"], flush=True)
-    results["c_pretrained"] = arm("c", folders, work, args.epochs, pretrained=str(pre.run_dir / "best.pt"))
-    Path(args.out).write_text(json.dumps(results, indent=2))
-    print(json.dumps(results, indent=2))
+    row = {"epochs": args.pretrain_epochs, "imgsz": args.pretrain_imgsz,
+           "images": results["grey_images"] + results["colour_images"],
+           "seconds": round(time.perf_counter() - start), "peak_mb": round(peak_rss_mb()),
+           "spread": round(pre.best.get("spread", float("nan")), 3)}
+    print("pretrain", row, flush=True)
+    return {"pretrain": row,
+            "c_pretrained": arm("c", folders, work, args.epochs, pretrained=str(pre.run_dir / "best.pt"))}
 
 
 if __name__ == "__main__":
