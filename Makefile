@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test lint bench bench-camvid bench-dsb2018 bench-export bench-serve clean
+.PHONY: venv demo test lint wheel-check bench bench-camvid bench-dsb2018 bench-export bench-serve clean
 
 venv: $(STAMP)
 
@@ -22,6 +22,10 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/python -m pytest -q
+
+# the wheel installed in a fresh venv runs the classify demo outside the repository (CI runs it after test)
+wheel-check: $(STAMP)
+	.ci/wheel_check $(VENV)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/fashion_mnist.py --data ../shared/datasets/fashion-mnist

@@ -27,7 +27,8 @@ import numpy as np
 import torch
 from common import machine, peak_rss_mb, reset_peak_rss
 
-RECIPES = Path(__file__).parent / "recipes"
+from cnnkit.config import RECIPES  # noqa: E402 - the recipes ship with the package
+
 NUM_CLASSES, IGNORE = 11, 11
 
 
@@ -145,7 +146,7 @@ def train_recipe(data: Path, recipe: str, out: Path, epochs: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="../shared/datasets/camvid", type=Path)
-    parser.add_argument("--recipe", default="camvid_unet", help="a recipe in benchmarks/recipes ('' to skip)")
+    parser.add_argument("--recipe", default="camvid_unet", help="a recipe in src/cnnkit/recipes ('' to skip)")
     parser.add_argument("--epochs", type=int, default=0, help="override the recipe's epochs")
     parser.add_argument("--sizes", default="192x256,352x480", help="input sizes of the throughput comparison")
     parser.add_argument("--batch", type=int, default=8)

@@ -22,7 +22,9 @@ from pathlib import Path
 
 from common import machine
 
-RECIPE = Path(__file__).parent / "recipes" / "camvid_unet.yaml"
+from cnnkit.config import RECIPES  # noqa: E402 - the recipes ship with the package
+
+RECIPE = RECIPES / "camvid_unet.yaml"
 
 
 def run(data: Path, project: Path, name: str, epochs: int, extra: list[str]) -> dict:

@@ -2,7 +2,7 @@
 initialisation, at the same total time on the same machine.
 
 (b) pretrain the encoder without labels (SimCLR on the 367 training images, labels unused), then
-    train the segmentation recipe (benchmarks/recipes/camvid_unet.yaml) for ``--epochs`` epochs;
+    train the segmentation recipe (the packaged recipe camvid_unet) for ``--epochs`` epochs;
 (a) train the same recipe from random initialisation for as many epochs as fit in (b)'s total time.
 Val mIoU (101 images, at the training resolution, as the recipe's runs report it) is each run's best
 epoch and its last.
@@ -24,8 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, peak_rss_mb, reset_peak_rss  # noqa: E402
 
 import cnnkit  # noqa: E402
+from cnnkit.config import RECIPES  # noqa: E402 - the recipes ship with the package
 
-RECIPE = Path(__file__).parent / "recipes" / "camvid_unet.yaml"
+RECIPE = RECIPES / "camvid_unet.yaml"
 
 
 def curve(run_dir: Path) -> list[dict]:

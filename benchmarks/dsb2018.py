@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from common import machine, peak_rss_mb, reset_peak_rss  # noqa: E402
 
-RECIPES = Path(__file__).parent / "recipes"
+from cnnkit.config import RECIPES  # noqa: E402 - the recipes ship with the package
 
 
 def train_recipe(data: Path, recipe: str, out: Path, epochs: int) -> dict:

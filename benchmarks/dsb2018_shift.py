@@ -2,7 +2,7 @@
 colour (brightfield, H&E) images it never saw.
 
 DSB2018 is split by imaging type (8-bit grey files vs RGB files). Three arms, the same recipe
-(benchmarks/recipes/dsb2018_maskrcnn.yaml) and number of epochs on the grey images:
+(the packaged recipe dsb2018_maskrcnn) and number of epochs on the grey images:
 (a) supervised as today;
 (b) with augmentations meant for such shifts (``shift_augment``: colour inversion, grey conversion,
     strong colour jitter);
@@ -29,8 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, peak_rss_mb, reset_peak_rss  # noqa: E402
 
 import cnnkit  # noqa: E402
+from cnnkit.config import RECIPES  # noqa: E402 - the recipes ship with the package
 
-RECIPE = Path(__file__).parent / "recipes" / "dsb2018_maskrcnn.yaml"
+RECIPE = RECIPES / "dsb2018_maskrcnn.yaml"
 
 
 def split_by_type(data: Path, work: Path) -> dict[str, Path]:

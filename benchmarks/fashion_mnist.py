@@ -26,10 +26,12 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from cnnkit.api import train_with
-from cnnkit.config import load_yaml, make_config
+from cnnkit.config import (
+    RECIPES,  # noqa: E402 - the recipes ship with the package
+    load_yaml,
+    make_config,
+)
 from cnnkit.data.idx import load_idx_split
-
-RECIPES = Path(__file__).parent / "recipes"
 
 
 class ReferenceNet(nn.Module):
@@ -116,7 +118,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="../shared/datasets/fashion-mnist", type=Path)
     parser.add_argument("--ref-epochs", type=int, default=4, help="reference epochs (it reaches 91%% in about 3)")
-    parser.add_argument("--recipes", default="fashion_fast,fashion_best", help="recipe names in benchmarks/recipes")
+    parser.add_argument("--recipes", default="fashion_fast,fashion_best", help="recipe names in src/cnnkit/recipes")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/fashion_mnist.json"))
     args = parser.parse_args()
     if not args.data.is_dir():

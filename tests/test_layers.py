@@ -11,14 +11,14 @@ import cnnkit
 ROOT = Path(cnnkit.__file__).parent
 # lowest first; a module may import its own layer and those below
 LAYERS = [
-    {"errors", "log", "files", "config", "options", "meta", "predictor", "__init__"},
+    {"errors", "log", "files", "config", "options", "meta", "predictor", "progress", "recipes", "__init__"},
     {"device", "distributed"},
-    {"data", "models", "metrics"},
+    {"data", "models", "metrics", "results"},
     {"engine"},
     {"export"},
     {"tasks"},
-    {"api"},
-    {"serve", "cli"},
+    {"api", "validate"},
+    {"serve", "cli", "__main__"},
 ]
 LEVEL = {name: i for i, layer in enumerate(LAYERS) for name in layer}
 
@@ -28,9 +28,20 @@ def top_name(module: str) -> str:
     return parts[1] if len(parts) > 1 else "__init__"
 
 
+def type_only(tree: ast.AST) -> set[int]:
+    """ids of the nodes inside ``if TYPE_CHECKING:`` blocks: names for an editor and mypy, never imported."""
+    skip: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            skip |= {id(n) for child in node.body for n in ast.walk(child)}
+    return skip
+
+
 def imports(path: Path) -> list[str]:
     out = []
-    for node in ast.walk(ast.parse(path.read_text())):
+    tree = ast.parse(path.read_text())
+    skip = type_only(tree)
+    for node in (n for n in ast.walk(tree) if id(n) not in skip):
         if isinstance(node, ast.Import):
             out += [a.name for a in node.names if a.name.startswith("cnnkit")]
         elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("cnnkit"):

@@ -7,13 +7,23 @@ never imports torch.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-_LAZY = {"Model": "cnnkit.api", "load": "cnnkit.api", "train": "cnnkit.api",
+_LAZY = {"Model": "cnnkit.api", "load": "cnnkit.api", "train": "cnnkit.api", "val": "cnnkit.api",
+         "export": "cnnkit.api", "Result": "cnnkit.results", "ValResult": "cnnkit.validate",
          "TrainConfig": "cnnkit.config", "ModelMeta": "cnnkit.meta", "register_task": "cnnkit.tasks",
          "create_model": "cnnkit.models", "list_models": "cnnkit.models", "register_model": "cnnkit.models"}
+
+if TYPE_CHECKING:  # an editor follows these; at run time they load on first use (below)
+    from cnnkit.api import Model, export, load, train, val
+    from cnnkit.config import TrainConfig
+    from cnnkit.meta import ModelMeta
+    from cnnkit.models import create_model, list_models, register_model
+    from cnnkit.results import Result
+    from cnnkit.tasks import register_task
+    from cnnkit.validate import ValResult
 
 
 def __getattr__(name: str) -> Any:
@@ -22,5 +32,10 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'cnnkit' has no attribute '{name}'")
 
 
-__all__ = ["Model", "ModelMeta", "TrainConfig", "__version__", "create_model", "list_models", "load",
-           "register_model", "register_task", "train"]
+def __dir__() -> list[str]:
+    """The public API (a notebook completes these), not the lazy-loading machinery."""
+    return sorted(__all__)
+
+
+__all__ = ["Model", "ModelMeta", "Result", "TrainConfig", "ValResult", "__version__", "create_model", "export",
+           "list_models", "load", "register_model", "register_task", "train", "val"]

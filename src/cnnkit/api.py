@@ -22,7 +22,9 @@ from cnnkit.export.runtime import OnnxModel, TaskParts, TorchScriptModel
 from cnnkit.meta import ModelMeta
 from cnnkit.options import make_options, runtime_options
 from cnnkit.predictor import Predictor, View
+from cnnkit.results import Result, as_results
 from cnnkit.tasks import get_runner_class, get_spec, get_task, get_view, task_names
+from cnnkit.validate import ValResult
 
 if TYPE_CHECKING:
     import numpy as np
@@ -167,8 +169,9 @@ class Model:
         """Keyword options ``predict`` takes for this model's task."""
         return [i.name for i in runtime_options(self.task.options, self.runtime)]
 
-    def predict(self, images: ImageLike | Sequence[ImageLike], batch: int = 32, **options: Any) -> list[dict]:
-        """Predict one image or a list (paths, PIL images, HxWxC arrays, CxHxW tensors).
+    def predict(self, images: ImageLike | Sequence[ImageLike], batch: int = 32, **options: Any) -> list[Result]:
+        """Predict one image or a list (paths, PIL images, HxWxC arrays, CxHxW tensors): one
+        :class:`cnnkit.results.Result` per image (the task's prediction dict, with ``.plot()``, ``.save()``, ...).
 
         ``options`` are the task's prediction options: the fields of its options dataclass
         (``cnnkit.tasks.<task>``), each with its default, unit and range; ``model.options()`` lists
@@ -177,10 +180,11 @@ class Model:
         chosen = make_options(self.task.options, options, self.meta.task, self.runtime)
         single = not isinstance(images, (list, tuple))
         items = [images] if single else list(images)  # type: ignore[arg-type]  # a list or tuple here
+        pils = [self.to_pil(im) for im in items]
         out: list[dict] = []
         for start in range(0, len(items), batch):
-            out += self.task.predict(self.module, [self.to_pil(im) for im in items[start:start + batch]], chosen)
-        return out
+            out += self.task.predict(self.module, pils[start:start + batch], chosen)
+        return as_results(out, pils, items, self.view, self.meta)
 
     def embed(self, images: ImageLike | Sequence[ImageLike], batch: int = 64) -> np.ndarray:
         """Embeddings ``(N, D)`` float32 of one image or a list: the model's encoder (trunk) output averaged
@@ -266,8 +270,26 @@ def export(weights: str | Path, format: str = "onnx", imgsz: int = 0, dynamic: b
     return export_model(load_checkpoint_model(weights, "cpu"), weights, format, imgsz, dynamic, half, out)
 
 
-__all__ = ["Model", "TrainConfig", "check_task_fields", "export", "is_torchscript", "iter_sources", "load",
-           "load_checkpoint_model", "train", "train_with"]
+def val(weights: str | Path, data: str | Path, split: str = "auto", batch: int = 64, device: str = "auto",
+        workers: int = 0, out: str | Path = "", verbose: bool = True, **options: Any) -> ValResult:
+    """Score a checkpoint, .onnx or TorchScript file on labelled data, as ``cnnkit val`` does.
+
+    ``data``: any training layout; ``split``: auto, val, train, test or all; ``options``: the task's
+    evaluation options (``iou``, ``tta``, ...). Returns a :class:`cnnkit.validate.ValResult`: ``.metrics``
+    (fractions 0..1) and ``.out``, the folder of reports. ``verbose`` prints the table.
+
+    >>> cnnkit.val("runs/segment/exp/best.pt", "street/").metrics["miou"]
+    """
+    from cnnkit.validate import validate
+
+    done = validate(weights, data, split, batch, device, workers, False, out, options)
+    if verbose:
+        print("\n".join([t for t in (done.table,) if t] + [done.summary()]))
+    return done
+
+
+__all__ = ["Model", "Result", "TrainConfig", "ValResult", "check_task_fields", "export", "is_torchscript",
+           "iter_sources", "load", "load_checkpoint_model", "train", "train_with", "val"]
 
 
 if TYPE_CHECKING:  # mypy checks that every loaded model keeps the one Predictor face

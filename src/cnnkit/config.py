@@ -206,11 +206,22 @@ RANGES = {"batch": (1, None), "val_split": (0.0, 1.0), "lr": (0.0, None), "epoch
           "mean": (0.0, 1.000001), "std": (0.0, None), "max_pixels": (1, None), "seed": (0, 2**63)}
 
 
+RECIPES = Path(__file__).parent / "recipes"  # the recipes measured in benchmarks/RESULTS.md, shipped in the wheel
+
+
+def recipe_names() -> list[str]:
+    return sorted(p.stem for p in RECIPES.glob("*.yaml"))
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a recipe file: a flat mapping of TrainConfig fields."""
+    """Read a recipe: a YAML file, or the name of one that ships with cnnkit (``dsb2018_maskrcnn``; see
+    ``recipe_names()``), a flat mapping of TrainConfig fields."""
     path = Path(path)
+    if not path.is_file() and len(path.parts) == 1 and (RECIPES / f"{path.stem}.yaml").is_file():
+        path = RECIPES / f"{path.stem}.yaml"
     if not path.is_file():
-        raise CnnkitError(f"{path}: config file not found; check the path given to --config")
+        raise CnnkitError(f"{path}: config file not found; check the path given to --config, or name a recipe that "
+                          f"ships with cnnkit: {', '.join(recipe_names())}")
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:

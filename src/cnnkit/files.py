@@ -70,10 +70,11 @@ def remove_stale_temporaries(folder: str | Path) -> list[Path]:
     return stale
 
 
-def atomic_write_csv(path: str | Path, rows: list[dict[str, Any]]) -> None:
-    """Write ``rows`` (dicts; the header is the union of their keys, in order) as CSV, atomically."""
+def atomic_write_csv(path: str | Path, rows: list[dict[str, Any]], fields: list[str] | None = None) -> None:
+    """Write ``rows`` (dicts) as CSV, atomically; the header is ``fields``, else the union of the rows' keys in
+    order (give ``fields`` where there may be no rows)."""
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
+    writer = csv.DictWriter(buf, fieldnames=fields or list(dict.fromkeys(k for r in rows for k in r)))
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_bytes(path, buf.getvalue().encode())

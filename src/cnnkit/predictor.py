@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 from PIL import Image
 
 from cnnkit.meta import ModelMeta
+
+if TYPE_CHECKING:
+    from cnnkit.results import Result
 
 
 class View(Protocol):
@@ -76,5 +79,5 @@ class Predictor(Protocol):
     def options(self) -> list[str]:
         """Keyword options ``predict`` takes here."""
 
-    def predict(self, images: Any | Sequence[Any], batch: int = 8, **options: Any) -> list[dict[str, Any]]:
-        """Paths, PIL images or arrays -> one prediction dict per image."""
+    def predict(self, images: Any | Sequence[Any], batch: int = 8, **options: Any) -> list[Result]:
+        """Paths, PIL images or arrays -> one :class:`cnnkit.results.Result` (a prediction dict) per image."""

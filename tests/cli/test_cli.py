@@ -35,7 +35,8 @@ def test_train_val_predict(tmp_path, shapes_folder, trained, capsys):
     assert len(preds) == n_expected and len(preds[0]["topk"]) == 2
     assert abs(sum(t["score"] for t in preds[0]["topk"]) - 1) < 1 or preds[0]["score"] <= 1
     assert (tmp_path / "p" / "predictions.csv").read_text().startswith("path,class,score,topk")
-    assert len(list((tmp_path / "p").glob("*_pred.png"))) == n_expected
+    assert len(list((tmp_path / "p").rglob("*_pred.png"))) == n_expected
+    assert {p.parent.name for p in (tmp_path / "p").rglob("*_pred.png")} == {"circle", "square", "star"}
 
 
 def test_config_recipe_and_flag_precedence(tmp_path, shapes_folder):
@@ -127,5 +128,11 @@ def test_predict_keeps_same_named_files_apart(tmp_path, trained):
     for folder in ("x", "y"):
         write_png(tmp_path / "in" / folder / "a.png", np.full((24, 24, 3), 100, np.uint8))
     assert main(["predict", "--weights", str(trained), str(tmp_path / "in"), "--out", str(tmp_path / "p")]) == 0
-    assert len(list((tmp_path / "p").glob("*_pred.png"))) == 2
+    # the outputs mirror the input folders (they were a_pred.png and a_1_pred.png, which said nothing of which)
+    assert sorted(p.relative_to(tmp_path / "p").as_posix() for p in (tmp_path / "p").rglob("*_pred.png")) == [
+        "x/a_pred.png", "y/a_pred.png"]
     assert (tmp_path / "p" / "predictions.csv").read_text().count("a.png") == 2
+    write_png(tmp_path / "in" / "x" / "a.jpg", np.full((24, 24, 3), 100, np.uint8))
+    assert main(["predict", "--weights", str(trained), str(tmp_path / "in" / "x"), "--out", str(tmp_path / "q")]) == 0
+    # a.jpg comes first (sorted) and keeps the plain name; a.png, second, gets its suffix
+    assert sorted(p.name for p in (tmp_path / "q").rglob("*_pred.png")) == ["a_png_pred.png", "a_pred.png"]

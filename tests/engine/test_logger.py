@@ -23,7 +23,8 @@ def test_progress_lines_without_a_terminal(tmp_path, monkeypatch, capsys):
     clock[0] += 1.0
     log.progress({**stats, "step": 130})  # too soon again
     lines = [line for line in capsys.readouterr().out.splitlines() if line]
-    assert lines == ["epoch 1/3 step 120/500 loss 0.5000 40 img/s"]
+    # 120 steps in 30 s, 1,380 to go in the whole run (3 epochs of 500): 345 s
+    assert lines == ["epoch 1/3 step 120/500 loss 0.5000 40 img/s, run ends in about 5m45s"]
     log.close()
 
 
@@ -32,4 +33,15 @@ def test_no_progress_lines_when_quiet(tmp_path, monkeypatch, capsys):
     clock[0] += 10 * run_logger.PROGRESS_EVERY_S
     log.progress({"step": 5, "loss": 1.0, "img/s": 1.0})
     assert capsys.readouterr().out == ""
+    log.close()
+
+
+def test_the_run_eta_counts_only_this_process_steps(tmp_path, monkeypatch):
+    """A resumed run (epoch 2, step 100 done before) estimates from its own pace, not from steps it did not run."""
+    clock = [0.0]
+    monkeypatch.setattr(run_logger.time, "perf_counter", lambda: clock[0])
+    log = run_logger.RunLogger(tmp_path, enabled=True, verbose=False)
+    log.epoch_start(1, 4, 200, first_step=100)
+    clock[0] += 50.0
+    assert log.run_eta(150) == "7m30s"  # 50 steps in 50 s here; 800 - 350 = 450 steps left: 450 s
     log.close()

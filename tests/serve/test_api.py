@@ -50,7 +50,10 @@ def test_health_info_docs_and_page(models):
         assert httpx.get(f"{url}/health").json() == {"status": "ok"}
         info = httpx.get(f"{url}/info").json()
         assert info["task"] == "classify" and info["classes"][0] == "circle" and "topk" in info["options"]
-        assert httpx.get(f"{url}/docs").status_code == 200
+        docs = httpx.get(f"{url}/docs")
+        assert docs.status_code == 200 and "cdn" not in docs.text  # Swagger UI from the installed package: offline
+        assert "/docs-assets/swagger-ui-bundle.js" in docs.text
+        assert httpx.get(f"{url}/docs-assets/swagger-ui-bundle.js").status_code == 200
         schema = httpx.get(f"{url}/openapi.json").json()
         assert "/predict" in schema["paths"]
         page = httpx.get(f"{url}/").text

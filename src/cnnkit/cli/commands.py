@@ -5,23 +5,23 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from cnnkit.cli.deploy import cmd_export, cmd_serve, load_predictor  # noqa: F401 - subcommands
 from cnnkit.cli.embed import cmd_embed  # noqa: F401 - a subcommand
+from cnnkit.cli.models_table import cmd_models  # noqa: F401 - a subcommand
 from cnnkit.config import load_yaml, make_config
 from cnnkit.data.images import set_max_pixels
 from cnnkit.errors import CnnkitError
 from cnnkit.files import atomic_write_bytes, atomic_write_csv, next_free
 from cnnkit.options import make_options, option_infos
+from cnnkit.progress import progress_bar
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from cnnkit.api import train_with, with_task_defaults
+    from cnnkit.tasks import get_spec
 
     values = load_yaml(args.config) if args.config else {}
     if "task" in values and not isinstance(values["task"], str):
@@ -29,7 +29,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if "task" in values and values["task"] != args.task:
         raise CnnkitError(f"{args.config}: a recipe for {values['task']}, not {args.task}; run `cnnkit train "
                           f"{values['task']} --config {args.config}`, or drop 'task' from the recipe")
-    given = {k: v for k, v in vars(args).items() if k not in ("command", "config", "debug", "task")}
+    given = {k: v for k, v in vars(args).items() if k not in ("command", "config", "debug", "quiet", "task")}
     values.update(given, task=args.task)
     values = with_task_defaults(values)
     if values.get("resume") and "epochs" not in values:
@@ -37,6 +37,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     origin = str(args.config) if args.config else "command line"
     result = train_with(make_config(values, origin="command line"), origin=origin, flags=set(given))
     print(f"run folder: {result.run_dir}")
+    best = result.run_dir / "best.pt"
+    if best.exists():
+        cfg = load_yaml(result.run_dir / "config.yaml")
+        steps = get_spec(args.task).next_steps
+        print("next:\n" + "\n".join("  " + s.format(weights=best, data=cfg.get("data", "DATA"),
+                                                   model=cfg.get("model", "MODEL")) for s in steps))
     return 0
 
 
@@ -56,32 +62,15 @@ def _given_options(args: argparse.Namespace, options: type, task: str, runtime: 
 
 
 def cmd_val(args: argparse.Namespace) -> int:
+    from cnnkit.validate import validate
+
     set_max_pixels(args.max_pixels)
-    from cnnkit.api import is_torchscript
-
-    if Path(args.weights).suffix.lower() == ".onnx" or is_torchscript(Path(args.weights)):
-        return _val_exported(args)
-    from torch.utils.data import DataLoader
-
-    from cnnkit.api import load_checkpoint_model
-    from cnnkit.engine.loop import evaluate
-
-    model = load_checkpoint_model(args.weights, device=args.device)
-    options = _given_options(args, model.task.options, model.meta.task, evaluate=True)
-    cfg = make_config({**model.checkpoint["config"], "data": args.data, "skip_bad": args.skip_bad,
-                       "batch": args.batch, "resume": False}, origin=str(args.weights))
-    data = model.task.build_data(cfg, meta=model.meta, for_eval=args.split)
-    watch_sample(model.meta, data.val)
-    loader = DataLoader(data.val, batch_size=args.batch, num_workers=args.workers, collate_fn=data.collate_fn)
-    metrics = model.task.build_metrics(model.meta, model.device, options)
-    results = evaluate(model.module, loader, metrics, device=model.device, forward=model.task.eval_forward(options))
-    out = Path(args.out) if args.out else next_free(Path(args.weights).resolve().parent / "val")
-    metrics.save(out)
-    atomic_write_bytes(out / "metrics.json", json.dumps(results, indent=2).encode())
-    if metrics.table():
-        print(metrics.table())
-    print(" ".join(f"{k}={v:.4f}" for k, v in results.items()))
-    print(f"{len(data.val)} images; reports in {out}")
+    done = validate(args.weights, args.data, args.split, args.batch, args.device, args.workers, args.skip_bad,
+                    args.out, _option_flags(args), flags=True)
+    if done.table:
+        print(done.table)
+    print(" ".join(f"{k}={v:.4f}" for k, v in done.metrics.items()))
+    print(done.summary())
     return 0
 
 
@@ -117,20 +106,26 @@ def _predict_all(model, paths: list[Path], out: Path, options: dict, args: argpa
     records: list[dict] = []
     rows: list[dict] = []
     watch = InputWatch(model.meta)  # inputs far from the training images are said, once per kind
+    bar, root = progress_bar(total=len(paths), desc="predict", unit="img"), common_folder(paths)
     for i in range(0, len(paths), args.batch):
         chunk, images = open_readable(paths[i:i + args.batch], args.skip_bad)  # decoded once, for model and pictures
-        if not images:
-            continue
         for path, image in zip(chunk, images):
             watch.check(image, str(path))
-        for path, image, pred in zip(chunk, images, model.predict(images, **options)):
-            stem = path.stem if path.stem not in stems else f"{path.stem}_{len(records)}"  # same name, two folders
+        for path, image, pred in zip(chunk, images, model.predict(images, **options)) if images else ():
+            # outputs mirror the inputs' folders: cat/0000.png and dog/0000.png once both became 0000_pred.png
+            rel = path.resolve().relative_to(root) if root else Path(path.name)
+            stem = str(rel.with_suffix(""))
+            stem = stem if stem not in stems else f"{stem}_{rel.suffix.lstrip('.')}"  # a.png and a.jpg
+            stem = stem if stem not in stems else f"{stem}_{len(records)}"
             stems.add(stem)
+            (out / stem).parent.mkdir(parents=True, exist_ok=True)
             files = model.view.write_outputs(image, pred, model.meta, out, stem, pictures=not args.no_images)
             records.append({"path": str(path), **model.view.record(pred), **({"files": files} if files else {})})
             rows.append({"path": str(path), **model.view.csv_row(pred)})
             if len(records) <= 10:
                 print(f"{path}: {model.view.describe(pred)}")
+        bar.update(min(args.batch, len(paths) - i))
+    bar.close()
     model.view.write_results(records, model.meta, out)  # tasks with a standard results file (COCO)
     atomic_write_csv(out / "predictions.csv", rows)
     atomic_write_bytes(out / "predictions.json", json.dumps(records, indent=2).encode())
@@ -142,37 +137,14 @@ def _predict_all(model, paths: list[Path], out: Path, options: dict, args: argpa
     return 0
 
 
-def watch_sample(meta: Mapping[str, Any], dataset, count: int = 20) -> None:
-    """Inputs far from what the model trained on are said (a sample of the images to be scored)."""
-    from cnnkit.data.inputs import InputWatch, source_images
+def common_folder(paths: list[Path]) -> Path | None:
+    """The deepest folder holding every input (resolved), or None when they share none but the root."""
+    import os
 
-    images, watch = source_images(dataset), InputWatch(meta)
-    for i in sorted({int(i) for i in np.linspace(0, len(images) - 1, min(count, len(images)))}):
-        watch.check(images[i], str(images[i]) if isinstance(images[i], Path) else "")
-
-
-def _val_exported(args: argparse.Namespace) -> int:
-    """An exported model (onnxruntime or TorchScript); the data and the metrics are the task's own (with torch)."""
-    from cnnkit.api import load
-    from cnnkit.export.runtime import ExportedModel
-    from cnnkit.export.verify import score_on_data
-    from cnnkit.tasks import get_task
-
-    model = load(args.weights)
-    assert isinstance(model, ExportedModel)  # an .onnx or TorchScript file loads as one
-    # refuse what an exported file cannot honour
-    _given_options(args, model.options_type, model.meta.task, model.runtime, evaluate=True)
-    scored = score_on_data(model.run, model.input_shape, get_task(model.meta.task), model.meta, model.config,
-                           args.data, split=args.split)
-    out = Path(args.out) if args.out else next_free(Path(args.weights).resolve().parent / "val")
-    scored["report"].save(out)
-    results = scored["metrics"]["exported"]
-    atomic_write_bytes(out / "metrics.json", json.dumps(results, indent=2).encode())
-    print(scored["report"].table())
-    print(" ".join(f"{k}={v:.4f}" for k, v in results.items()))
-    print(f"{scored['images']} images ({'onnxruntime' if model.runtime == 'onnx' else model.runtime}); reports in "
-          f"{out}")
-    return 0
+    if not paths:
+        return None
+    common = Path(os.path.commonpath([str(p.resolve().parent) for p in paths]))
+    return common if common != Path(common.anchor) else None
 
 
 def cmd_data(args: argparse.Namespace) -> int:
@@ -190,24 +162,6 @@ def cmd_data(args: argparse.Namespace) -> int:
 
     written = convert(args.source, args.to, args.out, skip_bad=args.skip_bad)
     print(f"wrote {', '.join(str(p) for p in written)}")
-    return 0
-
-
-def cmd_models(args: argparse.Namespace) -> int:
-    from cnnkit.models import create_model, get_entry, list_models
-    from cnnkit.models.summary import count_flops, count_params
-    from cnnkit.tasks import get_task, task_names
-
-    for name in [args.task] if args.task else task_names():
-        get_task(name)  # a task's torch side registers its models
-
-    names = list_models(args.task)
-    print(f"{'model':<22} {'task':<9} {'params (10 cls)':>15} {'GFLOPs@' + str(args.imgsz):>12}  description")
-    for name in names:
-        entry = get_entry(name)
-        model = create_model(name, num_classes=10, in_chans=3)
-        flops = "-" if args.no_flops else f"{count_flops(model, (1, 3, args.imgsz, args.imgsz)) / 1e9:.3f}"
-        print(f"{name:<22} {entry.task:<9} {count_params(model):>15,} {flops:>12}  {entry.description}")
     return 0
 
 

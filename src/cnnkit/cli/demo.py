@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +71,7 @@ def demo_classify(project: Path, epochs: int) -> None:
     _export_and_compare(result.run_dir / "best.pt", [str(p) for p, _ in samples], predictions)
 
 
-def _export_and_compare(weights: Path, images: list[str], predictions: list[dict]) -> None:
+def _export_and_compare(weights: Path, images: list[str], predictions: Sequence[dict]) -> None:
     """The model leaves PyTorch: an ONNX file that predicts the same classes on onnxruntime."""
     from cnnkit.api import export as export_model
     from cnnkit.api import load

@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from cnnkit.errors import CnnkitError
+from cnnkit.errors import CnnkitError, require
 from cnnkit.files import atomic_write_bytes
 from cnnkit.predictor import Predictor
 
@@ -51,6 +51,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         out = path.with_name(path.name + ".verify.json")
         atomic_write_bytes(out, json.dumps(report, indent=2).encode())
         print(f"report: {out}")
+    print(f"next:\n  cnnkit predict --weights {path} IMAGES...\n  cnnkit serve --weights {path}")
     return 0
 
 
@@ -70,6 +71,8 @@ def check_address(host: str, port: int) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    for module in ("fastapi", "uvicorn", "python_multipart"):
+        require(module, "serve", "cnnkit serve")
     from cnnkit.serve.app import Limits, serve
 
     check_address(args.host, args.port)

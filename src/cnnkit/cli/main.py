@@ -32,7 +32,7 @@ EXAMPLES = {
   cnnkit train segment --data nuclei/ --model unet_resnet18 --binary --imgsz 256
   cnnkit train instance --data shapes --model maskrcnn_resnet18 --imgsz 96 --epochs 10
   cnnkit train instance --data coco/annotations.json --model maskrcnn_resnet50 --pretrained r50.pth
-  cnnkit train instance --config benchmarks/recipes/dsb2018_maskrcnn.yaml --data ../shared/datasets/dsb2018
+  cnnkit train instance --config dsb2018_maskrcnn --data ../shared/datasets/dsb2018
   cnnkit train detect --data yolo_folder/ --model fasterrcnn_mobilenet_v3_large --imgsz 512
   cnnkit train pretrain --data my_unlabelled_photos/ --model resnet18 --imgsz 96 --epochs 50
   cnnkit train pretrain --data ../shared/datasets/fashion-mnist --val ../shared/datasets/fashion-mnist \
@@ -250,16 +250,21 @@ def _add_data_parser(add: Callable[[str, str], argparse.ArgumentParser]) -> None
     _add_max_pixels(p)
 
 
+QUIET_HELP = "no progress bars (for logs); results and messages are still printed"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="cnnkit", description="Train, evaluate and use CNNs on images.")
     parser.add_argument("--version", action="version", version=f"cnnkit {__version__}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
+    parser.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add(name: str, help_text: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text, epilog=EXAMPLES.get(name),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks")
+        p.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help=QUIET_HELP)
         return p
 
     p = add("train", "train a model for a task; `cnnkit train <task> --help` lists that task's flags")
@@ -269,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
         t = tasks.add_parser(name, help=spec.summary, description=f"train a model for the {name} task: {spec.summary}",
                              epilog=_train_examples(name), formatter_class=argparse.RawDescriptionHelpFormatter)
         t.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks")
+        t.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help=QUIET_HELP)
         t.add_argument("--config", help="YAML recipe of config fields; flags given here override it")
         _add_config_flags(t, spec)
 
@@ -300,8 +306,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("models", "list registered models with parameters and FLOPs")
     p.add_argument("--task", default=None, choices=task_names(), help="only models of this task")
-    p.add_argument("--no-flops", action="store_true", help="skip building models to count FLOPs (faster)")
-    p.add_argument("--imgsz", type=bounded(int, 16), default=224, help="input side for FLOPs (pixels)")
+    p.add_argument("--flops", action="store_true", help="also count FLOPs (builds and runs every model: slower)")
+    p.add_argument("--no-flops", action="store_true", help=argparse.SUPPRESS)  # the default now; kept for old scripts
+    p.add_argument("--imgsz", type=bounded(int, 16), default=224, help="input side for --flops (pixels)")
 
     p = add("summary", "layer table of a model: output shapes, parameters and FLOPs")
     p.add_argument("model", help="registered model name")
@@ -351,8 +358,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {unknown}", file=sys.stderr)
         return 2
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # cnnkit's own messages at INFO; other libraries' chatter (matplotlib's "generated new fontManager") stays out
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("cnnkit").setLevel(logging.INFO)
     from cnnkit.cli import commands
+    from cnnkit.progress import set_quiet
+
+    set_quiet(getattr(args, "quiet", False))
 
     try:
         return getattr(commands, f"cmd_{args.command}")(args) or 0

@@ -294,7 +294,7 @@ def run_epochs(cfg: TrainConfig, task, data, parts: Parts, models_loaders: tuple
         done = done_steps(resume if epoch == start_epoch else None)
         if done[0]:
             log.info(f"resuming epoch {epoch + 1} after step {done[0]} of {len(train_loader)}")
-        log.epoch_start(epoch, cfg.epochs, len(train_loader))
+        log.epoch_start(epoch, cfg.epochs, len(train_loader), done[0])
         def save_mid(steps: int, loss: float, seen: int, epoch: int = epoch) -> None:
             save_mid_epoch(parts, cfg, epoch, run_dir, elapsed0 + time.perf_counter() - t0, (steps, loss, seen))
 
@@ -306,8 +306,8 @@ def run_epochs(cfg: TrainConfig, task, data, parts: Parts, models_loaders: tuple
                                    grad_clip=cfg.grad_clip, channels_last=cfg.channels_last,
                                    batch_transform=data.batch_transform, forward=data.train_forward,
                                    progress=log.progress, done=done, on_step=saver if info.is_main else None))
-        row.update(evaluate(parts.eval_model, val_loader, metrics, device=device, loss_fn=loss_fn, amp=cfg.amp,
-                            forward=tta, channels_last=cfg.channels_last))
+        row.update(evaluate(parts.eval_model, log.validating(val_loader), metrics, device=device, loss_fn=loss_fn,
+                            amp=cfg.amp, forward=tta, channels_last=cfg.channels_last))
         row.update({k: dist_utils.reduce_mean(row[k], info, device) for k in ("train_loss", "val_loss") if k in row})
         row["lr"] = parts.optimizer.param_groups[0]["lr"]
         row["time_s"] = elapsed0 + time.perf_counter() - t0

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from cnnkit import __version__
-from cnnkit.errors import CnnkitError
+from cnnkit.errors import CnnkitError, require
 from cnnkit.files import atomic_write_bytes
 from cnnkit.meta import default_colours
 
@@ -99,6 +99,7 @@ def export_model(model: Any, weights: str | Path, fmt: str = "onnx", imgsz: int 
 
 
 def _onnx_bytes(graph: torch.nn.Module, example: torch.Tensor, shape: list, metadata: dict[str, str]) -> bytes:
+    require("onnx", "export", "exporting to ONNX")
     import onnx
 
     axes = {i: name for i, name in enumerate(shape) if isinstance(name, str)}

@@ -19,9 +19,10 @@ from typing import Any
 import numpy as np
 
 from cnnkit.data.images import as_pil
-from cnnkit.errors import CnnkitError
+from cnnkit.errors import CnnkitError, require
 from cnnkit.meta import ModelMeta
 from cnnkit.options import NoOptions, make_options, runtime_options
+from cnnkit.results import Result, as_results
 
 
 @dataclass(frozen=True)
@@ -66,19 +67,21 @@ class ExportedModel:
         """``(N, C, H, W)`` uint8 -> the graph's outputs, in order."""
         raise NotImplementedError
 
-    def predict(self, images: Any | Sequence[Any], batch: int = 8, **options: Any) -> list[dict]:
-        """Paths, PIL images or ``(H, W[, C])`` uint8 arrays -> one prediction dict per image."""
+    def predict(self, images: Any | Sequence[Any], batch: int = 8, **options: Any) -> list[Result]:
+        """Paths, PIL images or ``(H, W[, C])`` uint8 arrays -> one Result (a prediction dict) per image."""
         chosen = make_options(self.options_type, options, self.meta.task, self.runtime)
         single = not isinstance(images, (list, tuple))
-        items = [as_pil(im) for im in ([images] if single else images)]
+        sources = [images] if single else list(images)
+        items = [as_pil(im) for im in sources]
         step = batch if isinstance(self.input_shape[0], str) else 1
         out: list[dict] = []
         for start in range(0, len(items), step):
             out += self.runner.predict(self, items[start:start + step], chosen)
-        return out
+        return as_results(out, items, sources, self.view, self.meta)
 
 
 def _session(path: Path, threads: int):
+    require("onnxruntime", "export", f"{path}: running an .onnx file")
     import onnxruntime as ort
 
     options = ort.SessionOptions()

@@ -70,10 +70,10 @@ class ClassificationMetrics:
         return write_reports(folder, self.per_class(), self._last["confusion"].long(), self.classes)
 
     def table(self) -> str:
-        """The per-class table as aligned text."""
+        """The per-class table as aligned text (percentages, as every table cnnkit prints; files keep fractions)."""
         rows = self.per_class()
         width = max(8, *(len(cast(str, r["class"])) for r in rows))
         lines = [f"{'class':<{width}} {'precision':>9} {'recall':>7} {'f1':>7} {'support':>8}"]
-        lines += [f"{r['class']:<{width}} {r['precision']:9.4f} {r['recall']:7.4f} {r['f1']:7.4f} {r['support']:8d}"
-                  for r in rows]
+        lines += [f"{r['class']:<{width}} {100 * r['precision']:9.2f} {100 * r['recall']:7.2f} {100 * r['f1']:7.2f} "
+                  f"{r['support']:8d}" for r in rows]
         return "\n".join(lines)

@@ -23,6 +23,7 @@ from torchvision.models.detection.roi_heads import expand_boxes, expand_masks, p
 
 from cnnkit import distributed as dist_utils
 from cnnkit.data.rle import encode
+from cnnkit.files import atomic_write_bytes, atomic_write_csv
 
 STAT_NAMES = ("ap", "ap50", "ap75", "ap_small", "ap_medium", "ap_large")
 MASK_THRESHOLD = 0.5  # probability above which a mask pixel belongs to the object
@@ -176,8 +177,8 @@ class COCOMetrics:
     def table(self) -> str:
         lines = []
         for prefix in self.evals:
-            lines.append(f"{prefix} AP per class (IoU 0.50:0.95 / 0.50), up to {self.limit} detections per image:")
-            lines += [f"  {name:<20} {ap:6.3f} {ap50:6.3f}" for name, ap, ap50 in self.per_class(prefix)]
+            lines.append(f"{prefix} AP per class, % (IoU 0.50:0.95 / 0.50), up to {self.limit} detections per image:")
+            lines += [f"  {name:<20} {100 * ap:6.2f} {100 * ap50:6.2f}" for name, ap, ap50 in self.per_class(prefix)]
         return "\n".join(lines)
 
     def save(self, folder: Path) -> list[Path]:
@@ -188,11 +189,12 @@ class COCOMetrics:
         written = []
         for prefix, ev in self.evals.items():
             path = folder / f"{prefix}_ap_per_class.csv"
-            path.write_text("class,ap,ap50\n" + "".join(f"{n},{a:.4f},{b:.4f}\n" for n, a, b in self.per_class(prefix)))
+            atomic_write_csv(path, [{"class": n, "ap": round(float(a), 4), "ap50": round(float(b), 4)}
+                                    for n, a, b in self.per_class(prefix)], fields=["class", "ap", "ap50"])
             written.append(path)
             written.append(plot_pr_curves(ev.eval["precision"], ev.params.recThrs, self.classes,
                                           folder / f"{prefix}_pr_curve.png", f"{prefix} precision-recall"))
         stats = {p: dict(zip(STAT_NAMES, summary(ev))) for p, ev in self.evals.items()}
         report = {**stats, "max_dets": self.max_dets, "detections_per_image": self.limit}
-        (folder / "coco_stats.json").write_text(json.dumps(report, indent=2))
+        atomic_write_bytes(folder / "coco_stats.json", json.dumps(report, indent=2).encode())
         return [*written, folder / "coco_stats.json"]

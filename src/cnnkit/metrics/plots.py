@@ -38,25 +38,41 @@ def plot_confusion_matrix(cm: torch.Tensor, classes: list[str], path: Path, anno
 
 
 def plot_results(metrics_csv: Path, path: Path) -> Path:
-    """One panel per column of metrics.csv (loss and metric curves against epoch)."""
+    """Loss (train and val in one panel) and each metric against epoch, from metrics.csv."""
+    from matplotlib.ticker import MaxNLocator
+
     with metrics_csv.open() as f:
         rows = list(csv.DictReader(f))
-    keys = [k for k in rows[0] if k not in ("epoch", "time_s", "lr")] if rows else []
-    cols = min(4, max(1, len(keys)))
-    nrows = max(1, -(-len(keys) // cols))
+    losses = [k for k in ("train_loss", "val_loss") if rows and k in rows[0]]
+    panels: list[list[str]] = [losses] if losses else []
+    panels += [[k] for k in (rows[0] if rows else []) if k not in ("epoch", "time_s", "lr", *losses)]
+    cols = min(4, max(1, len(panels)))
+    nrows = max(1, -(-len(panels) // cols))
     fig, axes = plt.subplots(nrows, cols, figsize=(4 * cols, 3 * nrows), squeeze=False)
     epochs = [int(r["epoch"]) for r in rows]
-    for ax, key in zip(axes.flat, keys):
-        ax.plot(epochs, [float(r[key]) for r in rows], marker="o", ms=3)
-        ax.set_title(key)
+    for ax, keys in zip(axes.flat, panels):
+        for key in keys:
+            values = [float(r[key]) if r.get(key) not in (None, "") else float("nan") for r in rows]
+            ax.plot(epochs, values, marker="o", ms=3, label=key)
+        ax.set_title("loss" if keys == losses else keys[0])
+        if len(keys) > 1:
+            ax.legend(fontsize=8)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # one epoch read 0.96 to 1.04
+        if epochs:
+            ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(keys):]:
+    for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def plain_numbers(rows: list[dict]) -> list[dict]:
+    """Floats to 6 significant digits: float32 values read 0.25999999046325684 in per_class.csv."""
+    return [{k: float(f"{v:.6g}") if isinstance(v, float) else v for k, v in r.items()} for r in rows]
 
 
 def write_reports(folder: Path, per_class: list[dict], cm: torch.Tensor, classes: list[str],
@@ -66,7 +82,7 @@ def write_reports(folder: Path, per_class: list[dict], cm: torch.Tensor, classes
 
     folder.mkdir(parents=True, exist_ok=True)
     per_class_csv, cm_csv = folder / "per_class.csv", folder / "confusion_matrix.csv"
-    atomic_write_csv(per_class_csv, per_class)
+    atomic_write_csv(per_class_csv, plain_numbers(per_class))
     rows = [{"true\\pred": name, **dict(zip(classes, row))} for name, row in zip(classes, cm.tolist())]
     atomic_write_csv(cm_csv, rows)
     return [per_class_csv, cm_csv, plot_confusion_matrix(cm, classes, folder / "confusion_matrix.png", annotate)]

@@ -40,6 +40,7 @@ from cnnkit.errors import CnnkitError
 from cnnkit.log import LOGGER
 from cnnkit.options import make_options, option_infos, runtime_options
 from cnnkit.predictor import Predictor
+from cnnkit.serve.docs import add_docs
 
 
 @dataclass(frozen=True)
@@ -283,9 +284,10 @@ class Runner:
 
 def create_app(predictor: Predictor, limits: Limits = Limits()) -> FastAPI:
     """The app for one loaded model (a checkpoint, an .onnx or a TorchScript file: ``cnnkit.load``)."""
-    app = FastAPI(title="cnnkit", version=__version__,
+    app = FastAPI(title="cnnkit", version=__version__, docs_url=None, redoc_url=None,
                   description=f"Predictions of a cnnkit {predictor.meta.task} model "
                               f"({predictor.meta.model}, {predictor.meta.num_classes} classes).")
+    add_docs(app)  # Swagger UI from the installed package, not a CDN
     runner = Runner(predictor, limits)
     cap = int(limits.max_upload_mb * 1_000_000)
     page = resources.files("cnnkit.serve").joinpath("page.html").read_text(encoding="utf-8")

@@ -37,6 +37,10 @@ class TaskSpec:
     defaults: Mapping[str, Any] = field(default_factory=dict)
     choices: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)  # narrower choices of config fields
     args: Mapping[str, Any] = field(default_factory=dict)  # the task's own constants (detect: masks=False)
+    # what to run after training, printed at the end of `cnnkit train`: {weights}, {data} and {model} are filled in
+    next_steps: tuple[str, ...] = ("cnnkit val --weights {weights} --data {data}",
+                                   "cnnkit predict --weights {weights} IMAGES...",
+                                   "cnnkit export --weights {weights} --verify --data {data}")
 
 
 _SPECS: dict[str, TaskSpec] = {}

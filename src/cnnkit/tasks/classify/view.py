@@ -17,7 +17,8 @@ def topk_records(probs: np.ndarray, classes: list[str], k: int) -> list[dict]:
     k = max(1, min(k, probs.shape[1]))
     order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
     return [{"class": classes[int(ix[0])], "index": int(ix[0]), "score": float(p[ix[0]]),
-             "topk": [{"class": classes[int(i)], "index": int(i), "score": float(p[i])} for i in ix]}
+             "topk": [{"class": classes[int(i)], "index": int(i), "score": float(p[i])} for i in ix],
+             "probs": p.astype(np.float32)}  # every class's (the record leaves it out)
             for p, ix in zip(probs, order)]
 
 
@@ -35,8 +36,8 @@ class ClassifyView:
 
     @staticmethod
     def record(prediction: dict) -> dict:
-        """The JSON-able part of a prediction (all of it)."""
-        return prediction
+        """The JSON-able part of a prediction: the best class and the top k (not every class's probability)."""
+        return {k: v for k, v in prediction.items() if k != "probs"}
 
     @staticmethod
     def describe(prediction: dict) -> str:
