@@ -26,7 +26,8 @@ def targets(masks: bool) -> list[dict]:
 @pytest.mark.parametrize("name", MODELS)
 def test_forward_backward_and_eval(name: str):
     torch.manual_seed(0)
-    model = create_model(name, num_classes=3, in_chans=1, fpn_channels=32, mask_channels=16, detections=10)
+    small = {} if name.endswith("_coco") else {"fpn_channels": 32, "mask_channels": 16}  # torchvision's widths fixed
+    model = create_model(name, num_classes=3, in_chans=1, detections=10, **small)
     images = [torch.rand(1, 72, 88), torch.rand(1, 64, 64)]
     masks = name.startswith("maskrcnn")
     model.train()

@@ -52,6 +52,7 @@ def build_rows() -> list[dict[str, Any]]:
             params = -1
         # every model takes a cnnkit checkpoint's encoder (--pretrained best.pt); torchvision ones an ImageNet file
         weights = "cnnkit, imagenet" if accepts(name, "pretrained") and "basic" not in name else "cnnkit"
+        weights = "cnnkit, coco" if name.endswith("_coco") else weights
         rows.append({"model": name, "task": entry.task, "params": params, "weights": weights,
                      "description": entry.description})
     return rows

@@ -45,7 +45,9 @@ def adapt_in_chans(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
     return weight.repeat(1, reps, 1, 1)[:, :in_chans] * (weight.shape[1] / in_chans)
 
 
-def _load_weights(source: str, arch: str) -> dict[str, torch.Tensor]:
+def load_weights(source: str, arch: str) -> dict[str, torch.Tensor]:
+    """A state dict from a local file (a bare state dict, or a checkpoint dict holding one under 'model'), or
+    torchvision's own weights of ``arch`` with 'torchvision' (a download: fails fast offline)."""
     if source == "torchvision":
         weights = torchvision.models.get_model_weights(arch).DEFAULT
         old = socket.getdefaulttimeout()
@@ -80,7 +82,7 @@ def build_torchvision(arch: str, num_classes: int, in_chans: int, pretrained: st
                         conv.dilation, conv.groups, conv.bias is not None)
         _set_module(model, conv_name, new)
     if pretrained:
-        state = _load_weights(pretrained, arch)
+        state = load_weights(pretrained, arch)
         own = model.state_dict()
         w_key = f"{conv_name}.weight"
         if w_key in state:

@@ -106,6 +106,10 @@ def trunk_of(net: nn.Module) -> Trunk:
     """The trunk of a registered model's network (not the ``ImageModel`` around it); CnnkitError if none."""
     if isinstance(net, SegmentationModel):
         return _encoder_trunk(net.encoder)
+    if isinstance(net, GeneralizedRCNN) and hasattr(net.backbone, "body"):  # torchvision's layout (COCO weights)
+        body = net.backbone.body
+        layers = [body.layer1, body.layer2, body.layer3, body.layer4]
+        return Trunk("resnet", ResNetTrunk(body.conv1, body.bn1, body.relu, body.maxpool, layers))
     if isinstance(net, GeneralizedRCNN):
         return _encoder_trunk(net.backbone.encoder)
     if isinstance(net, torchvision.models.ResNet):
