@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _LAZY = {"Model": "cnnkit.api", "load": "cnnkit.api", "train": "cnnkit.api", "val": "cnnkit.api",
-         "export": "cnnkit.api", "Result": "cnnkit.results", "ValResult": "cnnkit.validate",
+         "Result": "cnnkit.results", "ValResult": "cnnkit.validate",
          "TrainConfig": "cnnkit.config", "ModelMeta": "cnnkit.meta", "register_task": "cnnkit.tasks",
          "create_model": "cnnkit.models", "list_models": "cnnkit.models", "register_model": "cnnkit.models"}
 
@@ -27,6 +27,8 @@ if TYPE_CHECKING:  # an editor follows these; at run time they load on first use
 
 
 def __getattr__(name: str) -> Any:
+    if name == "export":  # the export package, callable as cnnkit.api.export (see cnnkit/export/__init__.py)
+        return importlib.import_module("cnnkit.export")
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'cnnkit' has no attribute '{name}'")

@@ -88,6 +88,8 @@ def cmd_models(args: argparse.Namespace) -> int:
         params = f"{row['params']:,}" if row["params"] >= 0 else "-"
         print(f"{row['model']:<{width}}  {row['task']:<9} {params:>15}  {flops}{row['weights']:<17} "
               f"{row['description']}")
+    print("also: timm/<name> (classify), <arch>_timm/<name> (unet, fcn8s, deeplabv3plus, maskrcnn, fasterrcnn): "
+          "any of timm's models, weights from timm's files (pip install 'cnnkit[timm]')")
     return 0
 
 

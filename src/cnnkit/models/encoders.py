@@ -189,7 +189,12 @@ ENCODERS: dict[str, Callable[..., nn.Module]] = {
 
 
 def build_encoder(name: str, in_chans: int, **kw) -> nn.Module:
-    """An encoder by name (``ENCODERS``); ``kw``: pretrained, output_stride, and the basic encoder's options."""
+    """An encoder by name (``ENCODERS``, or ``timm/<name>``: any timm network, cnnkit[timm]); ``kw``: pretrained,
+    output_stride, norm, and the basic encoder's options."""
+    if name.startswith("timm/"):
+        from cnnkit.models.timm_models import TimmEncoder
+
+        return TimmEncoder(name[len("timm/"):], in_chans, **kw)
     if name not in ENCODERS:
         raise CnnkitError(f"unknown encoder '{name}'.{did_you_mean(name, ENCODERS)}")
     return ENCODERS[name](in_chans, **kw)

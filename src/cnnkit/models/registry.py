@@ -19,6 +19,9 @@ class ModelEntry:
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
+# families too large to list (timm's hundreds of models): ``prefix -> resolve(name) -> ModelEntry``, asked on demand
+_FAMILIES: dict[str, Callable[[str], ModelEntry]] = {}
+_RESOLVED: dict[str, ModelEntry] = {}
 
 
 def register_model(name: str | None = None, *, task: str = "classify") -> Callable:
@@ -35,11 +38,24 @@ def register_model(name: str | None = None, *, task: str = "classify") -> Callab
     return wrap
 
 
+def register_family(marker: str, resolve: Callable[[str], ModelEntry]) -> None:
+    """Names containing ``marker`` (``"timm/"``) are built by ``resolve(name)`` when first asked for, instead
+    of being registered one by one; ``resolve`` raises CnnkitError for a name it does not know."""
+    if marker in _FAMILIES:
+        raise ValueError(f"model family '{marker}' is already registered")
+    _FAMILIES[marker] = resolve
+
+
 def list_models(task: str | None = None) -> list[str]:
     return sorted(k for k, e in _REGISTRY.items() if task is None or e.task == task)
 
 
 def get_entry(name: str) -> ModelEntry:
+    family = next((resolve for marker, resolve in _FAMILIES.items() if marker in name), None)
+    if name not in _REGISTRY and family is not None:
+        if name not in _RESOLVED:  # kept apart from the registered ones: list_models() lists only those
+            _RESOLVED[name] = family(name)
+        return _RESOLVED[name]
     if name not in _REGISTRY:
         raise CnnkitError(
             f"unknown model '{name}'.{did_you_mean(name, _REGISTRY)} Run `cnnkit models` to list them."

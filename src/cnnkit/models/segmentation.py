@@ -25,6 +25,8 @@ from cnnkit.models.decoders import (
 from cnnkit.models.encoders import build_encoder
 from cnnkit.models.registry import register_model
 
+UNET_STRIDES = [2, 4, 8, 16, 32]  # the U-Net decoder doubles five times back to full size
+
 DIVISOR = 32  # inputs are padded to a multiple of the deepest stride, so any size works
 
 
@@ -102,6 +104,10 @@ def build_segmentation_model(arch: str, encoder_name: str, num_classes: int, in_
     if kw and encoder_name not in ("basic", "vgg16"):
         raise CnnkitError(f"{arch}_{encoder_name}: unknown options {sorted(kw)}; check model_args")
     encoder = build_encoder(encoder_name, in_chans, pretrained=pretrained, output_stride=output_stride, **kw)
+    if arch == "unet" and list(encoder.strides) != UNET_STRIDES:  # a timm encoder of four levels, say
+        raise CnnkitError(f"unet_{encoder_name}: U-Net needs features at strides {UNET_STRIDES}, and this encoder "
+                          f"has {list(encoder.strides)}; pick fcn8s_ or deeplabv3plus_{encoder_name}, or an encoder "
+                          "with five levels (timm's resnet, efficientnet, regnet, mobilenetv3)")
     decoder, head = builder(encoder, num_classes, upsample, **decoder_kw)
     return SegmentationModel(encoder, decoder, head)
 
