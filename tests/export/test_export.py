@@ -181,3 +181,14 @@ def test_a_torchscript_detector_loads_in_a_fresh_process_and_validates(checkpoin
     classifier, _ = export_model(checkpoints["classify"], "torchscript", out=tmp_path / "c.torchscript")
     assert main(["val", "--weights", str(classifier), "--data", "shapes:8", "--out", str(tmp_path / "v")]) == 0
     assert "(torchscript)" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_cpu_export_verify_is_free_of_cuda_chatter(checkpoints, tmp_path):
+    """Regression: torch.compile's toolchain probe printed 'No CUDA runtime is found, using CUDA_HOME=...' on
+    every CPU-only export --verify."""
+    proc = subprocess.run([sys.executable, "-m", "cnnkit", "export", "--weights", str(checkpoints["classify"]),
+                           "--verify", "--limit", "4", "--out", str(tmp_path / "m.onnx")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "CUDA_HOME" not in proc.stderr + proc.stdout and "compile" in proc.stdout

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import logging
 import statistics
 import time
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from cnnkit.errors import CnnkitError
 from cnnkit.export.exporter import example_input
 from cnnkit.log import LOGGER
 from cnnkit.meta import ModelMeta
+from cnnkit.progress import progress_bar
 
 
 def latency_ms(fn: Callable[[], Any], runs: int = 20, warmup: int = 3, budget_s: float = 30.0) -> list[float]:
@@ -90,7 +92,7 @@ def score_on_data(run_exported: Callable[[np.ndarray], list[np.ndarray]], shape:
     if reference is not None:
         scored["pytorch"] = task.build_metrics(meta, torch.device("cpu"))
     agree, count = [], 0
-    for images, targets in loader:
+    for images, targets in progress_bar(loader, total=len(loader), desc="verify", unit="img"):
         batch = _as_uint8(images)
         if not fits(shape, batch):
             raise CnnkitError(f"{data}: images of {list(batch.shape[2:])} px do not fit the exported input "
@@ -154,6 +156,8 @@ def latencies(graph: torch.nn.Module, run_exported: Callable[[np.ndarray], Any],
     with torch.no_grad():
         if compile_too:
             try:
+                # torch's C++ toolchain probe says "No CUDA runtime is found, using CUDA_HOME" on every CPU machine
+                logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
                 compiled = torch.compile(graph)
                 compiled(x)  # compile outside the timing
                 candidates["compile_ms"] = lambda: compiled(x)
