@@ -42,3 +42,13 @@ def test_train_ends_with_the_next_commands(tmp_path, shapes_folder, capsys):
     best = tmp_path / "classify" / "exp" / "best.pt"
     assert f"cnnkit val --weights {best} --data {shapes_folder}" in out
     assert f"cnnkit export --weights {best}" in out
+
+
+def test_export_checks_its_extra_before_writing(tmp_path, monkeypatch, capsys):
+    """Regression: export --verify without onnxruntime wrote the .onnx file, then failed."""
+    from tests.export.helpers import write_checkpoint
+
+    weights = write_checkpoint(tmp_path, "classify")
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    assert main(["export", "--weights", str(weights), "--verify", "--out", str(tmp_path / "m.onnx")]) == 2
+    assert "cnnkit[export]" in capsys.readouterr().err and not (tmp_path / "m.onnx").exists()

@@ -36,8 +36,10 @@ def test_classify_results_from_a_trained_model(tmp_path, shapes_folder):
     assert files == {"image": str(tmp_path / "out" / f"{path.stem}_pred.png")}
     assert Image.open(files["image"]).size == picture.size
     assert list(result.to_pandas()["class"]) == result.labels
-    with pytest.raises(AttributeError, match="no 'mask'"):
+    with pytest.raises(AttributeError, match="a classify result has no 'mask' .only segment results"):
         _ = result.mask
+    with pytest.raises(AttributeError, match="has no 'boxes'"):
+        _ = result.boxes
     in_memory = model.predict(Image.open(path))[0]
     assert in_memory.path is None and "path" not in in_memory.to_dict() and in_memory["class"] == result["class"]
 
@@ -53,7 +55,7 @@ def test_segment_result_fields_and_files(tmp_path):
     pred = {"mask": mask, "probs": None, "areas": {"road": 0.833, "car": 0.167}, "size": [30, 20]}
     result = Result(pred, Image.new("RGB", (30, 20)), get_view("segment"), meta, "street/a.png")
     assert result.mask is mask and result.plot().size == (256, 171)  # small images are enlarged for the legend
-    with pytest.raises(AttributeError, match="no 'probs'"):  # exported segmenters keep no probabilities
+    with pytest.raises(AttributeError, match="this segment result holds no 'probs'"):  # as exported segmenters
         _ = result.probs
     files = result.save(tmp_path)
     assert np.array_equal(np.asarray(Image.open(files["mask"])), mask)
@@ -84,3 +86,23 @@ def test_the_package_shows_its_api():
 
     assert {"load", "train", "val", "export", "Result", "Model"} <= set(dir(cnnkit))
     assert "importlib" not in dir(cnnkit) and callable(cnnkit.export)
+
+
+def test_empty_and_one_pixel_arrays(tmp_path):
+    """Regression: a 0x0 array got a confident class; a 1x1 RGB array was squeezed to a vector and refused."""
+    from cnnkit.data.images import as_pil
+    from cnnkit.errors import CnnkitError
+
+    with pytest.raises(CnnkitError, match="empty image array of shape .0, 0, 3."):
+        as_pil(np.zeros((0, 0, 3), np.uint8))
+    with pytest.raises(CnnkitError, match="empty image .0x4 pixels"):
+        as_pil(Image.new("RGB", (0, 4)))
+    assert as_pil(np.zeros((1, 1, 3), np.uint8)).size == (1, 1)
+    assert as_pil(np.zeros((5, 7, 1), np.uint8)).size == (7, 5) and as_pil(np.zeros((1, 5, 7), np.uint8)).size == (7, 5)
+
+
+def test_load_takes_a_run_folder(tmp_path):
+    from cnnkit.errors import CnnkitError
+
+    with pytest.raises(CnnkitError, match="a folder, not a model file"):
+        cnnkit.load(tmp_path)

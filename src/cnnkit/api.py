@@ -249,6 +249,10 @@ def load(weights: str | Path, device: str = "auto", task: str | None = None, thr
     """A checkpoint (``best.pt``), an .onnx or a TorchScript file, loaded for prediction; ``task`` refuses
     a model of another task. .onnx and TorchScript run on the CPU (``threads`` 0: one per core)."""
     path = Path(weights)
+    if path.is_dir() and (path / "best.pt").is_file():  # a run folder: its best checkpoint, as users mean
+        path = path / "best.pt"
+    elif path.is_dir():
+        raise CnnkitError(f"{weights}: a folder, not a model file; give a run's best.pt, an .onnx or a .torchscript")
     model: Any
     if path.suffix.lower() == ".onnx" or is_torchscript(path):
         if device not in ("auto", "cpu"):

@@ -27,8 +27,20 @@ def in_notebook() -> bool:
     return "ipykernel" in sys.modules
 
 
+def terminal_width() -> int:
+    """Columns of the terminal on stderr; 0 where there is none, or one of no size (``script`` without a tty)."""
+    import os
+
+    try:
+        return os.get_terminal_size(sys.stderr.fileno()).columns if sys.stderr.isatty() else 0
+    except (OSError, ValueError, AttributeError):
+        return 0
+
+
 def bars_shown() -> bool:
-    return not _QUIET and (sys.stderr.isatty() or in_notebook())
+    """A bar can be seen: a notebook, or a terminal with columns (a 0-column one drew nothing, and the
+    every-30-s lines that stand in for a bar were off too)."""
+    return not _QUIET and (in_notebook() or terminal_width() > 0)
 
 
 def progress_bar(iterable: Iterable | None = None, total: int | None = None, desc: str = "",

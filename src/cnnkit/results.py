@@ -53,7 +53,7 @@ class Result(dict):
     @property
     def boxes(self) -> np.ndarray:
         """instance/detect: ``(N, 4)`` float32 boxes (x0, y0, x1, y1) in pixels, highest score first."""
-        instances = self._field("instances", ("instance", "detect"))
+        instances = self._field("instances", ("instance", "detect"), "boxes")
         return np.array([i["box"] for i in instances], np.float32).reshape(-1, 4)
 
     @property
@@ -61,21 +61,21 @@ class Result(dict):
         """instance/detect: ``(N,)`` confidence of each object; classify: of the top-k classes."""
         if self.task == "classify":
             return np.array([t["score"] for t in self["topk"]], np.float32)
-        return np.array([i["score"] for i in self._field("instances", ("instance", "detect"))], np.float32)
+        return np.array([i["score"] for i in self._field("instances", ("instance", "detect"), "scores")], np.float32)
 
     @property
     def labels(self) -> list[str]:
         """instance/detect: the class name of each object; classify: the top-k class names."""
         if self.task == "classify":
             return [t["class"] for t in self["topk"]]
-        return [i["class"] for i in self._field("instances", ("instance", "detect"))]
+        return [i["class"] for i in self._field("instances", ("instance", "detect"), "labels")]
 
     @property
     def masks(self) -> np.ndarray:
         """instance: ``(N, H, W)`` bool mask of each object at the image's size (detect: none, ``(0, H, W)``)."""
         from cnnkit.data.rle import decode_rle
 
-        instances = self._field("instances", ("instance", "detect"))
+        instances = self._field("instances", ("instance", "detect"), "masks")
         width, height = self["size"]
         decoded = [decode_rle(i["rle"]).astype(bool) for i in instances if "rle" in i]
         return np.stack(decoded) if decoded else np.zeros((0, height, width), bool)
@@ -85,9 +85,14 @@ class Result(dict):
         """pretrain: ``(D,)`` float32 embedding of the image."""
         return np.asarray(self._field("embedding", ("pretrain",)), np.float32)
 
-    def _field(self, key: str, tasks: Sequence[str]) -> Any:
-        if self.task not in tasks or key not in self or self[key] is None:
-            raise AttributeError(f"a {self.task} result has no '{key}' (only {' and '.join(tasks)} results have it)")
+    def _field(self, key: str, tasks: Sequence[str], field: str = "") -> Any:
+        """``self[key]``; AttributeError naming the public ``field`` where this result has none."""
+        field = field or key
+        if self.task not in tasks:
+            raise AttributeError(f"a {self.task} result has no '{field}' (only {' and '.join(tasks)} results have it)")
+        if key not in self or self[key] is None:
+            why = " (exported segmenters keep none: use the checkpoint)" if field == "probs" else ""
+            raise AttributeError(f"this {self.task} result holds no '{field}'{why}")
         return self[key]
 
     def plot(self) -> Image.Image:

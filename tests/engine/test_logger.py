@@ -45,3 +45,17 @@ def test_the_run_eta_counts_only_this_process_steps(tmp_path, monkeypatch):
     clock[0] += 50.0
     assert log.run_eta(150) == "7m30s"  # 50 steps in 50 s here; 800 - 350 = 450 steps left: 450 s
     log.close()
+
+
+def test_no_bar_in_a_terminal_of_no_width(monkeypatch):
+    """Regression: under `script` the terminal had 0 columns: tqdm drew nothing, and the 30 s lines were off."""
+    import os
+
+    from cnnkit import progress
+
+    monkeypatch.setattr(progress.sys.stderr, "isatty", lambda: True, raising=False)
+    monkeypatch.setattr(os, "get_terminal_size", lambda fd=0: os.terminal_size((0, 0)))
+    assert not progress.bars_shown()
+    monkeypatch.setattr(os, "get_terminal_size", lambda fd=0: os.terminal_size((80, 24)))
+    monkeypatch.setattr(progress.sys.stderr, "fileno", lambda: 2, raising=False)
+    assert progress.bars_shown()

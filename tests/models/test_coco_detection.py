@@ -33,7 +33,8 @@ def test_torchvision_coco_weights_load_key_for_key(tmp_path, name, maker):
 
 def test_other_weights_are_refused_in_one_line(tmp_path):
     torch.save(torchvision.models.resnet50().state_dict(), tmp_path / "imagenet.pth")
-    with pytest.raises(CnnkitError, match="not torchvision's maskrcnn_resnet50_fpn COCO weights"):
+    with pytest.raises(CnnkitError, match="not torchvision's maskrcnn_resnet50_fpn COCO weights .* an ImageNet "
+                                          "backbone file goes into cnnkit's own maskrcnn_resnet50 instead"):
         create_model("maskrcnn_resnet50_fpn_coco", num_classes=1, pretrained=str(tmp_path / "imagenet.pth"))
 
 

@@ -132,8 +132,8 @@ def _predict_all(model, paths: list[Path], out: Path, options: dict, args: argpa
     if len(records) > 10:
         print(f"... and {len(records) - 10} more")
     extra = " and per-image files" if any("files" in r for r in records) else ""
-    print(f"{len(records)} images in {time.perf_counter() - start:.1f}s; predictions.csv, predictions.json{extra} in "
-          f"{out}")
+    count = f"{len(records)} image{'' if len(records) == 1 else 's'}"
+    print(f"{count} in {time.perf_counter() - start:.1f}s; predictions.csv, predictions.json{extra} in {out}")
     return 0
 
 

@@ -38,6 +38,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     from cnnkit.export.exporter import export_model
     from cnnkit.export.verify import verify_export
 
+    if args.format == "onnx":  # before any work: --verify once failed for want of onnxruntime after writing the file
+        require("onnx", "export", "exporting to ONNX")
+        if args.verify:
+            require("onnxruntime", "export", "export --verify")
     model = load_checkpoint_model(args.weights, "cpu")
     path, metadata = export_model(model, args.weights, args.format, args.imgsz, args.dynamic, args.half, args.out)
     export = json.loads(metadata["cnnkit_export"])

@@ -135,8 +135,11 @@ def _add_config_flags(parser: argparse.ArgumentParser, spec: TaskSpec) -> None:
         elif isinstance(default, list):
             parser.add_argument(flag, type=float, nargs="+", default=argparse.SUPPRESS, help=help_text)
         else:
+            choices = spec.choices.get(f.name, f.metadata.get("choices"))
+            # '' (the task's default) is a valid value but read as an empty choice: '{,ce}' in --help
+            shown_choices = "{" + ",".join(str(c) for c in choices if c != "") + "}" if choices else None
             parser.add_argument(flag, type=type(default), default=argparse.SUPPRESS, help=help_text,
-                                choices=spec.choices.get(f.name, f.metadata.get("choices")))
+                                choices=choices, metavar=shown_choices)
 
 
 def _add_option_flags(parser: argparse.ArgumentParser, evaluate: bool = False) -> None:

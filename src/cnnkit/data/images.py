@@ -150,8 +150,16 @@ def as_pil(image: str | Path | Image.Image | np.ndarray) -> Image.Image:
     if isinstance(image, (str, Path)):
         return open_image(image)
     if isinstance(image, Image.Image):
+        if 0 in image.size:
+            raise CnnkitError(f"an empty image ({image.width}x{image.height} pixels): it needs at least one pixel")
         return image
-    array = np.asarray(image).squeeze()
+    array = np.asarray(image)
+    if array.ndim == 3 and array.shape[-1] == 1:  # (H, W, 1): grey; squeezing all would make (1, 1, 3) a vector
+        array = array[..., 0]
+    elif array.ndim == 3 and array.shape[0] == 1 and array.shape[-1] not in (3, 4):  # (1, H, W): grey
+        array = array[0]
+    if array.ndim in (2, 3) and 0 in array.shape[:2]:  # a 0x0 array once gave a confident class
+        raise CnnkitError(f"an empty image array of shape {list(array.shape)}: an image needs at least one pixel")
     if array.dtype == np.bool_:
         array = array.astype(np.uint8) * 255
     elif np.issubdtype(array.dtype, np.floating):

@@ -30,6 +30,8 @@ from cnnkit.models.registry import register_model
 from cnnkit.models.torchvision_models import adapt_in_chans, load_weights
 
 COCO_CLASSES = 91  # torchvision's COCO heads: 80 categories in 91 slots, background included
+COCO_FILES = {"maskrcnn_resnet50_fpn": "maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth",
+              "fasterrcnn_resnet50_fpn": "fasterrcnn_resnet50_fpn_coco-258fb6c6.pth"}  # torchvision's COCO_V1 files
 COCO_ANCHORS = (32, 64, 128, 256, 512)  # torchvision's, one side per pyramid level; the RPN learnt these
 
 
@@ -55,10 +57,12 @@ def build_coco_rcnn(masks: bool, num_classes: int, in_chans: int = 3, pretrained
         state = load_weights(pretrained, arch)
         missing, unexpected = model.load_state_dict(state, strict=False)
         if missing or unexpected:
+            backbone_only = not any(k.startswith(("backbone.", "rpn.", "roi_heads.")) for k in state)
+            hint = (f"an ImageNet backbone file goes into cnnkit's own {arch.split('_')[0]}_resnet50 instead; "
+                    if backbone_only else "")
             raise CnnkitError(f"{pretrained}: not torchvision's {arch} COCO weights ({len(missing)} of the model's "
-                              f"tensors missing, {len(unexpected)} unknown, such as "
-                              f"{(missing or unexpected)[0]}); give the file torchvision's "
-                              f"{'MaskRCNN' if masks else 'FasterRCNN'}_ResNet50_FPN_Weights.COCO_V1 downloads")
+                              f"tensors missing, first {(missing or ['-'])[0]}; {len(unexpected)} in the file it does "
+                              f"not have); {hint}give {COCO_FILES[arch]} from https://download.pytorch.org/models/")
     conv1 = model.backbone.body.conv1
     if in_chans != 3:  # grey or multi-channel images: the RGB filters mapped as timm does
         new = nn.Conv2d(in_chans, 64, 7, 2, 3, bias=False)

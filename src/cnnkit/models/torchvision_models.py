@@ -67,7 +67,8 @@ def load_weights(source: str, arch: str) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001
-        raise CnnkitError(f"{path}: not a loadable weights file ({type(e).__name__}); pass a state dict") from None
+        raise CnnkitError(f"{path}: not a weights file torch can read ({type(e).__name__}); pass a .pth state dict "
+                          "as torchvision saves it") from None
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
     return state

@@ -8,6 +8,8 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
+from cnnkit.log import LOGGER
+
 ASSETS = "/docs-assets"
 
 
@@ -17,6 +19,8 @@ def add_docs(app: FastAPI) -> None:
     try:
         from swagger_ui_bundle import swagger_ui_path
     except ImportError:
+        LOGGER.warning("warning: /docs loads Swagger UI from a CDN (blank offline); pip install 'cnnkit[serve]' "
+                       "(swagger-ui-bundle) serves it from disk")
         app.add_api_route("/docs", lambda: get_swagger_ui_html(openapi_url="/openapi.json", title="cnnkit API"),
                           include_in_schema=False, response_class=HTMLResponse)
         return
