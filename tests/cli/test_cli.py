@@ -94,6 +94,20 @@ def test_val_with_another_number_of_classes(tmp_path, trained, capsys):
     assert "label 'cat'" in capsys.readouterr().err
 
 
+def test_val_of_a_classifier_on_segmentation_data_says_so(tmp_path, trained, capsys):
+    """Regression: images/ + masks/ given to a classifier read as classes 'images' and 'masks', and the error
+    said to fix the label 'images'."""
+    import numpy as np
+
+    from tests.conftest import write_png
+
+    for sub in ("images", "masks"):
+        write_png(tmp_path / "seg" / sub / "a.png", np.zeros((24, 24, 3), np.uint8))
+    assert main(["val", "--weights", str(trained), "--data", str(tmp_path / "seg")]) == 2
+    err = capsys.readouterr().err
+    assert "looks like segmentation or detection data" in err and "the model is a classifier" in err
+
+
 def test_predict_unsupported_file(tmp_path, trained, capsys):
     (tmp_path / "notes.txt").write_text("x")
     assert main(["predict", "--weights", str(trained), str(tmp_path / "notes.txt")]) == 2
