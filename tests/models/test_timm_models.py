@@ -1,6 +1,7 @@
 """timm's networks by name, with weights from files in timm's own layouts (random values made here: nothing
 is downloaded): as classifiers, segmentation encoders and detector encoders."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -72,3 +73,27 @@ def test_a_timm_model_trains_loads_and_exports(tmp_path, shapes_folder):
     eager, exported = cnnkit.load(run.run_dir / "best.pt").predict(str(path)), cnnkit.load(onnx).predict(str(path))
     assert eager[0]["class"] == exported[0]["class"]
     assert abs(eager[0]["score"] - exported[0]["score"]) < 1e-3
+
+
+def test_timm_networks_pretrain_and_hand_over_their_encoder(tmp_path, shapes_folder, caplog):
+    """A timm network is a trunk family: pretrained without labels, its encoder starts a timm classifier and a
+    U-Net on the same timm encoder (timm keeps ResNet's layer names in features_only)."""
+    import cnnkit
+    from cnnkit.models.trunk import trunk_of
+
+    classifier = create_model("timm/resnet18", num_classes=3)
+    trunk = trunk_of(classifier)
+    assert trunk.family == "timm/resnet18" and "fc.weight" not in trunk.module.state_dict()
+    assert trunk.module(torch.rand(1, 3, 64, 64)).shape == (1, 512, 2, 2)
+    unet_trunk = trunk_of(create_model("unet_timm/resnet18", num_classes=2))
+    assert unet_trunk.family == "timm/resnet18"
+    assert set(unet_trunk.module.state_dict()) == set(trunk.module.state_dict())
+
+    pre = cnnkit.train(task="pretrain", data=str(shapes_folder), model="timm/resnet18", imgsz=32, epochs=1, batch=16,
+                       verbose=False, project=str(tmp_path))
+    caplog.set_level("INFO", logger="cnnkit")
+    tuned = cnnkit.train(data=str(shapes_folder), model="timm/resnet18", imgsz=32, epochs=2, batch=16,
+                         pretrained=str(pre.run_dir / "best.pt"), freeze_epochs=1, verbose=False,
+                         project=str(tmp_path))
+    assert "loaded the timm/resnet18 encoder" in caplog.text and (tuned.run_dir / "best.pt").is_file()
+    assert cnnkit.load(tuned.run_dir / "best.pt").embed([np.zeros((32, 32, 3), np.uint8)]).shape == (1, 512)

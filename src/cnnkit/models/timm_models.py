@@ -58,7 +58,29 @@ def _create(timm: Any, name: str, pretrained: str, **kw: Any) -> nn.Module:
 def timm_classifier(name: str, num_classes: int, in_chans: int = 3, pretrained: str = "", **kw: Any) -> nn.Module:
     """timm's ``name`` with ``num_classes`` outputs and ``in_chans`` inputs; ``kw`` go to ``timm.create_model``
     (``drop_rate``, ``drop_path_rate``, ...)."""
-    return _create(_timm(name), name, pretrained, num_classes=num_classes, in_chans=in_chans, **kw)
+    net = _create(_timm(name), name, pretrained, num_classes=num_classes, in_chans=in_chans, **kw)
+    net.cnnkit_timm_name = name  # trunk_of finds its features by this (cnnkit.models.trunk)
+    return net
+
+
+# a timm classifier's children that pool and classify: not part of its trunk
+HEAD_PARTS = ("global_pool", "head_drop", "fc_norm", "fc", "head", "classifier")
+
+
+class TimmTrunk(nn.Module):
+    """A timm network's feature layers under their own names (the head left out); ``forward`` is the network's
+    ``forward_features`` (a classifier) or its deepest feature map (a ``TimmEncoder``)."""
+
+    def __init__(self, net: nn.Module, deepest: bool = False):
+        super().__init__()
+        object.__setattr__(self, "source", net)  # not a submodule: the trunk's parameters are the children below
+        self.deepest = deepest
+        for name, child in net.named_children():
+            if name not in HEAD_PARTS:
+                self.add_module(name, child)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.source(x)[-1] if self.deepest else self.source.forward_features(x)
 
 
 class TimmEncoder(nn.Module):
@@ -73,6 +95,7 @@ class TimmEncoder(nn.Module):
         self.net = _create(timm, name, pretrained, features_only=True, in_chans=in_chans, **extra, **kw)
         if norm == "frozen":  # detectors fine-tune with BatchNorm fixed at the pretrained statistics
             self.net = timm.layers.freeze_batch_norm_2d(self.net)
+        self.name = name
         self.out_channels = list(self.net.feature_info.channels())
         self.strides = list(self.net.feature_info.reduction())
 

@@ -7,7 +7,8 @@ ResNet and MobileNet): a ResNet-18 pretrained as ``resnet18`` loads into ``unet_
 and ``maskrcnn_resnet18``'s, and back. The trunk shares its layers with ``net``: loading into it
 loads into the model.
 
-Families: resnet, mobilenet_v3, efficientnet, basic_cnn, basic_encoder, fastnet.
+Families: resnet, mobilenet_v3, efficientnet, basic_cnn, basic_encoder, fastnet, and timm/<name> for each
+timm network (a classifier's and an encoder's layers share names where timm's ``features_only`` keeps them).
 """
 
 from __future__ import annotations
@@ -92,6 +93,10 @@ class Trunk:
 
 
 def _encoder_trunk(encoder: nn.Module) -> Trunk:
+    from cnnkit.models.timm_models import TimmEncoder, TimmTrunk
+
+    if isinstance(encoder, TimmEncoder):  # named as timm's classifier of the same network, where timm keeps them
+        return Trunk(f"timm/{encoder.name}", TimmTrunk(encoder.net, deepest=True))
     if isinstance(encoder, ResNetEncoder):
         stem = encoder.stem
         return Trunk("resnet", ResNetTrunk(stem[0], stem[1], stem[2], encoder.pool, list(encoder.layers)))
@@ -104,6 +109,10 @@ def _encoder_trunk(encoder: nn.Module) -> Trunk:
 
 def trunk_of(net: nn.Module) -> Trunk:
     """The trunk of a registered model's network (not the ``ImageModel`` around it); CnnkitError if none."""
+    if getattr(net, "cnnkit_timm_name", ""):  # timm/<name>
+        from cnnkit.models.timm_models import TimmTrunk
+
+        return Trunk(f"timm/{net.cnnkit_timm_name}", TimmTrunk(net))
     if isinstance(net, SegmentationModel):
         return _encoder_trunk(net.encoder)
     if isinstance(net, GeneralizedRCNN) and hasattr(net.backbone, "body"):  # torchvision's layout (COCO weights)
