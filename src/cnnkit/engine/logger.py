@@ -11,7 +11,7 @@ from cnnkit.files import atomic_write_csv
 from cnnkit.metrics.plots import plot_results
 from cnnkit.progress import bars_shown, format_duration, progress_bar
 
-PROGRESS_EVERY_S = 30.0  # s: with no terminal for a bar (a log file, a notebook, a job scheduler), a line this often
+PROGRESS_EVERY_S = 30.0  # s: with no terminal for a bar (a log file, a job scheduler, --quiet), a line this often
 
 
 class RunLogger:
