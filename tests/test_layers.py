@@ -81,3 +81,11 @@ def test_no_module_imports_a_private_name_of_another():
             if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("cnnkit"):
                 private = [a.name for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
                 assert not private, f"{path.relative_to(ROOT)} imports {private} from {node.module}"
+
+
+def test_the_engine_imports_no_model_or_task_code():
+    """The engine trains what it is handed: a task object and the model it builds (which says what its encoder
+    is). Regression: the trainer imported cnnkit.models.trunk to find the encoder for --freeze-epochs."""
+    for path in (ROOT / "engine").rglob("*.py"):
+        banned = [m for m in imports(path) if top_name(m) in ("models", "tasks", "export", "api", "cli", "serve")]
+        assert not banned, f"{path.relative_to(ROOT)} imports {banned}"

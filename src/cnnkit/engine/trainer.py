@@ -29,7 +29,6 @@ from cnnkit.engine.optim import build_ema, build_optimizer, build_scheduler
 from cnnkit.errors import CnnkitError
 from cnnkit.files import atomic_write_bytes, is_temporary, next_free, remove_stale_temporaries
 from cnnkit.log import LOGGER
-from cnnkit.models.trunk import trunk_of
 from cnnkit.options import make_options
 
 
@@ -175,7 +174,7 @@ def build_parts(cfg: TrainConfig, task, data, device: torch.device, steps_per_ep
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
-    optimizer = build_optimizer(model, cfg, *fixed_encoder(model.net, cfg, steps_per_epoch))
+    optimizer = build_optimizer(model, cfg, *fixed_encoder(model, cfg, steps_per_epoch))
     parts = Parts(model, optimizer, build_scheduler(optimizer, cfg, steps_per_epoch),
                   torch.amp.GradScaler(device.type, enabled=cfg.amp and device.type == "cuda"),
                   build_ema(model, cfg.ema))
@@ -184,12 +183,13 @@ def build_parts(cfg: TrainConfig, task, data, device: torch.device, steps_per_ep
     return parts
 
 
-def fixed_encoder(net: torch.nn.Module, cfg: TrainConfig, steps_per_epoch: int
+def fixed_encoder(model: torch.nn.Module, cfg: TrainConfig, steps_per_epoch: int
                   ) -> tuple[list[torch.nn.Parameter], int]:
-    """The pretrained encoder's parameters and the steps they stay fixed (``--freeze-epochs``)."""
+    """The pretrained encoder's parameters and the steps they stay fixed (``--freeze-epochs``); the model
+    (an ``ImageModel``) says which parameters are its encoder, so the engine imports no model code."""
     if not cfg.freeze_epochs:
         return [], 0
-    return list(trunk_of(net).module.parameters()), cfg.freeze_epochs * steps_per_epoch
+    return list(model.encoder_parameters()), cfg.freeze_epochs * steps_per_epoch
 
 
 def check_input_size(model: torch.nn.Module, cfg: TrainConfig, meta: dict[str, Any]) -> None:

@@ -36,6 +36,13 @@ class ImageModel(nn.Module):
             return (x - self.mean[0]) / self.std[0]
         return (x - self.mean) / self.std
 
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        """The parameters of the network's encoder (its trunk: ``cnnkit.models.trunk``): what ``--pretrained``
+        starts and ``--freeze-epochs`` holds fixed. CnnkitError for a network with no encoder to take apart."""
+        from cnnkit.models.trunk import trunk_of
+
+        return list(trunk_of(self.net).module.parameters())
+
     def forward(self, x: torch.Tensor | list[torch.Tensor], *args: Any) -> Any:
         """A batch tensor, or a list of ``(C, H, W)`` images of any sizes (detection); ``args`` (the
         detection targets in training) pass through to the network.
