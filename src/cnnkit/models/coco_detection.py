@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torchvision
 from torch import nn
 from torchvision.models.detection import FasterRCNN, MaskRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
@@ -30,9 +31,12 @@ from cnnkit.models.registry import register_model
 from cnnkit.models.torchvision_models import adapt_in_chans, load_weights
 
 COCO_CLASSES = 91  # torchvision's COCO heads: 80 categories in 91 slots, background included
-COCO_FILES = {"maskrcnn_resnet50_fpn": "maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth",
-              "fasterrcnn_resnet50_fpn": "fasterrcnn_resnet50_fpn_coco-258fb6c6.pth"}  # torchvision's COCO_V1 files
 COCO_ANCHORS = (32, 64, 128, 256, 512)  # torchvision's, one side per pyramid level; the RPN learnt these
+
+
+def coco_url(arch: str) -> str:
+    """Where torchvision keeps ``arch``'s COCO weights (its weights enum knows; nothing is fetched)."""
+    return torchvision.models.get_model_weights(arch).DEFAULT.url
 
 
 def build_coco_rcnn(masks: bool, num_classes: int, in_chans: int = 3, pretrained: str = "",
@@ -62,7 +66,7 @@ def build_coco_rcnn(masks: bool, num_classes: int, in_chans: int = 3, pretrained
                     if backbone_only else "")
             raise CnnkitError(f"{pretrained}: not torchvision's {arch} COCO weights ({len(missing)} of the model's "
                               f"tensors missing, first {(missing or ['-'])[0]}; {len(unexpected)} in the file it does "
-                              f"not have); {hint}give {COCO_FILES[arch]} from https://download.pytorch.org/models/")
+                              f"not have); {hint}give {coco_url(arch)}, downloaded once")
     conv1 = model.backbone.body.conv1
     if in_chans != 3:  # grey or multi-channel images: the RGB filters mapped as timm does
         new = nn.Conv2d(in_chans, 64, 7, 2, 3, bias=False)
