@@ -29,7 +29,7 @@ from cnnkit.data.images import (
 )
 from cnnkit.data.splits import SplitPlan, group_hold_out, named_children, resolve_splits
 from cnnkit.data.synthetic import SHAPE_NAMES, is_shapes, make_classification, shapes_count
-from cnnkit.data.walk import is_hidden, is_image_file, list_images, walk_files
+from cnnkit.data.walk import is_annotation_folder, is_hidden, is_image_file, list_images, walk_files
 from cnnkit.errors import CnnkitError
 from cnnkit.log import LOGGER
 
@@ -127,17 +127,13 @@ def scan_image_folder(root: Path, skip_bad: bool) -> tuple[list[Path], list[str]
     return paths, names
 
 
-# folders of other tasks' layouts: never a class of a classifier that was trained on class folders
-LAYOUT_FOLDERS = {"images", "masks", "mask", "labels", "annotations"}
-
-
 def warn_odd_classes(root: Path, class_dirs: list[Path]) -> None:
     """Images lying beside the class folders (they belong to no class), and mask folders read as a class."""
     loose = [p for p in root.iterdir() if p.is_file() and is_image_file(p) and not is_hidden(p.name)]
     if loose:
         LOGGER.warning("warning: %s: %d images beside the class folders (%s, ...) belong to no class and are left "
                        "out; move them into a class folder", root, len(loose), loose[0].name)
-    masks = [d.name for d in class_dirs if d.name.lower() in LAYOUT_FOLDERS - {"images"}]
+    masks = [d.name for d in class_dirs if is_annotation_folder(d.name)]
     if masks:
         LOGGER.warning("warning: %s: '%s' is read as a class; if it holds masks or labels, this is not a "
                        "class-folder layout (`cnnkit data check %s` says what it is)", root, masks[0], root)
@@ -180,7 +176,7 @@ def label_indices(names: list[str], classes: list[str] | None, origin: Path) -> 
             out[i] = lookup[n]
         elif n.lstrip("-").isdigit() and 0 <= int(n) < len(classes):
             out[i] = int(n)
-        elif n.lower() in LAYOUT_FOLDERS:  # images/ + masks/ (segment) or labels/ (YOLO) read as class folders
+        elif n.lower() == "images" or is_annotation_folder(n):  # images/ + masks/ or labels/ read as classes
             raise CnnkitError(f"{origin}: a folder '{n}' where class folders were expected: this looks like "
                               "segmentation or detection data (images/ with masks/ or labels/), and the model is a "
                               "classifier; score it on class folders, or use a model of that data's task")

@@ -21,20 +21,11 @@ from torchvision.transforms import v2
 from cnnkit.data import idx
 from cnnkit.data.images import read_image
 from cnnkit.data.synthetic import is_shapes, make_classification, shapes_count
-from cnnkit.data.walk import list_images
+from cnnkit.data.walk import is_annotation_folder, list_images
 from cnnkit.errors import CnnkitError
 from cnnkit.log import LOGGER
 
-# folders of annotations, not pictures: masks of segment layouts, label maps, CamVid's *_labels / *annot
-ANNOTATION_DIRS = ("masks", "mask", "labels", "label", "annotations", "annots", "gt", "groundtruth", "ground_truth")
-
-
 TEST_DIRS = ("test", "testing")  # a split layout's test part: kept for scoring, not pretrained on
-
-
-def _is_annotation(folder: str) -> bool:
-    name = folder.lower()
-    return name in ANNOTATION_DIRS or name.endswith(("_labels", "_masks", "annot", "_gt"))
 
 
 @dataclass
@@ -89,7 +80,7 @@ def find_unlabelled(source: str, seed: int = 0) -> Unlabelled:
 def image_files(folder: Path) -> list[Path]:
     """The images of ``folder`` at any depth, except those in mask and label folders (said in the log)."""
     images, _ = list_images(folder, recursive=True)
-    kept = [p for p in images if not any(_is_annotation(part) for part in p.relative_to(folder).parts[:-1])]
+    kept = [p for p in images if not any(is_annotation_folder(part) for part in p.relative_to(folder).parts[:-1])]
     if len(kept) < len(images):
         LOGGER.info("%s: %d images, %d in mask or label folders skipped", folder, len(kept), len(images) - len(kept))
     return kept

@@ -66,3 +66,14 @@ def list_images(folder: Path, recursive: bool = False, say: bool = True) -> tupl
 def child_dir(root: Path, names: tuple[str, ...]) -> Path | None:
     """The first of ``root``'s sub-folders named in ``names`` (images/, masks/, labels/, ...), or None."""
     return next((root / n for n in names if (root / n).is_dir()), None)
+
+
+# folders of annotations, not pictures: masks of segment layouts, label maps, CamVid's *_labels / *annot
+ANNOTATION_DIRS = ("masks", "mask", "labels", "label", "annotations", "annots", "gt", "groundtruth", "ground_truth")
+
+
+def is_annotation_folder(folder: str) -> bool:
+    """A folder of masks or labels by its name (pretraining and embeddings skip it; a classifier's data
+    never has one as a class)."""
+    name = folder.lower()
+    return name in ANNOTATION_DIRS or name.endswith(("_labels", "_masks", "annot", "_gt"))
