@@ -213,7 +213,7 @@ def load_checkpoint_model(weights: str | Path, device: str = "auto") -> Model:
     """A cnnkit checkpoint (``best.pt``/``last.pt``) for prediction, loaded safely (weights_only)."""
     from cnnkit.device import select_device
     from cnnkit.engine.checkpoint import load_checkpoint
-    from cnnkit.models.wrapper import build_image_model
+    from cnnkit.models.wrapper import build_image_model, refuse_non_finite_outputs
 
     ckpt = load_checkpoint(weights)
     get_task(ckpt["meta"].task)  # the task's torch side registers its models before the model is built
@@ -224,6 +224,7 @@ def load_checkpoint_model(weights: str | Path, device: str = "auto") -> Model:
     except RuntimeError as e:
         raise CnnkitError(f"{weights}: weights do not fit {ckpt['meta'].model} ({str(e).splitlines()[0]})"
                           ) from None
+    refuse_non_finite_outputs(module, str(weights))
     return Model(module.to(dev).eval(), ckpt, dev)
 
 

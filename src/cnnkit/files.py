@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -56,6 +58,26 @@ def next_free(base: Path) -> Path:
     return folder
 
 
+def claim_folder(base: Path) -> Path:
+    """Make and return ``base``, or the first of ``base2``, ``base3``, ... that this process claimed: a folder
+    is taken by creating its marker file exclusively (``O_EXCL``), so two processes started at once never
+    share one. A folder that holds anything but temporaries (an earlier run) is skipped."""
+    folder, n = base, 1
+    while True:
+        folder.mkdir(parents=True, exist_ok=True)
+        if not any(p.name != CLAIM and not is_temporary(p) for p in folder.iterdir()):
+            try:
+                os.close(os.open(folder / CLAIM, os.O_CREAT | os.O_EXCL | os.O_WRONLY, FILE_MODE))
+                return folder
+            except FileExistsError:
+                pass
+        n += 1
+        folder = base.with_name(f"{base.name}{n}")
+
+
+CLAIM = ".cnnkit-run"  # marks a run folder as taken (hidden: listings and `ls` do not show it)
+
+
 def is_temporary(path: Path) -> bool:
     """A ``.<name>.*.tmp`` file of ``atomic_write_bytes``: one that remains was left by a killed writer."""
     return path.name.startswith(".") and path.name.endswith(".tmp")
@@ -76,5 +98,24 @@ def atomic_write_csv(path: str | Path, rows: list[dict[str, Any]], fields: list[
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=fields or list(dict.fromkeys(k for r in rows for k in r)))
     writer.writeheader()
-    writer.writerows(rows)
+    # NaN or infinity is an empty cell: 'nan' reads as a number in some tools and as text in others
+    writer.writerows({k: "" if isinstance(v, float) and not math.isfinite(v) else v for k, v in r.items()}
+                     for r in rows)
     atomic_write_bytes(path, buf.getvalue().encode())
+
+
+def finite_or_none(obj: Any) -> Any:
+    """``obj`` with every NaN or infinite float (numpy's too) as None, inside dicts, lists and tuples."""
+    if isinstance(obj, float) or type(obj).__name__ in ("float32", "float64", "float16"):
+        return float(obj) if math.isfinite(float(obj)) else None
+    if isinstance(obj, dict):
+        return {k: finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_or_none(v) for v in obj]
+    return obj
+
+
+def json_bytes(obj: Any, indent: int | None = None) -> bytes:
+    """Strict JSON: NaN and infinity become null (Python's json writes ``NaN``, which strict parsers
+    and browsers reject)."""
+    return json.dumps(finite_or_none(obj), indent=indent, allow_nan=False).encode()

@@ -22,6 +22,11 @@ def set_quiet(quiet: bool) -> None:
     _QUIET = quiet
 
 
+def is_quiet() -> bool:
+    """``--quiet`` was given: no bars and no lines that stand in for them."""
+    return _QUIET
+
+
 def in_notebook() -> bool:
     """Running under a Jupyter kernel (stderr is not a terminal there, yet a bar shows)."""
     return "ipykernel" in sys.modules

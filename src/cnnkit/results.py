@@ -8,7 +8,6 @@ and read by field (``.probs``, ``.mask``, ``.boxes``, ``.masks``, ``.embedding``
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from cnnkit.errors import CnnkitError
+from cnnkit.files import json_bytes
 from cnnkit.meta import ModelMeta
 from cnnkit.predictor import View
 
@@ -116,7 +116,7 @@ class Result(dict):
         return {**({"path": self.path} if self.path else {}), **self.view.record(self)}
 
     def to_json(self, indent: int | None = 2) -> str:
-        return json.dumps(self.to_dict(), indent=indent)
+        return json_bytes(self.to_dict(), indent=indent).decode()
 
     def to_pandas(self) -> Any:
         """A ``pandas.DataFrame``: classify: the top-k classes; segment: each class's share of the pixels;

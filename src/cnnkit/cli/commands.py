@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ from cnnkit.cli.models_table import cmd_models  # noqa: F401 - a subcommand
 from cnnkit.config import load_yaml, make_config
 from cnnkit.data.images import set_max_pixels
 from cnnkit.errors import CnnkitError
-from cnnkit.files import atomic_write_bytes, atomic_write_csv, next_free
+from cnnkit.files import atomic_write_bytes, atomic_write_csv, json_bytes, next_free
 from cnnkit.options import make_options, option_infos
 from cnnkit.progress import progress_bar
 
@@ -128,7 +127,7 @@ def _predict_all(model, paths: list[Path], out: Path, options: dict, args: argpa
     bar.close()
     model.view.write_results(records, model.meta, out)  # tasks with a standard results file (COCO)
     atomic_write_csv(out / "predictions.csv", rows)
-    atomic_write_bytes(out / "predictions.json", json.dumps(records, indent=2).encode())
+    atomic_write_bytes(out / "predictions.json", json_bytes(records, indent=2))
     if len(records) > 10:
         print(f"... and {len(records) - 10} more")
     extra = " and per-image files" if any("files" in r for r in records) else ""

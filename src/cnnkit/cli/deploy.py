@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from cnnkit.errors import CnnkitError, require
-from cnnkit.files import atomic_write_bytes
+from cnnkit.files import atomic_write_bytes, json_bytes
 from cnnkit.predictor import Predictor
 
 
@@ -53,7 +53,7 @@ def cmd_export(args: argparse.Namespace) -> int:
                                compile_too=not args.no_compile)
         _print_report(report)
         out = path.with_name(path.name + ".verify.json")
-        atomic_write_bytes(out, json.dumps(report, indent=2).encode())
+        atomic_write_bytes(out, json_bytes(report, indent=2))
         print(f"report: {out}")
     print(f"next:\n  cnnkit predict --weights {path} IMAGES...\n  cnnkit serve --weights {path}")
     return 0

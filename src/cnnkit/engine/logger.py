@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import csv
+import math
 import time
 from pathlib import Path
 from typing import Any
 
 from cnnkit.files import atomic_write_csv
+from cnnkit.log import LOGGER
 from cnnkit.metrics.plots import plot_results
-from cnnkit.progress import bars_shown, format_duration, progress_bar
+from cnnkit.progress import bars_shown, format_duration, is_quiet, progress_bar
 
 PROGRESS_EVERY_S = 30.0  # s: with no terminal for a bar (a log file, a job scheduler, --quiet), a line this often
 
@@ -49,6 +51,11 @@ class RunLogger:
         if self.enabled and self.verbose:
             print(message, flush=True)
 
+    def warning(self, message: str) -> None:
+        """Shown on rank 0 even with --quiet or verbose off: a warning is never a progress line."""
+        if self.enabled:
+            LOGGER.warning(message)
+
     def epoch_start(self, epoch: int, epochs: int, steps: int, first_step: int = 0) -> None:
         self._epoch, self._epochs, self._steps, self._t0 = epoch, epochs, steps, time.perf_counter()
         self._last_line = self._t0
@@ -74,7 +81,8 @@ class RunLogger:
             self._bar.update(step - self._bar.n)
             self._bar.set_postfix(loss=f"{stats['loss']:.4f}", img_s=f"{stats['img/s']:.3g}",
                                   run_eta=self.run_eta(step), refresh=False)
-        elif self.enabled and self.verbose and time.perf_counter() - self._last_line >= PROGRESS_EVERY_S:
+        elif (self.enabled and self.verbose and not is_quiet()
+              and time.perf_counter() - self._last_line >= PROGRESS_EVERY_S):
             # a long epoch in a log file showed no sign of life until it ended, and looked hung
             self._last_line = time.perf_counter()
             self.info(f"epoch {self._epoch + 1}/{self._epochs} step {step}/{self._steps} "
@@ -96,7 +104,9 @@ class RunLogger:
         if self.csv_path.exists():
             with self.csv_path.open() as f:
                 rows = list(csv.DictReader(f))
-        rows.append({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+        # a NaN or infinite figure is an empty cell: 'nan' in a CSV is read as a number by some tools
+        rows.append({k: ((f"{v:.6g}" if math.isfinite(v) else "") if isinstance(v, float) else v)
+                     for k, v in row.items()})
         self._write_rows(rows)
         if self._tb is not None:
             for k, v in row.items():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import math
 import random
 import shutil
 import sys
@@ -27,7 +27,7 @@ from cnnkit.engine.loop import evaluate, train_one_epoch
 from cnnkit.engine.midepoch import MidEpochSaver, done_steps, rest_of_epoch
 from cnnkit.engine.optim import build_ema, build_optimizer, build_scheduler
 from cnnkit.errors import CnnkitError
-from cnnkit.files import atomic_write_bytes, is_temporary, next_free, remove_stale_temporaries
+from cnnkit.files import atomic_write_bytes, claim_folder, json_bytes, remove_stale_temporaries
 from cnnkit.log import LOGGER
 from cnnkit.options import make_options
 
@@ -49,20 +49,25 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         torch.backends.cudnn.benchmark = False
 
 
-def run_folder(cfg: TrainConfig) -> Path:
-    """<project>/<task>/<name>; an empty name picks exp, exp2, ... (the latest one when resuming)."""
+def run_folder(cfg: TrainConfig) -> tuple[Path, bool]:
+    """<project>/<task>/<name>; an empty name picks exp, exp2, ... (the latest one when resuming). Returns the
+    folder and whether this run made it: a new folder is claimed atomically (``files.claim_folder``), so two
+    runs started at once with one --name never share it (their metrics.csv rows interleaved)."""
     base = Path(cfg.project) / cfg.task
     if cfg.name:
+        if Path(cfg.name).name != cfg.name or cfg.name in (".", ".."):
+            raise CnnkitError(f"--name {cfg.name}: a run name is one folder name inside --project {cfg.project} "
+                              "(no '/' or '..'); choose where runs go with --project")
         folder = base / cfg.name
-        if folder.exists() and not (cfg.resume or cfg.exist_ok) and any(not is_temporary(p) for p in folder.iterdir()):
-            folder = next_free(folder)
-        return folder
+        if cfg.resume or cfg.exist_ok:
+            return folder, not folder.exists()
+        return claim_folder(folder), True
     if cfg.resume:  # the latest run; one killed before its first checkpoint has only its config.yaml
         runs = sorted((p for p in base.glob("*/config.yaml")), key=lambda p: p.stat().st_mtime)
         if not runs:
             raise CnnkitError(f"--resume: nothing to resume under {base} (no last.pt); train without --resume")
-        return runs[-1].parent
-    return next_free(base / "exp")
+        return runs[-1].parent, False
+    return claim_folder(base / "exp"), True
 
 
 def make_loader(dataset, batch: int, shuffle: bool, cfg: TrainConfig, info: dist_utils.DistInfo,
@@ -221,10 +226,14 @@ def fit(cfg: TrainConfig, task, on_epoch_end: Callable[[int, dict], None] | None
         device = torch.device("cuda", info.local_rank)
         torch.cuda.set_device(device)
     seed_everything(cfg.seed, cfg.deterministic)
-    run_dir = dist_utils.broadcast_object(run_folder(cfg) if info.is_main else None, info)
-    cfg, resume = resume_point(cfg, run_dir)
+    run_dir, new_folder = dist_utils.broadcast_object(run_folder(cfg) if info.is_main else None, info)
+    try:
+        cfg, resume = resume_point(cfg, run_dir)
+    except CnnkitError:
+        if new_folder:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     cfg = replace(cfg, monitor=cfg.monitor or task.default_monitor)  # a config.yaml written before it was set
-    new_folder = not run_dir.exists()
     try:
         return _fit_in(cfg, task, on_epoch_end, (info, device, run_dir), resume)
     except Exception:
@@ -266,6 +275,9 @@ def _fit_in(cfg: TrainConfig, task, on_epoch_end: Callable[[int, dict], None] | 
             print(f"interrupted; continue with: cnnkit train {cfg.task} --resume --name {run_dir.name} --project "
                   f"{cfg.project}", file=sys.stderr)
         raise
+    if not parts.best_metrics:
+        raise CnnkitError(f"{run_dir}: no epoch had finite validation figures, so no best.pt was written; "
+                          "lower --lr (or use --grad-clip) and train again")
     if parts.best_report:
         log.info(parts.best_report)
     if data.test is not None and info.is_main:
@@ -273,7 +285,8 @@ def _fit_in(cfg: TrainConfig, task, on_epoch_end: Callable[[int, dict], None] | 
     best = parts.best_metrics
     log.info(f"best epoch {best.get('epoch')}: " + " ".join(f"{k}={v:.4f}" for k, v in best.items()
                                                         if k not in ("epoch", "lr", "time_s") and "img_s" not in k))
-    log.info(f"results saved to {run_dir}: " + ", ".join(sorted(p.name for p in run_dir.iterdir())))
+    shown = sorted(p.name for p in run_dir.iterdir() if not p.name.startswith("."))
+    log.info(f"results saved to {run_dir}: " + ", ".join(shown))
     log.close()
     dist_utils.cleanup(info)
     return TrainResult(run_dir, parts.best_metrics, epoch + 1)
@@ -287,6 +300,7 @@ def run_epochs(cfg: TrainConfig, task, data, parts: Parts, models_loaders: tuple
     info, device, run_dir, log = where
     start_epoch = resume["epoch"] if resume else 0
     elapsed0, t0, epoch = (resume or {}).get("elapsed_s", 0.0), time.perf_counter(), start_epoch
+    warned: set[str] = set()
     tta = task.eval_forward(make_options(task.options, {"tta": True} if cfg.tta else {}, cfg.task, flags=True))
     for epoch in range(start_epoch, cfg.epochs):
         train_loader.sampler.set_epoch(epoch)
@@ -313,6 +327,7 @@ def run_epochs(cfg: TrainConfig, task, data, parts: Parts, models_loaders: tuple
         row["time_s"] = elapsed0 + time.perf_counter() - t0
         end_epoch(parts, cfg, row, run_dir, info.is_main, metrics)
         log.epoch_end(row, cfg.monitor)
+        warned = health_warnings(row, data.meta, warned, log)
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, row)
         stop = cfg.patience > 0 and parts.bad_epochs >= cfg.patience
@@ -320,6 +335,27 @@ def run_epochs(cfg: TrainConfig, task, data, parts: Parts, models_loaders: tuple
             log.info(f"early stop: no {cfg.monitor} improvement for {cfg.patience} epochs")
             break
     return epoch
+
+
+EXPLODED_LOSS = 100.0  # no task's loss starts near this (cross-entropy over 1,000 classes starts at 6.9)
+
+
+def health_warnings(row: dict[str, Any], meta: Any, warned: set[str], log: RunLogger) -> set[str]:
+    """Say once when the losses explode or a classifier stays at chance: such a run otherwise ran to its end
+    with no word (72x64 images at 224 px: train loss 9113, val 137353, top-1 at chance for 8 epochs)."""
+    losses = {k: row[k] for k in ("train_loss", "val_loss") if isinstance(row.get(k), float)}
+    if "explode" not in warned and any(v > EXPLODED_LOSS for v in losses.values()):
+        warned = warned | {"explode"}
+        log.warning(f"warning: the losses are exploding ({', '.join(f'{k}={v:.4g}' for k, v in losses.items())} at "
+                    f"epoch {row['epoch']}); lower --lr, use --grad-clip 1, or check --imgsz against the images")
+    classes = int(meta.get("num_classes") or 0) if hasattr(meta, "get") else 0
+    top1 = row.get("top1")
+    if ("chance" not in warned and isinstance(top1, float) and classes > 1 and row["epoch"] >= 3
+            and top1 <= 1 / classes + 0.02):
+        warned = warned | {"chance"}
+        log.warning(f"warning: top-1 is still at chance ({top1:.2%} for {classes} classes) after epoch "
+                    f"{row['epoch']}; check the labels, lower --lr, or train longer")
+    return warned
 
 
 def save_mid_epoch(parts: Parts, cfg: TrainConfig, epoch: int, run_dir: Path, elapsed_s: float,
@@ -341,10 +377,28 @@ def test_once(parts: Parts, task, data, cfg: TrainConfig, device: torch.device, 
     results = evaluate(parts.eval_model, loader, metrics, device=device, amp=cfg.amp,
                        channels_last=cfg.channels_last)
     metrics.save(run_dir / "test")
-    atomic_write_bytes(run_dir / "test" / "metrics.json", json.dumps(results, indent=2).encode())
+    atomic_write_bytes(run_dir / "test" / "metrics.json", json_bytes(results, indent=2))
     log.info(f"test ({len(data.test)} images, best.pt of epoch {best['epoch']}, scored once): "
              + " ".join(f"{k}={v:.4f}" for k, v in results.items()))
     return results
+
+
+def finite_epoch(row: dict[str, Any]) -> bool:
+    """An epoch whose losses or metrics are NaN or infinite is never kept as best.pt: its top-1 may look
+    fine while its weights predict NaN."""
+    bad = [k for k, v in row.items() if isinstance(v, float) and not math.isfinite(v)]
+    if bad:
+        LOGGER.warning("warning: epoch %s: %s not finite; this epoch is not kept as best.pt (lower --lr, or use "
+                       "--grad-clip)", row["epoch"], ", ".join(f"{k}={row[k]}" for k in bad))
+    return not bad
+
+
+def better(fitness: float, row: dict[str, Any], parts: Parts) -> bool:
+    """Higher fitness, or the same fitness with a lower validation loss: a tie on top-1 keeps the surer model."""
+    if fitness != parts.best:
+        return fitness > parts.best
+    loss, best_loss = row.get("val_loss"), parts.best_metrics.get("val_loss")
+    return loss is not None and best_loss is not None and loss < best_loss
 
 
 def end_epoch(parts: Parts, cfg: TrainConfig, row: dict[str, Any], run_dir: Path, is_main: bool, metrics) -> None:
@@ -355,7 +409,7 @@ def end_epoch(parts: Parts, cfg: TrainConfig, row: dict[str, Any], run_dir: Path
                           f"{', '.join(k for k in row if k != 'epoch')}")
     # best_fitness is the monitored value with its sign turned so that higher is always better
     fitness = -row[cfg.monitor] if "loss" in cfg.monitor else row[cfg.monitor]
-    improved = fitness > parts.best
+    improved = finite_epoch(row) and better(fitness, row, parts)
     if improved:
         parts.best, parts.best_metrics, parts.bad_epochs = fitness, dict(row), 0
     else:

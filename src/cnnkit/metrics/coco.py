@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +22,7 @@ from torchvision.models.detection.roi_heads import expand_boxes, expand_masks, p
 
 from cnnkit import distributed as dist_utils
 from cnnkit.data.rle import encode
-from cnnkit.files import atomic_write_bytes, atomic_write_csv
+from cnnkit.files import atomic_write_bytes, atomic_write_csv, json_bytes
 
 STAT_NAMES = ("ap", "ap50", "ap75", "ap_small", "ap_medium", "ap_large")
 MASK_THRESHOLD = 0.5  # probability above which a mask pixel belongs to the object
@@ -196,5 +195,5 @@ class COCOMetrics:
                                           folder / f"{prefix}_pr_curve.png", f"{prefix} precision-recall"))
         stats = {p: dict(zip(STAT_NAMES, summary(ev))) for p, ev in self.evals.items()}
         report = {**stats, "max_dets": self.max_dets, "detections_per_image": self.limit}
-        atomic_write_bytes(folder / "coco_stats.json", json.dumps(report, indent=2).encode())
+        atomic_write_bytes(folder / "coco_stats.json", json_bytes(report, indent=2))
         return [*written, folder / "coco_stats.json"]

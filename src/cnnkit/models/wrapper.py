@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from cnnkit import __version__
+from cnnkit.errors import CnnkitError
 from cnnkit.log import LOGGER
 from cnnkit.meta import SCHEMA, ModelMeta
 from cnnkit.models.registry import create_model
@@ -76,3 +77,31 @@ def build_image_model(meta: Mapping[str, Any], pretrained: str = "") -> ImageMod
     if start is not None:
         LOGGER.info(load_trunk_from(net, pretrained, start))
     return ImageModel(net, {**meta, "cnnkit_version": __version__, "schema": SCHEMA})
+
+
+def _tensors(obj: Any) -> list[torch.Tensor]:
+    if isinstance(obj, torch.Tensor):
+        return [obj]
+    if isinstance(obj, (list, tuple)):
+        return [t for o in obj for t in _tensors(o)]
+    if isinstance(obj, Mapping):
+        return [t for o in obj.values() for t in _tensors(o)]
+    return []
+
+
+def refuse_non_finite_outputs(model: ImageModel, source: str) -> None:
+    """Prediction raises CnnkitError when the network computes NaN or infinity: argmax of NaN logits is class
+    0 (a segmenter said 'background 100%'), and a detector's NaN scores fall under every threshold, so such a
+    checkpoint predicted nothing, or nonsense, with exit 0. The detector's backbone is watched too."""
+
+    def check(module: nn.Module, inputs: Any, output: Any) -> None:
+        if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling():
+            return  # exporting: the graph is written, not run on data
+        if any(t.is_floating_point() and not bool(torch.isfinite(t).all()) for t in _tensors(output)):
+            raise CnnkitError(f"{source}: the model computes NaN or infinite values (its weights diverged in "
+                              "training), so it cannot predict; train again with a lower --lr or --grad-clip")
+
+    model.register_forward_hook(check)
+    backbone = getattr(model.net, "backbone", None)
+    if isinstance(backbone, nn.Module):
+        backbone.register_forward_hook(check)
