@@ -1,5 +1,7 @@
 """The instance and detect tasks through the CLI: train, val, predict (whole and tiled), data convert."""
 
+import contextlib
+import io
 import json
 
 import numpy as np
@@ -8,7 +10,7 @@ from PIL import Image
 
 from cnnkit.cli.main import main
 from cnnkit.data.synthetic import make_scene
-from tests.data.test_instance_data import coco_file, write_maps
+from tests.data.test_instance_data import coco_file, crowd_coco, write_maps
 
 TINY = "model_args:\n  fpn_channels: 16\n  mask_channels: 16\n  box_batch: 32\n  detections: 20\n"
 
@@ -63,6 +65,26 @@ def test_detect_on_coco_boxes(tmp_path):
                  str(tmp_path / "p"), "--score-thresh", "0.0"]) == 0
     preds = json.loads((tmp_path / "p" / "predictions.json").read_text())
     assert all("rle" not in inst for p in preds for inst in p["instances"])
+
+
+@pytest.mark.slow
+def test_coco_results_in_the_ids_of_the_source_file(tmp_path):
+    """Regression: a model trained on COCO categories 3 and 17, images 100..103, wrote categories 1, 2 and
+    images 1..4, which cannot be scored against the user's own file. Crowd regions are in that file too."""
+    from pycocotools.coco import COCO
+
+    source = crowd_coco(tmp_path / "d", images=4)
+    assert train(tmp_path, "detect", str(source), "fasterrcnn_resnet18", "c") == 0
+    assert main(["predict", "--weights", str(tmp_path / "runs" / "detect" / "c" / "best.pt"), str(tmp_path / "d"),
+                 "--out", str(tmp_path / "p"), "--score-thresh", "0.0"]) == 0
+    listed = json.loads((tmp_path / "p" / "coco_images.json").read_text())
+    assert sorted(im["id"] for im in listed["images"]) == [100, 101, 102, 103]
+    assert [c["id"] for c in listed["categories"]] == [3, 17]
+    results = json.loads((tmp_path / "p" / "coco_results.json").read_text())
+    assert {r["category_id"] for r in results} <= {3, 17} and {r["image_id"] for r in results} <= {100, 101, 102, 103}
+    if results:  # an untrained model may find nothing at all
+        with contextlib.redirect_stdout(io.StringIO()):
+            COCO(str(source)).loadRes(str(tmp_path / "p" / "coco_results.json"))
 
 
 def test_bad_annotations_exit_2_with_one_line(tmp_path, capsys):

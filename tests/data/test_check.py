@@ -85,3 +85,20 @@ def test_check_lists_every_kind_of_problem_and_suggests_the_flags_it_was_given(t
     root = cifar_like(tmp_path / "c")
     text = "\n".join(check_data(str(root), val_split=0.25, group=r"^(\d+)"))
     assert text.endswith("--val-split 0.25 --val-group '^(\\d+)'")
+
+
+def test_check_counts_classes_of_a_yaml_keyed_from_1(tmp_path, capsys):
+    """Regression: names {1: cat, 2: dog, 3: bird} with labels 1 and 2 were reported as cat 0, dog 4, bird 4."""
+    from tests.data.test_instance_layouts import keyed_yaml
+
+    root = keyed_yaml(tmp_path / "k", "{1: cat, 2: dog, 3: bird}")
+    assert main(["data", "check", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "per class cat 4, dog 4, bird 0" in out and "label ids 1, 2, 3 are its names' keys" in out
+
+
+def test_check_counts_crowd_regions_apart(tmp_path):
+    from tests.data.test_instance_data import crowd_coco
+
+    text = "\n".join(check_data(str(crowd_coco(tmp_path, images=4)), val_split=0.5))
+    assert "train: 2 images, 4 objects" in text and "per class cell 2, dust 2; 2 crowd regions" in text

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from cnnkit.data.convert import convert, mask_iou, mask_to_polygons, polygons_to_mask
 from cnnkit.data.instance_data import read_split
@@ -66,3 +67,21 @@ def test_convert_keeps_splits_and_refuses_a_full_folder(tmp_path: Path):
     assert len(json.loads((tmp_path / "out" / "val" / "annotations.json").read_text())["images"]) == 2
     with pytest.raises(CnnkitError, match="not empty"):
         convert(str(tmp_path / "src"), "yolo", str(tmp_path / "out"))
+
+
+def test_crowd_regions_are_not_written_as_objects(tmp_path: Path, caplog):
+    """COCO's iscrowd 1 marks a region to ignore: YOLO files and instance maps cannot mark one, so it is
+    left out (and counted) rather than written as an object; COCO output keeps it as a crowd region."""
+    from tests.data.test_instance_data import crowd_coco
+
+    source = crowd_coco(tmp_path / "src")
+    convert(str(source), "yolo", str(tmp_path / "yolo"))
+    lines = (tmp_path / "yolo" / "labels" / "0.txt").read_text().splitlines()
+    assert [line.split()[0] for line in lines] == ["0", "1"]  # the cell and the dust; no third object
+    assert "2 crowd regions" in caplog.text
+    convert(str(source), "masks", str(tmp_path / "maps"))
+    assert sorted(np.unique(np.asarray(Image.open(tmp_path / "maps" / "masks" / "0.png"))).tolist()) == [0, 1, 2]
+    assert json.loads((tmp_path / "maps" / "masks" / "0.json").read_text()) == {"1": "cell", "2": "dust"}
+    convert(str(source), "coco", str(tmp_path / "coco"))
+    coco = json.loads((tmp_path / "coco" / "annotations.json").read_text())
+    assert [a["iscrowd"] for a in coco["annotations"]] == [0, 0, 1] * 2

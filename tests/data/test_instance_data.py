@@ -207,3 +207,47 @@ def test_a_yolo_line_of_a_class_alone_is_a_counted_skip(tmp_path, caplog):
     (tmp_path / "classes.txt").write_text("cell\n")
     items = read_split(tmp_path, False, None)[0]
     assert len(items[0].objects.boxes) == 1 and "fewer than 3 points skipped" in caplog.text
+
+
+def crowd_coco(root: Path, images: int = 2, first_id: int = 100) -> Path:
+    """images/<i>.png (40x50) and annotations.json with categories 3 (cell) and 17 (dust), image ids from
+    ``first_id``; per image one cell (a polygon), one dust box and one crowd region of cells (RLE)."""
+    from pycocotools import mask as mask_util
+
+    crowd = np.zeros((40, 50), np.uint8, order="F")
+    crowd[20:36, 25:45] = 1
+    rle = mask_util.encode(crowd)
+    rle["counts"] = rle["counts"].decode()
+    listed, anns = [], []
+    for i in range(images):
+        write_png(root / "images" / f"{i}.png", np.full((40, 50, 3), 40 * i, np.uint8))
+        listed.append({"id": first_id + i, "file_name": f"{i}.png", "width": 50, "height": 40})
+        anns += [{"image_id": first_id + i, "category_id": 3, "segmentation": [[2, 2, 14, 2, 14, 14, 2, 14]],
+                  "bbox": [2, 2, 12, 12], "iscrowd": 0, "area": 144},
+                 {"image_id": first_id + i, "category_id": 17, "bbox": [16, 2, 8, 8], "iscrowd": 0, "area": 64},
+                 {"image_id": first_id + i, "category_id": 3, "segmentation": rle, "bbox": [25, 20, 20, 16],
+                  "iscrowd": 1, "area": 320}]
+    coco = {"images": listed, "annotations": [{"id": k + 1, **a} for k, a in enumerate(anns)],
+            "categories": [{"id": 17, "name": "dust"}, {"id": 3, "name": "cell"}]}
+    path = root / "annotations.json"
+    path.write_text(json.dumps(coco))
+    return path
+
+
+def test_coco_crowd_regions_are_no_training_targets(tmp_path: Path):
+    """Training drops crowd regions from the targets; evaluation keeps them, flagged iscrowd, for COCOeval."""
+    items = read_split(crowd_coco(tmp_path), False, None)[0]
+    train = InstanceDataset(items, 3, max_size=0, drop_crowd=True, masks=True)
+    _, target = train[0]
+    assert target["labels"].tolist() == [1, 2] and target["iscrowd"].tolist() == [0, 0]
+    _, target = InstanceDataset(items, 3, masks=True)[0]
+    assert target["labels"].tolist() == [1, 2, 1] and target["iscrowd"].tolist() == [0, 0, 1]
+
+
+def test_coco_source_ids_are_kept(tmp_path: Path):
+    crowd_coco(tmp_path, images=4)
+    data = load_instance_data(str(tmp_path / "annotations.json"), val_split=0.5)
+    assert data.classes == ["cell", "dust"] and data.category_ids == [3, 17]
+    assert data.coco_files == [str((tmp_path / "annotations.json").resolve())]
+    write_maps(tmp_path / "maps", n=2)
+    assert load_instance_data(str(tmp_path / "maps")).category_ids is None  # not from COCO: class index + 1

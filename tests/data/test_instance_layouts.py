@@ -190,3 +190,41 @@ def test_coco_missing_image_is_named_where_it_belongs(tmp_path: Path):
     (tmp_path / "train2017" / "000000000001.jpg").unlink()
     with pytest.raises(CnnkitError, match=r"train2017/000000000001.jpg: image listed .* --skip-bad"):
         load_instance_data(str(tmp_path))
+
+
+def keyed_yaml(root: Path, names: str) -> Path:
+    """Ultralytics' layout whose data.yaml keys its names from 1; the labels use ids 1 (cat) and 2 (dog):
+    per image two cats on the left and two dogs on the right (boxes)."""
+    for split in ("train", "val"):
+        for i in range(2):
+            write_png(root / "images" / split / f"{i}.png", np.zeros((SIZE, SIZE, 3), np.uint8))
+            (root / "labels" / split).mkdir(parents=True, exist_ok=True)
+            (root / "labels" / split / f"{i}.txt").write_text(
+                "1 0.2 0.2 0.2 0.2\n1 0.2 0.7 0.2 0.2\n2 0.7 0.2 0.2 0.2\n2 0.7 0.7 0.2 0.2\n")
+    (root / "data.yaml").write_text(f"train: images/train\nval: images/val\nnames: {names}\n")
+    return root
+
+
+@pytest.mark.parametrize("names", ["{1: cat, 2: dog, 3: bird}", "{1: cat, 2: dog}"])
+def test_yaml_names_keyed_from_1_keep_labels_and_names_paired(tmp_path: Path, names: str, caplog):
+    """Regression: keys 1, 2, 3 were taken as indices 0, 1, 2: every cat trained as a dog (or, with two
+    names, a refusal of the dogs' lines)."""
+    data = load_instance_data(str(keyed_yaml(tmp_path, names)))
+    assert data.classes[:2] == ["cat", "dog"]
+    objs = data.train[0].objects.window((0, 0, SIZE, SIZE))
+    left = objs["boxes"][:, 0] < SIZE / 2
+    assert [data.classes[c] for c in objs["labels"][left]] == ["cat", "cat"]
+    assert [data.classes[c] for c in objs["labels"][~left]] == ["dog", "dog"]
+    assert "label ids 1, 2" in caplog.text and "are its names' keys" in caplog.text
+    # a checkpoint's classes (the same yaml's, in key order) read the labels alike
+    again = load_instance_data(str(tmp_path), meta={"classes": data.classes, "in_chans": 3}, for_eval="val")
+    assert again.val[0].objects.labels.tolist() == objs["labels"].tolist()
+
+
+def test_yaml_names_with_unusable_keys_or_unknown_ids_are_refused(tmp_path: Path):
+    root = keyed_yaml(tmp_path, "{a: cat, b: dog}")
+    with pytest.raises(CnnkitError, match=r"data.yaml: the keys of 'names' must be the class ids"):
+        load_instance_data(str(root))
+    (root / "data.yaml").write_text("train: images/train\nval: images/val\nnames: {2: dog, 3: bird}\n")
+    with pytest.raises(CnnkitError, match=r"0.txt:1: class 1 is not one of the ids the yaml's names give \(2, 3\)"):
+        load_instance_data(str(root))

@@ -118,3 +118,20 @@ def test_ap_is_reported_when_the_detection_limit_exceeds_100():
     metrics.update(*as_tensors(gts, perfect))
     results = metrics.compute()
     assert results["box_ap"] == pytest.approx(1.0) and results["box_ap50"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("masks", [False, True])
+def test_crowd_ground_truth_is_ignored(masks: bool):
+    """A crowd region (iscrowd 1) is neither missed when nothing finds it nor a false positive's reason:
+    a detection inside it is ignored, as pycocotools does with crowd ground truth."""
+    gts = [[((2, 2, 12, 12), 1), ((20, 5, 56, 38), 1)]]
+    dets = [[((2, 2, 12, 12), 1, 0.8), ((24, 8, 34, 18), 1, 0.95)]]  # the object, and a part of the crowd
+    outputs, targets = as_tensors(gts, dets)
+    targets[0]["iscrowd"] = torch.tensor([0, 1])
+    metrics = COCOMetrics(["a", "b"], masks=masks)
+    metrics.update(outputs, targets)
+    assert metrics.compute()["box_ap"] == pytest.approx(1.0)
+    del targets[0]["iscrowd"]  # the same region as an object: missed, and the part found a false positive
+    metrics.reset()
+    metrics.update(outputs, targets)
+    assert metrics.compute()["box_ap"] < 0.6

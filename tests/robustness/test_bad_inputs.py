@@ -222,6 +222,8 @@ CASES = [
     ("yolo-text", yolo("zero point five\n"), TO_COCO, "0.txt"),
     ("yolo-data-yaml-bad", lambda r: (yolo("0 0.5 0.5 0.2 0.2\n")(r), (r / "data.yaml").write_text("names: [a,\n")),
      TO_COCO, "data.yaml"),
+    ("yolo-names-keys-text", lambda r: (yolo("0 0.5 0.5 0.2 0.2\n")(r), (r / "data.yaml").write_text(
+        "train: images\nnames: {a: thing}\n")), TO_COCO, "data.yaml"),
     # ---------------------------------------------------------------- instance data: maps
     ("maps-float", _maps(lambda i: np.full((32, 32), 1.5, np.float32), ext=".tif"), TO_COCO, ".tif"),
     ("maps-negative", _maps(lambda i: np.full((32, 32), -1, np.int32), ext=".tif"), TO_COCO, ".tif"),

@@ -238,14 +238,19 @@ def _describe_instance(source: str, val_split: float, seed: int, group: str, ski
             continue
         per_image: list[int] = []
         per_class: Counter[int] = Counter()
+        crowd = 0
         for item in items:
             labels = _labels(item.objects)
+            if item.objects.crowd is not None:  # COCO's regions to ignore: not objects
+                crowd += int(item.objects.crowd.sum())
+                labels = labels[~item.objects.crowd]
             per_image.append(len(labels))
             per_class.update(int(v) for v in labels)
         n = np.array(per_image)
         out.append(f"{name}: {len(items)} images, {int(n.sum())} objects (per image min {n.min()}, median "
                    f"{int(np.median(n))}, max {n.max()}; {int((n == 0).sum())} without objects); per class " +
-                   ", ".join(f"{c} {per_class[i]}" for i, c in enumerate(data.classes[:20])))
+                   ", ".join(f"{c} {per_class[i]}" for i, c in enumerate(data.classes[:20])) +
+                   (f"; {crowd} crowd regions (iscrowd 1: not trained on, ignored in scoring)" if crowd else ""))
     masks = any(item.objects.has_masks for item in (data.train or data.val)[:50])
     boxes, first = boxes_without_masks((data.train or []) + data.val)
     mixed = f" ({boxes} objects have a box but no mask, e.g. in {first}: their boxes serve as masks)" if masks and \

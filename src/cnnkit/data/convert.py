@@ -6,6 +6,9 @@ the vertices on pixel edges rather than pixel centres: rasterised again they giv
 (IoU >= 0.99 on the test fixtures). Polygons cannot hold holes; in COCO output an object whose
 polygons fall below POLYGON_MIN_IOU (a hole, a one-pixel line) is written as RLE instead, exactly;
 YOLO has no RLE, so such objects keep their outline and are counted in a warning.
+
+COCO's crowd regions (``iscrowd: 1``) mean "ignore this region", not an object: COCO output keeps
+them as such; YOLO files and instance maps have no way to mark one, so they are left out and counted.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from cnnkit.log import LOGGER
 
 FORMATS = ("coco", "yolo", "masks")
 POLYGON_MIN_IOU = 0.99  # below this a COCO object is written as RLE instead of polygons
+CROWD = "crowd regions (iscrowd 1: regions to ignore, not objects) left out"
 UPSAMPLE = 2  # trace outlines at this zoom so vertices sit on pixel edges
 
 
@@ -119,6 +123,9 @@ def write_yolo(items: list[InstanceItem], classes: list[str], out: Path, counts:
         masks, boxes, labels, crowd, (h, w) = item_objects(item)
         lines = []
         for k in range(len(labels)):
+            if crowd[k]:
+                counts[CROWD] += 1
+                continue
             if masks is None:
                 x0, y0, x1, y1 = boxes[k]
                 lines.append(f"{labels[k]} {(x0 + x1) / 2 / w:.6f} {(y0 + y1) / 2 / h:.6f} "
@@ -144,8 +151,10 @@ def write_masks(items: list[InstanceItem], classes: list[str], out: Path, counts
     (out / "masks").mkdir(parents=True, exist_ok=True)
     for index, item in enumerate(items):
         path = _copy_image(item, out / "images", index)
-        masks, _, labels, _, size = item_objects(item)
+        masks, _, labels, crowd, size = item_objects(item)
         masks = np.zeros((0, *size), np.uint8) if masks is None else masks  # an image without objects
+        counts[CROWD] += int(crowd.sum())
+        masks, labels = masks[~crowd], labels[~crowd]
         ids = np.zeros(size, np.uint16)
         for k, mask in enumerate(masks, 1):
             counts["overlapping pixels given to the later object"] += int((ids[mask > 0] > 0).sum())

@@ -146,10 +146,20 @@ def masks_to_boxes_np(masks: np.ndarray) -> np.ndarray:
     return boxes
 
 
+@dataclass(frozen=True)
+class CocoOrigin:
+    """The COCO file items were read from, and its category id of each class (class order): results are
+    written in that file's ids, so that they score against it as they are."""
+
+    file: Path
+    category_ids: tuple[int | None, ...]  # None for a class the file does not name
+
+
 @dataclass
 class InstanceItem:
     image: Path | np.ndarray  # a file, or an (H, W, C) uint8 array
     objects: Objects
+    coco: CocoOrigin | None = None  # read from a COCO file: which, and its category ids
 
 
 # preset -> (scale range, horizontal flip, vertical flip, colour jitter)

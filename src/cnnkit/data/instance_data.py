@@ -11,7 +11,7 @@ when there is no val split).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +25,7 @@ from cnnkit.data.instance_formats import (
     read_coco,
     read_map_folder,
     read_yolo,
-    yolo_names,
+    yolo_classes,
     yolo_orphans,
 )
 from cnnkit.data.instance_layouts import find_instance_layout
@@ -50,6 +50,8 @@ class InstanceData:
     high: float = 0.0  # the data set's high value for 16-bit images, 0 for 8-bit (images.probe_high)
     test: list[InstanceItem] | None = None
     plan: SplitPlan | None = None
+    category_ids: list[int] | None = None  # read from COCO files: their category id of each class
+    coco_files: list[str] = field(default_factory=list)  # those files, evaluation splits first
 
 
 def synthetic_items(n: int, seed: int, size: int = SHAPES_SIZE) -> list[InstanceItem]:
@@ -79,13 +81,14 @@ def read_split(folder: Path, skip_bad: bool, names: list[str] | None) -> tuple[l
     image_dir = child_dir(folder, IMAGE_DIRS)
     label_dir = child_dir(folder, LABEL_DIRS)
     if image_dir is not None and label_dir is not None and any(label_dir.glob("*.txt")):
-        yolo_classes = names or yolo_names(folder)
-        if not yolo_classes:
+        found_names, ids = yolo_classes(folder) or ([], None)  # ids: a data.yaml's keys, where not 0..n-1
+        chosen = names or found_names
+        if not chosen:
             raise CnnkitError(f"{folder}: YOLO labels need class names: add classes.txt (one per line) or data.yaml")
         images = list_images(image_dir)[0]
         yolo_orphans(images, label_dir, skip_bad)
-        return (read_yolo(images, lambda p: label_dir / f"{p.stem}.txt", yolo_classes, skip_bad, image_dir),
-                yolo_classes, "yolo")
+        return (read_yolo(images, lambda p: label_dir / f"{p.stem}.txt", chosen, skip_bad, image_dir, ids),
+                chosen, "yolo")
     mask_dir = child_dir(folder, MASK_DIRS)
     names = names or class_names(folder)
     if image_dir is not None and mask_dir is not None:
@@ -147,7 +150,24 @@ def load_instance_data(source: str, *, val_split: float = 0.0, seed: int = 0, sk
     layout = "+".join(sorted(layouts))
     high = (meta or {}).get("pixel_max")
     high = probe_high([i.image for i in (train or val)]) if high is None else high
-    return InstanceData(train, val, names, channels, layout, high, parts.get("test"), plan)
+    category_ids, files = coco_sources(named, root)
+    return InstanceData(train, val, names, channels, layout, high, parts.get("test"), plan, category_ids, files)
+
+
+def coco_sources(named: dict[str, list[InstanceItem]], root: Path) -> tuple[list[int] | None, list[str]]:
+    """The category id of each class and the COCO files read, when every split came from COCO files
+    (results are then written in their ids); else (None, [])."""
+    roles = sorted(named, key=lambda r: r in ("train", "all"))  # evaluation splits first: predict looks there first
+    found = list(dict.fromkeys(item.coco for role in roles for item in named[role]))
+    origins = [o for o in found if o is not None]
+    if not origins or len(origins) < len(found):
+        return None, []
+    fixed = origins[-1]  # train's (or the one file's): it fixed the classes
+    if any(o.category_ids != fixed.category_ids for o in origins):
+        LOGGER.warning("warning: %s: the COCO files give the classes different category ids; results are written "
+                       "in those of %s", root, fixed.file)
+    ids = [i for i in fixed.category_ids if i is not None]
+    return (ids if len(ids) == len(fixed.category_ids) else None), [str(o.file) for o in origins]
 
 
 def boxes_without_masks(items: list[InstanceItem]) -> tuple[int, Path | None]:

@@ -30,7 +30,7 @@ from pycocotools import mask as mask_util
 
 from cnnkit.data.coco_checks import check_coco, contained
 from cnnkit.data.images import UNREADABLE
-from cnnkit.data.instance import InstanceItem, Objects, masks_to_boxes_np, rle_of
+from cnnkit.data.instance import CocoOrigin, InstanceItem, Objects, masks_to_boxes_np, rle_of
 from cnnkit.data.masks import LOSSY, report_problems
 from cnnkit.data.segment import IMAGE_DIRS, MASK_DIRS, image_size, pair_by_stem
 from cnnkit.data.walk import child_dir, is_hidden, list_images
@@ -38,6 +38,7 @@ from cnnkit.errors import CnnkitError
 from cnnkit.log import LOGGER
 
 LABEL_DIRS = ("labels",)
+LabelIds = dict[int, int] | None  # YOLO label id -> class index, where they differ (data.yaml names keyed 1, 2, ...)
 
 
 class Problems:
@@ -128,6 +129,8 @@ def read_coco(json_path: Path, skip_bad: bool, names: list[str] | None = None, i
                               "which 'images' does not list")
         per_image[ann["image_id"]].append(ann)
     problems, items, missing = Problems(json_path), [], []
+    ids_of = {c["name"]: c["id"] for c in cats if isinstance(c["id"], int) and not isinstance(c["id"], bool)}
+    origin = CocoOrigin(json_path.resolve(), tuple(ids_of.get(n) for n in names))
     sample = set(np.linspace(0, len(coco["images"]) - 1, min(SIZE_SAMPLE, len(coco["images"]))).astype(int).tolist())
     for n, im in enumerate(coco["images"]):
         path = _find_image(json_path, im["file_name"], image_dirs)
@@ -140,7 +143,7 @@ def read_coco(json_path: Path, skip_bad: bool, names: list[str] | None = None, i
             w, h = image_size(path)
             raise CnnkitError(f"{path}: the file is {w}x{h} px but {json_path.name} says {size[1]}x{size[0]} "
                               "(width x height); its annotations would be misplaced: re-export them or the image")
-        items.append(InstanceItem(path, _coco_objects(per_image[im["id"]], size, cat_index, problems)))
+        items.append(InstanceItem(path, _coco_objects(per_image[im["id"]], size, cat_index, problems), origin))
     report_problems(missing, "missing image", skip_bad)
     problems.report()
     return items, names
@@ -191,24 +194,55 @@ def load_yaml_file(path: Path) -> Any:
         raise CnnkitError(f"{path}: not a readable YAML file ({first}); fix it") from None
 
 
-def yolo_names(root: Path) -> list[str] | None:
+def yaml_classes(names: Any, origin: Path) -> tuple[list[str], LabelIds] | None:
+    """A data.yaml's ``names`` -> (names in id order, {label id: class index} where the ids are not
+    0..n-1, else None); None without names. A dict's keys are the ids its label files use, so
+    ``{1: cat, 2: dog}`` reads label 1 as cat, whatever index cat gets inside cnnkit."""
+    if isinstance(names, list):
+        return [str(n) for n in names], None
+    if not isinstance(names, dict):
+        return None
+    keys = [k for k in names if (isinstance(k, int) and not isinstance(k, bool) and k >= 0)
+            or (isinstance(k, str) and k.isdigit())]
+    if len(keys) != len(names) or len({int(k) for k in keys}) != len(names):
+        raise CnnkitError(f"{origin}: the keys of 'names' must be the class ids the label files use (whole numbers "
+                          f"0 or more, each once), got {list(names)[:6]}; fix them")
+    keyed = {int(k): str(v) for k, v in names.items()}
+    ids = sorted(keyed)
+    return [keyed[k] for k in ids], None if ids == list(range(len(ids))) else {k: i for i, k in enumerate(ids)}
+
+
+def label_ids_note(ids: LabelIds) -> str:
+    """What the found line says when label ids are not the class indices."""
+    if not ids:
+        return ""
+    keys = sorted(ids)
+    return f"; label ids {', '.join(map(str, keys[:6]))}{' ...' if len(keys) > 6 else ''} are its names' keys"
+
+
+def yolo_classes(root: Path) -> tuple[list[str], LabelIds] | None:
+    """Class names (and label ids, see ``yaml_classes``) from classes.txt or data.yaml in or above ``root``."""
     for path in (root / "classes.txt", root.parent / "classes.txt"):
         if path.is_file():
-            return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+            return [line.strip() for line in path.read_text().splitlines() if line.strip()], None
     for path in (root / "data.yaml", root.parent / "data.yaml"):
         if path.is_file():
             spec = load_yaml_file(path)
-            names = spec.get("names") if isinstance(spec, dict) else None
-            if isinstance(names, dict):
-                return [names[k] for k in sorted(names)]
-            if isinstance(names, list):
-                return [str(n) for n in names]
+            found = yaml_classes(spec.get("names") if isinstance(spec, dict) else None, path)
+            if found is not None:
+                return found
     return None
 
 
+def yolo_names(root: Path) -> list[str] | None:
+    found = yolo_classes(root)
+    return found[0] if found else None
+
+
 def read_yolo(images: list[Path], label_of: Callable[[Path], Path], names: list[str], skip_bad: bool,
-              origin: Path) -> list[InstanceItem]:
-    """One label file per image (``label_of(image)``); an image without a label file has no objects."""
+              origin: Path, ids: LabelIds = None) -> list[InstanceItem]:
+    """One label file per image (``label_of(image)``); an image without a label file has no objects.
+    ``ids``: {label id: class index} where the labels' ids are not the indices of ``names``."""
     if not images:
         raise CnnkitError(f"{origin}: no images; put the images beside labels/")
     missing = [f"{p}: image listed by {origin} not found" for p in images if not p.is_file()]
@@ -220,7 +254,7 @@ def read_yolo(images: list[Path], label_of: Callable[[Path], Path], names: list[
         w, h = image_size(path)
         label = label_of(path)
         lines = label.read_text().splitlines() if label.is_file() else []
-        items.append(InstanceItem(path, _yolo_objects(label, lines, (h, w), names)))
+        items.append(InstanceItem(path, _yolo_objects(label, lines, (h, w), names, ids)))
     return items
 
 
@@ -232,7 +266,7 @@ def yolo_orphans(images: list[Path], label_dir: Path, skip_bad: bool) -> None:
     report_problems(orphans, "label", skip_bad)
 
 
-def _yolo_objects(label: Path, lines: list[str], size: tuple[int, int], names: list[str]) -> Objects:
+def _yolo_objects(label: Path, lines: list[str], size: tuple[int, int], names: list[str], ids: LabelIds) -> Objects:
     h, w = size
     problems = Problems(label)
     shapes, boxes, labels = [], [], []
@@ -244,7 +278,11 @@ def _yolo_objects(label: Path, lines: list[str], size: tuple[int, int], names: l
             cls, values = int(parts[0]), np.array([float(v) for v in parts[1:]])
         except ValueError:
             raise CnnkitError(f"{label}:{n}: expected 'class x y ...' numbers, got {line!r}") from None
-        if not 0 <= cls < len(names):
+        index = cls if ids is None else ids.get(cls, -1)
+        if ids is not None and index < 0:
+            raise CnnkitError(f"{label}:{n}: class {cls} is not one of the ids the yaml's names give "
+                              f"({', '.join(map(str, sorted(ids)))}); fix the line or add the id to names")
+        if not 0 <= index < len(names):
             raise CnnkitError(f"{label}:{n}: class {cls} is not in the {len(names)} classes; fix the line "
                               "or add the name to classes.txt")
         if len(values) % 2:  # a torn line; too few points (an even count) is a polygon skipped below
@@ -266,7 +304,7 @@ def _yolo_objects(label: Path, lines: list[str], size: tuple[int, int], names: l
         if box is not None:
             shapes.append(poly)
             boxes.append(box)
-            labels.append(cls)
+            labels.append(index)
     problems.report()
     return shape_objects(size, shapes, boxes, labels, [False] * len(labels))
 
@@ -353,4 +391,4 @@ def class_names(root: Path) -> list[str]:
 
 
 __all__ = ["MASK_DIRS", "LABEL_DIRS", "read_coco", "read_yolo", "yolo_orphans", "read_map_folder", "dsb_original",
-           "class_names"]
+           "class_names", "yolo_classes", "yaml_classes"]

@@ -19,7 +19,15 @@ from pathlib import Path
 from typing import cast
 
 from cnnkit.data.instance import InstanceItem
-from cnnkit.data.instance_formats import load_yaml_file, read_coco, read_yolo, yolo_names
+from cnnkit.data.instance_formats import (
+    LabelIds,
+    label_ids_note,
+    load_yaml_file,
+    read_coco,
+    read_yolo,
+    yaml_classes,
+    yolo_classes,
+)
 from cnnkit.data.splits import named_children, role_of
 from cnnkit.data.walk import list_images
 from cnnkit.errors import CnnkitError
@@ -60,10 +68,11 @@ def label_path(image: Path) -> Path:
     return Path(*parts).with_suffix(".txt")
 
 
-def _yolo_reader(images: Callable[[], list[Path]], names: list[str], skip_bad: bool, origin: Path) -> Reader:
+def _yolo_reader(images: Callable[[], list[Path]], names: list[str], skip_bad: bool, origin: Path,
+                 ids: LabelIds = None) -> Reader:
     def read(fixed: list[str] | None) -> tuple[list[InstanceItem], list[str], str]:
-        found = fixed or names
-        return read_yolo(images(), label_path, found, skip_bad, origin), found, "yolo"
+        found = fixed or names  # a checkpoint's classes are in the order its yaml's ids gave them
+        return read_yolo(images(), label_path, found, skip_bad, origin, ids), found, "yolo"
     return read
 
 
@@ -89,14 +98,13 @@ def _image_list(entry: str | list, base: Path, origin: Path) -> Callable[[], lis
     return listing
 
 
-def _yaml_names(spec: dict, origin: Path) -> tuple[list[str], str]:
-    names = spec.get("names")
-    if isinstance(names, dict):
-        return [str(names[k]) for k in sorted(names)], f"{len(names)} classes from {origin.name}"
-    if isinstance(names, list):
-        return [str(n) for n in names], f"{len(names)} classes from {origin.name}"
+def _yaml_names(spec: dict, origin: Path) -> tuple[list[str], LabelIds, str]:
+    found = yaml_classes(spec.get("names"), origin)
+    if found is not None:
+        names, ids = found
+        return names, ids, f"{len(names)} classes from {origin.name}{label_ids_note(ids)}"
     LOGGER.warning("warning: %s gives no class names; using the 80 COCO names, as Ultralytics does", origin)
-    return list(COCO80), "the 80 COCO classes (no names given)"
+    return list(COCO80), None, "the 80 COCO classes (no names given)"
 
 
 def read_data_yaml(path: Path, skip_bad: bool) -> FoundLayout:
@@ -109,12 +117,12 @@ def read_data_yaml(path: Path, skip_bad: bool) -> FoundLayout:
         given = Path(str(spec["path"]))
         candidates = [given] if given.is_absolute() else [base / given]
         base = next((c for c in candidates if c.is_dir()), base)  # a path from another machine: the yaml's folder
-    names, why = _yaml_names(spec, path)
+    names, ids, why = _yaml_names(spec, path)
     listed = ", ".join(k for k in ("train", "val", "test") if spec.get(k))
     found = FoundLayout("YOLO (Ultralytics)", f"{path.name} with {listed}; {why}")
     for role in ("train", "val", "test"):
         if spec.get(role):
-            found.readers[role] = _yolo_reader(_image_list(spec[role], base, path), names, skip_bad, path)
+            found.readers[role] = _yolo_reader(_image_list(spec[role], base, path), names, skip_bad, path, ids)
             found.labels[role] = str(spec[role])
     if spec.get("val") and spec.get("val") == spec.get("train"):
         LOGGER.warning("warning: %s: val is the same as train (%s), so validation scores training images; "
@@ -122,18 +130,20 @@ def read_data_yaml(path: Path, skip_bad: bool) -> FoundLayout:
     return found
 
 
-def _yolo_split_folders(root: Path, names: list[str] | None, skip_bad: bool) -> FoundLayout | None:
+def _yolo_split_folders(root: Path, classes: tuple[list[str], LabelIds] | None, skip_bad: bool
+                        ) -> FoundLayout | None:
     """``images/<split>/`` + ``labels/<split>/`` without a yaml."""
     image_splits = named_children(root / "images")
     if not image_splits or not (root / "labels").is_dir():
         return None
-    if names is None:
+    if classes is None:
         LOGGER.warning("warning: %s: no data.yaml or classes.txt; using the 80 COCO names, as Ultralytics does", root)
-    found_names = names or list(COCO80)
-    found = FoundLayout("YOLO (Ultralytics)", f"images/<split>/ and labels/<split>/ with {len(found_names)} classes")
+    found_names, ids = classes or (list(COCO80), None)
+    found = FoundLayout("YOLO (Ultralytics)", f"images/<split>/ and labels/<split>/ with {len(found_names)} classes"
+                        f"{label_ids_note(ids)}")
     for role, folder in image_splits.items():
         listing = _image_list(str(folder.resolve()), root, root)
-        found.readers[role] = _yolo_reader(listing, found_names, skip_bad, root)
+        found.readers[role] = _yolo_reader(listing, found_names, skip_bad, root, ids)
         found.labels[role] = f"images/{folder.name}"
     return found
 
@@ -177,7 +187,7 @@ def find_instance_layout(root: Path, skip_bad: bool, read_folder: Callable[[Path
     official = _coco_official(root, skip_bad)
     if official is not None:
         return official
-    yolo = _yolo_split_folders(root, yolo_names(root), skip_bad)
+    yolo = _yolo_split_folders(root, yolo_classes(root), skip_bad)
     if yolo is not None:
         return yolo
     splits = named_children(root) or named_children(root, ".json", Path.is_file)

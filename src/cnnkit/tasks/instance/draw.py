@@ -15,6 +15,7 @@ from cnnkit.data.rle import decode_rle
 from cnnkit.files import atomic_write_bytes
 from cnnkit.meta import default_colours
 from cnnkit.tasks.common import save_png
+from cnnkit.tasks.instance import coco_ids
 
 MAX_LABELS = 60  # objects labelled with text on an overlay; more would hide the image
 
@@ -78,20 +79,22 @@ def write_instance_outputs(image: Image.Image, prediction: dict, meta: Mapping[s
 
 
 def write_results(records: list[dict], meta: Mapping[str, Any], folder: Path) -> Path:
-    """coco_results.json: COCO's results format (image_id, category_id 1-based, bbox xywh, score,
-    RLE segmentation) plus file_name, and the images and categories it refers to."""
+    """coco_results.json: COCO's results format (image_id, category_id, bbox xywh, score, RLE
+    segmentation), in the ids of the COCO file the model was trained on where it was (see coco_ids),
+    and coco_images.json: the images and categories it refers to."""
     images, results = [], []
-    for image_id, record in enumerate(records, 1):
+    cat_ids = coco_ids.category_ids(meta)
+    for image_id, record in zip(coco_ids.image_ids(records, meta), records):
         width, height = record["size"]
         images.append({"id": image_id, "file_name": record["path"], "width": width, "height": height})
         for inst in record["instances"]:
             x0, y0, x1, y1 = inst["box"]
-            det = {"image_id": image_id, "category_id": inst["class_id"] + 1,
+            det = {"image_id": image_id, "category_id": cat_ids[inst["class_id"]],
                    "bbox": [x0, y0, round(x1 - x0, 2), round(y1 - y0, 2)], "score": inst["score"]}
             if "rle" in inst:
                 det["segmentation"] = inst["rle"]
             results.append(det)
-    categories = [{"id": i + 1, "name": n} for i, n in enumerate(meta["classes"])]
+    categories = [{"id": i, "name": n} for i, n in zip(cat_ids, meta["classes"])]
     path = folder / "coco_results.json"
     atomic_write_bytes(path, json.dumps(results).encode())
     atomic_write_bytes(folder / "coco_images.json", json.dumps({"images": images, "categories": categories}).encode())

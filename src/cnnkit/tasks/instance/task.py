@@ -91,6 +91,8 @@ class InstanceTask(InstanceView):
                         imgsz=crop, crop=[crop, crop], max_size=max_size, mean=mean, std=std, detections=detections,
                         layout=data.layout, pixel_max=data.high, split=data.plan.to_meta() if data.plan else None,
                         inputs=describe_inputs([i.image for i in data.train], data.high))
+            if data.category_ids:  # read from COCO files: coco_results.json is written in their ids
+                meta.update(coco_category_ids=data.category_ids, coco_files=data.coco_files)
         train = None
         if data.train is not None:
             transform = InstanceTransform(cfg.augment, tuple(meta["crop"]), cfg.shift_augment)
