@@ -3,7 +3,6 @@ score), instance-map PNGs and the COCO results JSON."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from cnnkit.data.rle import decode_rle
-from cnnkit.files import atomic_write_bytes
+from cnnkit.files import atomic_write_bytes, json_bytes
 from cnnkit.meta import default_colours
 from cnnkit.tasks.common import save_png
 from cnnkit.tasks.instance import coco_ids
@@ -96,6 +95,6 @@ def write_results(records: list[dict], meta: Mapping[str, Any], folder: Path) ->
             results.append(det)
     categories = [{"id": i, "name": n} for i, n in zip(cat_ids, meta["classes"])]
     path = folder / "coco_results.json"
-    atomic_write_bytes(path, json.dumps(results).encode())
-    atomic_write_bytes(folder / "coco_images.json", json.dumps({"images": images, "categories": categories}).encode())
+    atomic_write_bytes(path, json_bytes(results))
+    atomic_write_bytes(folder / "coco_images.json", json_bytes({"images": images, "categories": categories}))
     return path
