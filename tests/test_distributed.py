@@ -19,6 +19,7 @@ def _run(cmd, tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout + proc.stderr
 
 
 @pytest.mark.slow
@@ -27,8 +28,10 @@ def test_two_processes_match_one(tmp_path):
     recipe.write_text("model_args: {preset: tiny, norm: none, dropout: 0.0}\n")
     common = ARGS + ["--config", str(recipe), "--project", str(tmp_path)]
     _run([sys.executable, "-m", "cnnkit.cli.main", *common, "--name", "one"], tmp_path)
-    _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-          "-m", "cnnkit.cli.main", *common, "--name", "two"], tmp_path)
+    said = _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                 "-m", "cnnkit.cli.main", *common, "--name", "two"], tmp_path)
+    assert said.count("run folder:") == 1 and said.count("next:") == 1  # rank 0 alone reports
+    assert said.count("splits:") <= 1
     rows = {}
     for name in ("one", "two"):
         with (tmp_path / "classify" / name / "metrics.csv").open() as f:

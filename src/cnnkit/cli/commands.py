@@ -35,6 +35,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         values["epochs"] = 0  # a resumed run keeps its own number of epochs unless --epochs is given
     origin = str(args.config) if args.config else "command line"
     result = train_with(make_config(values, origin="command line"), origin=origin, flags=set(given))
+    if not result.is_main:  # under torchrun the summary and the next commands are rank 0's to print
+        return 0
     print(f"run folder: {result.run_dir}")
     best = result.run_dir / "best.pt"
     if best.exists():
