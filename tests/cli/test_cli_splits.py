@@ -29,3 +29,27 @@ def test_test_folder_scored_once_and_val_scores_the_held_out_images(tmp_path, ca
     moved = root.rename(tmp_path / "renamed")  # the same files elsewhere: still the held-out images
     assert main(["val", "--weights", str(run / "best.pt"), "--data", str(moved), "--out", str(tmp_path / "v4")]) == 0
     assert "10 images" in capsys.readouterr().out
+
+
+def test_val_on_an_edited_copy_scores_only_the_held_out_images(tmp_path, capsys):
+    """A copy with one image added and one removed was 'not the data set this model trained on': all 60 images
+    were scored, 48 of which trained (top-1 1.0), with no word."""
+    import shutil
+
+    from tests.conftest import write_image_folder
+
+    root = write_image_folder(tmp_path / "flat", {"": (60, 0)}, 16)
+    assert main([*TRAIN, "--data", str(root), "--imgsz", "16", "--val-split", "0.2", "--project",
+                 str(tmp_path / "runs"), "--name", "t"]) == 0
+    run = tmp_path / "runs" / "classify" / "t"
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy)
+    files = sorted(copy.rglob("*.png"))
+    files[0].unlink()
+    shutil.copy(files[1], files[1].with_name("added.png"))
+    capsys.readouterr()
+    assert main(["val", "--weights", str(run / "best.pt"), "--data", str(copy), "--out", str(tmp_path / "v")]) == 0
+    scored = json.loads((tmp_path / "v" / "metrics.json").read_text())
+    out = capsys.readouterr()
+    assert "11 images" in out.out or "12 images" in out.out, out.out  # the 12 held out, less one if it was removed
+    assert scored["top1"] >= 0

@@ -14,6 +14,7 @@ choose explicitly.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 from collections import Counter
@@ -144,6 +145,7 @@ class SplitPlan:
     test_count: int = 0
     group: str = ""  # --val-group: validation held out by whole groups
     files_digest: str = ""  # every file of the data set, relative to its root: the same data, wherever it is
+    val_hashes: str = ""  # held-out files, 4 bytes of each name's hash (base64): found again in an edited copy
 
     def to_meta(self) -> dict[str, Any]:
         return dict(vars(self))
@@ -181,11 +183,33 @@ def resolve_splits(named: dict[str, list], hold_out: Callable[[list], tuple[list
             parts.append(f"test = {label['test']} ({len(named['test'])}; scored once at the end by best.pt, "
                          "never used to choose)")
         LOGGER.info("splits: %s", ", ".join(parts))
+        held = relative_names((key(i) for i in out["val"]), origin)
         plan = SplitPlan(str(Path(origin).resolve()), "folder" if "val" in named else "held out", fraction, seed,
-                         len(out["val"]), digest(relative_names((key(i) for i in out["val"]), origin)),
-                         len(named.get("test", [])), group, _files_digest(named, origin, key))
+                         len(out["val"]), digest(held), len(named.get("test", [])), group,
+                         _files_digest(named, origin, key), "" if "val" in named else name_hashes(held))
         return out, plan
     return {"val": _eval_split(named, hold_out, origin, request, trained, label, key)}, None
+
+
+def _short_hashes(names: Sequence[str]) -> list[bytes]:
+    return [hashlib.sha1(n.encode()).digest()[:4] for n in names]
+
+
+def name_hashes(names: Sequence[str]) -> str:
+    """4 bytes of each file name's SHA-1, base64: 16 KB for 3,000 held-out images; a chance match of a
+    training file is about 1 in a million for that many."""
+    return base64.b64encode(b"".join(sorted(_short_hashes(names)))).decode()
+
+
+def held_out_found(items: list, origin: Path, trained: dict, key) -> list | None:
+    """The items whose names the checkpoint held out, when the data is an edited copy of the trained data (at
+    least half of those held out are still there); None when it is not, or the checkpoint saved no names."""
+    saved = base64.b64decode(trained.get("val_hashes") or "")
+    if not saved:
+        return None
+    held = {saved[i:i + 4] for i in range(0, len(saved), 4)}
+    found = [i for i, h in zip(items, _short_hashes(relative_names((key(i) for i in items), origin))) if h in held]
+    return found if found and len(found) >= len(held) / 2 else None
 
 
 def _files_digest(named: dict[str, list], origin: Path, key) -> str:
@@ -217,6 +241,14 @@ def _eval_split(named: dict[str, list], hold_out, origin: Path, request: str, tr
                           "pass --split test or --split all")
     same = trained is not None and (trained.get("data") == str(Path(origin).resolve())
                                     or trained.get("files_digest") == _files_digest(named, origin, key))
+    if request != "train" and trained and trained.get("files_digest") != _files_digest(named, origin, key):
+        found = held_out_found(named[base], origin, trained, key)
+        if found is not None:  # an edited copy: a recomputed split would hold out images that trained
+            LOGGER.warning("warning: %s: the files differ from those the model was trained with; scoring the %d "
+                           "images held out at training that are still here (of %d); the other %d are new or "
+                           "were trained on, so they are not scored", origin, len(found), trained.get("val_count", 0),
+                           len(named[base]) - len(found))
+            return found
     if request == "auto" and "val" not in named and not same and base == "all":
         LOGGER.info("scoring all %d images of %s (not the data set this model trained on; --split val would hold "
                     "out the training fraction)", len(named[base]), origin)
