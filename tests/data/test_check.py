@@ -102,3 +102,124 @@ def test_check_counts_crowd_regions_apart(tmp_path):
 
     text = "\n".join(check_data(str(crowd_coco(tmp_path, images=4)), val_split=0.5))
     assert "train: 2 images, 4 objects" in text and "per class cell 2, dust 2; 2 crowd regions" in text
+
+
+def _binary_pairs(root, values_of):
+    """images/ + masks/ of 16 px; mask i holds 0 and ``values_of(i)`` in a square."""
+    import numpy as np
+
+    from tests.conftest import write_png
+
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        write_png(root / "images" / f"{i}.png", rng.integers(0, 255, (16, 16, 3), dtype=np.uint8))
+        mask = np.zeros((16, 16), np.uint8)
+        mask[4:10, 4:10] = values_of(i)
+        write_png(root / "masks" / f"{i}.png", mask)
+    return root
+
+
+def test_one_0_255_mask_among_0_1_masks_is_named_and_binary_reads_it(tmp_path, capsys):
+    root = _binary_pairs(tmp_path / "seg", lambda i: 255 if i == 3 else 1)
+    assert main(["data", "check", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "problems: 1" in out and "3.png: values 0 and 255 where the other masks hold 0 and 1" in out
+    assert "pass --binary" in out
+    assert main(["data", "check", str(root), "--binary"]) == 0  # read as training with --binary reads it
+    out = capsys.readouterr().out
+    assert "problems: 0 (none)" in out and out.rstrip().endswith("--model unet_resnet18 --binary")
+
+
+def test_masks_using_255_to_ignore_borders_are_not_named(tmp_path):
+    # 255 beside 1 in one mask: a VOC-style border to ignore, not a binary mask saved the other way
+    root = _binary_pairs(tmp_path / "seg", lambda i: (1, 255, 255)[i % 3])
+    import numpy as np
+
+    from tests.conftest import write_png
+
+    both = np.zeros((16, 16), np.uint8)
+    both[2:6, 2:6], both[6:8, 2:6] = 1, 255
+    write_png(root / "masks" / "0.png", both)
+    assert "problems: 0 (none)" in "\n".join(check_data(str(root)))
+
+
+def _truncated_jpeg(path):
+    import numpy as np
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(path, quality=90)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])  # the header reads; the body stops halfway
+
+
+def test_a_truncated_jpeg_is_decoded_and_named(tmp_path, capsys):
+    root = cifar_like(tmp_path / "c")
+    _truncated_jpeg(next(root.glob("train/*/")) / "cut.jpg")
+    assert main(["data", "check", str(root)]) == 2
+    captured = capsys.readouterr()
+    assert "cut.jpg: corrupt or truncated image" in captured.out and "cut.jpg" in captured.err
+    lines = check_data(str(root), skip_bad=True)
+    assert any("cut.jpg" in line and line.endswith("; skipped") for line in lines)
+    assert not any("pass --skip-bad" in line for line in lines)  # it was given
+
+
+def test_a_truncated_segmentation_image_is_decoded_and_named(tmp_path, capsys):
+    root = _binary_pairs(tmp_path / "seg", lambda i: 1)
+    (root / "images" / "2.png").unlink()
+    _truncated_jpeg(root / "images" / "2.jpg")
+    assert main(["data", "check", str(root)]) == 2
+    assert "2.jpg: corrupt or truncated image" in capsys.readouterr().out
+
+
+def test_every_kind_of_segmentation_problem_is_listed_in_one_run(tmp_path, capsys):
+    import numpy as np
+
+    from tests.conftest import write_png
+
+    root = _binary_pairs(tmp_path / "seg", lambda i: 1)
+    (root / "classes.csv").write_text("index,name\n0,background\n1,thing\n")
+    (root / "images" / "0.png").write_bytes(b"not a png")  # unreadable image
+    write_png(root / "masks" / "9.png", np.zeros((16, 16), np.uint8))  # mask without image
+    write_png(root / "images" / "8.png", np.zeros((16, 16, 3), np.uint8))  # image without mask
+    write_png(root / "masks" / "1.png", np.ones((8, 8), np.uint8))  # size mismatch
+    write_png(root / "masks" / "2.png", np.full((16, 16), 7, np.uint8))  # a value outside the classes
+    assert main(["data", "check", str(root)]) == 2
+    captured = capsys.readouterr()
+    for said in ("0.png: not an image", "9.png: mask has no image", "8.png: image has no mask",
+                 "1.png: mask is 8x8", "2.png: values [7]"):
+        assert said in captured.out
+    assert captured.err.startswith("error: 5 problems in") and captured.err.count("\n") == 1
+
+
+def test_check_takes_the_segment_reading_flags_and_repeats_them(tmp_path, capsys):
+    root = _binary_pairs(tmp_path / "seg", lambda i: (1, 2, 5)[i % 3])
+    classes = tmp_path / "names.csv"
+    classes.write_text("index,name\n0,background\n1,a\n2,b\n")
+    assert main(["data", "check", str(root), "--classes-file", str(classes), "--ignore-index", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "classes (3, from " in out and "ignore index 5" in out and "problems: 0 (none)" in out
+    assert out.rstrip().endswith(f"--ignore-index 5 --classes-file {classes}")
+    assert main(["data", "check", str(root), "--classes-file", str(classes)]) == 2  # 5 is no class then
+    assert "values [5] are not class values" in capsys.readouterr().out
+    assert main(["data", "check", str(cifar_like(tmp_path / "c")), "--binary"]) == 2
+    assert capsys.readouterr().err.startswith("error: --binary: a flag of segment data")
+
+
+def test_an_invalid_val_group_is_refused_even_beside_a_val_folder(tmp_path, capsys):
+    from tests.conftest import write_image_folder
+
+    root = write_image_folder(tmp_path / "d", {"train": (12, 0), "val": (8, 1)}, 16)
+    assert main(["data", "check", str(root), "--val-group", "("]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --val-group '(': not a regular expression") and err.count("\n") == 1
+
+
+def test_a_truncated_instance_image_is_decoded_and_named(tmp_path, capsys):
+    root = ultralytics(tmp_path / "mine")
+    image = sorted((root / "images" / "train2017").iterdir())[1]
+    _truncated_jpeg(image)  # its header reads; its pixels stop halfway
+    assert main(["data", "check", str(root)]) == 2
+    assert f"{image}: corrupt or truncated image" in capsys.readouterr().out
+    assert main(["data", "check", str(root), "--skip-bad"]) == 0
+    assert "train: 5 images" in capsys.readouterr().out

@@ -1,6 +1,7 @@
 """Loaders on fake files in every layout and image mode, and the bad-input messages."""
 
 import gzip
+import logging
 import struct
 
 import numpy as np
@@ -8,6 +9,7 @@ import pytest
 import torch
 
 from cnnkit.data.classify import ClassifyDataset, load_classify_data, stratified_split
+from cnnkit.data.synthetic import SHAPE_NAMES
 from cnnkit.data.transforms import BatchFlipTranslate, build_train_transform, channel_stats
 from cnnkit.errors import CnnkitError
 from tests.conftest import write_png
@@ -119,7 +121,6 @@ def test_real_fashion_mnist(shared_fashion):
     ("missing", "not found; pass an existing folder"),
     ("empty_class", "class folder has no images"),
     ("no_classes", "no class folders"),
-    ("unsupported", "unsupported file type '.txt'"),
 ])
 def test_bad_layouts(tmp_path, shapes_folder, problem, match):
     root = shapes_folder / "train"
@@ -130,8 +131,6 @@ def test_bad_layouts(tmp_path, shapes_folder, problem, match):
     elif problem == "no_classes":
         root = tmp_path / "flat"
         write_png(root / "x.png", np.zeros((4, 4), np.uint8))
-    else:
-        (root / "circle" / "notes.txt").write_text("hi")
     with pytest.raises(CnnkitError, match=match):
         load_classify_data(str(root), val_split=0.2)
 
@@ -217,3 +216,31 @@ def test_one_class_is_refused_and_every_unreadable_file_listed(tmp_path, shapes_
     with pytest.raises(CnnkitError, match="2 unreadable image"):  # in train and in val: both, not the first
         load_classify_data(str(shapes_folder))
     assert "corrupt.png" in caplog.text and "zero.jpg" in caplog.text
+
+
+def test_non_image_files_are_skipped_and_counted_as_by_data_check(shapes_folder, caplog):
+    (shapes_folder / "train" / "circle" / "notes.txt").write_text("hi")
+    (shapes_folder / "train" / "star" / "notes.txt").write_text("hi")
+    with caplog.at_level(logging.INFO, logger="cnnkit"):
+        data = load_classify_data(str(shapes_folder))
+    assert len(data.train) == 48 and "train: skipped 2 non-image files (.txt)" in caplog.text
+
+
+def test_skip_bad_warnings_do_not_ask_for_skip_bad(shapes_folder, caplog):
+    (shapes_folder / "train" / "circle" / "zero.png").write_bytes(b"")
+    (shapes_folder / "train" / "circle" / "garbage.jpg").write_bytes(b"not a jpeg")
+    for cache in ("ram", "none"):
+        caplog.clear()
+        load_classify_data(str(shapes_folder), cache=cache, skip_bad=True)
+        warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(warned) == 2 and all(w.endswith("; skipped") and "--skip-bad" not in w for w in warned)
+
+
+def test_a_model_scored_on_other_classes_is_told_the_classes_differ(shapes_folder):
+    with pytest.raises(CnnkitError, match=r"the data's classes \(circle, square, star, triangle\) differ from "
+                                          r"the model's \(cat, dog\): circle, square, star, triangle not among"):
+        load_classify_data(str(shapes_folder), classes=["cat", "dog"], for_eval=True)
+    data = load_classify_data(str(shapes_folder), classes=["circle", "square", "star", "triangle"], for_eval=True)
+    assert len(data.val) == 16
+    data = load_classify_data(str(shapes_folder), classes=[*SHAPE_NAMES, "hexagon"], for_eval=True)
+    assert len(data.val) == 16  # a subset of the model's classes is its data

@@ -133,10 +133,38 @@ def test_problems_are_named_before_training(tmp_path):
     write_png(root / "masks" / "001.png", np.zeros((10, 10), np.uint8))  # wrong size
     write_png(root / "masks" / "002.png", np.full((24, 24), 7, np.uint8))  # outside classes 0..2 (with a file)
     write_classes(root / "classes.csv", [(0, "a", (0, 0, 0)), (1, "b", (1, 1, 1)), (2, "c", (2, 2, 2))])
-    with pytest.raises(CnnkitError, match=r"2 mask problem\(s\).*001\.png: mask is 10x10 but its image is 24x24"):
+    with pytest.raises(CnnkitError, match=r"2 image/mask problem\(s\).*001\.png: mask is 10x10 but its image is 24x24"):
         load_segment_data(str(root), val_split=0.3)
     data = load_segment_data(str(root), val_split=0.3, skip_bad=True)
     assert len(data.train.images) + len(data.val.images) == 4
+
+
+def test_unreadable_files_are_listed_with_the_mask_problems_then_skipped(tmp_path, caplog):
+    root = write_pairs(tmp_path / "d", 6, "index")
+    (root / "images" / "000.jpg").write_bytes(b"not a jpeg")
+    (root / "masks" / "004.png").write_bytes(b"not a png")
+    write_png(root / "masks" / "001.png", np.zeros((10, 10), np.uint8))  # wrong size
+    with pytest.raises(CnnkitError, match=r"3 image/mask problem\(s\)"):
+        load_segment_data(str(root), val_split=0.3)
+    assert "000.jpg: unreadable image" in caplog.text and "004.png: unreadable mask" in caplog.text
+    caplog.clear()
+    data = load_segment_data(str(root), val_split=0.3, skip_bad=True)
+    assert len(data.train.images) + len(data.val.images) == 3
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 3 and all(w.endswith("; skipped") and "--skip-bad" not in w for w in warned)
+
+
+def test_one_0_255_mask_among_0_1_masks_is_warned_of(tmp_path, caplog):
+    root = write_pairs(tmp_path / "d", 6, "index")
+    for i in range(6):  # binary masks, 0 and 1, but one saved as 0 and 255
+        mask = np.asarray(Image.open(root / "masks" / f"{i:03d}.png")) > 0
+        write_png(root / "masks" / f"{i:03d}.png", (mask * (255 if i == 2 else 1)).astype(np.uint8))
+    load_segment_data(str(root), val_split=0.3)
+    assert "002.png: values 0 and 255 where the other masks hold 0 and 1" in caplog.text
+    assert "save it as 0/1, or pass --binary" in caplog.text
+    caplog.clear()
+    data = load_segment_data(str(root), val_split=0.3, binary=True)
+    assert "values 0 and 255" not in caplog.text and all_mask_values(data) == {0, 1}
 
 
 def test_unpaired_files_are_named(tmp_path):

@@ -154,7 +154,7 @@ def cmd_data(args: argparse.Namespace) -> int:
         from cnnkit.data.check import check_data
 
         print("\n".join(check_data(args.source, args.task, args.val_split, args.seed, args.val_group,
-                                      args.skip_bad)))
+                                      args.skip_bad, args.binary, args.ignore_index, args.classes_file)))
         return 0
     from cnnkit.data.convert import convert
 

@@ -57,6 +57,7 @@ EXAMPLES = {
     "data": """examples:
   cnnkit data check path/to/data                 (layout, splits, classes, sizes, problems; exit 2 if unusable)
   cnnkit data check coco/ --task detect
+  cnnkit data check nuclei/ --binary             (masks read as train segment --binary reads them)
   cnnkit data convert ../shared/datasets/dsb2018 --to coco --out dsb_coco
   cnnkit data convert dsb_coco/annotations.json --to yolo --out dsb_yolo
   cnnkit data convert dsb_yolo --to masks --out dsb_maps""",
@@ -246,6 +247,12 @@ def _add_data_parser(add: Callable[[str, str], argparse.ArgumentParser]) -> None
                    help="check: fraction held out when there is no val split [default: the task's]")
     p.add_argument("--seed", type=int, default=0, help="check: seed of the held-out split")
     p.add_argument("--val-group", default="", help="check: hold out whole groups, as train --val-group")
+    # segment's data-reading flags, so that the check reads masks as training will and repeats them
+    p.add_argument("--binary", action="store_true", help="check (segment): binary masks, as train segment --binary")
+    p.add_argument("--ignore-index", type=bounded(int, 0, 65535), default=None,
+                   help="check (segment): mask value ignored, as train segment --ignore-index [default: 255]")
+    p.add_argument("--classes-file", default="", help="check (segment): CSV of index,name,r,g,b, as train segment "
+                   "--classes-file")
     p.add_argument("--to", choices=("coco", "yolo", "masks"), help="convert: output format")
     p.add_argument("--out", help="convert: output folder (new or empty)")
     p.add_argument("--skip-bad", action="store_true", help="skip bad or missing files with a warning, as training "

@@ -8,7 +8,9 @@ the command to train. A data set training would refuse gives exit code 2, with t
 from __future__ import annotations
 
 import logging
+import shlex
 from collections import Counter
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
@@ -70,41 +72,81 @@ def _instance_masks(folder: Path) -> bool:
     return any(p.is_dir() or p.suffix.lower() == ".json" for p in folder.iterdir() if not p.name.startswith("."))
 
 
+@dataclass(frozen=True)
+class Reading:
+    """How ``cnnkit data check`` reads the data: the data-reading flags of ``cnnkit train``, applied as
+    training applies them and repeated in the suggested command."""
+
+    val_split: float = 0.0
+    seed: int = 0
+    group: str = ""
+    skip_bad: bool = False
+    binary: bool = False  # segment: --binary
+    ignore_index: int | None = None  # segment: --ignore-index (None: not given, 255)
+    classes_file: str = ""  # segment: --classes-file
+
+    def flags(self) -> list[str]:
+        """The flags given, as ``cnnkit train`` takes them."""
+        return [f for f in (f"--val-split {self.val_split}" if self.val_split else "",
+                            f"--val-group '{self.group}'" if self.group else "", "--skip-bad" if self.skip_bad else "",
+                            "--binary" if self.binary else "",
+                            f"--ignore-index {self.ignore_index}" if self.ignore_index is not None else "",
+                            f"--classes-file {shlex.quote(self.classes_file)}" if self.classes_file else "") if f]
+
+
 def check_data(source: str, task: str | None = None, val_split: float = 0.0, seed: int = 0, group: str = "",
-               skip_bad: bool = False) -> list[str]:
-    """The report's lines; raises CnnkitError (after printing every problem found) when training would fail."""
+               skip_bad: bool = False, binary: bool = False, ignore_index: int | None = None, classes_file: str = ""
+               ) -> list[str]:
+    """The report's lines; raises CnnkitError (after printing every problem found) when training would fail.
+    ``binary``, ``ignore_index``, ``classes_file``: as ``cnnkit train segment`` takes them."""
     why = "given"
     if task is None:
         task, why = guess_task(source)
     if task not in MODELS:
         raise CnnkitError(f"--task {task}: choose one of {', '.join(MODELS)}")
+    given = [flag for flag, value in (("--binary", binary), ("--ignore-index", ignore_index is not None),
+                                      ("--classes-file", classes_file)) if value]
+    if given and task != "segment":
+        raise CnnkitError(f"{given[0]}: a flag of segment data, and {source} is read as {task} data; drop it, or "
+                          "pass --task segment")
+    reading = Reading(val_split, seed, group, skip_bad, binary, ignore_index, classes_file)
     try:
-        lines, said = _collect(lambda: _DESCRIBE[task](source, val_split, seed, group, skip_bad))
+        lines, said = _collect(lambda: _DESCRIBE[task](source, reading))
     except CnnkitError as fault:
-        if not skip_bad:  # read again, skipping what is bad, to list every problem and not the first kind only
-            try:
-                _, also = _collect(lambda: _DESCRIBE[task](source, val_split, seed, group, True))
-                fault.found = also  # type: ignore[attr-defined]
-            except CnnkitError:
-                pass
-        for message in getattr(fault, "found", []):
-            print(message)
-        raise
+        raise _every_problem(fault, task, source, reading) from None
     found = [m for m in said if m.startswith(("found:", "splits:", "validation holds out", "segment data"))
              or ": skipped " in m]
     problems = [m for m in said if m.startswith("warning")]
     if task == "instance" and any(line.startswith("annotations: boxes only") for line in lines):
         task = "detect"
-    flags = [f"--val-split {val_split}" if val_split else "", f"--val-group '{group}'" if group else "",
-             "--skip-bad" if skip_bad else "", *(line.split("flags: ", 1)[1] for line in lines if line.startswith(
-                 "flags: "))]
+    flags = [*reading.flags(), *(line.split("flags: ", 1)[1] for line in lines if line.startswith("flags: "))]
     lines = [line for line in lines if not line.startswith("flags: ")]
-    if any("pass --ignore-index 11" in m for m in found):
+    if any("pass --ignore-index 11" in m for m in found) and reading.ignore_index is None:
         flags.append("--ignore-index 11")
     return [*found, f"task: {task} ({why})", *lines, f"problems: {len(problems)}" + ("" if problems else " (none)"),
             *[f"  {p}" for p in problems],
-            " ".join(["train with: cnnkit train", task, "--data", source, "--model", MODELS[task],
-                      *filter(None, flags)])]
+            " ".join(["train with: cnnkit train", task, "--data", source, "--model", MODELS[task], *flags])]
+
+
+def _every_problem(fault: CnnkitError, task: str, source: str, reading: Reading) -> CnnkitError:
+    """Print every problem, not the first kind alone (training stops at that), and return the error to raise:
+    the data is read again skipping what is bad, as --skip-bad would, so each later check runs too."""
+    said, again = getattr(fault, "found", []), None
+    if not reading.skip_bad:
+        try:
+            said = _collect(lambda: _DESCRIBE[task](source, replace(reading, skip_bad=True)))[1]
+        except CnnkitError as e:
+            said, again = getattr(e, "found", said), e
+        said = [m.removesuffix("; skipped") for m in said]  # this check skipped them, not the user's flag
+    for message in said:
+        print(message)
+    problems = [m.removeprefix("warning: ") for m in said if m.startswith("warning")]
+    if again is not None and str(again) != str(fault):
+        print(f"and, with the files above skipped: {again}")
+    if reading.skip_bad or again is not None or len(problems) < 2:
+        return fault
+    return CnnkitError(f"{len(problems)} problems in {source}, all listed above, the first: {problems[0]}; fix or "
+                       "remove those files, or pass --skip-bad to skip them")
 
 
 def _collect(describe) -> tuple[list[str], list[str]]:
@@ -191,11 +233,11 @@ def near_duplicates(train: list, val: list) -> str:
             "(--val-group) or give a val/ folder of other footage")
 
 
-def _describe_classify(source: str, val_split: float, seed: int, group: str, skip_bad: bool) -> list[str]:
+def _describe_classify(source: str, reading: Reading) -> list[str]:
     from cnnkit.data.classify import load_classify_data
 
-    data = load_classify_data(source, val_split=val_split, seed=seed, cache="none", imgsz=32, group=group,
-                              skip_bad=skip_bad)
+    data = load_classify_data(source, val_split=reading.val_split, seed=reading.seed, cache="none", imgsz=32,
+                              group=reading.group, skip_bad=reading.skip_bad, decode=True)
     out = []
     for name in ("train", "val", "test"):
         split = getattr(data, name)
@@ -210,11 +252,14 @@ def _describe_classify(source: str, val_split: float, seed: int, group: str, ski
     return out
 
 
-def _describe_segment(source: str, val_split: float, seed: int, group: str, skip_bad: bool) -> list[str]:
+def _describe_segment(source: str, reading: Reading) -> list[str]:
     from cnnkit.data.masks import class_pixel_stats
     from cnnkit.data.segment import load_segment_data
 
-    data = load_segment_data(source, val_split=val_split, seed=seed, cache="none", group=group, skip_bad=skip_bad)
+    ignore = 255 if reading.ignore_index is None else reading.ignore_index
+    data = load_segment_data(source, val_split=reading.val_split, seed=reading.seed, cache="none", group=reading.group,
+                             skip_bad=reading.skip_bad, binary=reading.binary, ignore_index=ignore,
+                             classes_file=reading.classes_file, decode=True)
     train = cast("RawSplit", data.train)  # loaded for training: set, with its infos
     infos = cast("list[MaskInfo]", train.infos)
     pixels, _ = class_pixel_stats(infos, data.spec)
@@ -227,10 +272,11 @@ def _describe_segment(source: str, val_split: float, seed: int, group: str, skip
     return out
 
 
-def _describe_instance(source: str, val_split: float, seed: int, group: str, skip_bad: bool) -> list[str]:
+def _describe_instance(source: str, reading: Reading) -> list[str]:
     from cnnkit.data.instance_data import boxes_without_masks, load_instance_data
 
-    data = load_instance_data(source, val_split=val_split, seed=seed, group=group, skip_bad=skip_bad)
+    data = load_instance_data(source, val_split=reading.val_split, seed=reading.seed, group=reading.group,
+                              skip_bad=reading.skip_bad, decode=True)
     out = []
     for name in ("train", "val", "test"):
         items = getattr(data, name)

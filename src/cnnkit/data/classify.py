@@ -19,7 +19,6 @@ from torch.utils.data import Dataset
 
 from cnnkit.data import idx
 from cnnkit.data.images import (
-    IMAGE_EXTS,
     decode_all,
     probe_channels,
     probe_high,
@@ -95,7 +94,9 @@ def scan_image_folder(root: Path, skip_bad: bool) -> tuple[list[Path], list[str]
                 else ", ".join(sorted({p.suffix.lower() or p.name for p in others})[:6]) or "nothing")
         raise CnnkitError(f"{root}: no class folders (saw {seen}); expected {root}/<class name>/<image files>, "
                           "a CSV of path,label, or a layout `cnnkit data check` names")
-    paths, names, unsupported = [], [], []
+    paths: list[Path] = []
+    names: list[str] = []
+    non_images: Counter[str] = Counter()  # non-image files by suffix: skipped, as every command's walk skips them
     real: dict[str, Path] = {}
     skipped = Counter(("hidden folders" if p.is_dir() else "hidden files") for p in root.iterdir()
                       if is_hidden(p.name))
@@ -110,19 +111,15 @@ def scan_image_folder(root: Path, skip_bad: bool) -> tuple[list[Path], list[str]
         files, hidden = walk_files(d, recursive=True)
         skipped += hidden
         images = [f for f in files if is_image_file(f)]
-        unsupported += [f for f in files if not is_image_file(f)]
+        non_images.update(f.suffix.lower() or f.name for f in files if not is_image_file(f))
         if not images:
             raise CnnkitError(f"{d}: class folder has no images; add images or remove the folder")
         paths += images
         names += [d.name] * len(images)
+    if non_images:  # named by suffix: a .heic among the photos shows here, not silently lost
+        skipped[f"non-image files ({', '.join(sorted(non_images)[:6])})"] = sum(non_images.values())
     if skipped:  # one line for the whole tree
         LOGGER.info("%s: skipped %s", root, ", ".join(f"{n} {what}" for what, n in skipped.items()))
-    if unsupported:
-        msg = (f"{unsupported[0]}: unsupported file type '{unsupported[0].suffix}' ({len(unsupported)} such files); "
-               f"use one of {', '.join(sorted(IMAGE_EXTS))}")
-        if not skip_bad:
-            raise CnnkitError(msg + ", or pass --skip-bad to skip them")
-        LOGGER.warning("warning: %s; skipped", msg)
     warn_odd_classes(root, class_dirs)
     return paths, names
 
@@ -186,6 +183,20 @@ def label_indices(names: list[str], classes: list[str] | None, origin: Path) -> 
     return out, classes
 
 
+def _among_model_classes(raw: dict, classes: list[str], origin: Path) -> None:
+    """A model's data holds its classes (or their indices): another class set is named as such, not as a
+    bad label."""
+    names = sorted({str(n) for _, split_names in raw.values() for n in split_names})
+    unknown = [n for n in names if n not in classes and not (n.isdigit() and int(n) < len(classes))]
+    if not unknown or any(n.lower() == "images" or is_annotation_folder(n) for n in unknown):
+        return  # the same classes, or segmentation data: label_indices says which
+
+    def shown(items: list[str]) -> str:
+        return ", ".join(items[:8]) + (f", ... ({len(items)})" if len(items) > 8 else "")
+    raise CnnkitError(f"{origin}: the data's classes ({shown(names)}) differ from the model's ({shown(classes)}): "
+                      f"{shown(unknown)} not among the model's; score the model on data of the classes it learned")
+
+
 def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices (train, val) holding out ``fraction`` of every class, fixed by ``seed``."""
     rng = np.random.default_rng(seed)
@@ -247,9 +258,10 @@ def _native_size(paths: list[Path]) -> int:
     return DEFAULT_IMGSZ
 
 
-def _to_split(items, labels: np.ndarray, channels: int, imgsz: int, cache: str, skip_bad: bool, high: float
-              ) -> tuple[Split, list[str]]:
-    """The split decoded (or checked, to stream), and the unreadable files' errors."""
+def _to_split(items, labels: np.ndarray, channels: int, imgsz: int, cache: str, skip_bad: bool, high: float,
+              decode: bool = False) -> tuple[Split, list[str]]:
+    """The split decoded (or checked, to stream; ``decode``: checked by a full decode), and the unreadable
+    files' errors, listed but not stopped at: the caller stops once every split is listed."""
     if isinstance(items, np.ndarray):  # already decoded (N, H, W, C)
         images = torch.from_numpy(items).permute(0, 3, 1, 2).contiguous()
         if images.shape[1] != channels:
@@ -259,13 +271,13 @@ def _to_split(items, labels: np.ndarray, channels: int, imgsz: int, cache: str, 
                                                      antialias=True).round().clamp(0, 255).to(torch.uint8)
         return Split(labels, images=images), []
     if cache == "ram" or (cache == "auto" and len(items) * channels * imgsz * imgsz <= CACHE_LIMIT_BYTES):
-        arrays, errors = decode_all(items, channels, imgsz, skip_bad, high=high)
+        arrays, errors = decode_all(items, channels, imgsz, skip_bad, high=high, stop=False)
         keep = np.array([i for i, a in enumerate(arrays) if a is not None], dtype=np.int64)
         stacked = np.stack([arrays[i] for i in keep]) if len(keep) else np.zeros((0, imgsz, imgsz, channels), np.uint8)
         # the paths stay beside the decoded images: what the model trained on is described from the files
         return Split(labels[keep], images=torch.from_numpy(stacked).permute(0, 3, 1, 2).contiguous(),
                      paths=[items[i] for i in keep]), errors
-    bad = verify_all(items, skip_bad)
+    bad = verify_all(items, skip_bad, decode=decode, stop=False)
     keep = np.array([i for i, p in enumerate(items) if p not in bad], dtype=np.int64)
     return Split(labels[keep], paths=[items[i] for i in keep]), list(bad.values())
 
@@ -273,14 +285,17 @@ def _to_split(items, labels: np.ndarray, channels: int, imgsz: int, cache: str, 
 def load_classify_data(source: str, *, imgsz: int = 0, val_split: float = 0.0, seed: int = 0, cache: str = "auto",
                        skip_bad: bool = False, classes: list[str] | None = None, channels: int = 0,
                        for_eval: bool | str = False, trained: dict | None = None, high: float | None = None,
-                       group: str = "") -> ClassifyData:
+                       group: str = "", decode: bool = False) -> ClassifyData:
     """Find, check and (if small) decode a classification data set.
 
     ``classes``/``channels`` come from a checkpoint when evaluating; otherwise they are inferred.
     With ``for_eval`` (True, or the split to score; see ``cnnkit.data.splits``) only that split is
-    loaded, as ``val``; ``trained`` is the checkpoint's saved split plan.
+    loaded, as ``val``; ``trained`` is the checkpoint's saved split plan. ``decode``: decode every image
+    fully even when not caching (`cnnkit data check`: what training would meet mid-epoch, found now).
     """
     raw, found_classes, origin = _find_raw(source, seed, for_eval, skip_bad)
+    if classes and not found_classes:
+        _among_model_classes(raw, classes, origin)
     classes = classes or found_classes
     if not classes:  # the classes of every split: a class only val/ or test/ holds is still a class
         names = [str(n) for _, split_names in raw.values() for n in split_names]
@@ -305,7 +320,8 @@ def load_classify_data(source: str, *, imgsz: int = 0, val_split: float = 0.0, s
         imgsz = imgsz or _native_size(first_items)
     high = probe_high(first_items) if high is None and not isinstance(first_items, np.ndarray) else (high or 0.0)
     # every split is checked before any stops: all unreadable files are listed, in train, val and test alike
-    found = {k: _to_split(items, labels, channels, imgsz, cache, True, high) for k, (items, labels) in splits.items()}
+    found = {k: _to_split(items, labels, channels, imgsz, cache, skip_bad, high, decode)
+             for k, (items, labels) in splits.items()}
     out, bad = {k: split for k, (split, _) in found.items()}, [e for _, errors in found.values() for e in errors]
     if bad and not skip_bad:
         raise CnnkitError(f"{len(bad)} unreadable image(s), the first: {bad[0]} (all listed above); fix or remove "

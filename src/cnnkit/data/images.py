@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -211,8 +212,8 @@ def probe_channels(paths: Sequence[Path], limit: int = 64) -> int:
     return 1
 
 
-def decode_all(paths: Sequence[Path], channels: int, size: int, skip_bad: bool, workers: int = 2, high: float = 0.0
-               ) -> tuple[list[np.ndarray | None], list[str]]:
+def decode_all(paths: Sequence[Path], channels: int, size: int, skip_bad: bool, workers: int = 2, high: float = 0.0,
+               stop: bool = True) -> tuple[list[np.ndarray | None], list[str]]:
     """Decode every file (threads: Pillow releases the GIL). Returns arrays (None where bad) and errors."""
 
     def one(p: Path) -> tuple[np.ndarray | None, str | None]:
@@ -224,17 +225,24 @@ def decode_all(paths: Sequence[Path], channels: int, size: int, skip_bad: bool, 
     with ThreadPoolExecutor(max(1, workers)) as pool:
         results = list(pool.map(one, paths))
     errors = [e for _, e in results if e]
-    report_bad(errors, skip_bad)
+    report_bad(errors, skip_bad, stop)
     return [a for a, _ in results], errors
 
 
-def verify_all(paths: Iterable[Path], skip_bad: bool) -> dict[Path, str]:
-    """Cheap check of every file (size, header, chunk checksums) without a full decode.
+def verify_all(paths: Iterable[Path], skip_bad: bool, decode: bool = False, stop: bool = True) -> dict[Path, str]:
+    """Cheap check of every file (size, header, chunk checksums) without a full decode; ``decode``:
+    decode each fully instead (`cnnkit data check`), which alone finds a truncated JPEG body.
 
-    Returns {bad path: message}. A file that passes may still fail to decode later (a truncated
-    JPEG body, say); the streaming data set then stops with that file's name.
+    Returns {bad path: message}. A file that passes the cheap check may still fail to decode later;
+    the streaming data set then stops with that file's name.
     """
+    paths = list(paths)
     bad: dict[Path, str] = {}
+    if decode:
+        with ThreadPoolExecutor(2) as pool:
+            bad = {p: e for p, e in zip(paths, pool.map(decode_error, paths)) if e}
+        report_bad(list(bad.values()), skip_bad, stop)
+        return bad
     for p in paths:
         try:
             if not p.is_file():
@@ -250,17 +258,35 @@ def verify_all(paths: Iterable[Path], skip_bad: bool) -> dict[Path, str]:
             bad[p] = bomb_message(p, e) + ", or pass --skip-bad"
         except Exception as e:  # noqa: BLE001 - Pillow raises many types for bad files
             bad[p] = f"{p}: corrupt image ({type(e).__name__}); re-export or remove it, or pass --skip-bad"
-    report_bad(list(bad.values()), skip_bad)
+    report_bad(list(bad.values()), skip_bad, stop)
     return bad
 
 
-def report_bad(errors: list[str], skip_bad: bool) -> None:
-    """List every bad file; then stop (one summary line) unless ``skip_bad``."""
+def decode_error(path: Path) -> str | None:
+    """The message of ``path``'s full decode failing, or None when it decodes as training would read it."""
+    try:
+        open_image(path).close()
+    except CnnkitError as e:
+        return str(e)
+    return None
+
+
+SKIP_HINT = re.compile(r",? or pass --skip-bad(?: to [^;]*)?")
+
+
+def as_skipped(message: str) -> str:
+    """A problem's message once ``--skip-bad`` has skipped its file: the advice to pass it, given, dropped."""
+    return SKIP_HINT.sub("", message) + "; skipped"
+
+
+def report_bad(errors: list[str], skip_bad: bool, stop: bool = True) -> None:
+    """List every bad file; then stop (one summary line) unless ``skip_bad`` or not ``stop`` (the caller
+    stops once every split has been listed)."""
     if not errors:
         return
     for e in errors:
-        LOGGER.warning("warning: %s", e)
-    if not skip_bad:
+        LOGGER.warning("warning: %s", as_skipped(e) if skip_bad else e)
+    if stop and not skip_bad:
         raise CnnkitError(
             f"{len(errors)} unreadable image(s), the first: {errors[0]} (all listed above); "
             "fix or remove them, or pass --skip-bad to skip them"
@@ -301,7 +327,7 @@ def open_readable(paths: list[Path], skip_bad: bool) -> tuple[list[Path], list]:
         except CnnkitError as e:
             if not skip_bad:
                 raise
-            LOGGER.warning("warning: %s; skipped", e)
+            LOGGER.warning("warning: %s", as_skipped(str(e)))
     return kept, images
 
 

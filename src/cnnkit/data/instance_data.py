@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnkit.data.images import probe_channels, probe_high
+from cnnkit.data.images import probe_channels, probe_high, verify_all
 from cnnkit.data.instance import InstanceItem, Objects
 from cnnkit.data.instance_formats import (
     LABEL_DIRS,
@@ -111,11 +111,14 @@ def no_layout_message(folder: Path) -> str:
 
 
 def load_instance_data(source: str, *, val_split: float = 0.0, seed: int = 0, skip_bad: bool = False,
-                       meta: dict | None = None, for_eval: bool | str = False, group: str = "") -> InstanceData:
+                       meta: dict | None = None, for_eval: bool | str = False, group: str = "", decode: bool = False
+                       ) -> InstanceData:
     """Find, read and split the data; ``meta`` (a checkpoint's) fixes classes and channels.
 
     ``for_eval``: False when training, else the split to score ('auto', 'val', 'train', 'test',
-    'all'; True means 'auto'); ``group``: hold out whole groups (``--val-group``); see ``cnnkit.data.splits``."""
+    'all'; True means 'auto'); ``group``: hold out whole groups (``--val-group``); see ``cnnkit.data.splits``.
+    ``decode``: decode every image now (`cnnkit data check`: what training would meet mid-epoch); with
+    ``skip_bad`` alone, images whose files do not read are skipped."""
     names = list(meta["classes"]) if meta else None
     request = None if for_eval is False else ("auto" if for_eval is True else for_eval)
     if not source:
@@ -142,6 +145,8 @@ def load_instance_data(source: str, *, val_split: float = 0.0, seed: int = 0, sk
     parts, plan = resolve_splits(named, hold_out, origin=root, fraction=fraction, seed=seed, request=request,
                                  trained=(meta or {}).get("split"), names=found.labels, key=lambda i: i.image,
                                  group=group)
+    if decode or skip_bad:
+        parts = _readable(parts, skip_bad, decode)
     for split, items in parts.items():
         if not items:
             raise CnnkitError(f"{root}: the {split} split has no images; add images")
@@ -168,6 +173,17 @@ def coco_sources(named: dict[str, list[InstanceItem]], root: Path) -> tuple[list
                        "in those of %s", root, fixed.file)
     ids = [i for i in fixed.category_ids if i is not None]
     return (ids if len(ids) == len(fixed.category_ids) else None), [str(o.file) for o in origins]
+
+
+def _readable(parts: dict[str, list[InstanceItem]], skip_bad: bool, decode: bool) -> dict[str, list[InstanceItem]]:
+    """The items whose image reads (``decode``: fully); the others are all listed, then skipped with
+    ``skip_bad`` or stopped at."""
+    bad = verify_all([i.image for items in parts.values() for i in items if isinstance(i.image, Path)], skip_bad,
+                     decode=decode, stop=False)
+    if bad and not skip_bad:
+        raise CnnkitError(f"{len(bad)} unreadable image(s), the first: {next(iter(bad.values()))} (all listed "
+                          "above); fix or remove them, or pass --skip-bad to skip them")
+    return {k: [i for i in items if not isinstance(i.image, Path) or i.image not in bad] for k, items in parts.items()}
 
 
 def boxes_without_masks(items: list[InstanceItem]) -> tuple[int, Path | None]:

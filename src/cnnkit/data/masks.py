@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from cnnkit.data.images import UNREADABLE, bomb_message
+from cnnkit.data.images import UNREADABLE, as_skipped, bomb_message
 from cnnkit.errors import CnnkitError
 from cnnkit.log import LOGGER
 
@@ -189,11 +188,6 @@ def mask_info(arr: np.ndarray, kind: str = "index") -> MaskInfo:
     return MaskInfo((arr.shape[1], arr.shape[0]), kind, dict(zip(values.tolist(), counts.tolist())))
 
 
-def scan_masks(paths: Sequence[Path], workers: int = 2) -> list[MaskInfo]:
-    with ThreadPoolExecutor(max(1, workers)) as pool:
-        return list(pool.map(scan_mask, paths))
-
-
 def infer_classes(infos: Sequence[MaskInfo], ignore_value: int, binary: bool, origin: str) -> ClassSpec:
     """Classes from the values found in index masks, when no classes file is given."""
     if binary:
@@ -268,6 +262,25 @@ def check_masks(infos: Sequence[MaskInfo], mask_paths: Sequence[Path], image_siz
     return problems
 
 
+def odd_binary_masks(infos: Sequence[MaskInfo], spec: ClassSpec, shown: int = 20) -> list[Path]:
+    """Warn of (and return) masks of 0 and 255 alone among masks of 0 and 1: binary masks saved the other
+    way, whose foreground the ignore index 255 would drop without a word. Where any mask holds both 1
+    and 255, 255 marks pixels to ignore (borders, as in VOC) and nothing is said."""
+    if spec.binary or list(spec.values) != [0, 1] or spec.ignore_value != 255 or spec.ignore_colour is not None:
+        return []  # a classes file that names 255 says it is meant to be ignored
+    index = [i for i in infos if i.kind == "index"]
+    if not any(1 in i.counts for i in index) or any({1, 255} <= i.counts.keys() for i in index):
+        return []
+    odd = [i.path for i in index if i.path is not None and 255 in i.counts and set(i.counts) <= {0, 255}]
+    for path in odd[:shown]:
+        LOGGER.warning("warning: %s: values 0 and 255 where the other masks hold 0 and 1, so its 255 pixels are "
+                       "ignored (the ignore index), not foreground; save it as 0/1, or pass --binary (every value "
+                       "above 0 is foreground)", path)
+    if len(odd) > shown:
+        LOGGER.warning("warning: %d more masks of 0 and 255 alone", len(odd) - shown)
+    return odd
+
+
 def _range(values: Sequence[int]) -> str:
     return f"{min(values)}..{max(values)}" if list(values) == list(range(min(values), max(values) + 1)) else str(
         list(values))
@@ -281,7 +294,7 @@ def report_problems(problems: Sequence[str], what: str, skip_bad: bool) -> None:
     if len(problems) == 1 and not skip_bad:  # the error line says it; a warning too would say it twice
         raise CnnkitError(f"1 {what} problem: {problems[0]}")
     for p in problems[:50]:
-        LOGGER.warning("warning: %s", p)
+        LOGGER.warning("warning: %s", as_skipped(p) if skip_bad else p)
     if not skip_bad:
         raise CnnkitError(f"{len(problems)} {what} problem(s), the first: {problems[0]}"
                           + (" (all listed above)" if len(problems) > 1 else ""))

@@ -39,9 +39,10 @@ from cnnkit.data.masks import (
     default_colours,
     infer_classes,
     mask_info,
+    odd_binary_masks,
     read_classes_file,
     report_problems,
-    scan_masks,
+    scan_mask,
 )
 from cnnkit.data.segment_layouts import (  # noqa: F401 - re-exported for the instance readers
     IMAGE_DIRS,
@@ -105,6 +106,36 @@ def image_size(path: Path) -> tuple[int, int]:
         raise CnnkitError(bomb_message(path, e) + ", or pass --skip-bad") from None
     except UNREADABLE as e:
         raise CnnkitError(f"{path}: unreadable image ({e}); re-export or remove it, or pass --skip-bad") from None
+
+
+def read_pairs(images: list[Path], masks: list[Path], decode: bool = False
+               ) -> tuple[list[MaskInfo | None], list[tuple[int, int] | None], dict[Path, str]]:
+    """Each mask scanned and each image's upright (W, H) read: from its header, or (``decode``) by the
+    full decode training does, which alone finds a truncated body. None, and a message by file, for
+    what cannot be read: every such file is named, not the first alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(pair: tuple[Path, Path]) -> tuple[MaskInfo | None, tuple[int, int] | None, dict[Path, str]]:
+        image, mask = pair
+        info, size, bad = None, None, {}
+        try:
+            size = _decoded_size(image) if decode else image_size(image)
+        except CnnkitError as e:
+            bad[image] = str(e)
+        try:
+            info = scan_mask(mask)
+        except CnnkitError as e:
+            bad[mask] = str(e)
+        return info, size, bad
+
+    with ThreadPoolExecutor(2) as pool:
+        found = list(pool.map(one, zip(images, masks)))
+    return [f[0] for f in found], [f[1] for f in found], {p: m for f in found for p, m in f[2].items()}
+
+
+def _decoded_size(path: Path) -> tuple[int, int]:
+    with open_image(path) as im:
+        return im.size
 
 
 def load_pair(image: Path, mask: Path, spec: ClassSpec, channels: int, max_size: int, scale_masks: bool = True,
@@ -218,13 +249,14 @@ class SegmentData:
 
 def load_segment_data(source: str, *, val_split: float = 0.0, seed: int = 0, cache: str = "auto",
                       skip_bad: bool = False, max_size: int = 0, classes_file: str = "", ignore_index: int = 255,
-                      binary: bool = False, meta: dict | None = None, for_eval: bool | str = False, group: str = ""
-                      ) -> SegmentData:
+                      binary: bool = False, meta: dict | None = None, for_eval: bool | str = False, group: str = "",
+                      decode: bool = False) -> SegmentData:
     """Find, pair, check and (if small) decode a segmentation data set; see the module docstring.
 
     ``meta`` (a checkpoint's) fixes classes and channels when evaluating; with ``for_eval`` (True, or
     the split to score: see ``cnnkit.data.splits``) only that split is loaded, as ``val``, its masks
-    at full size.
+    at full size. ``decode``: check every image by a full decode even when not caching (`cnnkit data
+    check`: what training would meet mid-epoch, found now).
     """
     if is_shapes(source):
         splits, spec = synthetic_splits(source, seed)
@@ -238,7 +270,7 @@ def load_segment_data(source: str, *, val_split: float = 0.0, seed: int = 0, cac
         root, layout = Path(source), "synthetic"
     else:
         splits, root, layout, plan, spec = _file_splits(source, val_split, seed, for_eval, skip_bad, meta, classes_file,
-                                                        ignore_index, binary, group)
+                                                        ignore_index, binary, group, decode)
     channels = (meta or {}).get("in_chans") or detect_channels(splits)
     high = (meta or {}).get("pixel_max")
     high = probe_high(next(iter(splits.values())).images) if high is None else high
@@ -256,7 +288,7 @@ def load_segment_data(source: str, *, val_split: float = 0.0, seed: int = 0, cac
 
 
 def _file_splits(source: str, val_split: float, seed: int, for_eval: bool | str, skip_bad: bool, meta: dict | None,
-                 classes_file: str, ignore_index: int, binary: bool, group: str
+                 classes_file: str, ignore_index: int, binary: bool, group: str, decode: bool = False
                  ) -> tuple[dict[str, RawSplit], Path, str, SplitPlan | None, ClassSpec]:
     """Find the layout, assign its splits, check every mask; {split: RawSplit}, root, layout, plan, classes."""
     found = find_segment_layout(source, skip_bad)
@@ -278,14 +310,26 @@ def _file_splits(source: str, val_split: float, seed: int, for_eval: bool | str,
     for split, (images, _) in files.items():
         if not images:
             raise CnnkitError(f"{root}: the {split} split has no image/mask pairs; add files")
-    infos = {k: scan_masks(masks) for k, (_, masks) in files.items()}
-    spec = (class_spec(meta, classes_file, root, found.layout, [i for v in infos.values() for i in v], ignore_index,
-                       binary) if (meta and "values" in meta) or found.spec is None or binary else found.spec)
-    problems = {k: check_masks(infos[k], masks, [image_size(p) for p in images], spec)
-                for k, (images, masks) in files.items()}
-    report_problems([m for by_file in problems.values() for m in by_file.values()], "mask", skip_bad)
+    infos: dict[str, list[MaskInfo]] = {}
+    sizes: dict[str, list[tuple[int, int]]] = {}
+    problems: dict[str, dict[Path, str]] = {}
+    for k, (images, masks) in list(files.items()):  # unreadable pairs leave the class count and checks
+        read, read_sizes, problems[k] = read_pairs(images, masks, decode)
+        keep = [i for i, (image, mask) in enumerate(zip(images, masks)) if not {image, mask} & problems[k].keys()]
+        if not keep:
+            report_problems(list(problems[k].values()), "image/mask", skip_bad)
+            raise CnnkitError(f"{root}: no readable image/mask pair in the {k} split; fix or replace the files")
+        files[k] = ([images[i] for i in keep], [masks[i] for i in keep])
+        infos[k] = [cast(MaskInfo, read[i]) for i in keep]  # each kept pair was read: set
+        sizes[k] = [cast("tuple[int, int]", read_sizes[i]) for i in keep]
+    every = [i for v in infos.values() for i in v]
+    spec = (class_spec(meta, classes_file, root, found.layout, every, ignore_index, binary)
+            if (meta and "values" in meta) or found.spec is None or binary else found.spec)
+    for k, (_, masks) in files.items():
+        problems[k].update(check_masks(infos[k], masks, sizes[k], spec))
+    report_problems([m for by_file in problems.values() for m in by_file.values()], "image/mask", skip_bad)
+    odd_binary_masks(every, spec)
     if meta:  # a model's classes: most pixels of its own data belong to them
-        every = [i for v in infos.values() for i in v]
         pixels, total = class_pixel_stats(every, spec)[0].sum(), sum(sum(i.counts.values()) for i in every)
         if total and pixels < total / 2:
             LOGGER.warning("warning: %s: only %.0f%% of the mask pixels are the model's classes (%s), the rest "

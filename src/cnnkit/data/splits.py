@@ -67,6 +67,14 @@ def random_hold_out(n: int, fraction: float, seed: int, origin: str) -> tuple[np
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
+def group_regex(pattern: str) -> re.Pattern:
+    """``--val-group``'s pattern compiled; refused in one line when it is not a regular expression."""
+    try:
+        return re.compile(pattern)
+    except re.error as e:
+        raise CnnkitError(f"--val-group {pattern!r}: not a regular expression ({e}); fix it") from None
+
+
 def group_hold_out(names: Sequence[str], fraction: float, seed: int, pattern: str, origin: str
                    ) -> tuple[np.ndarray, np.ndarray]:
     """Indices (train, val): whole groups held out, as scikit-learn's GroupShuffleSplit does, so that
@@ -74,10 +82,7 @@ def group_hold_out(names: Sequence[str], fraction: float, seed: int, pattern: st
     expression; its first group, else its whole match) in each file's name, or in its path when the
     name does not match (a folder per patient); groups are drawn in a
     set whose images come nearest ``fraction`` of all (see ``_choose_groups``; ``seed`` breaks ties)."""
-    try:
-        regex = re.compile(pattern)
-    except re.error as e:
-        raise CnnkitError(f"--val-group {pattern!r}: not a regular expression ({e}); fix it") from None
+    regex = group_regex(pattern)
     groups = []
     for name in names:
         match = regex.search(Path(str(name)).name) or regex.search(str(name))  # the file name, else its path
@@ -163,6 +168,8 @@ def resolve_splits(named: dict[str, list], hold_out: Callable[[list], tuple[list
     file name, for the digest. Returns ({'train', 'val'[, 'test']}: items) when training, else
     ({'val': the chosen items}), and the plan (training only).
     """
+    if group:  # refused even where a val/ folder leaves it unused: a typo is not silently kept
+        group_regex(group)
     names = names or {}
     label = {k: names.get(k, k) for k in named}
     base = "train" if "train" in named else "all" if "all" in named else None

@@ -162,9 +162,9 @@ def load_images(found: Unlabelled, channels: int, size: int, cache: str, skip_ba
         return as_tensor(found.items, channels, size)
     paths = found.items
     if cache == "ram" or (cache == "auto" and len(paths) * channels * size * size <= CACHE_LIMIT_BYTES):
-        arrays, errors = decode_all(paths, channels, size, True, high=high)
+        arrays, errors = decode_all(paths, channels, size, skip_bad, high=high, stop=False)
     else:
-        bad = verify_all(paths, True)
+        bad = verify_all(paths, skip_bad, stop=False)
         arrays, errors = [None if p in bad else p for p in paths], list(bad.values())
     if errors and not skip_bad:
         raise CnnkitError(f"{len(errors)} unreadable image(s), the first: {errors[0]}; fix or remove them, or pass "
