@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -76,5 +78,25 @@ def atomic_write_csv(path: str | Path, rows: list[dict[str, Any]], fields: list[
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=fields or list(dict.fromkeys(k for r in rows for k in r)))
     writer.writeheader()
-    writer.writerows(rows)
+    # an undefined value (NaN: a class absent from the data) is an empty cell: "nan" and "inf" are not
+    # numbers to spreadsheets and most CSV readers
+    writer.writerows({k: "" if isinstance(v, float) and not math.isfinite(v) else v for k, v in r.items()}
+                     for r in rows)
     atomic_write_bytes(path, buf.getvalue().encode())
+
+
+def finite_or_none(value: Any) -> Any:
+    """``value`` with every non-finite float (in dicts, lists and tuples) turned into None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_none(v) for v in value]
+    return value
+
+
+def json_bytes(value: Any, indent: int | None = 2) -> bytes:
+    """JSON of ``value`` with undefined values (NaN, infinities) as null: Python writes them as NaN and
+    Infinity, which are not JSON, and strict readers (browsers, jq, other languages) refuse the file."""
+    return json.dumps(finite_or_none(value), indent=indent, allow_nan=False).encode()

@@ -6,12 +6,11 @@ data pipeline and metrics, so both are scored alike.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cnnkit.files import atomic_write_bytes, next_free
+from cnnkit.files import atomic_write_bytes, json_bytes, next_free
 from cnnkit.options import make_options
 from cnnkit.progress import progress_bar
 
@@ -64,7 +63,7 @@ def validate(weights: str | Path, data: str | Path, split: str = "auto", batch: 
     results = evaluate(model.module, shown, metrics, device=model.device, forward=model.task.eval_forward(chosen))
     folder = Path(out) if out else next_free(path.resolve().parent / "val")
     metrics.save(folder)
-    atomic_write_bytes(folder / "metrics.json", json.dumps(results, indent=2).encode())
+    atomic_write_bytes(folder / "metrics.json", json_bytes(results))
     return ValResult(dict(results), folder, len(dataset.val), metrics.table() or "")
 
 
@@ -85,7 +84,7 @@ def _validate_exported(path: Path, data: str | Path, split: str, out: str | Path
     folder = Path(out) if out else next_free(path.resolve().parent / "val")
     scored["report"].save(folder)
     results = scored["metrics"]["exported"]
-    atomic_write_bytes(folder / "metrics.json", json.dumps(results, indent=2).encode())
+    atomic_write_bytes(folder / "metrics.json", json_bytes(results))
     return ValResult(dict(results), folder, scored["images"], scored["report"].table(), model.runtime)
 
 

@@ -207,3 +207,26 @@ def test_a_yolo_line_of_a_class_alone_is_a_counted_skip(tmp_path, caplog):
     (tmp_path / "classes.txt").write_text("cell\n")
     items = read_split(tmp_path, False, None)[0]
     assert len(items[0].objects.boxes) == 1 and "fewer than 3 points skipped" in caplog.text
+
+
+@pytest.mark.parametrize("side", [41, 53, 67, 79, 29])
+def test_resized_samples_keep_masks_and_boxes_on_their_objects(side):
+    """Regression: instance masks (and the boxes recomputed from them) were resized with torchvision's
+    default nearest and sat about half a pixel down and right of their objects in the image."""
+    from torchvision import tv_tensors
+
+    from cnnkit.data.instance import resize_sample
+    from tests.data.test_transforms import SIDE, block_pairs, centroid
+
+    offsets, box_offsets = [], []
+    for image, mask in block_pairs():
+        sample = {"image": tv_tensors.Image(image), "masks": tv_tensors.Mask(mask[None].byte()),
+                  "boxes": tv_tensors.BoundingBoxes(torch.tensor([[0.0, 0, 1, 1]]), format="XYXY",
+                                                    canvas_size=(SIDE, SIDE))}
+        out = resize_sample(sample, (side, side))
+        assert out["image"].shape[-2:] == out["masks"].shape[-2:] == (side, side)
+        offsets.append(centroid(out["masks"][0]) - centroid(out["image"][0]))
+        x0, y0, x1, y1 = masks_to_boxes_np(out["masks"].numpy())[0]
+        box_offsets.append(np.array([(y0 + y1) / 2 - 0.5, (x0 + x1) / 2 - 0.5]) - centroid(out["image"][0]))
+    assert np.abs(np.mean(offsets, axis=0)).max() < 0.1
+    assert np.abs(np.mean(box_offsets, axis=0)).max() < 0.1

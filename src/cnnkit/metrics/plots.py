@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 
 import matplotlib
@@ -71,8 +72,15 @@ def plot_results(metrics_csv: Path, path: Path) -> Path:
 
 
 def plain_numbers(rows: list[dict]) -> list[dict]:
-    """Floats to 6 significant digits: float32 values read 0.25999999046325684 in per_class.csv."""
-    return [{k: float(f"{v:.6g}") if isinstance(v, float) else v for k, v in r.items()} for r in rows]
+    """Floats to 6 significant digits: float32 values read 0.25999999046325684 in per_class.csv; an
+    undefined value (NaN) is left empty."""
+    return [{k: (float(f"{v:.6g}") if math.isfinite(v) else "") if isinstance(v, float) else v for k, v in r.items()}
+            for r in rows]
+
+
+def percent(value: float, width: int) -> str:
+    """A fraction as a percentage right-aligned in ``width`` characters; an undefined one (NaN) as '-'."""
+    return f"{100 * value:{width}.2f}" if math.isfinite(value) else f"{'-':>{width}}"
 
 
 def write_reports(folder: Path, per_class: list[dict], cm: torch.Tensor, classes: list[str],
