@@ -78,9 +78,11 @@ def plain_numbers(rows: list[dict]) -> list[dict]:
             for r in rows]
 
 
-def percent(value: float, width: int) -> str:
-    """A fraction as a percentage right-aligned in ``width`` characters; an undefined one (NaN) as '-'."""
-    return f"{100 * value:{width}.2f}" if math.isfinite(value) else f"{'-':>{width}}"
+def percent(value: float | int | str, width: int) -> str:
+    """A fraction (a per_class row's value) as a percentage right-aligned in ``width`` characters; an
+    undefined one (NaN) as '-'."""
+    fraction = float(value)
+    return f"{100 * fraction:{width}.2f}" if math.isfinite(fraction) else f"{'-':>{width}}"
 
 
 def write_reports(folder: Path, per_class: list[dict], cm: torch.Tensor, classes: list[str],
