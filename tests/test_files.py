@@ -1,12 +1,14 @@
-"""Run folders are claimed atomically, and a run name cannot leave --project."""
+"""Run folders are claimed atomically, a run name cannot leave --project, and outputs hold no NaN."""
 
 from __future__ import annotations
 
+import json
+import math
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from cnnkit.cli.main import main
-from cnnkit.files import claim_folder
+from cnnkit.files import atomic_write_csv, claim_folder, json_bytes
 
 
 def test_claim_folder_never_gives_one_folder_twice(tmp_path):
@@ -38,3 +40,19 @@ def test_run_name_cannot_leave_project(tmp_path, capsys, monkeypatch):
     assert code == 2
     assert "--name ../../../escape" in capsys.readouterr().err
     assert not any(Path(tmp_path).parent.glob("escape")) and not (tmp_path / "escape").exists()
+
+
+# output files hold no NaN or Infinity literals: undefined values are empty CSV cells and JSON nulls
+
+
+def test_undefined_values_are_empty_cells(tmp_path):
+    path = tmp_path / "rows.csv"
+    atomic_write_csv(path, [{"class": "a", "iou": float("nan"), "acc": math.inf, "n": 0}, {"class": "b", "iou": 0.5}])
+    assert path.read_text().splitlines() == ["class,iou,acc,n", "a,,,0", "b,0.5,,"]
+
+
+def test_undefined_values_are_json_null():
+    data = {"miou": float("nan"), "per": [1.0, -math.inf, (2, float("nan"))], "name": "x"}
+    text = json_bytes(data).decode()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text) == {"miou": None, "per": [1.0, None, [2, None]], "name": "x"}

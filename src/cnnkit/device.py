@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import torch
 
 from cnnkit.config import check_value
@@ -28,3 +31,38 @@ def select_device(name: str) -> torch.device:
             raise CnnkitError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s), "
                               f"numbered from 0")
     return torch.device(name)
+
+
+def available_memory(device: torch.device | str = "cpu") -> int:
+    """Bytes a new allocation can take now: free memory of a CUDA device, else the RAM the kernel says is
+    available (MemAvailable, within a container's cgroup limit); 0 when this system does not say."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    if device.type != "cpu":
+        return 0  # MPS shares RAM but reports no free figure of its own
+    return min((n for n in (_meminfo_available(), _cgroup_headroom()) if n > 0), default=0)
+
+
+def _meminfo_available() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:  # other Unixes: free pages (less than available, which counts reclaimable caches)
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def _cgroup_headroom() -> int:
+    """A container's memory limit less its use (cgroup v2), where one is set."""
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        used = int(Path("/sys/fs/cgroup/memory.current").read_text().strip())
+    except (OSError, ValueError):
+        return 0
+    return max(1, int(limit) - used) if limit.isdigit() else 0

@@ -136,6 +136,24 @@ def test_exit_code_and_debug_in_a_real_process(tmp_path):
     assert proc.returncode == 1 and "Traceback" in proc.stderr
 
 
+def test_predict_outputs_mirror_a_linked_folder_as_given(tmp_path, trained, monkeypatch):
+    """Regression: with pr/linked -> pool/sub, pr/linked/s0.png's picture went to pp/pool/sub/ (the link
+    resolved); outputs mirror the paths as the user gave them."""
+    import numpy as np
+
+    from tests.conftest import write_png
+
+    write_png(tmp_path / "pool" / "sub" / "s0.png", np.full((24, 24, 3), 100, np.uint8))
+    write_png(tmp_path / "pr" / "top.png", np.full((24, 24, 3), 50, np.uint8))
+    (tmp_path / "pr" / "linked").symlink_to(tmp_path / "pool" / "sub", target_is_directory=True)
+    monkeypatch.chdir(tmp_path)  # relative paths, as typed
+    assert main(["predict", "--weights", str(trained), "pr", "--out", "pp"]) == 0
+    written = sorted(p.relative_to(tmp_path / "pp").as_posix() for p in (tmp_path / "pp").rglob("*_pred.png"))
+    assert written == ["linked/s0_pred.png", "top_pred.png"]
+    assert main(["predict", "--weights", str(trained), "pr/linked", "--out", "pq"]) == 0
+    assert [p.name for p in (tmp_path / "pq").rglob("*_pred.png")] == ["s0_pred.png"]
+
+
 def test_predict_keeps_same_named_files_apart(tmp_path, trained):
     import numpy as np
 

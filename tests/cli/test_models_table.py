@@ -35,3 +35,24 @@ def test_models_table_without_a_writable_cache(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))  # a file where the cache folder would be
     assert main(["models", "--task", "classify"]) == 0
     assert "basic_cnn" in capsys.readouterr().out
+
+
+def test_models_table_has_flops_as_a_real_pass_counts_them(tmp_path, monkeypatch, capsys):
+    """Regression: the README promised FLOPs in `cnnkit models`, and the table had none (only with --flops,
+    which built and ran every model)."""
+    from cnnkit.models import create_model
+    from cnnkit.models.summary import count_flops
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert main(["models", "--task", "classify"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "GFLOPs@224" in lines[0]
+    real = count_flops(create_model("resnet18", num_classes=10, in_chans=3), (1, 3, 224, 224)) / 1e9
+    assert next(line for line in lines if line.startswith("resnet18 ")).split()[3] == f"{real:.3f}"
+    assert main(["models", "--task", "detect"]) == 0
+    assert capsys.readouterr().out.splitlines()[1].split()[3] == "-"  # a detector's work depends on what it finds
+    assert main(["models", "--task", "classify", "--imgsz", "32"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "GFLOPs@32" in lines[0] and float(next(x for x in lines if x.startswith("resnet18 ")).split()[3]) < 0.1
+    assert main(["models", "--task", "classify", "--no-flops"]) == 0
+    assert "GFLOPs" not in capsys.readouterr().out

@@ -244,3 +244,35 @@ def test_a_model_scored_on_other_classes_is_told_the_classes_differ(shapes_folde
     assert len(data.val) == 16
     data = load_classify_data(str(shapes_folder), classes=[*SHAPE_NAMES, "hexagon"], for_eval=True)
     assert len(data.val) == 16  # a subset of the model's classes is its data
+
+
+def _sized_folder(root, sizes):
+    rng = np.random.default_rng(0)
+    for c in ("a", "b"):
+        for i, (w, h) in enumerate(sizes):
+            write_png(root / c / f"{i}.png", rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
+    return root
+
+
+def test_images_of_one_small_non_square_size_train_at_their_own_size(tmp_path, caplog):
+    """Regression: 72x64 images, all of one size, trained at 224 px "because images differ in size or are
+    large"; the reason was false and the upscaling made training diverge."""
+    with caplog.at_level("INFO", logger="cnnkit"):
+        data = load_classify_data(str(_sized_folder(tmp_path, [(72, 64)] * 4)), val_split=0.5)
+    assert data.imgsz == 72 and data.train.images.shape[-2:] == (72, 72)
+    assert "72x64" in caplog.text and "differ" not in caplog.text and "224" not in caplog.text
+
+
+@pytest.mark.parametrize("sizes, reason", [([(40, 40), (50, 30)] * 3, "differ in size (40x40, 50x30)"),
+                                           ([(600, 520)] * 2, "600x520 px, larger than 512")])
+def test_the_default_size_says_its_true_reason(tmp_path, caplog, sizes, reason):
+    with caplog.at_level("INFO", logger="cnnkit"):
+        data = load_classify_data(str(_sized_folder(tmp_path, sizes)), val_split=0.5, cache="none")
+    assert data.imgsz == 224 and reason in caplog.text
+
+
+def test_arrays_too_large_for_memory_at_imgsz_are_refused(monkeypatch):
+    """Regression: shapes data at --imgsz 100000 was resized in one allocation and killed by the kernel."""
+    monkeypatch.setattr("cnnkit.device.available_memory", lambda device="cpu": 8 * 10**9)
+    with pytest.raises(CnnkitError, match=r"--imgsz 100000: .* use --imgsz \d+ or less"):
+        load_classify_data("shapes:8", imgsz=100000)

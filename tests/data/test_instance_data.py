@@ -251,3 +251,26 @@ def test_coco_source_ids_are_kept(tmp_path: Path):
     assert data.coco_files == [str((tmp_path / "annotations.json").resolve())]
     write_maps(tmp_path / "maps", n=2)
     assert load_instance_data(str(tmp_path / "maps")).category_ids is None  # not from COCO: class index + 1
+
+
+@pytest.mark.parametrize("side", [41, 53, 67, 79, 29])
+def test_resized_samples_keep_masks_and_boxes_on_their_objects(side):
+    """Regression: instance masks (and the boxes recomputed from them) were resized with torchvision's
+    default nearest and sat about half a pixel down and right of their objects in the image."""
+    from torchvision import tv_tensors
+
+    from cnnkit.data.instance import resize_sample
+    from tests.data.test_transforms import SIDE, block_pairs, centroid
+
+    offsets, box_offsets = [], []
+    for image, mask in block_pairs():
+        sample = {"image": tv_tensors.Image(image), "masks": tv_tensors.Mask(mask[None].byte()),
+                  "boxes": tv_tensors.BoundingBoxes(torch.tensor([[0.0, 0, 1, 1]]), format="XYXY",
+                                                    canvas_size=(SIDE, SIDE))}
+        out = resize_sample(sample, (side, side))
+        assert out["image"].shape[-2:] == out["masks"].shape[-2:] == (side, side)
+        offsets.append(centroid(out["masks"][0]) - centroid(out["image"][0]))
+        x0, y0, x1, y1 = masks_to_boxes_np(out["masks"].numpy())[0]
+        box_offsets.append(np.array([(y0 + y1) / 2 - 0.5, (x0 + x1) / 2 - 0.5]) - centroid(out["image"][0]))
+    assert np.abs(np.mean(offsets, axis=0)).max() < 0.1
+    assert np.abs(np.mean(box_offsets, axis=0)).max() < 0.1

@@ -112,6 +112,21 @@ def test_onnx_predict_does_not_import_torch(checkpoints, tmp_path):
     assert (tmp_path / "out" / "a_mask.png").is_file()
 
 
+@pytest.mark.parametrize("fmt, out, written", [("onnx", "exp1", "exp1.onnx"), ("onnx", "exp1.pt", "exp1.pt.onnx"),
+                                                ("torchscript", "exp1", "exp1.torchscript"),
+                                                ("torchscript", "exp1.pt", "exp1.pt")])
+def test_export_out_without_the_formats_suffix_gets_it(checkpoints, tmp_path, capsys, caplog, fmt, out, written):
+    """Regression: --out exp1 wrote ONNX named exp1, and the printed next command failed on it (read as
+    a checkpoint: UnpicklingError). Whatever is written must load by the name printed."""
+    with caplog.at_level("INFO", logger="cnnkit"):
+        assert main(["export", "--weights", str(checkpoints["classify"]), "--format", fmt,
+                     "--out", str(tmp_path / out)]) == 0
+    assert (tmp_path / written).is_file() and sorted(p.name for p in tmp_path.iterdir()) == [written]
+    assert f"--weights {tmp_path / written} " in capsys.readouterr().out
+    assert (written in caplog.text) == (written != out)
+    assert load(tmp_path / written).meta.task == "classify"
+
+
 def test_cli_export_verify_and_val_on_onnx(checkpoints, tmp_path, shapes_folder, capsys):
     out = tmp_path / "cls.onnx"
     assert main(["export", "--weights", str(checkpoints["classify"]), "--dynamic", "--verify", "--data",

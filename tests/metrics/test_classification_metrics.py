@@ -60,3 +60,43 @@ def test_top5_of_a_strong_model_whose_first_batch_is_all_correct():
     assert np.isclose(got["top1"], accuracy_score(labels, logits.argmax(1))) and got["top1"] < 0.95
     assert np.isclose(got["top5"], top_k_accuracy_score(labels, logits, k=5, labels=range(c)))
     assert got["top5"] == 1.0
+
+
+def test_a_class_absent_from_the_split_is_undefined_not_zero(tmp_path, caplog):
+    """Regression: a perfect model on a val split without 'green' scored precision/recall/F1 0.6667, and
+    per_class.csv read green,0.0,0.0,0.0,0. An absent class (no images, no predictions) is undefined."""
+    classes = ["red", "green", "blue", "grey"]
+    labels = np.array([0, 0, 2, 2, 2, 3, 0])
+    pred = np.array([0, 0, 2, 2, 3, 3, 0])  # one blue taken for grey; green neither true nor predicted
+    metrics = ClassificationMetrics(classes)
+    metrics.update(torch.tensor(np.eye(4)[pred] * 5.0), torch.tensor(labels))
+    with caplog.at_level("INFO", logger="cnnkit"):
+        got = metrics.compute()
+    assert "green" in caplog.text and "absent" in caplog.text
+    p, r, f, _ = precision_recall_fscore_support(labels, pred, average="macro", zero_division=0)  # present labels
+    assert np.isclose(got["precision"], p) and np.isclose(got["recall"], r) and np.isclose(got["f1"], f)
+    p_c, r_c, f_c, _ = precision_recall_fscore_support(labels, pred, labels=[0, 2, 3], zero_division=0)
+    rows = {row["class"]: row for row in metrics.per_class()}
+    assert np.allclose([rows[c]["f1"] for c in ("red", "blue", "grey")], f_c)
+    assert np.isnan(rows["green"]["precision"]) and rows["green"]["support"] == 0
+    metrics.save(tmp_path)
+    text = (tmp_path / "per_class.csv").read_text()
+    assert "green,,,,0" in text.splitlines() and "nan" not in text.lower()
+    assert "-" in metrics.table().splitlines()[2]
+
+
+def test_a_perfect_model_scores_one_when_a_class_is_absent():
+    metrics = ClassificationMetrics(["red", "green", "blue"])
+    labels = torch.tensor([0, 2, 2, 0])
+    metrics.update(torch.nn.functional.one_hot(labels, 3).float(), labels)
+    assert metrics.compute() == {"top1": 1.0, "precision": 1.0, "recall": 1.0, "f1": 1.0}
+
+
+def test_a_class_predicted_but_absent_counts_as_sklearn_counts_it():
+    """Predicted but never true: precision 0 (false positives), in the mean, as scikit-learn has it."""
+    labels, pred = np.array([0, 0, 2]), np.array([0, 1, 2])
+    metrics = ClassificationMetrics(["a", "b", "c"])
+    metrics.update(torch.tensor(np.eye(3)[pred]), torch.tensor(labels))
+    got = metrics.compute()
+    p, r, f, _ = precision_recall_fscore_support(labels, pred, average="macro", zero_division=0)
+    assert np.isclose(got["precision"], p) and np.isclose(got["recall"], r) and np.isclose(got["f1"], f)

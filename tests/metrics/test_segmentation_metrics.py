@@ -58,7 +58,7 @@ def test_a_strong_models_outputs_whose_first_batch_is_perfect():
     assert out["pixel_acc"] == pytest.approx((y_true == y_pred).mean())
 
 
-def test_absent_classes_are_skipped_in_means_and_reset_clears():
+def test_absent_classes_are_skipped_in_means_and_reset_clears(tmp_path):
     metrics = SegmentationMetrics(["a", "b", "c"])
     logits = torch.zeros(1, 3, 2, 2)
     logits[:, 0] = 1  # predicts class 0 everywhere
@@ -67,6 +67,9 @@ def test_absent_classes_are_skipped_in_means_and_reset_clears():
     # class 0: IoU 2/3; class 1: IoU 0; class 2: absent from both -> left out of the mean
     assert out["miou"] == pytest.approx((2 / 3 + 0) / 2)
     assert np.isnan(metrics.per_class()[2]["iou"])
+    metrics.save(tmp_path)  # undefined is an empty cell, not "nan"
+    assert (tmp_path / "per_class.csv").read_text().splitlines()[3] == "c,,,,0"
+    assert "nan" not in metrics.table()
     metrics.reset()
     metrics.update(logits, torch.zeros(1, 2, 2, dtype=torch.long))
     assert metrics.compute()["miou"] == pytest.approx(1.0)

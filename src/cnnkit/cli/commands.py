@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -114,7 +115,7 @@ def _predict_all(model, paths: list[Path], out: Path, options: dict, args: argpa
             watch.check(image, str(path))
         for path, image, pred in zip(chunk, images, model.predict(images, **options)) if images else ():
             # outputs mirror the inputs' folders: cat/0000.png and dog/0000.png once both became 0000_pred.png
-            rel = path.resolve().relative_to(root) if root else Path(path.name)
+            rel = Path(os.path.abspath(path)).relative_to(root) if root else Path(path.name)
             stem = str(rel.with_suffix(""))
             stem = stem if stem not in stems else f"{stem}_{rel.suffix.lstrip('.')}"  # a.png and a.jpg
             stem = stem if stem not in stems else f"{stem}_{len(records)}"
@@ -139,12 +140,13 @@ def _predict_all(model, paths: list[Path], out: Path, options: dict, args: argpa
 
 
 def common_folder(paths: list[Path]) -> Path | None:
-    """The deepest folder holding every input (resolved), or None when they share none but the root."""
-    import os
+    """The deepest folder holding every input, or None when they share none but the root.
 
+    Absolute but not resolved: outputs mirror the paths as the user gave them, and a linked folder
+    (pr/linked -> pool/sub) resolved to its target put pr/linked/s0.png's mask in pool/sub/."""
     if not paths:
         return None
-    common = Path(os.path.commonpath([str(p.resolve().parent) for p in paths]))
+    common = Path(os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in paths]))
     return common if common != Path(common.anchor) else None
 
 

@@ -316,9 +316,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("models", "list registered models with parameters and FLOPs")
     p.add_argument("--task", default=None, choices=task_names(), help="only models of this task")
-    p.add_argument("--flops", action="store_true", help="also count FLOPs (builds and runs every model: slower)")
-    p.add_argument("--no-flops", action="store_true", help=argparse.SUPPRESS)  # the default now; kept for old scripts
-    p.add_argument("--imgsz", type=bounded(int, 16), default=224, help="input side for --flops (pixels)")
+    p.add_argument("--no-flops", action="store_true", help="leave out the FLOPs column")
+    p.add_argument("--flops", action="store_true", help=argparse.SUPPRESS)  # the default now; kept for old scripts
+    p.add_argument("--imgsz", type=bounded(int, 16), default=224,
+                   help="input side for the FLOPs column (pixels): one forward pass of one image; '-' for the "
+                        "detectors, whose work depends on the objects found (cnnkit summary counts one pass)")
 
     p = add("summary", "layer table of a model: output shapes, parameters and FLOPs")
     p.add_argument("model", help="registered model name")

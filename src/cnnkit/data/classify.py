@@ -20,14 +20,16 @@ from torch.utils.data import Dataset
 from cnnkit.data import idx
 from cnnkit.data.images import (
     decode_all,
+    image_sizes,
+    native_side,
     probe_channels,
     probe_high,
     read_image,
-    square_side,
     verify_all,
 )
 from cnnkit.data.splits import SplitPlan, group_hold_out, named_children, resolve_splits
 from cnnkit.data.synthetic import SHAPE_NAMES, is_shapes, make_classification, shapes_count
+from cnnkit.data.unlabelled import as_tensor
 from cnnkit.data.walk import is_annotation_folder, is_hidden, is_image_file, list_images, walk_files
 from cnnkit.errors import CnnkitError
 from cnnkit.log import LOGGER
@@ -250,12 +252,8 @@ def _find_raw(source: str, seed: int, for_eval: bool | str, skip_bad: bool) -> t
 
 
 def _native_size(paths: list[Path]) -> int:
-    """The images' side if the first 64 share one square size up to 512 px, else DEFAULT_IMGSZ."""
-    side = square_side(paths)
-    if 0 < side <= 512:
-        return side
-    LOGGER.warning("images differ in size or are large; training at %d px (set --imgsz to choose)", DEFAULT_IMGSZ)
-    return DEFAULT_IMGSZ
+    """The images' own side when the first 64 share one size up to 512 px, else DEFAULT_IMGSZ."""
+    return native_side(image_sizes(paths), 512, DEFAULT_IMGSZ, "training")
 
 
 def _to_split(items, labels: np.ndarray, channels: int, imgsz: int, cache: str, skip_bad: bool, high: float,
@@ -263,13 +261,7 @@ def _to_split(items, labels: np.ndarray, channels: int, imgsz: int, cache: str, 
     """The split decoded (or checked, to stream; ``decode``: checked by a full decode), and the unreadable
     files' errors, listed but not stopped at: the caller stops once every split is listed."""
     if isinstance(items, np.ndarray):  # already decoded (N, H, W, C)
-        images = torch.from_numpy(items).permute(0, 3, 1, 2).contiguous()
-        if images.shape[1] != channels:
-            images = images.expand(-1, channels, -1, -1).contiguous() if images.shape[1] == 1 else images[:, :channels]
-        if images.shape[-1] != imgsz or images.shape[-2] != imgsz:
-            images = torch.nn.functional.interpolate(images.float(), size=(imgsz, imgsz), mode="bilinear",
-                                                     antialias=True).round().clamp(0, 255).to(torch.uint8)
-        return Split(labels, images=images), []
+        return Split(labels, images=as_tensor(items, channels, imgsz)), []
     if cache == "ram" or (cache == "auto" and len(items) * channels * imgsz * imgsz <= CACHE_LIMIT_BYTES):
         arrays, errors = decode_all(items, channels, imgsz, skip_bad, high=high, stop=False)
         keep = np.array([i for i, a in enumerate(arrays) if a is not None], dtype=np.int64)

@@ -331,8 +331,8 @@ def open_readable(paths: list[Path], skip_bad: bool) -> tuple[list[Path], list]:
     return kept, images
 
 
-def square_side(paths: Sequence[Path], limit: int = 64) -> int:
-    """The side of the first ``limit`` readable images if they share one square size (upright), else 0."""
+def image_sizes(paths: Sequence[Path], limit: int = 64) -> set[tuple[int, int]]:
+    """The distinct (width, height) of the first ``limit`` readable images, upright."""
     sizes = set()
     for p in paths[:limit]:
         try:
@@ -340,7 +340,24 @@ def square_side(paths: Sequence[Path], limit: int = 64) -> int:
                 sizes.add(upright_size(im))
         except UNREADABLE:
             continue
+    return sizes
+
+
+def native_side(sizes: set[tuple[int, int]], largest: int, default: int, what: str) -> int:
+    """A square training side for images of ``sizes``: their own (the longer side of a non-square size)
+    when they all share one of at most ``largest`` px, else ``default``; says which and why in one line."""
     if len(sizes) == 1:
-        w, h = sizes.pop()
-        return w if w == h else 0
-    return 0
+        width, height = next(iter(sizes))
+        if max(width, height) <= largest:
+            if width != height:
+                LOGGER.info("images are all %dx%d px; %s at %d px squares, their longer side (set --imgsz to choose)",
+                            width, height, what, max(width, height))
+            return max(width, height)
+        reason = f"images are {width}x{height} px, larger than {largest}"
+    elif sizes:
+        shown = ", ".join(f"{w}x{h}" for w, h in sorted(sizes)[:3]) + (", ..." if len(sizes) > 3 else "")
+        reason = f"images differ in size ({shown})"
+    else:
+        reason = "no image size could be read"
+    LOGGER.warning("%s; %s at %d px (set --imgsz to choose)", reason, what, default)
+    return default

@@ -25,6 +25,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from cnnkit.data.images import read_image
+from cnnkit.data.transforms import resize_mask
 from cnnkit.errors import CnnkitError
 
 MIN_PIXELS = 4  # an object with fewer visible pixels after a crop is dropped from the sample
@@ -254,7 +255,7 @@ class InstanceDataset(Dataset):
         elif self.masks:
             sample["masks"] = tv_tensors.Mask(torch.zeros((0, *win[2:]), dtype=torch.uint8))
         if out_hw != tuple(win[2:]):
-            sample = v2.Resize(list(out_hw), antialias=True)(sample)  # masks: nearest, boxes: scaled
+            sample = resize_sample(sample, out_hw)
         if self.transform is not None and self.transform.ops is not None:
             sample = self.transform.ops(sample)
         return sample["image"].as_subclass(torch.Tensor), self._target(sample, objects, i)
@@ -275,6 +276,15 @@ class InstanceDataset(Dataset):
         if masks is not None:
             target["masks"] = masks[keep]
         return target
+
+
+def resize_sample(sample: dict, size: tuple[int, int]) -> dict:
+    """Image (antialiased bilinear), boxes (scaled) and masks (nearest-exact, centred as the image is:
+    the boxes recomputed from them stay on their objects) resized to ``size``."""
+    out = v2.Resize(list(size), antialias=True)({k: v for k, v in sample.items() if k != "masks"})
+    if "masks" in sample:
+        out["masks"] = tv_tensors.Mask(resize_mask(sample["masks"].as_subclass(torch.Tensor), size))
+    return out
 
 
 def list_collate(batch: list) -> tuple[list[torch.Tensor], list[dict]]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
@@ -32,6 +34,26 @@ class BatchFlipTranslate:
             cols = torch.where(torch.rand(n, 1, device=dev) < 0.5, cols.flip(1), cols)
         out = padded[torch.arange(n, device=dev)[:, None, None], :, rows[:, :, None], cols[:, None, :]]
         return out.permute(0, 3, 1, 2).round().to(images.dtype)  # gather gives (N, H, W, C)
+
+
+def resize_mask(mask: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """Masks ``(..., H, W)`` of any dtype -> ``size`` ``(h, w)`` by nearest-exact (torchvision's
+    InterpolationMode.NEAREST_EXACT): each output pixel takes the source pixel under its centre, as the
+    antialiased bilinear resize of the image does. torchvision's default nearest takes the pixel under
+    its top-left corner, which set masks up to half a pixel down and right of their images.
+
+    An index gather rather than ``resize(..., NEAREST_EXACT)``: it takes class ids of every dtype
+    (int64, int32, bool; interpolate takes uint8 alone) and every torchvision cnnkit supports."""
+    h, w = mask.shape[-2:]
+    rows, cols = (_exact_source(n_in, n_out) for n_in, n_out in ((h, size[0]), (w, size[1])))
+    return mask[..., rows[:, None], cols[None, :]]
+
+
+def _exact_source(n_in: int, n_out: int) -> torch.Tensor:
+    """The source index of each output index, in float32 as PyTorch's kernel computes it (so that ties
+    fall as in ``resize(..., NEAREST_EXACT)``)."""
+    scale = torch.tensor(n_in / n_out, dtype=torch.float32)
+    return ((torch.arange(n_out, dtype=torch.float32) + 0.5) * scale).floor().long().clamp_(0, n_in - 1)
 
 
 def build_train_transform(preset: str, imgsz: int, channels: int) -> v2.Transform | None:
@@ -74,8 +96,8 @@ SEGMENT_PRESETS = {"none": (None, 0.0), "light": ((1.0, 1.5), 0.0), "standard": 
 
 
 class SegmentTransform:
-    """Joint image and mask augmentation with transforms.v2 (tv_tensors.Mask is always resampled
-    nearest): random scale, random crop to ``crop`` (padding with 0 / the ignore id), horizontal flip,
+    """Joint image and mask augmentation with transforms.v2 (masks are resampled nearest-exact, see
+    ``resize_mask``): random scale, random crop to ``crop`` (padding with 0 / the ignore id), horizontal flip,
     colour jitter. ``none`` only crops or pads to ``crop``, so that batches stack."""
 
     def __init__(self, preset: str, crop: tuple[int, int], ignore: int = 255, channels: int = 3):
@@ -96,6 +118,7 @@ class SegmentTransform:
         if self.scale is not None:
             s = float(torch.empty(()).uniform_(*self.scale))
             size = [max(1, round(image.shape[-2] * s)), max(1, round(image.shape[-1] * s))]
-            image, mask = v2.functional.resize(image, size, antialias=True), v2.functional.resize(mask, size)
+            image = v2.functional.resize(image, size, antialias=True)
+            mask = tv_tensors.Mask(resize_mask(mask.as_subclass(torch.Tensor), size))
         image, mask = self.steps(image, mask)
         return image.as_subclass(torch.Tensor), mask.as_subclass(torch.Tensor)

@@ -9,6 +9,7 @@ and label folders are skipped), a CSV of path[,label], an IDX folder (its traini
 from __future__ import annotations
 
 import csv
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,15 +142,29 @@ class ViewsDataset(Dataset):
 CACHE_LIMIT_BYTES = 2 * 1024**3  # above this, 'auto' reads the images from disk at each use
 
 
-def as_tensor(array: np.ndarray, channels: int, size: int) -> torch.Tensor:
-    """``(N, H, W, C)`` uint8 -> ``(N, channels, size, size)`` uint8 (grey repeated, bilinear resize)."""
+def as_tensor(array: np.ndarray, channels: int, size: int, chunk: int = 256) -> torch.Tensor:
+    """``(N, H, W, C)`` uint8 -> ``(N, channels, size, size)`` uint8 (grey repeated, bilinear resize).
+
+    Resized a chunk at a time, so the float copy stays small; a result larger than the memory available
+    is refused naming --imgsz (allocating it got the process killed without a word)."""
+    from cnnkit.device import available_memory
+
     images = torch.from_numpy(array).permute(0, 3, 1, 2)
     if images.shape[1] != channels:
         images = images.expand(-1, channels, -1, -1) if images.shape[1] == 1 else images[:, :channels]
-    if images.shape[-2:] != (size, size):
-        images = torch.nn.functional.interpolate(images.float(), size=(size, size), mode="bilinear",
-                                                 antialias=True).round().clamp(0, 255).to(torch.uint8)
-    return images.contiguous()
+    if images.shape[-2:] == (size, size):
+        return images.contiguous()
+    need, available = len(images) * channels * size * size, available_memory()
+    if available and need > available:
+        fits = math.isqrt(int(0.5 * available) // max(1, len(images) * channels))
+        raise CnnkitError(f"--imgsz {size}: the {len(images)} images at {size} px take {need / 1e9:.1f} GB in "
+                          f"memory and this machine has {available / 1e9:.1f} GB available; use --imgsz {fits} or less")
+    out = torch.empty((len(images), channels, size, size), dtype=torch.uint8)
+    for start in range(0, len(images), chunk):
+        part = images[start:start + chunk].float()
+        out[start:start + chunk] = torch.nn.functional.interpolate(part, size=(size, size), mode="bilinear",
+                                                                   antialias=True).round().clamp(0, 255)
+    return out
 
 
 def load_images(found: Unlabelled, channels: int, size: int, cache: str, skip_bad: bool, high: float = 0.0
@@ -181,15 +196,12 @@ DEFAULT_SIDE = 96  # pretraining side for images of mixed or large sizes: crops 
 
 
 def native_side(found: Unlabelled) -> int:
-    """The images' side if they are square, of one size, up to 128 px; else ``DEFAULT_SIDE``."""
-    from cnnkit.data.images import square_side
+    """The images' own side (the longer one) when they share one size up to 128 px; else ``DEFAULT_SIDE``."""
+    from cnnkit.data import images
 
     if isinstance(found.items, np.ndarray):
         h, w = found.items.shape[1:3]
-        side = int(h) if h == w else 0
+        sizes = {(int(w), int(h))}
     else:
-        side = square_side(found.items, 32)
-    if 0 < side <= 128:
-        return side
-    LOGGER.info("pretraining at %d px (images differ in size or are large; set --imgsz to choose)", DEFAULT_SIDE)
-    return DEFAULT_SIDE
+        sizes = images.image_sizes(found.items, 32)
+    return images.native_side(sizes, 128, DEFAULT_SIDE, "pretraining")

@@ -27,6 +27,7 @@ from cnnkit.engine.logger import RunLogger
 from cnnkit.engine.loop import evaluate, train_one_epoch
 from cnnkit.engine.midepoch import MidEpochSaver, done_steps, rest_of_epoch
 from cnnkit.engine.optim import build_ema, build_optimizer, build_scheduler
+from cnnkit.engine.sizes import SmallerThanStride, check_input_size, check_size_floor
 from cnnkit.errors import CnnkitError
 from cnnkit.files import atomic_write_bytes, claim_folder, json_bytes, remove_stale_temporaries
 from cnnkit.log import LOGGER
@@ -179,9 +180,11 @@ def _fresh_start(cfg: TrainConfig, run_dir: Path) -> TrainConfig:
 
 
 def build_parts(cfg: TrainConfig, task, data, device: torch.device, steps_per_epoch: int,
-                resume: dict[str, Any] | None) -> Parts:
+                resume: dict[str, Any] | None, batch: int) -> Parts:
+    """The model (its input size checked against it and the memory), optimiser, schedule, scaler and EMA;
+    ``batch`` is this process's training batch."""
     model = task.build_model(cfg, data.meta)
-    check_input_size(model, cfg, data.meta)
+    check_input_size(model, cfg, data.meta, batch, device)
     # data-dependent initialisation (FastNet's whitening stem) is for new weights, not pretrained or resumed ones
     if resume is None and not cfg.pretrained and data.init_batch is not None and hasattr(model.net, "init_from_data"):
         model.net.init_from_data(model.normalize(data.init_batch))
@@ -204,23 +207,6 @@ def fixed_encoder(model: torch.nn.Module, cfg: TrainConfig, steps_per_epoch: int
     if not cfg.freeze_epochs:
         return [], 0
     return list(model.encoder_parameters()), cfg.freeze_epochs * steps_per_epoch
-
-
-def check_input_size(model: torch.nn.Module, cfg: TrainConfig, meta: dict[str, Any]) -> None:
-    """A small --imgsz is tried on the model before training: one that pools away to nothing fails here,
-    in one line, and not after the data is read."""
-    side = int(meta.get("imgsz") or 0)
-    if not side or side >= 64:
-        return
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(torch.zeros(1, meta["in_chans"], side, side))
-    except RuntimeError as e:
-        raise CnnkitError(f"--imgsz {side}: too small for {cfg.model} ({str(e).splitlines()[0][:120]}); "
-                          "use a larger --imgsz such as 32") from None
-    finally:
-        model.train()
 
 
 def fit(cfg: TrainConfig, task, on_epoch_end: Callable[[int, dict], None] | None = None) -> TrainResult:
@@ -261,11 +247,20 @@ def _fit_in(cfg: TrainConfig, task, on_epoch_end: Callable[[int, dict], None] | 
     if info.is_main:
         for stale in remove_stale_temporaries(run_dir):  # a killed writer's partial file
             LOGGER.info("removed %s, left by an interrupted write", stale)
-    data = task.build_data(cfg, meta=resume["meta"] if resume else None)
     local_batch = max(1, cfg.batch // info.world_size)
+    check_size_floor(cfg, local_batch, device)
+    data = task.build_data(cfg, meta=resume["meta"] if resume else None)
     train_loader = make_loader(data.train, local_batch, True, cfg, info, data.collate_fn)
     val_loader = make_loader(data.val, local_batch * 2, False, cfg, info, data.collate_fn)
-    parts = build_parts(cfg, task, data, device, len(train_loader), resume)
+    try:
+        parts = build_parts(cfg, task, data, device, len(train_loader), resume, min(local_batch, len(data.train)))
+    except SmallerThanStride as e:
+        if cfg.imgsz or resume:
+            raise
+        # the images' own size was chosen, and the model downsamples more: the nearest size it takes
+        LOGGER.info("the images are %d px, below %s's total stride; training at %d px", data.meta["imgsz"],
+                    cfg.model, e.minimum)
+        return _fit_in(replace(cfg, imgsz=e.minimum), task, on_epoch_end, where, resume)
     loss_fn, metrics = task.build_loss(cfg, data), task.build_metrics(data.meta, device)
     train_model = DistributedDataParallel(parts.model) if info.enabled else parts.model
     if cfg.compile:

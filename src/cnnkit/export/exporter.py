@@ -18,6 +18,7 @@ import torch
 from cnnkit import __version__
 from cnnkit.errors import CnnkitError, require
 from cnnkit.files import atomic_write_bytes
+from cnnkit.log import LOGGER
 from cnnkit.meta import default_colours
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".torchscript"}
@@ -68,6 +69,19 @@ def input_shape(graph: torch.nn.Module, channels: int, side: int, dynamic: bool)
     return [batch, channels, "height" if free else side, "width" if free else side]
 
 
+def out_path(out: str | Path, fmt: str) -> Path:
+    """``--out`` with the format's suffix added where loading could not tell the format from it: an ONNX
+    file without .onnx, or a TorchScript file without a suffix or named .onnx (``exp1`` -> ``exp1.onnx``:
+    a file named ``exp1`` was read as a checkpoint and failed to unpickle). Said in one line."""
+    path, suffix = Path(out), FORMATS[fmt]
+    given = path.suffix.lower()
+    if given == suffix or (fmt != "onnx" and given not in ("", *FORMATS.values())) or path.is_dir():
+        return path  # a folder is refused as it is, when written
+    fixed = path.with_name(path.name + suffix)
+    LOGGER.info("--out %s: writing %s (cnnkit tells a %s file by its %s suffix)", out, fixed, fmt, suffix)
+    return fixed
+
+
 def export_model(model: Any, weights: str | Path, fmt: str = "onnx", imgsz: int = 0, dynamic: bool = False,
                  half: bool = False, out: str | Path = "") -> tuple[Path, dict[str, str]]:
     """Write ``model`` (a loaded checkpoint, ``cnnkit.api.Model``, read from ``weights``) as ``fmt`` beside
@@ -78,7 +92,7 @@ def export_model(model: Any, weights: str | Path, fmt: str = "onnx", imgsz: int 
     graph = build_graph(model, half, weights)
     side = input_side(model, imgsz)
     shape = input_shape(graph, model.meta.in_chans, side, dynamic)
-    path = Path(out) if out else Path(weights).with_suffix(FORMATS[fmt])
+    path = out_path(out, fmt) if out else Path(weights).with_suffix(FORMATS[fmt])
     if path.exists() and path.resolve() == Path(weights).resolve():
         raise CnnkitError(f"--out {out}: is the checkpoint being exported; give another file (default: "
                           f"{Path(weights).with_suffix(FORMATS[fmt]).name} beside it)")

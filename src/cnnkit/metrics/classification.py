@@ -16,7 +16,8 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
-from cnnkit.metrics.plots import write_reports
+from cnnkit.log import LOGGER
+from cnnkit.metrics.plots import percent, write_reports
 
 
 class ClassificationMetrics:
@@ -41,6 +42,7 @@ class ClassificationMetrics:
         # based precision/recall/F1, and top-5 reported top-1 for good. Those three do share one state.
         self.collection = MetricCollection(parts, compute_groups=groups).to(device)
         self._last: dict[str, torch.Tensor] = {}
+        self._said_absent: set[tuple[str, ...]] = set()
 
     def update(self, outputs: torch.Tensor, targets: torch.Tensor) -> None:
         self.collection.update(outputs.float(), targets)
@@ -49,16 +51,33 @@ class ClassificationMetrics:
         self.collection.reset()
 
     def compute(self) -> dict[str, float]:
-        """top1, top5 (if > 5 classes) and macro precision/recall/F1; per-class values kept for save()."""
+        """top1, top5 (if > 5 classes) and macro precision/recall/F1; per-class values kept for save().
+
+        A class with neither images nor predictions in the evaluated data has no precision, recall or
+        F1 (NaN), and the macro means leave it out, as scikit-learn's over the labels present; scoring it
+        0 marked a perfect model down for a class the split does not hold."""
         self._last = {k: v.detach().cpu() for k, v in self.collection.compute().items()}
+        cm = self._last["confusion"]
+        absent = (cm.sum(1) == 0) & (cm.sum(0) == 0)
+        for k in ("precision", "recall", "f1"):
+            self._last[k] = torch.where(absent, torch.nan, self._last[k].double())
+        self._say_absent([name for name, a in zip(self.classes, absent.tolist()) if a])
         out = {"top1": float(self._last["top1"])}
         if "top5" in self._last:
             out["top5"] = float(self._last["top5"])
         for k in ("precision", "recall", "f1"):
-            out[k] = float(self._last[k].mean())
+            out[k] = float(self._last[k].nanmean())
         return out
 
+    def _say_absent(self, names: list[str]) -> None:
+        """One line for each set of absent classes (not one every epoch of a run)."""
+        if names and tuple(names) not in self._said_absent:
+            LOGGER.info("classes absent from the evaluated data (no images, no predictions), left out of the "
+                        "macro precision/recall/F1: %s", ", ".join(names))
+            self._said_absent.add(tuple(names))
+
     def per_class(self) -> list[dict[str, float | str | int]]:
+        """One row per class; precision, recall and F1 are NaN (undefined) for an absent class."""
         last, support = self._last, self._last["confusion"].sum(1)
         return [{"class": name, "precision": float(last["precision"][i]), "recall": float(last["recall"][i]),
                  "f1": float(last["f1"][i]), "support": int(support[i])} for i, name in enumerate(self.classes)]
@@ -74,6 +93,6 @@ class ClassificationMetrics:
         rows = self.per_class()
         width = max(8, *(len(cast(str, r["class"])) for r in rows))
         lines = [f"{'class':<{width}} {'precision':>9} {'recall':>7} {'f1':>7} {'support':>8}"]
-        lines += [f"{r['class']:<{width}} {100 * r['precision']:9.2f} {100 * r['recall']:7.2f} {100 * r['f1']:7.2f} "
+        lines += [f"{r['class']:<{width}} {percent(r['precision'], 9)} {percent(r['recall'], 7)} {percent(r['f1'], 7)} "
                   f"{r['support']:8d}" for r in rows]
         return "\n".join(lines)

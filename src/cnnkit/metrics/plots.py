@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 
 import matplotlib
@@ -71,8 +72,17 @@ def plot_results(metrics_csv: Path, path: Path) -> Path:
 
 
 def plain_numbers(rows: list[dict]) -> list[dict]:
-    """Floats to 6 significant digits: float32 values read 0.25999999046325684 in per_class.csv."""
-    return [{k: float(f"{v:.6g}") if isinstance(v, float) else v for k, v in r.items()} for r in rows]
+    """Floats to 6 significant digits: float32 values read 0.25999999046325684 in per_class.csv; an
+    undefined value (NaN) is left empty."""
+    return [{k: (float(f"{v:.6g}") if math.isfinite(v) else "") if isinstance(v, float) else v for k, v in r.items()}
+            for r in rows]
+
+
+def percent(value: float | int | str, width: int) -> str:
+    """A fraction (a per_class row's value) as a percentage right-aligned in ``width`` characters; an
+    undefined one (NaN) as '-'."""
+    fraction = float(value)
+    return f"{100 * fraction:{width}.2f}" if math.isfinite(fraction) else f"{'-':>{width}}"
 
 
 def write_reports(folder: Path, per_class: list[dict], cm: torch.Tensor, classes: list[str],

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from cnnkit.data.masks import IGNORE
-from cnnkit.metrics.plots import write_reports
+from cnnkit.metrics.plots import percent, write_reports
 
 
 def logits_to_ids(logits: torch.Tensor) -> torch.Tensor:
@@ -91,6 +91,6 @@ class SegmentationMetrics:
         rows = self.per_class()
         width = max(8, *(len(cast(str, r["class"])) for r in rows))
         lines = [f"{'class':<{width}} {'IoU':>6} {'Dice':>6} {'acc':>6} {'pixels':>12}"]
-        lines += [f"{r['class']:<{width}} {100 * r['iou']:6.2f} {100 * r['dice']:6.2f} {100 * r['acc']:6.2f} "
+        lines += [f"{r['class']:<{width}} {percent(r['iou'], 6)} {percent(r['dice'], 6)} {percent(r['acc'], 6)} "
                   f"{r['pixels']:12d}" for r in rows]
         return "\n".join(lines)

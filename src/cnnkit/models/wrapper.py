@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -43,6 +44,19 @@ class ImageModel(nn.Module):
         from cnnkit.models.trunk import trunk_of
 
         return list(trunk_of(self.net).module.parameters())
+
+    def total_stride(self) -> int:
+        """How many times the encoder shrinks each side (32 for a ResNet, 16 for DeepLabV3+): the smallest
+        input side that leaves its deepest features a pixel. 1 for a network without an encoder cnnkit knows."""
+        from cnnkit.errors import CnnkitError
+        from cnnkit.models.trunk import trunk_channels, trunk_of
+
+        try:
+            trunk = trunk_of(self.net)
+        except CnnkitError:
+            return 1
+        _, stride = trunk_channels(trunk.module, self.meta.in_chans, side=128)
+        return 2 ** round(math.log2(stride))  # FastNet's unpadded stem reads 128 -> 14 as 9: its pools make 8
 
     def forward(self, x: torch.Tensor | list[torch.Tensor], *args: Any) -> Any:
         """A batch tensor, or a list of ``(C, H, W)`` images of any sizes (detection); ``args`` (the
