@@ -100,3 +100,12 @@ def test_a_pretrain_checkpoint_is_not_exported_with_a_hint(tmp_path, pretrained,
     err = one_line_error(capsys, ["export", "--weights", str(pretrained / "best.pt"), "--out",
                                   str(tmp_path / "x.onnx")])
     assert "best.pt: a pretrain model has no export graph" in err and "cnnkit embed" in err
+
+
+def test_val_set_for_knn_prints_no_split_line(tmp_path, caplog, capsys):
+    """`train pretrain --val` printed 'scoring val (8 images)', a line about evaluating a model."""
+    with caplog.at_level(logging.INFO, logger="cnnkit"):
+        assert main(["train", "pretrain", "--data", "shapes:32", "--val", "shapes:32", "--model", "fastnet_tiny",
+                     "--imgsz", "16", "--epochs", "1", "--project", str(tmp_path)]) == 0
+    assert "scoring" not in caplog.text
+    assert "labels of 8 images of shapes:32 for k-NN only" in capsys.readouterr().out

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +27,7 @@ from cnnkit.data.unlabelled import (
 )
 from cnnkit.engine.task import Task, TaskData
 from cnnkit.errors import CnnkitError
+from cnnkit.log import LOGGER
 from cnnkit.metrics.embedding import EmbeddingMetrics
 from cnnkit.models import accepts
 from cnnkit.models.trunk import embed_images
@@ -75,8 +78,9 @@ class PretrainTask(EmbeddingView):
         views, n = method_views(method, channels, size)
         if cfg.val:
             train = ViewsDataset(images, channels, size, views, n, high=high)
-            try:
-                val = self.labelled(cfg.val, meta, views, n, "auto")
+            try:  # its reader's "scoring val (N images)" is about evaluating a model: the first line says what it is
+                with quiet_info():
+                    val = self.labelled(cfg.val, meta, views, n, "auto")
             except CnnkitError as e:  # its reader speaks of --data
                 raise CnnkitError(f"--val {cfg.val}: {str(e).replace('--data', '--val')}") from None
         else:
@@ -88,7 +92,7 @@ class PretrainTask(EmbeddingView):
                               "batch and needs at least 2 (hundreds or more to learn much)")
         init = images[:5000] if isinstance(images, torch.Tensor) else None
         return TaskData(train, val, meta, init_batch=init,
-                        labels=f"labels of {cfg.val} for k-NN only" if cfg.val else "no labels")
+                        labels=f"labels of {len(val)} images of {cfg.val} for k-NN only" if cfg.val else "no labels")
 
     @staticmethod
     def stats(cfg: TrainConfig, images: torch.Tensor | list[Path], channels: int, size: int
@@ -133,6 +137,17 @@ class PretrainTask(EmbeddingView):
     def predict(self, model: nn.Module, images: list[Image.Image], options: Any) -> list[dict]:
         """PIL images (resized to the model's side) -> ``{"embedding": [D floats]}`` each."""
         return [{"embedding": [float(v) for v in row]} for row in embed_images(model, images).numpy()]
+
+
+@contextmanager
+def quiet_info() -> Iterator[None]:
+    """cnnkit's INFO lines off for a moment (warnings still show)."""
+    level = LOGGER.level
+    LOGGER.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        LOGGER.setLevel(level)
 
 
 def hold_out(images: torch.Tensor | list[Path], fraction: float, seed: int) -> tuple[Any, Any]:
