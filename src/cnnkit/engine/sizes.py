@@ -52,10 +52,11 @@ def check_input_size(model: torch.nn.Module, cfg: TrainConfig, meta: dict[str, A
     if not side:
         return
     stride = int(model.total_stride()) if hasattr(model, "total_stride") else 1
-    if side < stride:
-        raise SmallerThanStride(f"--imgsz {side}: below {cfg.model}'s total stride of {stride} px (its downsampling "
-                                f"shrinks each side {stride}x, to less than one pixel); use --imgsz {stride} or more",
-                                stride)
+    # half the stride still leaves the deepest features a (padded) pixel: U-Nets train on 24 px crops at stride 32
+    if side * 2 < stride:
+        raise SmallerThanStride(f"--imgsz {side}: below half of {cfg.model}'s total stride of {stride} px (its "
+                                f"downsampling shrinks each side {stride}x, to less than half a pixel); use --imgsz "
+                                f"{stride} or more", stride)
     if side < PROBE:
         _try_forward(model, cfg, meta, side)
     check_memory(model, cfg, meta, batch, device, stride)
