@@ -63,6 +63,6 @@ def test_segment_metrics_are_reduced_over_ranks(tmp_path):
     _run([sys.executable, "-m", "cnnkit.cli.main", "val", "--weights", str(run / "last.pt"), "--data", "shapes:32",
           "--out", str(tmp_path / "v")], tmp_path)
     single = json.loads((tmp_path / "v" / "metrics.json").read_text())
-    # batches of another size may flip a pixel's argmax in float32 (1e-5 here); a rank's own mIoU is 1e-2 off
+    # batches of another size may flip a pixel's argmax in float32 (2e-6 seen); one rank's half is far further off
     assert abs(float(logged["miou"]) - single["miou"]) < 1e-4
     assert abs(float(logged["pixel_acc"]) - single["pixel_acc"]) < 1e-4
