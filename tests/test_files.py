@@ -56,3 +56,14 @@ def test_undefined_values_are_json_null():
     text = json_bytes(data).decode()
     assert "NaN" not in text and "Infinity" not in text
     assert json.loads(text) == {"miou": None, "per": [1.0, None, [2, None]], "name": "x"}
+
+
+def test_a_folder_claimed_by_a_killed_run_is_taken_again(tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / ".cnnkit-run").write_text(dead.stdout.strip())  # killed before its config.yaml
+    assert claim_folder(tmp_path / "run") == tmp_path / "run"
+    assert claim_folder(tmp_path / "run") == tmp_path / "run2"  # this process holds it now

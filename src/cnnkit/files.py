@@ -61,21 +61,49 @@ def next_free(base: Path) -> Path:
 def claim_folder(base: Path) -> Path:
     """Make and return ``base``, or the first of ``base2``, ``base3``, ... that this process claimed: a folder
     is taken by creating its marker file exclusively (``O_EXCL``), so two processes started at once never
-    share one. A folder that holds anything but temporaries (an earlier run) is skipped."""
+    share one. A folder that holds anything but temporaries (an earlier run) is skipped; one whose marker
+    names a process that is gone (killed before its first file) is taken again."""
     folder, n = base, 1
     while True:
         folder.mkdir(parents=True, exist_ok=True)
-        if not any(p.name != CLAIM and not is_temporary(p) for p in folder.iterdir()):
-            try:
-                os.close(os.open(folder / CLAIM, os.O_CREAT | os.O_EXCL | os.O_WRONLY, FILE_MODE))
-                return folder
-            except FileExistsError:
-                pass
+        if not any(p.name != CLAIM and not is_temporary(p) for p in folder.iterdir()) and _claim(folder / CLAIM):
+            return folder
         n += 1
         folder = base.with_name(f"{base.name}{n}")
 
 
-CLAIM = ".cnnkit-run"  # marks a run folder as taken (hidden: listings and `ls` do not show it)
+CLAIM = ".cnnkit-run"  # marks a run folder as taken, holding the claimer's process id (hidden from listings)
+
+
+def _claim(marker: Path) -> bool:
+    for _ in range(2):
+        try:
+            fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, FILE_MODE)
+        except FileExistsError:
+            if not _claimer_gone(marker):
+                return False
+            marker.unlink(missing_ok=True)
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        return True
+    return False
+
+
+def _claimer_gone(marker: Path) -> bool:
+    try:
+        pid = int(marker.read_text() or 0)
+    except (OSError, ValueError):
+        return False  # being written this moment: its claimer is alive
+    if not pid or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # another user's live process
+        return False
+    return False
 
 
 def is_temporary(path: Path) -> bool:

@@ -30,7 +30,7 @@ def test_total_stride(name, stride):
 def test_a_size_below_the_total_stride_is_refused_naming_the_minimum():
     """Regression: --imgsz 2 --model resnet18 trained 10 epochs on 1-pixel features."""
     model, meta = model_and_meta("resnet18", 2)
-    with pytest.raises(SmallerThanStride, match=r"--imgsz 2: below half of resnet18's total stride of 32 px.*--imgsz 32"):
+    with pytest.raises(SmallerThanStride, match=r"--imgsz 2: below half of resnet18's total stride of 32 px.*32"):
         check_input_size(model, make_config(model="resnet18", imgsz=2), meta, 8, CPU)
 
 
