@@ -18,7 +18,9 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 # The suite must pass on any seed and thread count: rerun it with CNNKIT_TEST_SEED=1 (2, ...) and with
 # OMP_NUM_THREADS=1 to check that no test depends on the exact numerics of a model it trains.
 TEST_SEED = int(os.environ.get("CNNKIT_TEST_SEED", "0"))
-torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or min(2, os.cpu_count() or 1)))
+# under pytest-xdist (make test runs two workers) the cores are shared out, so that workers do not fight over them
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
+torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or max(1, min(2, os.cpu_count() or 1) // WORKERS)))
 
 
 def pytest_collection_modifyitems(config, items):

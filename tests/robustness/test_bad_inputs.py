@@ -106,7 +106,7 @@ CASES = [
     ("batch-zero", CLS, [*TC, "--batch", "0"], "batch"),
     ("imgsz-negative", CLS, [*TC, "--imgsz", "-5"], "imgsz"),
     ("imgsz-tiny", CLS, [*TC, "--imgsz", "2"], "imgsz"),
-    ("imgsz-below-stride", CLS, [*TC, "--model", "resnet18", "--imgsz", "16"], "--imgsz 32 or more"),
+    ("imgsz-below-stride", CLS, [*TC, "--model", "resnet18", "--imgsz", "8"], "--imgsz 32 or more"),
     ("imgsz-beyond-memory", CLS, [*TC, "--imgsz", "100000"], "--imgsz 100000"),
     ("lr-negative", CLS, [*TC, "--lr", "-1"], "lr"),
     ("val-split-over-1", CLS, [*TC, "--val-split", "1.5"], "--val-split"),
