@@ -333,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_demo_parser(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
-    p = add("demo", "generate synthetic shapes; train, evaluate and predict each task, about a minute each on a CPU")
+    p = add("demo", "generate synthetic shapes; train, evaluate and predict each task (about 3 minutes on 2 CPU cores)")
     p.add_argument("--epochs", type=bounded(int, 0), default=0, help="override the demo's epochs")
     p.add_argument("--task", action="append", choices=("classify", "segment", "instance", "pretrain"),
                    help="run only this task's demo (repeatable) [default: all]")
