@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import random
 import shutil
 import sys
@@ -23,6 +22,7 @@ from cnnkit import distributed as dist_utils
 from cnnkit.config import TrainConfig, config_fields, default_of, save_yaml, to_dict
 from cnnkit.device import select_device
 from cnnkit.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from cnnkit.engine.health import finite_epoch, health_warnings
 from cnnkit.engine.logger import RunLogger
 from cnnkit.engine.loop import evaluate, train_one_epoch
 from cnnkit.engine.midepoch import MidEpochSaver, done_steps, rest_of_epoch
@@ -343,27 +343,6 @@ def run_epochs(cfg: TrainConfig, task, data, parts: Parts, models_loaders: tuple
     return epoch
 
 
-EXPLODED_LOSS = 100.0  # no task's loss starts near this (cross-entropy over 1,000 classes starts at 6.9)
-
-
-def health_warnings(row: dict[str, Any], meta: Any, warned: set[str], log: RunLogger) -> set[str]:
-    """Say once when the losses explode or a classifier stays at chance: such a run otherwise ran to its end
-    with no word (72x64 images at 224 px: train loss 9113, val 137353, top-1 at chance for 8 epochs)."""
-    losses = {k: row[k] for k in ("train_loss", "val_loss") if isinstance(row.get(k), float)}
-    if "explode" not in warned and any(v > EXPLODED_LOSS for v in losses.values()):
-        warned = warned | {"explode"}
-        log.warning(f"warning: the losses are exploding ({', '.join(f'{k}={v:.4g}' for k, v in losses.items())} at "
-                    f"epoch {row['epoch']}); lower --lr, use --grad-clip 1, or check --imgsz against the images")
-    classes = int(meta.get("num_classes") or 0) if hasattr(meta, "get") else 0
-    top1 = row.get("top1")
-    if ("chance" not in warned and isinstance(top1, float) and classes > 1 and row["epoch"] >= 3
-            and top1 <= 1 / classes + 0.02):
-        warned = warned | {"chance"}
-        log.warning(f"warning: top-1 is still at chance ({top1:.2%} for {classes} classes) after epoch "
-                    f"{row['epoch']}; check the labels, lower --lr, or train longer")
-    return warned
-
-
 def save_mid_epoch(parts: Parts, cfg: TrainConfig, epoch: int, run_dir: Path, elapsed_s: float,
                    done: tuple[int, float, int]) -> None:
     """last.pt inside epoch ``epoch`` (0-based, not finished): the training state after ``done[0]`` steps."""
@@ -389,16 +368,6 @@ def test_once(parts: Parts, task, data, cfg: TrainConfig, device: torch.device, 
     return results
 
 
-def finite_epoch(row: dict[str, Any]) -> bool:
-    """An epoch whose losses or metrics are NaN or infinite is never kept as best.pt: its top-1 may look
-    fine while its weights predict NaN."""
-    bad = [k for k, v in row.items() if isinstance(v, float) and not math.isfinite(v)]
-    if bad:
-        LOGGER.warning("warning: epoch %s: %s not finite; this epoch is not kept as best.pt (lower --lr, or use "
-                       "--grad-clip)", row["epoch"], ", ".join(f"{k}={row[k]}" for k in bad))
-    return not bad
-
-
 def better(fitness: float, row: dict[str, Any], parts: Parts) -> bool:
     """Higher fitness, or the same fitness with a lower validation loss: a tie on top-1 keeps the surer model."""
     if fitness != parts.best:
@@ -415,7 +384,7 @@ def end_epoch(parts: Parts, cfg: TrainConfig, row: dict[str, Any], run_dir: Path
                           f"{', '.join(k for k in row if k != 'epoch')}")
     # best_fitness is the monitored value with its sign turned so that higher is always better
     fitness = -row[cfg.monitor] if "loss" in cfg.monitor else row[cfg.monitor]
-    improved = finite_epoch(row) and better(fitness, row, parts)
+    improved = finite_epoch(row, cfg.monitor) and better(fitness, row, parts)
     if improved:
         parts.best, parts.best_metrics, parts.bad_epochs = fitness, dict(row), 0
     else:

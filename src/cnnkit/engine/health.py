@@ -1,0 +1,44 @@
+"""What a run's figures say about its health: an epoch that is not finite, losses that explode, a classifier at
+chance. Said once, in one line, instead of a run that goes on to its end with no word."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from cnnkit.engine.logger import RunLogger
+from cnnkit.log import LOGGER
+
+
+def finite_epoch(row: dict[str, Any], monitor: str) -> bool:
+    """An epoch whose losses or monitored metric are NaN or infinite is never kept as best.pt: its top-1 may
+    look fine while its weights predict NaN. (Other figures may be undefined on their own: the spread of a
+    single validation image.)"""
+    bad = [k for k in ("train_loss", "val_loss", monitor)
+           if isinstance(row.get(k), float) and not math.isfinite(row[k])]
+    bad = list(dict.fromkeys(bad))
+    if bad:
+        LOGGER.warning("warning: epoch %s: %s not finite; this epoch is not kept as best.pt (lower --lr, or use "
+                       "--grad-clip)", row["epoch"], ", ".join(f"{k}={row[k]}" for k in bad))
+    return not bad
+
+
+EXPLODED_LOSS = 100.0  # no task's loss starts near this (cross-entropy over 1,000 classes starts at 6.9)
+
+
+def health_warnings(row: dict[str, Any], meta: Any, warned: set[str], log: RunLogger) -> set[str]:
+    """Say once when the losses explode or a classifier stays at chance: such a run otherwise ran to its end
+    with no word (72x64 images at 224 px: train loss 9113, val 137353, top-1 at chance for 8 epochs)."""
+    losses = {k: row[k] for k in ("train_loss", "val_loss") if isinstance(row.get(k), float)}
+    if "explode" not in warned and any(v > EXPLODED_LOSS for v in losses.values()):
+        warned = warned | {"explode"}
+        log.warning(f"warning: the losses are exploding ({', '.join(f'{k}={v:.4g}' for k, v in losses.items())} at "
+                    f"epoch {row['epoch']}); lower --lr, use --grad-clip 1, or check --imgsz against the images")
+    classes = int(meta.get("num_classes") or 0) if hasattr(meta, "get") else 0
+    top1 = row.get("top1")
+    if ("chance" not in warned and isinstance(top1, float) and classes > 1 and row["epoch"] >= 3
+            and top1 <= 1 / classes + 0.02):
+        warned = warned | {"chance"}
+        log.warning(f"warning: top-1 is still at chance ({top1:.2%} for {classes} classes) after epoch "
+                    f"{row['epoch']}; check the labels, lower --lr, or train longer")
+    return warned
