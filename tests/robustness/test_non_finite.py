@@ -82,3 +82,16 @@ def test_best_epoch_choice(monitor, rows, best):
         end_epoch(parts, cfg, {"epoch": epoch, "top1": top1, "val_loss": loss, "time_s": 1.0}, Path("."), False,
                   metrics)
     assert parts.best_metrics["epoch"] == best
+
+
+def test_a_diverged_model_is_not_exported_and_exported_nan_is_refused(trained, tmp_path, capsys):
+    """An exported diverged classifier answered 'circle (nan)' with exit 0, and val scored it."""
+    state = torch.load(trained["ckpt"], weights_only=True)
+    torch.save(overflowing(state), tmp_path / "big.pt")
+    assert main(["export", "--weights", str(tmp_path / "big.pt"), "--out", str(tmp_path / "big.onnx")]) == 2
+    assert "NaN or infinite" in capsys.readouterr().err and not (tmp_path / "big.onnx").exists()
+    from cnnkit.export.runtime import finite_outputs
+
+    with pytest.raises(Exception, match="NaN or infinite"):
+        finite_outputs([np.array([[np.nan, 0.5]], np.float32)], tmp_path / "x.onnx")
+    assert finite_outputs([np.array([[1, 2]])], tmp_path / "x.onnx")[0].tolist() == [[1, 2]]

@@ -56,6 +56,13 @@ def build_graph(model: Any, half: bool, weights: str | Path = "the checkpoint") 
     return model.task.graph(model.module, half).eval()
 
 
+def refuse_diverged(model: Any, side: int) -> None:
+    """One forward pass on an example image before export: a checkpoint whose network computes NaN (its
+    hooks raise CnnkitError) is refused here, not written as a file that predicts 'circle (nan)'."""
+    with torch.no_grad():
+        model(example_input(model.meta.in_chans, min(side, 256)))
+
+
 def example_input(channels: int, side: int, batch: int = 1, seed: int = 0) -> torch.Tensor:
     """Random uint8 images ``(batch, channels, side, side)``, the same for the same seed."""
     g = torch.Generator().manual_seed(seed)
@@ -89,15 +96,20 @@ def export_model(model: Any, weights: str | Path, fmt: str = "onnx", imgsz: int 
     loads and calls this."""
     if fmt not in FORMATS:
         raise CnnkitError(f"--format {fmt}: choose one of {', '.join(FORMATS)}")
-    graph = build_graph(model, half, weights)
     side = input_side(model, imgsz)
+    refuse_diverged(model, side)  # before build_graph, which may turn the weights to float16
+    graph = build_graph(model, half, weights)
     shape = input_shape(graph, model.meta.in_chans, side, dynamic)
     path = out_path(out, fmt) if out else Path(weights).with_suffix(FORMATS[fmt])
     if path.exists() and path.resolve() == Path(weights).resolve():
         raise CnnkitError(f"--out {out}: is the checkpoint being exported; give another file (default: "
                           f"{Path(weights).with_suffix(FORMATS[fmt]).name} beside it)")
     metadata = export_metadata(model, graph, shape, fmt, half, Path(weights).name)
-    example = example_input(model.meta.in_chans, side)
+    try:
+        example = example_input(model.meta.in_chans, side)
+    except (RuntimeError, MemoryError):  # --imgsz 100000: 30 GB for the example image alone
+        raise CnnkitError(f"--imgsz {side}: too large to export (the example image alone does not fit in memory); "
+                          "give a smaller --imgsz, or --dynamic for any size at prediction") from None
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer warnings about Python values: the parity check is the test
         try:

@@ -108,7 +108,7 @@ class OnnxModel(ExportedModel):
         self.input_name = self.session.get_inputs()[0].name
 
     def run(self, images: np.ndarray) -> list[np.ndarray]:
-        return self.session.run(None, {self.input_name: np.ascontiguousarray(images)})
+        return finite_outputs(self.session.run(None, {self.input_name: np.ascontiguousarray(images)}), self.path)
 
 
 class TorchScriptModel(ExportedModel):
@@ -138,4 +138,13 @@ class TorchScriptModel(ExportedModel):
 
         with torch.no_grad():
             out = self.module(torch.from_numpy(np.ascontiguousarray(images)))
-        return [t.numpy() for t in (out if isinstance(out, (tuple, list)) else (out,))]
+        return finite_outputs([t.numpy() for t in (out if isinstance(out, (tuple, list)) else (out,))], self.path)
+
+
+def finite_outputs(outputs: list[np.ndarray], path: Path) -> list[np.ndarray]:
+    """``outputs``, or CnnkitError when a float output holds NaN or infinity: an exported model of diverged
+    weights answered 'circle (nan)' with exit 0."""
+    if any(o.dtype.kind == "f" and not np.isfinite(o).all() for o in outputs):
+        raise CnnkitError(f"{path}: the model computes NaN or infinite values (its weights diverged in training), "
+                          "so it cannot predict; train again with a lower --lr or --grad-clip")
+    return outputs
