@@ -72,7 +72,7 @@ def test_a_class_absent_from_the_split_is_undefined_not_zero(tmp_path, caplog):
     metrics.update(torch.tensor(np.eye(4)[pred] * 5.0), torch.tensor(labels))
     with caplog.at_level("INFO", logger="cnnkit"):
         got = metrics.compute()
-    assert "green" in caplog.text and "absent" in caplog.text
+    assert "green" in caplog.text and "without images" in caplog.text
     p, r, f, _ = precision_recall_fscore_support(labels, pred, average="macro", zero_division=0)  # present labels
     assert np.isclose(got["precision"], p) and np.isclose(got["recall"], r) and np.isclose(got["f1"], f)
     p_c, r_c, f_c, _ = precision_recall_fscore_support(labels, pred, labels=[0, 2, 3], zero_division=0)
@@ -93,10 +93,12 @@ def test_a_perfect_model_scores_one_when_a_class_is_absent():
 
 
 def test_a_class_predicted_but_absent_counts_as_sklearn_counts_it():
-    """Predicted but never true: precision 0 (false positives), in the mean, as scikit-learn has it."""
+    """Predicted but never true: precision and F1 0 (a false positive, in the means); recall undefined and left
+    out (macro recall counted it 0), as scikit-learn's zero_division=nan has it."""
     labels, pred = np.array([0, 0, 2]), np.array([0, 1, 2])
     metrics = ClassificationMetrics(["a", "b", "c"])
     metrics.update(torch.tensor(np.eye(3)[pred]), torch.tensor(labels))
     got = metrics.compute()
-    p, r, f, _ = precision_recall_fscore_support(labels, pred, average="macro", zero_division=0)
+    p, r, f, _ = precision_recall_fscore_support(labels, pred, average="macro", zero_division=np.nan)
     assert np.isclose(got["precision"], p) and np.isclose(got["recall"], r) and np.isclose(got["f1"], f)
+    assert np.isclose(got["recall"], 0.75) and np.isclose(got["precision"], 2 / 3)

@@ -53,15 +53,18 @@ class ClassificationMetrics:
     def compute(self) -> dict[str, float]:
         """top1, top5 (if > 5 classes) and macro precision/recall/F1; per-class values kept for save().
 
-        A class with neither images nor predictions in the evaluated data has no precision, recall or
-        F1 (NaN), and the macro means leave it out, as scikit-learn's over the labels present; scoring it
-        0 marked a perfect model down for a class the split does not hold."""
+        A class with no images in the evaluated data has no recall (NaN), nor precision and F1 when it is
+        never predicted either, and the macro means leave those out (scikit-learn's ``zero_division=nan``);
+        scoring them 0 marked a perfect model down for a class the split does not hold. A prediction of
+        such a class is still a wrong one: its precision is 0."""
         self._last = {k: v.detach().cpu() for k, v in self.collection.compute().items()}
         cm = self._last["confusion"]
-        absent = (cm.sum(1) == 0) & (cm.sum(0) == 0)
-        for k in ("precision", "recall", "f1"):
-            self._last[k] = torch.where(absent, torch.nan, self._last[k].double())
-        self._say_absent([name for name, a in zip(self.classes, absent.tolist()) if a])
+        no_images = cm.sum(1) == 0
+        never = no_images & (cm.sum(0) == 0)
+        undefined = {"precision": never, "recall": no_images, "f1": never}  # F1 of a false positive alone is 0
+        for k, mask in undefined.items():
+            self._last[k] = torch.where(mask, torch.nan, self._last[k].double())
+        self._say_absent([name for name, a in zip(self.classes, no_images.tolist()) if a])
         out = {"top1": float(self._last["top1"])}
         if "top5" in self._last:
             out["top5"] = float(self._last["top5"])
@@ -72,8 +75,8 @@ class ClassificationMetrics:
     def _say_absent(self, names: list[str]) -> None:
         """One line for each set of absent classes (not one every epoch of a run)."""
         if names and tuple(names) not in self._said_absent:
-            LOGGER.info("classes absent from the evaluated data (no images, no predictions), left out of the "
-                        "macro precision/recall/F1: %s", ", ".join(names))
+            LOGGER.info("classes without images in the evaluated data, left out of the macro recall (and of "
+                        "precision and F1 where never predicted): %s", ", ".join(names))
             self._said_absent.add(tuple(names))
 
     def per_class(self) -> list[dict[str, float | str | int]]:
