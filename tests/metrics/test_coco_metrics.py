@@ -135,3 +135,16 @@ def test_crowd_ground_truth_is_ignored(masks: bool):
     metrics.reset()
     metrics.update(outputs, targets)
     assert metrics.compute()["box_ap"] < 0.6
+
+
+def test_a_class_without_ground_truth_is_undefined_not_minus_one(tmp_path):
+    """Regression: box_ap_per_class.csv wrote 'bird,-1.0,-1.0' and the table '-100.00' for a class with no
+    ground truth."""
+    metrics = COCOMetrics(["a", "b"], masks=False, max_dets=100)
+    outputs, targets = as_tensors([[((2, 2, 20, 20), 1)]], [[((2, 2, 20, 20), 1, 0.9)]])
+    metrics.update(outputs, targets)
+    metrics.compute()
+    metrics.save(tmp_path)
+    rows = (tmp_path / "box_ap_per_class.csv").read_text().splitlines()
+    assert "b,," in rows and "-1" not in "".join(rows)
+    assert "-100" not in metrics.table()

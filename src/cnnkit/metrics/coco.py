@@ -23,6 +23,7 @@ from torchvision.models.detection.roi_heads import expand_boxes, expand_masks, p
 from cnnkit import distributed as dist_utils
 from cnnkit.data.rle import encode
 from cnnkit.files import atomic_write_bytes, atomic_write_csv, json_bytes
+from cnnkit.metrics.plots import percent
 
 STAT_NAMES = ("ap", "ap50", "ap75", "ap_small", "ap_medium", "ap_large")
 MASK_THRESHOLD = 0.5  # probability above which a mask pixel belongs to the object
@@ -161,7 +162,7 @@ class COCOMetrics:
         return results
 
     def per_class(self, prefix: str) -> list[tuple[str, float, float]]:
-        """(class, AP, AP50) from the last compute; -1 for a class with no ground truth."""
+        """(class, AP, AP50) from the last compute; NaN (undefined) for a class with no ground truth."""
         ev = self.evals.get(prefix)
         if ev is None:
             return []
@@ -169,15 +170,15 @@ class COCOMetrics:
         rows = []
         for k, name in enumerate(self.classes):
             p, p50 = precision[:, :, k], precision[0, :, k]
-            rows.append((name, float(p[p > -1].mean()) if (p > -1).any() else -1.0,
-                         float(p50[p50 > -1].mean()) if (p50 > -1).any() else -1.0))
+            rows.append((name, float(p[p > -1].mean()) if (p > -1).any() else float("nan"),
+                         float(p50[p50 > -1].mean()) if (p50 > -1).any() else float("nan")))
         return rows
 
     def table(self) -> str:
         lines = []
         for prefix in self.evals:
             lines.append(f"{prefix} AP per class, % (IoU 0.50:0.95 / 0.50), up to {self.limit} detections per image:")
-            lines += [f"  {name:<20} {100 * ap:6.2f} {100 * ap50:6.2f}" for name, ap, ap50 in self.per_class(prefix)]
+            lines += [f"  {name:<20} {percent(ap, 6)} {percent(ap50, 6)}" for name, ap, ap50 in self.per_class(prefix)]
         return "\n".join(lines)
 
     def save(self, folder: Path) -> list[Path]:
