@@ -28,6 +28,10 @@ def test_diverged_run_keeps_no_best(tmp_path, caplog):
     assert "not kept as best.pt" in caplog.text
     rows = (tmp_path / "classify" / "nan" / "metrics.csv").read_text()
     assert "nan" not in rows.lower() and "inf" not in rows.lower()
+    import csv
+
+    first = next(csv.DictReader(rows.splitlines()))
+    assert first["val_loss"] == first["top1"] == ""  # top-1 0.25 was argmax of NaN: no figure at all
 
 
 def test_classifier_with_non_finite_outputs_refuses_to_predict(trained, tmp_path, capsys):

@@ -9,6 +9,8 @@ from typing import Any
 from cnnkit.engine.logger import RunLogger
 from cnnkit.log import LOGGER
 
+KEPT = ("lr", "time_s")  # what a non-finite epoch still reports as it was
+
 
 def finite_epoch(row: dict[str, Any], monitor: str) -> bool:
     """An epoch whose losses or monitored metric are NaN or infinite is never kept as best.pt: its top-1 may
@@ -17,7 +19,9 @@ def finite_epoch(row: dict[str, Any], monitor: str) -> bool:
     bad = [k for k in ("train_loss", "val_loss", monitor)
            if isinstance(row.get(k), float) and not math.isfinite(row[k])]
     bad = list(dict.fromkeys(bad))
-    if bad:
+    if bad:  # its metrics are argmax of NaN (top-1 0.25 for class 0 everywhere): not figures to log
+        row.update({k: float("nan") for k, v in row.items() if isinstance(v, float) and k not in KEPT
+                    and not k.startswith("train_") and not k.endswith("img_s")})
         LOGGER.warning("warning: epoch %s: %s not finite; this epoch is not kept as best.pt (lower --lr, or use "
                        "--grad-clip)", row["epoch"], ", ".join(f"{k}={row[k]}" for k in bad))
     return not bad
