@@ -124,3 +124,17 @@ def test_linked_class_folders_and_hidden_files(tmp_path, caplog):
     os.symlink(root / "circle", root / "zigzag")
     with pytest.raises(CnnkitError, match="are one folder"):
         load_classify_data(str(root), imgsz=16)
+
+
+def test_a_copy_holding_few_held_out_images_is_warned_of(tmp_path, caplog):
+    """A copy that kept 2 of 6 held-out images was scored whole, with no word that most of it had trained."""
+    import logging
+
+    from cnnkit.data.splits import held_out_found, name_hashes
+
+    trained = {"val_hashes": name_hashes([f"v{i}.png" for i in range(6)])}
+    items = [tmp_path / n for n in ("v0.png", "v1.png", *(f"t{i}.png" for i in range(20)))]
+    with caplog.at_level(logging.WARNING, logger="cnnkit"):
+        assert held_out_found(items, tmp_path, trained, str) is None
+    assert "2 of the 6 images held out at training are here" in caplog.text
+    assert held_out_found(items[:1] + [tmp_path / f"v{i}.png" for i in range(1, 5)], tmp_path, trained, str)

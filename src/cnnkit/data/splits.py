@@ -216,6 +216,10 @@ def held_out_found(items: list, origin: Path, trained: dict, key) -> list | None
         return None
     held = {saved[i:i + 4] for i in range(0, len(saved), 4)}
     found = [i for i, h in zip(items, _short_hashes(relative_names((key(i) for i in items), origin))) if h in held]
+    if found and len(found) < len(held) / 2:  # too few to score on their own, too many to ignore
+        LOGGER.warning("warning: %s: %d of the %d images held out at training are here, beside %d others; much of "
+                       "this data may be what the model trained on, so its scores flatter the model", origin,
+                       len(found), len(held), len(items) - len(found))
     return found if found and len(found) >= len(held) / 2 else None
 
 
