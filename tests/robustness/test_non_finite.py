@@ -99,3 +99,12 @@ def test_a_diverged_model_is_not_exported_and_exported_nan_is_refused(trained, t
     with pytest.raises(Exception, match="NaN or infinite"):
         finite_outputs([np.array([[np.nan, 0.5]], np.float32)], tmp_path / "x.onnx")
     assert finite_outputs([np.array([[1, 2]])], tmp_path / "x.onnx")[0].tolist() == [[1, 2]]
+
+
+def test_a_diverged_model_gives_no_embeddings(trained, tmp_path, capsys):
+    """Regression: cnnkit embed of a diverged model wrote embeddings.csv full of inf, exit 0."""
+    state = torch.load(trained["ckpt"], weights_only=True)
+    torch.save(overflowing(overflowing(overflowing(state))), tmp_path / "big.pt")  # inf within the two-layer trunk
+    image = next(Path(trained["data"]).rglob("*.png"))
+    assert main(["embed", "--weights", str(tmp_path / "big.pt"), str(image), "--out", str(tmp_path / "e")]) == 2
+    assert "NaN or infinite" in capsys.readouterr().err

@@ -225,4 +225,8 @@ def embed_images(model: nn.Module, images: list[Image.Image]) -> torch.Tensor:
               .permute(2, 0, 1) for im in images]
     batch = torch.stack(arrays).to(next(model.parameters()).device)
     with torch.no_grad():
-        return trunk_of(model.net).module(model.normalize(batch)).float().mean((2, 3)).cpu()
+        vectors = trunk_of(model.net).module(model.normalize(batch)).float().mean((2, 3)).cpu()
+    if not bool(torch.isfinite(vectors).all()):  # a diverged model's: embeddings.csv was full of inf
+        raise CnnkitError(f"{meta.model}: the model computes NaN or infinite embeddings (its weights diverged in "
+                          "training); train again with a lower --lr or --grad-clip")
+    return vectors
