@@ -79,7 +79,9 @@ def test_best_epoch_choice(monitor, rows, best):
     from cnnkit.config import make_config
     from cnnkit.engine.trainer import Parts, end_epoch
 
-    parts = Parts(model=None, optimizer=None, scheduler=None, scaler=None, ema=None)  # type: ignore[arg-type]
+    model = build_image_model({"task": "classify", "model": "basic_cnn", "classes": ["a", "b"], "num_classes": 2,
+                               "in_chans": 1, "mean": [0.5], "std": [0.25]})
+    parts = Parts(model=model, optimizer=None, scheduler=None, scaler=None, ema=None)  # type: ignore[arg-type]
     cfg = make_config({"task": "classify", "monitor": monitor})
     metrics = SimpleNamespace(save=lambda folder: None, table=lambda: "")
     for epoch, (top1, loss) in enumerate(rows, start=1):
@@ -108,3 +110,17 @@ def test_a_diverged_model_gives_no_embeddings(trained, tmp_path, capsys):
     image = next(Path(trained["data"]).rglob("*.png"))
     assert main(["embed", "--weights", str(tmp_path / "big.pt"), str(image), "--out", str(tmp_path / "e")]) == 2
     assert "NaN or infinite" in capsys.readouterr().err
+
+
+
+def test_a_detector_that_computes_nan_is_not_kept_as_best():
+    """A diverged detector has no validation loss and its NaN scores fall under every threshold: box AP 0 was
+    kept as best.pt. The engine probes the model before keeping an epoch."""
+    from cnnkit.engine.health import computes_finite
+
+    meta = {"task": "detect", "model": "fasterrcnn_mobilenet_v3_small", "classes": ["a"], "num_classes": 1,
+            "in_chans": 3, "mean": [0.5] * 3, "std": [0.25] * 3}
+    model = build_image_model(meta)
+    assert computes_finite(model)
+    model.load_state_dict(overflowing(overflowing({"model": model.state_dict()}))["model"])
+    assert not computes_finite(model)

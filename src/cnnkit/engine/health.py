@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import torch
+
 from cnnkit.engine.logger import RunLogger
 from cnnkit.log import LOGGER
 
@@ -46,3 +48,33 @@ def health_warnings(row: dict[str, Any], meta: Any, warned: set[str], log: RunLo
         log.warning(f"warning: top-1 is still at chance ({top1:.2%} for {classes} classes) after epoch "
                     f"{row['epoch']}; check the labels, lower --lr, or train longer")
     return warned
+
+
+def computes_finite(model: torch.nn.Module, side: int = 0) -> bool:
+    """Whether ``model`` (an ``ImageModel``) computes finite values on a random image: a detector has no
+    validation loss, and its NaN scores fall under every threshold, so a diverged epoch scored box AP 0 and
+    was kept as best.pt. Its backbone is probed where it has one."""
+    param = next(model.parameters())
+    side = side or int(model.meta.imgsz or 64)  # the training side: a model of a fixed input size takes it
+    x = torch.rand(1, model.meta.in_chans, side, side, device=param.device)
+    backbone = getattr(model.net, "backbone", None)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = backbone(model.normalize(x)) if isinstance(backbone, torch.nn.Module) else model(x)
+    except RuntimeError:  # a model this probe cannot run (a shape it refuses) is not judged by it
+        return True
+    finally:
+        model.train(was_training)
+    tensors = list(out.values()) if isinstance(out, dict) else [out] if isinstance(out, torch.Tensor) else []
+    return all(bool(torch.isfinite(t).all()) for t in tensors if t.is_floating_point())
+
+
+def finite_model(model: torch.nn.Module, epoch: int) -> bool:
+    """``computes_finite``, said in a warning when not."""
+    if computes_finite(model):
+        return True
+    LOGGER.warning("warning: epoch %s: the model computes NaN or infinite values; not kept as best.pt (lower --lr, "
+                   "or use --grad-clip)", epoch)
+    return False

@@ -22,7 +22,7 @@ from cnnkit import distributed as dist_utils
 from cnnkit.config import TrainConfig, config_fields, default_of, save_yaml, to_dict
 from cnnkit.device import select_device
 from cnnkit.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from cnnkit.engine.health import finite_epoch, health_warnings
+from cnnkit.engine.health import finite_epoch, finite_model, health_warnings
 from cnnkit.engine.logger import RunLogger
 from cnnkit.engine.loop import evaluate, train_one_epoch
 from cnnkit.engine.midepoch import MidEpochSaver, done_steps, rest_of_epoch
@@ -384,7 +384,8 @@ def end_epoch(parts: Parts, cfg: TrainConfig, row: dict[str, Any], run_dir: Path
                           f"{', '.join(k for k in row if k != 'epoch')}")
     # best_fitness is the monitored value with its sign turned so that higher is always better
     fitness = -row[cfg.monitor] if "loss" in cfg.monitor else row[cfg.monitor]
-    improved = finite_epoch(row, cfg.monitor) and better(fitness, row, parts)
+    improved = (finite_epoch(row, cfg.monitor) and better(fitness, row, parts)
+                and finite_model(parts.eval_model, row["epoch"]))
     if improved:
         parts.best, parts.best_metrics, parts.bad_epochs = fitness, dict(row), 0
     else:
