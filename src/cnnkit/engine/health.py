@@ -56,7 +56,8 @@ def computes_finite(model: torch.nn.Module, side: int = 0) -> bool:
     was kept as best.pt. Its backbone is probed where it has one."""
     param = next(model.parameters())
     side = side or int(model.meta.imgsz or 64)  # the training side: a model of a fixed input size takes it
-    x = torch.rand(1, model.meta.in_chans, side, side, device=param.device)
+    # its own generator: the probe must not move the training's random state (resume repeats it exactly)
+    x = torch.rand(1, model.meta.in_chans, side, side, generator=torch.Generator().manual_seed(0)).to(param.device)
     backbone = getattr(model.net, "backbone", None)
     was_training = model.training
     model.eval()
