@@ -247,12 +247,10 @@ def _add_data_parser(add: Callable[[str, str], argparse.ArgumentParser]) -> None
                    help="check: fraction held out when there is no val split [default: the task's]")
     p.add_argument("--seed", type=int, default=0, help="check: seed of the held-out split")
     p.add_argument("--val-group", default="", help="check: hold out whole groups, as train --val-group")
-    # segment's data-reading flags, so that the check reads masks as training will and repeats them
     p.add_argument("--binary", action="store_true", help="check (segment): binary masks, as train segment --binary")
     p.add_argument("--ignore-index", type=bounded(int, 0, 65535), default=None,
                    help="check (segment): mask value ignored, as train segment --ignore-index [default: 255]")
-    p.add_argument("--classes-file", default="", help="check (segment): CSV of index,name,r,g,b, as train segment "
-                   "--classes-file")
+    p.add_argument("--classes-file", default="", help="check (segment): as train segment --classes-file")
     p.add_argument("--to", choices=("coco", "yolo", "masks"), help="convert: output format")
     p.add_argument("--out", help="convert: output folder (new or empty)")
     p.add_argument("--skip-bad", action="store_true", help="skip bad or missing files with a warning, as training "
@@ -318,9 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", default=None, choices=task_names(), help="only models of this task")
     p.add_argument("--no-flops", action="store_true", help="leave out the FLOPs column")
     p.add_argument("--flops", action="store_true", help=argparse.SUPPRESS)  # the default now; kept for old scripts
-    p.add_argument("--imgsz", type=bounded(int, 16), default=224,
-                   help="input side for the FLOPs column (pixels): one forward pass of one image; '-' for the "
-                        "detectors, whose work depends on the objects found (cnnkit summary counts one pass)")
+    p.add_argument("--imgsz", type=bounded(int, 16), default=224, help="input side for the FLOPs column (pixels); "
+                   "'-' for detectors, whose work depends on the objects found")
 
     p = add("summary", "layer table of a model: output shapes, parameters and FLOPs")
     p.add_argument("model", help="registered model name")

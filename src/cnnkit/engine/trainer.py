@@ -181,8 +181,7 @@ def _fresh_start(cfg: TrainConfig, run_dir: Path) -> TrainConfig:
 
 def build_parts(cfg: TrainConfig, task, data, device: torch.device, steps_per_epoch: int,
                 resume: dict[str, Any] | None, batch: int) -> Parts:
-    """The model (its input size checked against it and the memory), optimiser, schedule, scaler and EMA;
-    ``batch`` is this process's training batch."""
+    """Model (its input size checked), optimiser, schedule, scaler, EMA; ``batch``: this process's batch."""
     model = task.build_model(cfg, data.meta)
     check_input_size(model, cfg, data.meta, batch, device)
     # data-dependent initialisation (FastNet's whitening stem) is for new weights, not pretrained or resumed ones
