@@ -4,13 +4,14 @@ evaluation finds the same held-out images again."""
 import logging
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from cnnkit.data.classify import load_classify_data
 from cnnkit.data.request import DataRequest
-from cnnkit.data.splits import group_hold_out, resolve_splits, role_of
+from cnnkit.data.splits import group_hold_out, hold_out, random_hold_out, resolve_splits, role_of
 from cnnkit.errors import CnnkitError
-from tests.conftest import write_image_folder
+from tests.conftest import write_image_folder, write_png
 
 
 @pytest.fixture(autouse=True)
@@ -140,3 +141,81 @@ def test_a_copy_holding_few_held_out_images_is_warned_of(tmp_path, caplog):
         assert held_out_found(items, tmp_path, trained, str) is None
     assert "2 of the 6 images held out at training are here" in caplog.text
     assert held_out_found(items[:1] + [tmp_path / f"v{i}.png" for i in range(1, 5)], tmp_path, trained, str)
+
+
+def write_groups(root: Path, sizes=(3, 4, 5, 6, 2)) -> Path:
+    """images/ + masks/ of patients p0..p4 (``sizes`` images each), and the same files as two class folders."""
+    rng = np.random.default_rng(0)
+    for g, n in enumerate(sizes):
+        for i in range(n):
+            name = f"p{g}_{i}.png"
+            image = rng.integers(0, 255, (16, 16, 3), np.uint8)
+            mask = np.zeros((16, 16), np.uint8)
+            mask[4:12, 4:12] = 1
+            write_png(root / "pairs" / "images" / name, image)
+            write_png(root / "pairs" / "masks" / name, mask)
+            write_png(root / "classes" / ("a" if i % 2 else "b") / name, image)
+    return root
+
+
+def held_names(data) -> tuple[set[str], set[str]]:
+    """(train, val) file names of a loader's result (classify, segment: paths; instance: items)."""
+    def names(part) -> set[str]:
+        return {Path(p).name for p in (part.paths if hasattr(part, "paths") else [i.image for i in part])}
+    return names(data.train), names(data.val)
+
+
+def every_task(root: Path, **fields) -> dict[str, tuple[set[str], set[str]]]:
+    from cnnkit.config import make_config
+    from cnnkit.data.instance_data import load_instance_data
+    from cnnkit.data.segment import load_segment_data
+    from cnnkit.tasks import get_task
+
+    pairs = str(root / "pairs")
+    pretrain = get_task("pretrain").build_data(make_config({"task": "pretrain", "data": pairs, "imgsz": 16,
+                                                            "cache": "none", **fields}))
+    return {"classify": held_names(load_classify_data(DataRequest(str(root / "classes"), imgsz=16, **fields))),
+            "segment": held_names(load_segment_data(DataRequest(pairs, **fields))),
+            "instance": held_names(load_instance_data(DataRequest(pairs, **fields))),
+            "pretrain": ({p.name for p in pretrain.train.items}, {p.name for p in pretrain.val.items})}
+
+
+def test_every_task_holds_out_the_same_whole_groups(tmp_path):
+    """One hold-out for every loader, pretrain's included: --val-group gives each the same patients."""
+    found = every_task(write_groups(tmp_path), val_split=0.25, val_group=r"^(p\d)_")
+    groups = {task: ({n.split("_")[0] for n in train}, {n.split("_")[0] for n in val})
+              for task, (train, val) in found.items()}
+    for task, (train, val) in groups.items():
+        assert not train & val, task  # no patient on both sides
+        assert len(found[task][0]) + len(found[task][1]) == 20, task
+    assert len({frozenset(val) for _, val in groups.values()}) == 1  # the same patients held out everywhere
+
+
+def test_every_task_holds_out_the_same_random_images(tmp_path):
+    """Without --val-group, the tasks without classes hold out the same images at random, and classify the same
+    fraction of each class."""
+    found = every_task(write_groups(tmp_path), val_split=0.25, seed=3)
+    assert found["segment"] == found["instance"] == found["pretrain"]
+    assert len(found["segment"][1]) == 5 and len(found["classify"][1]) == 5
+
+
+def test_hold_out_is_random_stratified_or_grouped():
+    names = [f"p{i % 4}_{i}.png" for i in range(16)]
+    expected = random_hold_out(16, 0.25, 0, "d")
+    assert all((got == want).all() for got, want in zip(hold_out(names, 0.25, 0, "d"), expected))
+    labels = np.array([i % 2 for i in range(16)])
+    _, val = hold_out(names, 0.25, 0, "d", strata=labels)
+    assert sorted(np.bincount(labels[val])) == [2, 2]
+    _, val = hold_out(names, 0.25, 0, "d", group=r"^(p\d)_", strata=labels)  # groups win over classes
+    assert len({names[i][:2] for i in val}) == 1 and len(val) == 4
+    assert len(hold_out(names, 0.05, 0, "d", least=2)[1]) == 2  # pretraining: two to compare in a batch
+
+
+def test_evaluation_holds_out_by_the_saved_plan():
+    """A model's saved fraction and seed choose the images scored, whatever the request says."""
+    named = {"all": [f"f{i}" for i in range(20)]}
+    plan = resolve_splits(named, DataRequest("d", seed=5), origin=Path("d"), fraction=0.25).plan
+    again = resolve_splits(named, DataRequest("d", split="val", seed=0, trained=plan.to_meta()), origin=Path("d"),
+                           fraction=0.5)
+    assert len(again.val) == 5 and again.val == resolve_splits(named, DataRequest("d", seed=5), origin=Path("d"),
+                                                               fraction=0.25).val
