@@ -9,9 +9,10 @@ from __future__ import annotations
 import csv
 import os
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -27,6 +28,7 @@ from cnnkit.data.images import (
     read_image,
     verify_all,
 )
+from cnnkit.data.layout import Found, Layout, read_with
 from cnnkit.data.splits import SplitPlan, group_hold_out, named_children, resolve_splits
 from cnnkit.data.synthetic import SHAPE_NAMES, is_shapes, make_classification, shapes_count
 from cnnkit.data.unlabelled import as_tensor
@@ -64,6 +66,7 @@ class ClassifyData:
     high: float = 0.0  # the data set's high value for 16-bit images, 0 for 8-bit (images.probe_high)
     test: Split | None = None
     plan: SplitPlan | None = None
+    found: Found | None = None  # the layout read: its found line, for `cnnkit data check`
 
 
 class ClassifyDataset(Dataset):
@@ -219,11 +222,13 @@ def _synthetic(spec: str, seed: int) -> tuple[dict[str, tuple[np.ndarray, np.nda
     return {"train": train, "val": val}, list(SHAPE_NAMES)
 
 
-def _find_raw(source: str, seed: int, for_eval: bool | str, skip_bad: bool) -> tuple[dict, list[str] | None, Path]:
-    """Locate the splits of ``source``: {split: (paths or (N,H,W,C) array, label strings or ints)}."""
+def read_classify(source: str, *, seed: int = 0, for_eval: bool | str = False, skip_bad: bool = False,
+                  **_: Any) -> Found:
+    """Locate the splits of ``source``: {split: (paths or (N,H,W,C) array, label strings or ints)}; the
+    classes when the layout names them (IDX, shapes). Every classify layout reads through here."""
     if is_shapes(source):
         raw, classes = _synthetic(source, seed)
-        return raw, classes, Path(source)
+        return Found("synthetic", Path(source), "the synthetic shapes", raw, classes=classes, form="")
     val_only = for_eval in (True, "auto", "val")  # scoring the val split needs no other
     path = Path(source)
     if not source:
@@ -233,22 +238,21 @@ def _find_raw(source: str, seed: int, for_eval: bool | str, skip_bad: bool) -> t
     if idx.is_idx_folder(path):
         raw = {s: idx.load_idx_split(path, s) for s in (("val",) if val_only else ("train", "val"))}
         n_classes = int(max(lab.max() for _, lab in raw.values())) + 1
-        LOGGER.info("found: IDX layout in %s (train-/t10k- files; t10k validates, as published for MNIST)", path)
-        return raw, idx.idx_class_names(path, n_classes), path
+        return Found("IDX", path, "train-/t10k- files; t10k validates, as published for MNIST", raw,
+                     classes=idx.idx_class_names(path, n_classes))
     if path.is_file():
         if path.suffix.lower() != ".csv":
             raise CnnkitError(f"{path}: unsupported data file; pass a folder, a .csv of path,label, or an IDX folder")
-        LOGGER.info("found: CSV of path,label in %s", path)
-        return {"all": read_csv(path)}, None, path
+        return Found("CSV", path, "path,label rows", {"all": read_csv(path)}, form="found: CSV of path,label in {root}")
     named = named_children(path)
     if "train" in named or "val" in named or "test" in named:
         wanted = {"val": named["val"]} if val_only and "val" in named else named
         raw = {role: scan_image_folder(folder, skip_bad) for role, folder in wanted.items()}
     else:
         raw = {"all": scan_image_folder(path, skip_bad)}
-    LOGGER.info("found: ImageFolder layout in %s (%s)", path, ", ".join(f"{p.name}/" for p in named.values())
-                + " of class folders" if named else "one folder per class, no split folders")
-    return raw, None, path
+    why = (", ".join(f"{p.name}/" for p in named.values()) + " of class folders" if named
+           else "one folder per class, no split folders")
+    return Found("ImageFolder", path, why, raw)
 
 
 def _native_size(paths: list[Path]) -> int:
@@ -277,15 +281,20 @@ def _to_split(items, labels: np.ndarray, channels: int, imgsz: int, cache: str, 
 def load_classify_data(source: str, *, imgsz: int = 0, val_split: float = 0.0, seed: int = 0, cache: str = "auto",
                        skip_bad: bool = False, classes: list[str] | None = None, channels: int = 0,
                        for_eval: bool | str = False, trained: dict | None = None, high: float | None = None,
-                       group: str = "", decode: bool = False) -> ClassifyData:
+                       group: str = "", decode: bool = False, layouts: Sequence[Layout] = ()) -> ClassifyData:
     """Find, check and (if small) decode a classification data set.
 
     ``classes``/``channels`` come from a checkpoint when evaluating; otherwise they are inferred.
     With ``for_eval`` (True, or the split to score; see ``cnnkit.data.splits``) only that split is
     loaded, as ``val``; ``trained`` is the checkpoint's saved split plan. ``decode``: decode every image
     fully even when not caching (`cnnkit data check`: what training would meet mid-epoch, found now).
+    ``layouts``: the task's (``cnnkit.data.layout``): the first that detects ``source`` reads it.
     """
-    raw, found_classes, origin = _find_raw(source, seed, for_eval, skip_bad)
+    layout = read_with(layouts, source, "cnnkit.data.classify:read_classify", seed=seed, for_eval=for_eval,
+                       skip_bad=skip_bad)
+    if layout.line():
+        LOGGER.info("%s", layout.line())
+    raw, found_classes, origin = layout.splits, layout.classes, layout.root
     if classes and not found_classes:
         _among_model_classes(raw, classes, origin)
     classes = classes or found_classes
@@ -324,7 +333,8 @@ def load_classify_data(source: str, *, imgsz: int = 0, val_split: float = 0.0, s
     for k, split in out.items():
         if len(split) == 0:
             raise CnnkitError(f"{origin}: the {k} split has no usable images; add images or fix --val-split")
-    return ClassifyData(out.get("train"), out["val"], list(classes), channels, imgsz, high, out.get("test"), plan)
+    return ClassifyData(out.get("train"), out["val"], list(classes), channels, imgsz, high, out.get("test"), plan,
+                        layout)
 
 
 def _assign(splits: dict[str, tuple], fraction: float, seed: int, for_eval: bool | str, origin: Path,

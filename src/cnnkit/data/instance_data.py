@@ -11,8 +11,10 @@ when there is no val split).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 
@@ -29,6 +31,7 @@ from cnnkit.data.instance_formats import (
     yolo_orphans,
 )
 from cnnkit.data.instance_layouts import find_instance_layout
+from cnnkit.data.layout import Found, Layout, read_with
 from cnnkit.data.segment import IMAGE_DIRS, MASK_DIRS
 from cnnkit.data.splits import SplitPlan, group_hold_out, random_hold_out, resolve_splits
 from cnnkit.data.synthetic import SHAPE_NAMES, is_shapes, make_scene, shapes_count
@@ -52,6 +55,7 @@ class InstanceData:
     plan: SplitPlan | None = None
     category_ids: list[int] | None = None  # read from COCO files: their category id of each class
     coco_files: list[str] = field(default_factory=list)  # those files, evaluation splits first
+    found: Found | None = None  # the layout read (None for the synthetic shapes): its found line, for `data check`
 
 
 def synthetic_items(n: int, seed: int, size: int = SHAPES_SIZE) -> list[InstanceItem]:
@@ -110,15 +114,37 @@ def no_layout_message(folder: Path) -> str:
             "or a COCO .json file")
 
 
+def read_instance(source: str, *, skip_bad: bool = False, names: list[str] | None = None, seed: int = 0,
+                  **_: Any) -> Found:
+    """Every instance layout read into named splits of items, train first (it fixes the class order unless
+    ``names``, a checkpoint's classes, do); ``extra["formats"]``: {split: the format of its files}."""
+    if is_shapes(source):
+        n_train = shapes_count(source, default=1000, least=1)
+        splits = {"train": synthetic_items(n_train, seed), "val": synthetic_items(max(n_train // 4, 4), seed + 10_000)}
+        return Found("synthetic", Path(source), "the synthetic shapes", splits, classes=list(SHAPE_NAMES), form="",
+                     extra={"formats": {k: "synthetic" for k in splits}})
+    root = Path(source)
+    found = find_instance_layout(root, skip_bad, lambda path, n: read_split(path, skip_bad, n))
+    named, formats = {}, {}
+    for role in sorted(found.readers, key=lambda r: r != "train"):  # train first: it fixes the class order
+        named[role], classes, formats[role] = found.readers[role](names)
+        names = names or classes
+    if not names:
+        raise CnnkitError(f"{root}: no classes found; add class names (classes.txt or the yaml's names)")
+    return Found(found.layout, root, found.why, named, found.labels, classes=names, unit="images",
+                 extra={"formats": formats})
+
+
 def load_instance_data(source: str, *, val_split: float = 0.0, seed: int = 0, skip_bad: bool = False,
-                       meta: dict | None = None, for_eval: bool | str = False, group: str = "", decode: bool = False
-                       ) -> InstanceData:
+                       meta: dict | None = None, for_eval: bool | str = False, group: str = "", decode: bool = False,
+                       layouts: Sequence[Layout] = ()) -> InstanceData:
     """Find, read and split the data; ``meta`` (a checkpoint's) fixes classes and channels.
 
     ``for_eval``: False when training, else the split to score ('auto', 'val', 'train', 'test',
     'all'; True means 'auto'); ``group``: hold out whole groups (``--val-group``); see ``cnnkit.data.splits``.
     ``decode``: decode every image now (`cnnkit data check`: what training would meet mid-epoch); with
-    ``skip_bad`` alone, images whose files do not read are skipped."""
+    ``skip_bad`` alone, images whose files do not read are skipped. ``layouts``: the task's
+    (``cnnkit.data.layout``): the first that detects ``source`` reads it."""
     names = list(meta["classes"]) if meta else None
     request = None if for_eval is False else ("auto" if for_eval is True else for_eval)
     if not source:
@@ -128,18 +154,9 @@ def load_instance_data(source: str, *, val_split: float = 0.0, seed: int = 0, sk
         val = synthetic_items(max(n_train // 4, 4), seed + 10_000)
         train = None if request else synthetic_items(n_train, seed)
         return InstanceData(train, val, list(SHAPE_NAMES), 3, "synthetic")
-    root = Path(source)
-    found = find_instance_layout(root, skip_bad, lambda path, n: read_split(path, skip_bad, n))
-    named, layouts = {}, set()
-    for role in sorted(found.readers, key=lambda r: r != "train"):  # train first: it fixes the class order
-        named[role], classes, layout = found.readers[role](names)
-        names = names or classes
-        layouts.add(layout)
-    if not names:
-        raise CnnkitError(f"{root}: no classes found; add class names (classes.txt or the yaml's names)")
-    LOGGER.info("found: %s layout in %s (%s), %d images, %d classes (%s)", found.layout, root, found.why,
-                sum(len(v) for v in named.values()), len(names), ", ".join(names[:10]) + ("..." if len(names) > 10
-                                                                                         else ""))
+    found = read_with(layouts, source, "cnnkit.data.instance_data:read_instance", skip_bad=skip_bad, names=names)
+    root, named, names = found.root, found.splits, found.classes
+    LOGGER.info("%s", found.line())
     fraction = val_split or DEFAULT_VAL_SPLIT
     hold_out = _holder(fraction, seed, root, group)
     parts, plan = resolve_splits(named, hold_out, origin=root, fraction=fraction, seed=seed, request=request,
@@ -152,11 +169,12 @@ def load_instance_data(source: str, *, val_split: float = 0.0, seed: int = 0, sk
             raise CnnkitError(f"{root}: the {split} split has no images; add images")
     train, val = parts.get("train"), parts["val"]
     channels = (meta or {}).get("in_chans") or probe_channels([i.image for i in (train or val)])
-    layout = "+".join(sorted(layouts))
+    layout = "+".join(sorted(set(found.extra["formats"].values())))
     high = (meta or {}).get("pixel_max")
     high = probe_high([i.image for i in (train or val)]) if high is None else high
     category_ids, files = coco_sources(named, root)
-    return InstanceData(train, val, names, channels, layout, high, parts.get("test"), plan, category_ids, files)
+    return InstanceData(train, val, cast("list[str]", names), channels, layout, high, parts.get("test"), plan,
+                        category_ids, files, found)
 
 
 def coco_sources(named: dict[str, list[InstanceItem]], root: Path) -> tuple[list[int] | None, list[str]]:

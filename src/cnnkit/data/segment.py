@@ -7,9 +7,10 @@ into memory. A classes file (``--classes-file``, or ``classes.csv`` / ``classes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -26,6 +27,7 @@ from cnnkit.data.images import (
     scaled_size,
     upright_size,
 )
+from cnnkit.data.layout import Found, Layout, read_with
 from cnnkit.data.masks import (
     IGNORE,
     VOC_CLASSES,
@@ -245,19 +247,29 @@ class SegmentData:
     high: float = 0.0  # the data set's high value for 16-bit images, 0 for 8-bit (images.probe_high)
     test: RawSplit | None = None
     plan: SplitPlan | None = None
+    found: Found | None = None  # the layout read (None for the synthetic shapes): its found line, for `data check`
+
+
+def read_shapes(source: str, *, seed: int = 0, **_: Any) -> Found:
+    """The synthetic shapes as named splits of (image, mask) arrays."""
+    splits, spec = synthetic_splits(source, seed)
+    return Found("synthetic", Path(source), "the synthetic shapes",
+                 {k: list(zip(s.images, s.masks)) for k, s in splits.items()}, classes=spec.names, form="")
 
 
 def load_segment_data(source: str, *, val_split: float = 0.0, seed: int = 0, cache: str = "auto",
                       skip_bad: bool = False, max_size: int = 0, classes_file: str = "", ignore_index: int = 255,
                       binary: bool = False, meta: dict | None = None, for_eval: bool | str = False, group: str = "",
-                      decode: bool = False) -> SegmentData:
+                      decode: bool = False, layouts: Sequence[Layout] = ()) -> SegmentData:
     """Find, pair, check and (if small) decode a segmentation data set; see the module docstring.
 
     ``meta`` (a checkpoint's) fixes classes and channels when evaluating; with ``for_eval`` (True, or
     the split to score: see ``cnnkit.data.splits``) only that split is loaded, as ``val``, its masks
     at full size. ``decode``: check every image by a full decode even when not caching (`cnnkit data
-    check`: what training would meet mid-epoch, found now).
+    check`: what training would meet mid-epoch, found now). ``layouts``: the task's (``cnnkit.data.layout``):
+    the first that detects ``source`` reads it.
     """
+    found = None
     if is_shapes(source):
         splits, spec = synthetic_splits(source, seed)
         if binary:
@@ -269,8 +281,9 @@ def load_segment_data(source: str, *, val_split: float = 0.0, seed: int = 0, cac
             s.infos = [mask_info(m) for m in s.masks]
         root, layout = Path(source), "synthetic"
     else:
-        splits, root, layout, plan, spec = _file_splits(source, val_split, seed, for_eval, skip_bad, meta, classes_file,
-                                                        ignore_index, binary, group, decode)
+        splits, found, plan, spec = _file_splits(source, val_split, seed, for_eval, skip_bad, meta, classes_file,
+                                                 ignore_index, binary, group, decode, layouts)
+        root, layout = found.root, found.name
     channels = (meta or {}).get("in_chans") or detect_channels(splits)
     high = (meta or {}).get("pixel_max")
     high = probe_high(next(iter(splits.values())).images) if high is None else high
@@ -284,18 +297,18 @@ def load_segment_data(source: str, *, val_split: float = 0.0, seed: int = 0, cac
                                                      scale_masks=not for_eval, high=high)
         else:
             split.images, split.masks = _scaled_arrays(split.images, split.masks, channels, max_size, not for_eval)
-    return SegmentData(splits.get("train"), splits["val"], spec, channels, stats, high, splits.get("test"), plan)
+    return SegmentData(splits.get("train"), splits["val"], spec, channels, stats, high, splits.get("test"), plan,
+                       found)
 
 
 def _file_splits(source: str, val_split: float, seed: int, for_eval: bool | str, skip_bad: bool, meta: dict | None,
-                 classes_file: str, ignore_index: int, binary: bool, group: str, decode: bool = False
-                 ) -> tuple[dict[str, RawSplit], Path, str, SplitPlan | None, ClassSpec]:
-    """Find the layout, assign its splits, check every mask; {split: RawSplit}, root, layout, plan, classes."""
-    found = find_segment_layout(source, skip_bad)
+                 classes_file: str, ignore_index: int, binary: bool, group: str, decode: bool = False,
+                 layouts: Sequence[Layout] = ()) -> tuple[dict[str, RawSplit], Found, SplitPlan | None, ClassSpec]:
+    """Find the layout, assign its splits, check every mask; {split: RawSplit}, the layout read, plan, classes."""
+    found = read_with(layouts, source, "cnnkit.data.segment_layouts:read_segment", skip_bad=skip_bad)
     root, fraction = found.root, val_split or 0.2
-    named = {k: list(zip(*pair)) for k, pair in found.splits.items()}
-    LOGGER.info("found: %s layout in %s (%s), %d image/mask pairs", found.layout, root, found.why,
-                sum(len(v) for v in named.values()))
+    named = found.splits
+    LOGGER.info("%s", found.line())
 
     def hold_out(pairs: list) -> tuple[list, list]:
         train, val = (group_hold_out([str(p[0]) for p in pairs], fraction, seed, group, str(root)) if group
@@ -323,8 +336,8 @@ def _file_splits(source: str, val_split: float, seed: int, for_eval: bool | str,
         infos[k] = [cast(MaskInfo, read[i]) for i in keep]  # each kept pair was read: set
         sizes[k] = [cast("tuple[int, int]", read_sizes[i]) for i in keep]
     every = [i for v in infos.values() for i in v]
-    spec = (class_spec(meta, classes_file, root, found.layout, every, ignore_index, binary)
-            if (meta and "values" in meta) or found.spec is None or binary else found.spec)
+    spec = (class_spec(meta, classes_file, root, found.name, every, ignore_index, binary)
+            if (meta and "values" in meta) or found.extra["spec"] is None or binary else found.extra["spec"])
     for k, (_, masks) in files.items():
         problems[k].update(check_masks(infos[k], masks, sizes[k], spec))
     report_problems([m for by_file in problems.values() for m in by_file.values()], "image/mask", skip_bad)
@@ -335,8 +348,8 @@ def _file_splits(source: str, val_split: float, seed: int, for_eval: bool | str,
             LOGGER.warning("warning: %s: only %.0f%% of the mask pixels are the model's classes (%s), the rest "
                            "ignored; is this the data set it was trained for?", root, 100 * pixels / total,
                            ", ".join(spec.names[:6]))
-    return ({k: _kept(images, masks, infos[k], problems[k]) for k, (images, masks) in files.items()}, root,
-            found.layout, plan, spec)
+    return ({k: _kept(images, masks, infos[k], problems[k]) for k, (images, masks) in files.items()}, found, plan,
+            spec)
 
 
 def _kept(images: list[Path], masks: list[Path], infos: list[MaskInfo], problems: dict[Path, str]) -> RawSplit:

@@ -25,6 +25,7 @@ from cnnkit.tasks.classify import ClassifyOptions
 from cnnkit.tasks.classify.graph import ClassifyGraph
 from cnnkit.tasks.classify.view import ClassifyView, topk_records
 from cnnkit.tasks.common import given_stats
+from cnnkit.tasks.registry import get_layouts
 
 INIT_SAMPLES = 5000  # training images used for data-dependent initialisation (whitening)
 
@@ -53,7 +54,7 @@ class ClassifyTask(ClassifyView):
                                   seed=cfg.seed, cache=cfg.cache, skip_bad=cfg.skip_bad, classes=meta.get("classes"),
                                   channels=meta.get("in_chans", 0), for_eval=for_eval,
                                   trained=meta.get("split"), high=meta.get("pixel_max"),
-                                  group=cfg.val_group)
+                                  group=cfg.val_group, layouts=get_layouts(self.name))
         if "mean" not in meta:
             assert data.train is not None  # a card without statistics: training, which reads the train split
             if cfg.mean:
