@@ -106,8 +106,9 @@ def _lines(source: str, chosen: TaskLayouts, why: str, others: Sequence[Match], 
     head = [found_line] if found_line else []
     task_lines = [f"task: {chosen.name} ({why})"]
     if others:
-        task_lines.append("also matched: " + "; ".join(f"{m.task} ({m.why})" for m in others) +
-                          f"; to read it as one of those, pass --task {others[0].task} (or another)")
+        task_lines.append("also matched: " + ", ".join(f"{m.task} ({m.layout.name} layout)" for m in others) +
+                          f"; chose {chosen.name} (the most specific layout; of equal ones, the task registered "
+                          f"first); to read it as another, pass --task {others[0].task} (or another of those)")
     flags = [*reading.flags(), *report.flags]
     command = ["train with: cnnkit train", chosen.name, "--data", source,
                *(["--model", chosen.model] if chosen.model else []), *flags]
