@@ -80,6 +80,13 @@ def _pairs(root: Path) -> Path:
     return root
 
 
+def _split_pairs(root: Path) -> Path:
+    """CamVid as in ../shared/datasets: train/images + train/masks, val/images + val/masks."""
+    for split, seed in (("train", 1), ("val", 2)):
+        write_split(root / split / "images", root / split / "masks", 2, seed)
+    return root
+
+
 def _coco_official(root: Path) -> Path:
     (root / "annotations").mkdir(parents=True)
     (root / "annotations" / "instances_train2017.json").write_text("{}")
@@ -113,6 +120,7 @@ BUILT_IN = [
     ("SegNet", _segnet, "segment", "segnet"),
     ("ADE20K", _ade20k, "segment", "folders"),
     ("images and masks", _pairs, "segment", "folders"),
+    ("split folders of images and masks", _split_pairs, "segment", "folders"),
     ("data.yaml", lambda root: ultralytics(root, n=2), "instance", "YOLO data.yaml"),
     ("a yaml file", lambda root: ultralytics(root, n=2) / "data.yaml", "instance", "YOLO data.yaml"),
     ("COCO file", lambda root: coco_file(root, []), "instance", "COCO"),

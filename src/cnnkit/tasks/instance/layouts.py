@@ -69,8 +69,8 @@ def _object_masks(root: Path) -> str | None:
 def _dsb(root: Path) -> str | None:
     """DSB2018 as published: ``<id>/images/<id>.png`` and ``<id>/masks/*.png``, one PNG per nucleus."""
     folders = [p for p in sub_folders(root) if (p / "images").is_dir() and (p / "masks").is_dir()]
-    if not folders or child_dir(root, IMAGE_DIRS) is not None:
-        return None
+    if not folders or child_dir(root, IMAGE_DIRS) is not None or named_children(root):
+        return None  # train/images + train/masks are split folders (CamVid's), not one image each
     return f"<id>/images/ and <id>/masks/ ({len(folders)} folders; one PNG per object, as DSB2018 publishes)"
 
 
