@@ -146,7 +146,9 @@ def test_a_folder_two_tasks_read_says_which_was_chosen_and_how_to_choose_the_oth
     out = capsys.readouterr().out
     assert "task: segment (images/ and masks/ (masks beside the images))" in out
     also = next(line for line in out.splitlines() if line.startswith("also matched: "))
-    assert "instance (instance maps layout)" in also and "chose segment" in also and "pass --task instance" in also
+    assert also.startswith("also matched: instance, detect") and "chose segment" in also
+    assert "pass --task instance" in also
+    assert "  instance: instance maps layout (images/ and masks/, each mask value one object" in out
     assert main(["data", "check", str(root), "--task", "instance"]) == 0  # the other reading, as said
     out = capsys.readouterr().out
     assert "task: instance (given)" in out and "also matched" not in out and "annotations: masks" in out
@@ -179,3 +181,17 @@ def test_every_task_declares_layouts_from_its_own_folder():
         layouts = get_layouts(name)
         assert layouts and all(isinstance(layout, Layout) for layout in layouts), name
     assert json.dumps([layout.name for layout in get_layouts("detect")])  # detect declares its own list
+
+
+def test_boxes_only_are_checked_as_the_task_that_reads_boxes(tmp_path, capsys):
+    """The annotations decide between two tasks of one layout: boxes only -> the task without masks."""
+    for i in range(4):
+        write_png(tmp_path / "images" / f"{i}.png", np.zeros((32, 32, 3), np.uint8))
+        (tmp_path / "labels").mkdir(exist_ok=True)
+        (tmp_path / "labels" / f"{i}.txt").write_text("0 0.5 0.5 0.25 0.25\n")
+    (tmp_path / "classes.txt").write_text("cell\n")
+    assert main(["data", "check", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "task: detect (labels/ beside the images (YOLO .txt))" in out and "annotations: boxes only" in out
+    assert "also matched: instance, " in out and "  detect:" not in out
+    assert f"train with: cnnkit train detect --data {tmp_path} --model fasterrcnn_resnet18" in out

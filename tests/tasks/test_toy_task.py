@@ -79,4 +79,5 @@ def test_data_check_finds_the_toy_layout_and_names_the_toy_task(toy, tmp_path, c
     assert out.startswith(f"found: toy layout in {tmp_path} (toy.txt marker), 3 images")
     assert "task: brightness (a toy.txt marker beside the images)" in out and "all: 3 images" in out
     assert "also matched: pretrain" in out and "pass --task pretrain" in out  # any images: pretraining reads them
+    assert "  pretrain: images layout (a folder of images at any depth" in out
     assert out.rstrip().endswith(f"train with: cnnkit train brightness --data {tmp_path}")

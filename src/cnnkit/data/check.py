@@ -86,7 +86,9 @@ def check_data(source: str, tasks: Sequence[TaskLayouts], task: str | None = Non
         raise _every_problem(fault, lambda r: describe(source, r, layouts), source, reading) from None
     if report.masks is not None and chosen.masks is not None and report.masks != chosen.masks:
         # boxes only where masks were expected (or the other way): the task that reads these annotations
+        first = Match(chosen.name, layout, why)
         chosen = next((t for t in tasks if t.masks == report.masks), chosen)
+        others = [m for m in (first, *others) if m.task != chosen.name] if others else []
     return _lines(source, chosen, why, others, reading, report, said)
 
 
@@ -106,9 +108,10 @@ def _lines(source: str, chosen: TaskLayouts, why: str, others: Sequence[Match], 
     head = [found_line] if found_line else []
     task_lines = [f"task: {chosen.name} ({why})"]
     if others:
-        task_lines.append("also matched: " + ", ".join(f"{m.task} ({m.layout.name} layout)" for m in others) +
-                          f"; chose {chosen.name} (the most specific layout; of equal ones, the task registered "
-                          f"first); to read it as another, pass --task {others[0].task} (or another of those)")
+        task_lines.append(f"also matched: {', '.join(m.task for m in others)}; chose {chosen.name} (the most specific "
+                          "layout; of equal ones, the task registered first); to read it as another, pass --task "
+                          f"{others[0].task} (or another of those)")
+        task_lines += [f"  {m.task}: {m.layout.name} layout ({m.why})" for m in others]
     flags = [*reading.flags(), *report.flags]
     command = ["train with: cnnkit train", chosen.name, "--data", source,
                *(["--model", chosen.model] if chosen.model else []), *flags]
