@@ -4,10 +4,16 @@ training would fail."""
 import pytest
 
 from cnnkit.cli.main import main
-from cnnkit.data.check import check_data, guess_task
+from cnnkit.data.check import check_data as check_with
+from cnnkit.tasks.registry import check_tasks, guess_task
 from tests.data.test_instance_layouts import ultralytics
 from tests.data.test_segment_layouts import write_split
 from tests.data.test_splits import cifar_like
+
+
+def check_data(source, **reading):
+    """The report of ``cnnkit data check``: every registered task's layouts tried, as the CLI does."""
+    return check_with(source, check_tasks(), **reading)
 
 
 def test_check_yolo_layout(tmp_path, capsys):
@@ -127,7 +133,8 @@ def test_one_0_255_mask_among_0_1_masks_is_named_and_binary_reads_it(tmp_path, c
     assert "pass --binary" in out
     assert main(["data", "check", str(root), "--binary"]) == 0  # read as training with --binary reads it
     out = capsys.readouterr().out
-    assert "problems: 0 (none)" in out and out.rstrip().endswith("--model unet_resnet18 --binary")
+    # the suggested model is the task's own default (its spec's defaults["model"]), not a table of data check's
+    assert "problems: 0 (none)" in out and out.rstrip().endswith("--model unet_basic --binary")
 
 
 def test_masks_using_255_to_ignore_borders_are_not_named(tmp_path):

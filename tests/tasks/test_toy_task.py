@@ -68,3 +68,16 @@ def test_a_toy_task_flags_come_from_its_spec(toy, capsys):
     with pytest.raises(SystemExit) as stop:  # the range comes from the spec's options dataclass
         main(["predict", "--weights", "nowhere.pt", "x.png", "--decimals", "9"])
     assert stop.value.code == 2 and "--decimals" in capsys.readouterr().err
+
+
+def test_data_check_finds_the_toy_layout_and_names_the_toy_task(toy, tmp_path, capsys):
+    for level in (30, 120, 220):
+        grey(tmp_path / f"g{level}.png", level)
+    (tmp_path / "toy.txt").write_text("brightness data\n")
+    assert main(["data", "check", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"found: toy layout in {tmp_path} (toy.txt marker), 3 images")
+    assert "task: brightness (a toy.txt marker beside the images)" in out and "all: 3 images" in out
+    assert "also matched: pretrain" in out and "pass --task pretrain" in out  # any images: pretraining reads them
+    assert "  pretrain: images layout (a folder of images at any depth" in out
+    assert out.rstrip().endswith(f"train with: cnnkit train brightness --data {tmp_path}")

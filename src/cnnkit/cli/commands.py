@@ -154,16 +154,18 @@ def cmd_data(args: argparse.Namespace) -> int:
     set_max_pixels(args.max_pixels)
     if args.action == "check":
         from cnnkit.data.check import check_data
+        from cnnkit.tasks.registry import check_tasks
 
-        print("\n".join(check_data(args.source, args.task, args.val_split, args.seed, args.val_group,
+        print("\n".join(check_data(args.source, check_tasks(), args.task, args.val_split, args.seed, args.val_group,
                                       args.skip_bad, args.binary, args.ignore_index, args.classes_file)))
         return 0
     from cnnkit.data.convert import convert
+    from cnnkit.tasks import get_layouts
 
     if not args.to or not args.out:
         raise CnnkitError("data convert: give --to coco|yolo|masks and --out FOLDER")
-
-    written = convert(args.source, args.to, args.out, skip_bad=args.skip_bad)
+    # convert reads instance annotations (COCO, YOLO, instance maps) with the instance task's layouts
+    written = convert(args.source, args.to, args.out, skip_bad=args.skip_bad, layouts=get_layouts("instance"))
     print(f"wrote {', '.join(str(p) for p in written)}")
     return 0
 

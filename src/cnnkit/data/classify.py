@@ -9,9 +9,10 @@ from __future__ import annotations
 import csv
 import os
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -27,6 +28,7 @@ from cnnkit.data.images import (
     read_image,
     verify_all,
 )
+from cnnkit.data.layout import Found, Layout, read_with
 from cnnkit.data.request import DataRequest
 from cnnkit.data.splits import Splits, named_children, resolve_splits
 from cnnkit.data.splits import stratified_split as stratified_split  # re-exported: it was defined here
@@ -65,6 +67,7 @@ class ClassifyData(Splits[Split]):
     channels: int
     imgsz: int
     high: float = 0.0  # the data set's high value for 16-bit images, 0 for 8-bit (images.probe_high)
+    found: Found | None = None  # the layout read: its found line, for `cnnkit data check`
 
 
 class ClassifyDataset(Dataset):
@@ -208,13 +211,15 @@ def _synthetic(spec: str, seed: int) -> tuple[dict[str, tuple[np.ndarray, np.nda
     return {"train": train, "val": val}, list(SHAPE_NAMES)
 
 
-def _find_raw(request: DataRequest) -> tuple[dict, list[str] | None, Path]:
-    """Locate the splits of the request's source: {split: (paths or (N,H,W,C) array, label strings or ints)}."""
-    source, skip_bad = request.source, request.skip_bad
+def read_classify(source: str, *, seed: int = 0, split: str | None = None, skip_bad: bool = False,
+                  **_: Any) -> Found:
+    """Locate the splits of ``source``: {split: (paths or (N,H,W,C) array, label strings or ints)}; the
+    classes when the layout names them (IDX, shapes). Every classify layout reads through here. ``split``:
+    the split scored (see ``cnnkit.data.request``), None when training."""
     if is_shapes(source):
-        raw, classes = _synthetic(source, request.seed)
-        return raw, classes, Path(source)
-    val_only = request.split in ("auto", "val")  # scoring the val split needs no other
+        raw, classes = _synthetic(source, seed)
+        return Found("synthetic", Path(source), "the synthetic shapes", raw, classes=classes, form="")
+    val_only = split in ("auto", "val")  # scoring the val split needs no other
     path = Path(source)
     if not source:
         raise CnnkitError("no data given; pass --data with a folder, a CSV of path,label, an IDX folder or 'shapes'")
@@ -223,22 +228,21 @@ def _find_raw(request: DataRequest) -> tuple[dict, list[str] | None, Path]:
     if idx.is_idx_folder(path):
         raw = {s: idx.load_idx_split(path, s) for s in (("val",) if val_only else ("train", "val"))}
         n_classes = int(max(lab.max() for _, lab in raw.values())) + 1
-        LOGGER.info("found: IDX layout in %s (train-/t10k- files; t10k validates, as published for MNIST)", path)
-        return raw, idx.idx_class_names(path, n_classes), path
+        return Found("IDX", path, "train-/t10k- files; t10k validates, as published for MNIST", raw,
+                     classes=idx.idx_class_names(path, n_classes))
     if path.is_file():
         if path.suffix.lower() != ".csv":
             raise CnnkitError(f"{path}: unsupported data file; pass a folder, a .csv of path,label, or an IDX folder")
-        LOGGER.info("found: CSV of path,label in %s", path)
-        return {"all": read_csv(path)}, None, path
+        return Found("CSV", path, "path,label rows", {"all": read_csv(path)}, form="found: CSV of path,label in {root}")
     named = named_children(path)
     if "train" in named or "val" in named or "test" in named:
         wanted = {"val": named["val"]} if val_only and "val" in named else named
         raw = {role: scan_image_folder(folder, skip_bad) for role, folder in wanted.items()}
     else:
         raw = {"all": scan_image_folder(path, skip_bad)}
-    LOGGER.info("found: ImageFolder layout in %s (%s)", path, ", ".join(f"{p.name}/" for p in named.values())
-                + " of class folders" if named else "one folder per class, no split folders")
-    return raw, None, path
+    why = (", ".join(f"{p.name}/" for p in named.values()) + " of class folders" if named
+           else "one folder per class, no split folders")
+    return Found("ImageFolder", path, why, raw)
 
 
 def _native_size(paths: list[Path]) -> int:
@@ -264,15 +268,21 @@ def _to_split(items, labels: np.ndarray, channels: int, imgsz: int, cache: str, 
     return Split(labels[keep], paths=[items[i] for i in keep]), list(bad.values())
 
 
-def load_classify_data(request: DataRequest, classes: list[str] | None = None) -> ClassifyData:
+def load_classify_data(request: DataRequest, classes: list[str] | None = None,
+                       layouts: Sequence[Layout] = ()) -> ClassifyData:
     """Find, check and (if small) decode a classification data set.
 
     ``classes`` (and the request's ``channels`` and ``high``) come from a model when evaluating;
     otherwise they are found in the data. When the request scores one split (``request.split``; see
     ``cnnkit.data.splits``) only that split is loaded, as ``val``. ``request.decode``: decode every
     image fully even when not caching (`cnnkit data check`: what training would meet mid-epoch, found now).
+    ``layouts``: the task's (``cnnkit.data.layout``): the first that detects the source reads it.
     """
-    raw, found_classes, origin = _find_raw(request)
+    layout = read_with(layouts, request.source, "cnnkit.data.classify:read_classify", seed=request.seed,
+                       split=request.split, skip_bad=request.skip_bad)
+    if layout.line():
+        LOGGER.info("%s", layout.line())
+    raw, found_classes, origin = layout.splits, layout.classes, layout.root
     if classes and not found_classes:
         _among_model_classes(raw, classes, origin)
     classes = classes or found_classes
@@ -321,7 +331,7 @@ def load_classify_data(request: DataRequest, classes: list[str] | None = None) -
         if len(split) == 0:
             raise CnnkitError(f"{origin}: the {k} split has no usable images; add images or fix --val-split")
     return ClassifyData(train=out.train, val=out.val, test=out.test, plan=out.plan, classes=list(classes),
-                        channels=channels, imgsz=imgsz, high=high)
+                        channels=channels, imgsz=imgsz, high=high, found=layout)
 
 
 def _assign(splits: dict[str, tuple], request: DataRequest, origin: Path) -> Splits[tuple]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import cast
 
@@ -25,8 +26,7 @@ from PIL import Image
 from pycocotools import mask as mask_util
 
 from cnnkit.data.instance import InstanceItem
-from cnnkit.data.instance_data import read_split
-from cnnkit.data.instance_layouts import find_instance_layout
+from cnnkit.data.layout import Layout, read_with
 from cnnkit.data.rle import encode
 from cnnkit.errors import CnnkitError
 from cnnkit.log import LOGGER
@@ -171,21 +171,21 @@ def write_masks(items: list[InstanceItem], classes: list[str], out: Path, counts
 WRITERS = {"coco": write_coco, "yolo": write_yolo, "masks": write_masks}
 
 
-def convert(source: str, to: str, out: str, skip_bad: bool = False) -> list[Path]:
-    """Read ``source`` in any instance layout and write it to ``out`` as ``to``; splits are kept."""
+def convert(source: str, to: str, out: str, skip_bad: bool = False, layouts: Sequence[Layout] = ()) -> list[Path]:
+    """Read ``source`` in any instance layout (``layouts``: the task's, see ``cnnkit.data.layout``) and write it
+    to ``out`` as ``to``; splits are kept."""
     if to not in WRITERS:
         raise CnnkitError(f"--to {to}: choose one of {', '.join(FORMATS)}")
     root, target = Path(source), Path(out)
     if target.exists() and any(target.iterdir()):
         raise CnnkitError(f"{target}: output folder is not empty; pick a new --out")
-    found = find_instance_layout(root, skip_bad, lambda path, n: read_split(path, skip_bad, n))
-    LOGGER.info("found: %s layout in %s (%s)", found.layout, root, found.why)
-    read, names = {}, None
-    for split in sorted(found.readers, key=lambda r: r != "train"):  # train first: it fixes the class order
-        items, names, layout = found.readers[split](names)
-        if not items:  # read every split before writing any: an empty data set is never written
-            raise CnnkitError(f"{root} ({found.labels[split]}): no images to convert; nothing was written")
-        read["" if split == "all" else split] = items, layout
+    found = read_with(layouts, source, "cnnkit.data.instance_data:read_instance", skip_bad=skip_bad)
+    LOGGER.info("%s", found.line())
+    read, names = {}, found.classes
+    for split, items in found.splits.items():
+        if not items:  # every split is read before any is written: an empty data set is never written
+            raise CnnkitError(f"{root} ({found.labels.get(split, split)}): no images to convert; nothing was written")
+        read["" if split == "all" else split] = items, found.extra["formats"][split]
     if to == "masks":
         boxes_only = next((i for items, _ in read.values() for i in items
                            if not i.objects.has_masks and i.objects.labels is not None and len(i.objects.labels)), None)

@@ -11,8 +11,10 @@ when there is no val split).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 
@@ -29,6 +31,7 @@ from cnnkit.data.instance_formats import (
     yolo_orphans,
 )
 from cnnkit.data.instance_layouts import find_instance_layout
+from cnnkit.data.layout import Found, Layout, read_with
 from cnnkit.data.request import DataRequest
 from cnnkit.data.segment import IMAGE_DIRS, MASK_DIRS
 from cnnkit.data.splits import Splits, resolve_splits
@@ -51,6 +54,7 @@ class InstanceData(Splits[list[InstanceItem]]):
     high: float = 0.0  # the data set's high value for 16-bit images, 0 for 8-bit (images.probe_high)
     category_ids: list[int] | None = None  # read from COCO files: their category id of each class
     coco_files: list[str] = field(default_factory=list)  # those files, evaluation splits first
+    found: Found | None = None  # the layout read (None for the synthetic shapes): its found line, for `data check`
 
 
 def synthetic_items(n: int, seed: int, size: int = SHAPES_SIZE) -> list[InstanceItem]:
@@ -109,12 +113,35 @@ def no_layout_message(folder: Path) -> str:
             "or a COCO .json file")
 
 
-def load_instance_data(request: DataRequest, classes: list[str] | None = None) -> InstanceData:
+def read_instance(source: str, *, skip_bad: bool = False, names: list[str] | None = None, seed: int = 0,
+                  **_: Any) -> Found:
+    """Every instance layout read into named splits of items, train first (it fixes the class order unless
+    ``names``, a checkpoint's classes, do); ``extra["formats"]``: {split: the format of its files}."""
+    if is_shapes(source):
+        n_train = shapes_count(source, default=1000, least=1)
+        splits = {"train": synthetic_items(n_train, seed), "val": synthetic_items(max(n_train // 4, 4), seed + 10_000)}
+        return Found("synthetic", Path(source), "the synthetic shapes", splits, classes=list(SHAPE_NAMES), form="",
+                     extra={"formats": {k: "synthetic" for k in splits}})
+    root = Path(source)
+    found = find_instance_layout(root, skip_bad, lambda path, n: read_split(path, skip_bad, n))
+    named, formats = {}, {}
+    for role in sorted(found.readers, key=lambda r: r != "train"):  # train first: it fixes the class order
+        named[role], classes, formats[role] = found.readers[role](names)
+        names = names or classes
+    if not names:
+        raise CnnkitError(f"{root}: no classes found; add class names (classes.txt or the yaml's names)")
+    return Found(found.layout, root, found.why, named, found.labels, classes=names, unit="images",
+                 extra={"formats": formats})
+
+
+def load_instance_data(request: DataRequest, classes: list[str] | None = None,
+                       layouts: Sequence[Layout] = ()) -> InstanceData:
     """Find, read and split the data; ``classes`` (and the request's ``channels`` and ``high``) come from a
     model when evaluating. When the request scores one split (``request.split``), only that split is
     returned, as ``val``; splits follow ``cnnkit.data.splits``. ``request.decode``: decode every image now
     (`cnnkit data check`: what training would meet mid-epoch); with ``skip_bad`` alone, images whose
-    files do not read are skipped."""
+    files do not read are skipped. ``layouts``: the task's (``cnnkit.data.layout``): the first that
+    detects the source reads it."""
     names = list(classes) if classes else None
     if not request.source:
         raise CnnkitError("no data given; pass --data with a COCO .json, a folder of images/ and masks/, or 'shapes'")
@@ -123,19 +150,11 @@ def load_instance_data(request: DataRequest, classes: list[str] | None = None) -
         val = synthetic_items(max(n_train // 4, 4), request.seed + 10_000)
         train = synthetic_items(n_train, request.seed) if request.training else None
         return InstanceData(train=train, val=val, classes=list(SHAPE_NAMES), channels=3, layout="synthetic")
-    root = Path(request.source)
     skip_bad = request.skip_bad
-    found = find_instance_layout(root, skip_bad, lambda path, n: read_split(path, skip_bad, n))
-    named, layouts = {}, set()
-    for role in sorted(found.readers, key=lambda r: r != "train"):  # train first: it fixes the class order
-        named[role], found_names, layout = found.readers[role](names)
-        names = names or found_names
-        layouts.add(layout)
-    if not names:
-        raise CnnkitError(f"{root}: no classes found; add class names (classes.txt or the yaml's names)")
-    LOGGER.info("found: %s layout in %s (%s), %d images, %d classes (%s)", found.layout, root, found.why,
-                sum(len(v) for v in named.values()), len(names), ", ".join(names[:10]) + ("..." if len(names) > 10
-                                                                                         else ""))
+    found = read_with(layouts, request.source, "cnnkit.data.instance_data:read_instance", skip_bad=skip_bad,
+                      names=names)
+    root, named, names = found.root, found.splits, found.classes
+    LOGGER.info("%s", found.line())
     parts = resolve_splits(named, request, origin=root, fraction=request.fraction(DEFAULT_VAL_SPLIT),
                            names=found.labels, key=lambda i: i.image)
     if request.decode or skip_bad:
@@ -147,9 +166,10 @@ def load_instance_data(request: DataRequest, classes: list[str] | None = None) -
     channels = request.channels or probe_channels(first)
     high = probe_high(first) if request.high is None else request.high
     category_ids, files = coco_sources(named, root)
-    return InstanceData(train=parts.train, val=parts.val, test=parts.test, plan=parts.plan, classes=names,
-                        channels=channels, layout="+".join(sorted(layouts)), high=high, category_ids=category_ids,
-                        coco_files=files)
+    return InstanceData(train=parts.train, val=parts.val, test=parts.test, plan=parts.plan,
+                        classes=cast("list[str]", names), channels=channels,
+                        layout="+".join(sorted(set(found.extra["formats"].values()))), high=high,
+                        category_ids=category_ids, coco_files=files, found=found)
 
 
 def coco_sources(named: dict[str, list[InstanceItem]], root: Path) -> tuple[list[int] | None, list[str]]:

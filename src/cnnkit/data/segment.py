@@ -7,7 +7,7 @@ into memory. A classes file (``--classes-file``, or ``classes.csv`` / ``classes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -27,6 +27,7 @@ from cnnkit.data.images import (
     scaled_size,
     upright_size,
 )
+from cnnkit.data.layout import Found, Layout, read_with
 from cnnkit.data.masks import (
     IGNORE,
     VOC_CLASSES,
@@ -246,17 +247,27 @@ class SegmentData(Splits[RawSplit]):
     channels: int
     class_stats: tuple[np.ndarray, np.ndarray] | None  # training split: (pixels, pixels of images with) per class
     high: float = 0.0  # the data set's high value for 16-bit images, 0 for 8-bit (images.probe_high)
+    found: Found | None = None  # the layout read (None for the synthetic shapes): its found line, for `data check`
+
+
+def read_shapes(source: str, *, seed: int = 0, **_: Any) -> Found:
+    """The synthetic shapes as named splits of (image, mask) arrays."""
+    splits, spec = synthetic_splits(source, seed)
+    return Found("synthetic", Path(source), "the synthetic shapes",
+                 {k: list(zip(s.images, s.masks)) for k, s in splits.items()}, classes=spec.names, form="")
 
 
 def load_segment_data(request: DataRequest, classes_file: str = "", ignore_index: int = 255, binary: bool = False,
-                      meta: Mapping[str, Any] | None = None) -> SegmentData:
+                      meta: Mapping[str, Any] | None = None, layouts: Sequence[Layout] = ()) -> SegmentData:
     """Find, pair, check and (if small) decode a segmentation data set; see the module docstring.
 
     ``meta`` (a model's card) fixes the classes when evaluating, as the request's ``channels`` and
     ``high`` fix those; when the request scores one split (``request.split``; see ``cnnkit.data.splits``)
     only that split is loaded, as ``val``, its masks at full size. ``request.decode``: check every image
     by a full decode even when not caching (`cnnkit data check`: what training would meet mid-epoch).
+    ``layouts``: the task's (``cnnkit.data.layout``): the first that detects the source reads it.
     """
+    read = None
     if is_shapes(request.source):
         splits, spec = synthetic_splits(request.source, request.seed)
         if binary:
@@ -266,7 +277,8 @@ def load_segment_data(request: DataRequest, classes_file: str = "", ignore_index
             s.infos = [mask_info(m) for m in s.masks]
         root, layout = Path(request.source), "synthetic"
     else:
-        parts, root, layout, spec = _file_splits(request, meta, classes_file, ignore_index, binary)
+        parts, read, spec = _file_splits(request, meta, classes_file, ignore_index, binary, layouts)
+        root, layout = read.root, read.name
     found = parts.parts()
     channels = request.channels or detect_channels(found)
     high = probe_high(parts.val.images if parts.train is None else parts.train.images) if request.high is None \
@@ -283,19 +295,17 @@ def load_segment_data(request: DataRequest, classes_file: str = "", ignore_index
             split.images, split.masks = _scaled_arrays(split.images, split.masks, channels, request.max_size,
                                                        request.training)
     return SegmentData(train=parts.train, val=parts.val, test=parts.test, plan=parts.plan, spec=spec,
-                       channels=channels, class_stats=stats, high=high)
+                       channels=channels, class_stats=stats, high=high, found=read)
 
 
 def _file_splits(request: DataRequest, meta: Mapping[str, Any] | None, classes_file: str, ignore_index: int,
-                 binary: bool) -> tuple[Splits[RawSplit], Path, str, ClassSpec]:
-    """Find the layout, assign its splits, check every mask; the splits, root, layout and classes."""
-    found = find_segment_layout(request.source, request.skip_bad)
+                 binary: bool, layouts: Sequence[Layout] = ()) -> tuple[Splits[RawSplit], Found, ClassSpec]:
+    """Find the layout, assign its splits, check every mask; the splits, the layout read and the classes."""
+    found = read_with(layouts, request.source, "cnnkit.data.segment_layouts:read_segment", skip_bad=request.skip_bad)
     root = found.root
-    named = {k: list(zip(*pair)) for k, pair in found.splits.items()}
-    LOGGER.info("found: %s layout in %s (%s), %d image/mask pairs", found.layout, root, found.why,
-                sum(len(v) for v in named.values()))
-    parts = resolve_splits(named, request, origin=Path(request.source), fraction=request.fraction(DEFAULT_VAL_SPLIT),
-                           names=found.labels, key=lambda pair: pair[0])
+    LOGGER.info("%s", found.line())
+    parts = resolve_splits(found.splits, request, origin=Path(request.source),
+                           fraction=request.fraction(DEFAULT_VAL_SPLIT), names=found.labels, key=lambda pair: pair[0])
     files = {k: ([p[0] for p in pairs], [p[1] for p in pairs]) for k, pairs in parts.parts().items()}
     for split, (images, _) in files.items():
         if not images:
@@ -313,8 +323,8 @@ def _file_splits(request: DataRequest, meta: Mapping[str, Any] | None, classes_f
         infos[k] = [cast(MaskInfo, read[i]) for i in keep]  # each kept pair was read: set
         sizes[k] = [cast("tuple[int, int]", read_sizes[i]) for i in keep]
     every = [i for v in infos.values() for i in v]
-    spec = (class_spec(meta, classes_file, root, found.layout, every, ignore_index, binary)
-            if (meta and "values" in meta) or found.spec is None or binary else found.spec)
+    spec = (class_spec(meta, classes_file, root, found.name, every, ignore_index, binary)
+            if (meta and "values" in meta) or found.extra["spec"] is None or binary else found.extra["spec"])
     for k, (_, masks) in files.items():
         problems[k].update(check_masks(infos[k], masks, sizes[k], spec))
     report_problems([m for by_file in problems.values() for m in by_file.values()], "image/mask", request.skip_bad)
@@ -322,7 +332,7 @@ def _file_splits(request: DataRequest, meta: Mapping[str, Any] | None, classes_f
     if meta:  # a model's classes: most pixels of its own data belong to them
         _warn_foreign(root, every, spec)
     kept = {k: _kept(images, masks, infos[k], problems[k]) for k, (images, masks) in files.items()}
-    return parts.map(lambda k, _: kept[k]), root, found.layout, spec
+    return parts.map(lambda k, _: kept[k]), found, spec
 
 
 def _warn_foreign(root: Path, infos: list[MaskInfo], spec: ClassSpec) -> None:

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from cnnkit.data.layout import Found
 from cnnkit.data.masks import ClassSpec, report_problems
 from cnnkit.data.splits import named_children
 from cnnkit.data.walk import child_dir, is_image_file, list_images
@@ -87,9 +89,10 @@ class SegLayout:
     why: str
     labels: dict[str, str] = field(default_factory=dict)  # split -> folder, for messages
     spec: ClassSpec | None = None  # classes the layout itself defines (Cityscapes)
+    flags: tuple[str, ...] = ()  # `cnnkit train` flags the layout needs
 
 
-def _voc_root(root: Path) -> Path | None:
+def voc_root(root: Path) -> Path | None:
     for cand in (root, root / "VOC2012", root / "VOCdevkit" / "VOC2012"):
         if (cand / "JPEGImages").is_dir() and (cand / "SegmentationClass").is_dir():
             return cand
@@ -157,14 +160,14 @@ def _segnet(root: Path, skip_bad: bool) -> SegLayout | None:
     """SegNet's CamVid: ``<split>/`` images beside ``<split>annot/`` masks."""
     out, labels = {}, {}
     for role, folder in named_children(root).items():
-        annot = next((root / (folder.name + s) for s in ANNOT_SUFFIXES if (root / (folder.name + s)).is_dir()), None)
+        annot = annot_folder(root, folder)
         if annot is not None and child_dir(folder, IMAGE_DIRS) is None:
             out[role] = pair_by_stem(folder, annot, skip_bad)
             labels[role] = f"{folder.name}/ + {annot.name}/"
     if not out:
         return None
     return SegLayout(out, root, "segnet", "<split>/ beside <split>annot/ (SegNet CamVid; its Void is 11: pass "
-                     "--ignore-index 11)", labels)
+                     "--ignore-index 11)", labels, flags=("--ignore-index 11",))
 
 
 def _split_folders(root: Path, skip_bad: bool) -> SegLayout | None:
@@ -194,6 +197,18 @@ def _split_folders(root: Path, skip_bad: bool) -> SegLayout | None:
                      f"{image_dir.name}/ and {mask_dir.name}/", {"all": root.name})
 
 
+def annot_folder(root: Path, folder: Path) -> Path | None:
+    """SegNet's masks folder of a split folder (``train/`` -> ``trainannot/``), if there is one."""
+    return next((root / (folder.name + s) for s in ANNOT_SUFFIXES if (root / (folder.name + s)).is_dir()), None)
+
+
+def read_segment(source: str, *, skip_bad: bool = False, **_: Any) -> Found:
+    """Every segmentation layout read into named splits of (image, mask) pairs; see the module docstring."""
+    found = find_segment_layout(source, skip_bad)
+    return Found(found.layout, found.root, found.why, {k: list(zip(*pair)) for k, pair in found.splits.items()},
+                 found.labels, unit="image/mask pairs", flags=found.flags, extra={"spec": found.spec})
+
+
 def find_segment_layout(source: str, skip_bad: bool) -> SegLayout:
     """The layout of ``--data``; see the module docstring."""
     root = Path(source)
@@ -201,7 +216,7 @@ def find_segment_layout(source: str, skip_bad: bool) -> SegLayout:
         raise CnnkitError("no data given; pass --data with a folder of images/ and masks/, a VOC folder or 'shapes'")
     if not root.is_dir():
         raise CnnkitError(f"{root}: not a folder; pass a folder holding images/ and masks/ (or train/ and val/)")
-    voc = _voc_root(root)
+    voc = voc_root(root)
     if voc is not None:
         return _voc(voc)
     for finder in (_cityscapes, _segnet, _split_folders):

@@ -13,6 +13,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,6 +22,7 @@ from torchvision.transforms import v2
 
 from cnnkit.data import idx
 from cnnkit.data.images import read_image
+from cnnkit.data.layout import Found
 from cnnkit.data.request import DataRequest
 from cnnkit.data.splits import Splits, hold_out
 from cnnkit.data.synthetic import is_shapes, make_classification, shapes_count
@@ -78,6 +80,15 @@ def find_unlabelled(source: str, seed: int = 0) -> Unlabelled:
         raise CnnkitError(f"{path}: no images found (looked in every sub-folder except mask and label folders); "
                           "point --data at a folder of images")
     return Unlabelled(kept, source)
+
+
+def read_unlabelled(source: str, *, seed: int = 0, **_: Any) -> Found:
+    """Every image of ``source`` as one unsplit part; ``extra["unlabelled"]``: the :class:`Unlabelled` read."""
+    found = find_unlabelled(source, seed)
+    kind = ("synthetic" if is_shapes(source) else "IDX" if idx.is_idx_folder(Path(source)) else
+            "CSV" if Path(source).is_file() else "images")
+    return Found(kind, Path(source), "labels, masks and annotations ignored", {"all": found.items}, unit="images",
+                 form="" if kind == "synthetic" else Found.form, extra={"unlabelled": found})
 
 
 def image_files(folder: Path) -> list[Path]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from cnnkit.tasks import classify, instance, pretrain, segment
 from cnnkit.tasks.registry import (
     TaskSpec,
+    get_layouts,
     get_runner_class,
     get_spec,
     get_task,
@@ -23,5 +24,5 @@ register_task(instance.SPEC)
 register_task(instance.DETECT_SPEC)
 register_task(pretrain.SPEC)
 
-__all__ = ["TaskSpec", "get_runner_class", "get_spec", "get_task", "get_view", "register_task", "task_names",
-           "unregister_task"]
+__all__ = ["TaskSpec", "get_layouts", "get_runner_class", "get_spec", "get_task", "get_view", "register_task",
+           "task_names", "unregister_task"]

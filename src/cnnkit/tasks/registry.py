@@ -17,6 +17,8 @@ from cnnkit.errors import CnnkitError, did_you_mean
 from cnnkit.options import NoOptions
 
 if TYPE_CHECKING:
+    from cnnkit.data.check import TaskLayouts
+    from cnnkit.data.layout import Layout
     from cnnkit.engine.task import Task
     from cnnkit.predictor import Runner, View
 
@@ -32,6 +34,9 @@ class TaskSpec:
     options: type = NoOptions  # the prediction options dataclass (cnnkit.options)
     runner: str = ""  # "module:Class" running an exported graph without torch, built as Class(spec); "" = none
     config: tuple[str, ...] = ()  # TrainConfig fields this task takes beyond the common ones
+    # "module:NAME" of the task's data layouts (a sequence of cnnkit.data.layout.Layout), loaded on first use;
+    # the order is the order training tries them, the last reading whatever the others do not detect
+    layouts: str = ""
     # the task's own defaults: "model" is taken when --model is not given; the others say what the task does
     # with a field left at 0 or empty (shown by --help)
     defaults: Mapping[str, Any] = field(default_factory=dict)
@@ -95,6 +100,33 @@ def get_task(name: str) -> Task:
 def get_view(name: str) -> View:
     """The torch-free output side of a task: records, console lines, CSV rows, pictures, files."""
     return _build(name, "view")
+
+
+def get_layouts(name: str) -> tuple[Layout, ...]:
+    """The data layouts a task reads, most specific first (``TaskSpec.layouts``); () when it declares none."""
+    target = get_spec(name).layouts
+    if not target:
+        return ()
+    if (name, "layouts") not in _BUILT:
+        module, _, attr = target.partition(":")
+        _BUILT[(name, "layouts")] = tuple(getattr(importlib.import_module(module), attr))
+    return _BUILT[(name, "layouts")]
+
+
+def check_tasks() -> list[TaskLayouts]:
+    """Every registered task as ``cnnkit data check`` takes it: its layouts, suggested model, config fields."""
+    from cnnkit.data.check import TaskLayouts
+
+    return [TaskLayouts(name, get_layouts(name), str(spec.defaults.get("model", "")), spec.config,
+                        spec.args.get("masks")) for name, spec in _SPECS.items()]
+
+
+def guess_task(source: str) -> tuple[str, str]:
+    """(task, why): the task whose layout detects ``source`` most specifically (``cnnkit.data.layout``)."""
+    from cnnkit.data.check import guess
+
+    first = guess(source, check_tasks())[0]
+    return first.task, first.why
 
 
 def get_runner_class(name: str) -> type[Runner]:

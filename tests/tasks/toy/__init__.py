@@ -19,4 +19,5 @@ class BrightnessOptions:
 
 SPEC = TaskSpec(name="brightness", summary="mean brightness of an image (a toy regression task)",
                 task="tests.tasks.toy.task:BrightnessTask", view="tests.tasks.toy.view:BrightnessView",
-                runner="tests.tasks.toy.view:BrightnessRunner", options=BrightnessOptions)
+                runner="tests.tasks.toy.view:BrightnessRunner", options=BrightnessOptions,
+                layouts="tests.tasks.toy.layouts:LAYOUTS")

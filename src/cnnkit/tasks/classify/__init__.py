@@ -21,6 +21,7 @@ class ClassifyOptions:
 SPEC = TaskSpec(
     name="classify", summary="one label per image (folders of classes, CSV, IDX)",
     task="cnnkit.tasks.classify.task:ClassifyTask", view="cnnkit.tasks.classify.view:ClassifyView",
+    layouts="cnnkit.tasks.classify.layouts:LAYOUTS",
     runner="cnnkit.tasks.classify.runner:ClassifyRunner", options=ClassifyOptions,
     config=("loss", "label_smoothing", "tta", "freeze_epochs"),
     defaults={"val_split": 0.2, "loss": "ce", "monitor": "top1"},

@@ -26,6 +26,7 @@ from cnnkit.tasks.classify import ClassifyOptions
 from cnnkit.tasks.classify.graph import ClassifyGraph
 from cnnkit.tasks.classify.view import ClassifyView, topk_records
 from cnnkit.tasks.common import given_stats
+from cnnkit.tasks.registry import get_layouts
 
 INIT_SAMPLES = 5000  # training images used for data-dependent initialisation (whitening)
 
@@ -50,7 +51,8 @@ class ClassifyTask(ClassifyView):
                    ) -> TaskData:
         """Training: infer classes, channels, size and normalisation; evaluation: take them from ``meta``."""
         meta = dict(meta or {})
-        data = load_classify_data(DataRequest.from_config(cfg, meta, split), classes=meta.get("classes"))
+        data = load_classify_data(DataRequest.from_config(cfg, meta, split), classes=meta.get("classes"),
+                                  layouts=get_layouts(self.name))
         if "mean" not in meta:
             assert data.train is not None  # a card without statistics: training, which reads the train split
             if cfg.mean:

@@ -40,6 +40,7 @@ def _spec(name: str, summary: str, masks: bool) -> TaskSpec:
     parts = "cnnkit.tasks.instance"
     return TaskSpec(name=name, summary=summary, task=f"{parts}.task:InstanceTask", view=f"{parts}.view:InstanceView",
                     runner=f"{parts}.runner:InstanceRunner",
+                    layouts=f"{parts}.layouts:{'LAYOUTS' if masks else 'DETECT_LAYOUTS'}",
                     options=InstanceOptions, config=("max_size", "shift_augment", "freeze_epochs"),
                     # batches of 4 at 0.01, as the DSB2018 recipe: 64 images of 512 px took 14 GB in one step
                     defaults={"val_split": 0.1, "model": "maskrcnn_resnet18" if masks else "fasterrcnn_resnet18",

@@ -29,6 +29,7 @@ from cnnkit.tasks.instance import DEFAULT_DETECTIONS, InstanceOptions
 from cnnkit.tasks.instance.graph import DetectGraph
 from cnnkit.tasks.instance.infer import Detection, PostProcess, detect, detect_image, detect_tiled, to_instances
 from cnnkit.tasks.instance.view import InstanceView
+from cnnkit.tasks.registry import get_layouts
 
 DEFAULT_CROP = 512  # training crop side when --imgsz is not given (pixels)
 
@@ -70,7 +71,8 @@ class InstanceTask(InstanceView):
     def build_data(self, cfg: TrainConfig, meta: Mapping[str, Any] | None = None, split: str | None = None
                    ) -> TaskData:
         meta = dict(meta or {})
-        data = load_instance_data(DataRequest.from_config(cfg, meta, split), classes=meta.get("classes"))
+        data = load_instance_data(DataRequest.from_config(cfg, meta, split), classes=meta.get("classes"),
+                                  layouts=get_layouts(self.name))
         if self.masks and not any(item.objects.has_masks for item in (data.train or data.val)[:50]):
             raise CnnkitError(f"{cfg.data}: the annotations have boxes but no masks; train with --task detect")
         if data.train is not None and "mean" not in meta and not any_objects(data.train):

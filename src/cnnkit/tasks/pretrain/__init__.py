@@ -15,7 +15,7 @@ from cnnkit.tasks.registry import TaskSpec
 SPEC = TaskSpec(
     name="pretrain", summary="learn an encoder from unlabelled images (SimCLR, VICReg, masked autoencoder)",
     task="cnnkit.tasks.pretrain.task:PretrainTask", view="cnnkit.tasks.pretrain.view:EmbeddingView",
-    options=NoOptions, config=("method", "val"),
+    layouts="cnnkit.tasks.pretrain.layouts:LAYOUTS", options=NoOptions, config=("method", "val"),
     # AdamW at 1e-3 as SimCLR's and VICReg's small-batch reproductions; SGD at 0.05 collapses VICReg
     defaults={"model": "fastnet_small", "val_split": 0.05, "monitor": "val_loss", "method": "simclr",
               "optimizer": "adamw", "lr": 1e-3, "weight_decay": 1e-5, "schedule": "cosine", "batch": 128},

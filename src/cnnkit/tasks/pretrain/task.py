@@ -16,12 +16,12 @@ from torch import nn
 from cnnkit.config import TrainConfig
 from cnnkit.data.classify import load_classify_data
 from cnnkit.data.images import probe_channels, probe_high
+from cnnkit.data.layout import read_with
 from cnnkit.data.request import DataRequest
 from cnnkit.data.splits import group_regex
 from cnnkit.data.transforms import channel_stats
 from cnnkit.data.unlabelled import (
     ViewsDataset,
-    find_unlabelled,
     joint_views,
     load_images,
     native_side,
@@ -38,8 +38,10 @@ from cnnkit.models.wrapper import build_image_model
 from cnnkit.options import NoOptions
 from cnnkit.predictor import View
 from cnnkit.tasks.common import given_stats
+from cnnkit.tasks.pretrain.layouts import READER
 from cnnkit.tasks.pretrain.losses import PretrainLoss
 from cnnkit.tasks.pretrain.view import EmbeddingView
+from cnnkit.tasks.registry import get_layouts
 
 DEFAULT_VAL_SPLIT = 0.05  # held out of the images to validate on when there is no --val
 NO_LABELS = ["unlabelled"]  # the card's classes: a pretrained encoder predicts no class
@@ -67,7 +69,7 @@ class PretrainTask(EmbeddingView):
         if split is not None:
             views, n = method_views(method, meta["in_chans"], meta["imgsz"])
             return TaskData(None, self.labelled(cfg.data, meta, views, n, split), meta)
-        found = find_unlabelled(cfg.data, cfg.seed)
+        found = read_with(get_layouts(self.name), cfg.data, READER, seed=cfg.seed).extra["unlabelled"]
         if isinstance(found.items, np.ndarray):
             channels, high = found.items.shape[-1], 0.0
         else:

@@ -38,6 +38,7 @@ class SegmentOptions:
 SPEC = TaskSpec(
     name="segment", summary="a class per pixel (image/mask folders, VOC, CamVid, Cityscapes-style)",
     task="cnnkit.tasks.segment.task:SegmentTask", view="cnnkit.tasks.segment.view:SegmentView",
+    layouts="cnnkit.tasks.segment.layouts:LAYOUTS",
     runner="cnnkit.tasks.segment.runner:SegmentRunner", options=SegmentOptions,
     config=("loss", "class_weights", "ignore_index", "binary", "classes_file", "max_size", "tta",
             "freeze_epochs"),

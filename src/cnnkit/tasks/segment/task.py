@@ -31,6 +31,7 @@ from cnnkit.metrics.segmentation import SegmentationMetrics
 from cnnkit.models.wrapper import build_image_model
 from cnnkit.predictor import View
 from cnnkit.tasks.common import given_stats, image_stats
+from cnnkit.tasks.registry import get_layouts
 from cnnkit.tasks.segment import SegmentOptions
 from cnnkit.tasks.segment.graph import SegmentGraph
 from cnnkit.tasks.segment.infer import choose_mode, predict_slide, predict_whole, resize_ids
@@ -56,7 +57,7 @@ class SegmentTask(SegmentView):
         request = DataRequest.from_config(cfg, meta, split)
         max_size = request.max_size
         data = load_segment_data(request, classes_file=cfg.classes_file, ignore_index=cfg.ignore_index,
-                                 binary=cfg.binary, meta=meta)
+                                 binary=cfg.binary, meta=meta, layouts=get_layouts(self.name))
         if "mean" not in meta:
             assert data.train is not None  # a card without statistics: training, which reads the train split
             crop = _crop_size(cfg.imgsz, data.train.images, max_size)
