@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,18 @@ class ClassifyView:
     def record(prediction: dict) -> dict:
         """The JSON-able part of a prediction: the best class and the top k (not every class's probability)."""
         return {k: v for k, v in prediction.items() if k != "probs"}
+
+    @staticmethod
+    def fields(prediction: dict) -> dict[str, Callable[[], Any]]:
+        """probs: every class's probability; scores and labels: the top k's."""
+        return {"probs": lambda: prediction["probs"],
+                "scores": lambda: np.array([t["score"] for t in prediction["topk"]], np.float32),
+                "labels": lambda: [t["class"] for t in prediction["topk"]]}
+
+    @staticmethod
+    def table(prediction: dict) -> dict[str, list]:
+        """The top-k classes: class, index, score."""
+        return {key: [t[key] for t in prediction["topk"]] for key in ("class", "index", "score")}
 
     @staticmethod
     def describe(prediction: dict) -> str:

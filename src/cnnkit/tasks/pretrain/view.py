@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from PIL import Image
 
 
@@ -18,6 +19,15 @@ class EmbeddingView:
     @staticmethod
     def record(prediction: dict) -> dict:
         return prediction
+
+    @staticmethod
+    def fields(prediction: dict) -> dict[str, Callable[[], Any]]:
+        return {"embedding": lambda: np.asarray(prediction["embedding"], np.float32)}
+
+    @staticmethod
+    def table(prediction: dict) -> dict[str, list]:
+        """One row: the embedding."""
+        return {"embedding": [prediction["embedding"]]}
 
     @staticmethod
     def describe(prediction: dict) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +22,20 @@ def class_areas(ids: np.ndarray, classes: list[str]) -> dict[str, float]:
 class SegmentView:
     """Class maps: areas, console lines, CSV rows, the overlay, the index and colour masks."""
 
+    field_notes = {"probs": "exported segmenters keep none: use the checkpoint"}
+
     def __init__(self, spec: Any):
         self.name = spec.name
+
+    @staticmethod
+    def fields(prediction: dict) -> dict[str, Callable[[], Any]]:
+        """mask: the class index of every pixel; probs (checkpoints with ``probs=True``): ``(K, H, W)``."""
+        return {"mask": lambda: prediction.get("mask"), "probs": lambda: prediction.get("probs")}
+
+    @staticmethod
+    def table(prediction: dict) -> dict[str, list]:
+        """Each class's share of the pixels."""
+        return {"class": list(prediction["areas"]), "area": list(prediction["areas"].values())}
 
     @staticmethod
     def record(prediction: dict) -> dict:
