@@ -14,6 +14,7 @@ from cnnkit.data.instance_data import load_instance_data
 from cnnkit.data.instance_layouts import COCO80, label_path
 from cnnkit.data.synthetic import SHAPE_NAMES, make_scene
 from cnnkit.errors import CnnkitError
+from cnnkit.meta import ModelMeta
 from tests.conftest import write_png
 
 SIZE = 48
@@ -217,7 +218,8 @@ def test_yaml_names_keyed_from_1_keep_labels_and_names_paired(tmp_path: Path, na
     assert [data.classes[c] for c in objs["labels"][~left]] == ["dog", "dog"]
     assert "label ids 1, 2" in caplog.text and "are its names' keys" in caplog.text
     # a checkpoint's classes (the same yaml's, in key order) read the labels alike
-    again = load_instance_data(str(tmp_path), meta={"classes": data.classes, "in_chans": 3}, for_eval="val")
+    card = ModelMeta.card(task="instance", model="m", classes=data.classes, in_chans=3, mean=[0.5] * 3, std=[0.2] * 3)
+    again = load_instance_data(str(tmp_path), meta=card, for_eval="val")
     assert again.val[0].objects.labels.tolist() == objs["labels"].tolist()
 
 

@@ -35,6 +35,7 @@ from cnnkit.data.synthetic import SHAPE_NAMES, is_shapes, make_scene, shapes_cou
 from cnnkit.data.walk import child_dir, list_images
 from cnnkit.errors import CnnkitError
 from cnnkit.log import LOGGER
+from cnnkit.meta import ModelMeta
 
 SHAPES_SIZE = 96  # side of the synthetic scenes for the instance task (pixels)
 DEFAULT_VAL_SPLIT = 0.1
@@ -111,7 +112,8 @@ def no_layout_message(folder: Path) -> str:
 
 
 def load_instance_data(source: str, *, val_split: float = 0.0, seed: int = 0, skip_bad: bool = False,
-                       meta: dict | None = None, for_eval: bool | str = False, group: str = "", decode: bool = False
+                       meta: ModelMeta | None = None, for_eval: bool | str = False, group: str = "",
+                       decode: bool = False
                        ) -> InstanceData:
     """Find, read and split the data; ``meta`` (a checkpoint's) fixes classes and channels.
 
@@ -119,7 +121,7 @@ def load_instance_data(source: str, *, val_split: float = 0.0, seed: int = 0, sk
     'all'; True means 'auto'); ``group``: hold out whole groups (``--val-group``); see ``cnnkit.data.splits``.
     ``decode``: decode every image now (`cnnkit data check`: what training would meet mid-epoch); with
     ``skip_bad`` alone, images whose files do not read are skipped."""
-    names = list(meta["classes"]) if meta else None
+    names = list(meta.classes) if meta else None
     request = None if for_eval is False else ("auto" if for_eval is True else for_eval)
     if not source:
         raise CnnkitError("no data given; pass --data with a COCO .json, a folder of images/ and masks/, or 'shapes'")
@@ -143,7 +145,7 @@ def load_instance_data(source: str, *, val_split: float = 0.0, seed: int = 0, sk
     fraction = val_split or DEFAULT_VAL_SPLIT
     hold_out = _holder(fraction, seed, root, group)
     parts, plan = resolve_splits(named, hold_out, origin=root, fraction=fraction, seed=seed, request=request,
-                                 trained=(meta or {}).get("split"), names=found.labels, key=lambda i: i.image,
+                                 trained=meta.split_plan if meta else None, names=found.labels, key=lambda i: i.image,
                                  group=group)
     if decode or skip_bad:
         parts = _readable(parts, skip_bad, decode)
@@ -151,9 +153,9 @@ def load_instance_data(source: str, *, val_split: float = 0.0, seed: int = 0, sk
         if not items:
             raise CnnkitError(f"{root}: the {split} split has no images; add images")
     train, val = parts.get("train"), parts["val"]
-    channels = (meta or {}).get("in_chans") or probe_channels([i.image for i in (train or val)])
+    channels = (meta.in_chans if meta else 0) or probe_channels([i.image for i in (train or val)])
     layout = "+".join(sorted(layouts))
-    high = (meta or {}).get("pixel_max")
+    high = meta.pixel_max if meta else None
     high = probe_high([i.image for i in (train or val)]) if high is None else high
     category_ids, files = coco_sources(named, root)
     return InstanceData(train, val, names, channels, layout, high, parts.get("test"), plan, category_ids, files)

@@ -54,6 +54,7 @@ from cnnkit.data.splits import SplitPlan, group_hold_out, random_hold_out, resol
 from cnnkit.data.synthetic import SHAPE_NAMES, is_shapes, make_scene, shapes_count
 from cnnkit.errors import CnnkitError
 from cnnkit.log import LOGGER
+from cnnkit.meta import ModelMeta
 
 CACHE_LIMIT_BYTES = 4 * 1024**3
 
@@ -79,12 +80,13 @@ def synthetic_splits(source: str, seed: int, size: int = 64) -> tuple[dict[str, 
     return splits, ClassSpec(names, list(range(len(names))), default_colours(len(names)), source="shapes")
 
 
-def class_spec(meta: dict | None, classes_file: str, root: Path, layout: str, infos: list[MaskInfo],
+def class_spec(meta: ModelMeta | None, classes_file: str, root: Path, layout: str, infos: list[MaskInfo],
                ignore_value: int, binary: bool) -> ClassSpec:
     """The classes: from a checkpoint's meta, a classes file, the VOC defaults, or the masks' values."""
-    if meta and "values" in meta:
-        return ClassSpec(meta["classes"], meta["values"], [tuple(c) for c in meta["colours"]], meta["ignore_index"],
-                         binary=meta["binary"], void_values=tuple(meta.get("void_values", ())), source="checkpoint")
+    if meta and "values" in meta.extra:
+        return ClassSpec(list(meta.classes), meta.value("values", [0]), [(r, g, b) for r, g, b in meta.colours],
+                         meta.value("ignore_index", 255), binary=meta.value("binary", False),
+                         void_values=tuple(meta.value("void_values", [])), source="checkpoint")
     if binary:
         check_foreground(infos, str(root))
         return binary_spec(ignore_value)
@@ -249,7 +251,8 @@ class SegmentData:
 
 def load_segment_data(source: str, *, val_split: float = 0.0, seed: int = 0, cache: str = "auto",
                       skip_bad: bool = False, max_size: int = 0, classes_file: str = "", ignore_index: int = 255,
-                      binary: bool = False, meta: dict | None = None, for_eval: bool | str = False, group: str = "",
+                      binary: bool = False, meta: ModelMeta | None = None, for_eval: bool | str = False,
+                      group: str = "",
                       decode: bool = False) -> SegmentData:
     """Find, pair, check and (if small) decode a segmentation data set; see the module docstring.
 
@@ -271,8 +274,8 @@ def load_segment_data(source: str, *, val_split: float = 0.0, seed: int = 0, cac
     else:
         splits, root, layout, plan, spec = _file_splits(source, val_split, seed, for_eval, skip_bad, meta, classes_file,
                                                         ignore_index, binary, group, decode)
-    channels = (meta or {}).get("in_chans") or detect_channels(splits)
-    high = (meta or {}).get("pixel_max")
+    channels = (meta.in_chans if meta else 0) or detect_channels(splits)
+    high = meta.pixel_max if meta else None
     high = probe_high(next(iter(splits.values())).images) if high is None else high
     log_layout(root, layout, splits, spec, scoring=for_eval is not False)
     # both branches above set every split's infos
@@ -287,7 +290,7 @@ def load_segment_data(source: str, *, val_split: float = 0.0, seed: int = 0, cac
     return SegmentData(splits.get("train"), splits["val"], spec, channels, stats, high, splits.get("test"), plan)
 
 
-def _file_splits(source: str, val_split: float, seed: int, for_eval: bool | str, skip_bad: bool, meta: dict | None,
+def _file_splits(source: str, val_split: float, seed: int, for_eval: bool | str, skip_bad: bool, meta: ModelMeta | None,
                  classes_file: str, ignore_index: int, binary: bool, group: str, decode: bool = False
                  ) -> tuple[dict[str, RawSplit], Path, str, SplitPlan | None, ClassSpec]:
     """Find the layout, assign its splits, check every mask; {split: RawSplit}, root, layout, plan, classes."""
@@ -304,8 +307,8 @@ def _file_splits(source: str, val_split: float, seed: int, for_eval: bool | str,
 
     request = None if for_eval is False else ("auto" if for_eval is True else for_eval)
     parts, plan = resolve_splits(named, hold_out, origin=Path(source), fraction=fraction, seed=seed, request=request,
-                                 trained=(meta or {}).get("split"), names=found.labels, key=lambda pair: pair[0],
-                                 group=group)
+                                 trained=meta.split_plan if meta else None, names=found.labels,
+                                 key=lambda pair: pair[0], group=group)
     files = {k: ([p[0] for p in pairs], [p[1] for p in pairs]) for k, pairs in parts.items()}
     for split, (images, _) in files.items():
         if not images:
@@ -324,7 +327,7 @@ def _file_splits(source: str, val_split: float, seed: int, for_eval: bool | str,
         sizes[k] = [cast("tuple[int, int]", read_sizes[i]) for i in keep]
     every = [i for v in infos.values() for i in v]
     spec = (class_spec(meta, classes_file, root, found.layout, every, ignore_index, binary)
-            if (meta and "values" in meta) or found.spec is None or binary else found.spec)
+            if (meta and "values" in meta.extra) or found.spec is None or binary else found.spec)
     for k, (_, masks) in files.items():
         problems[k].update(check_masks(infos[k], masks, sizes[k], spec))
     report_problems([m for by_file in problems.values() for m in by_file.values()], "image/mask", skip_bad)

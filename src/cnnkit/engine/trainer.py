@@ -31,6 +31,7 @@ from cnnkit.engine.sizes import SmallerThanStride, check_input_size, check_size_
 from cnnkit.errors import CnnkitError
 from cnnkit.files import atomic_write_bytes, claim_folder, json_bytes, remove_stale_temporaries
 from cnnkit.log import LOGGER
+from cnnkit.meta import ModelMeta
 from cnnkit.options import make_options
 
 
@@ -248,7 +249,7 @@ def _fit_in(cfg: TrainConfig, task, on_epoch_end: Callable[[int, dict], None] | 
             LOGGER.info("removed %s, left by an interrupted write", stale)
     local_batch = max(1, cfg.batch // info.world_size)
     check_size_floor(cfg, local_batch, device)
-    data = task.build_data(cfg, meta=resume["meta"] if resume else None)
+    data = task.build_data(cfg, meta=ModelMeta.from_dict(resume["meta"], "last.pt") if resume else None)
     train_loader = make_loader(data.train, local_batch, True, cfg, info, data.collate_fn)
     val_loader = make_loader(data.val, local_batch * 2, False, cfg, info, data.collate_fn)
     try:
@@ -257,7 +258,7 @@ def _fit_in(cfg: TrainConfig, task, on_epoch_end: Callable[[int, dict], None] | 
         if cfg.imgsz or resume:
             raise
         # the images' own size was chosen, and the model downsamples more: the nearest size it takes
-        LOGGER.info("the images are %d px, below %s's total stride; training at %d px", data.meta["imgsz"],
+        LOGGER.info("the images are %d px, below %s's total stride; training at %d px", data.meta.imgsz,
                     cfg.model, e.minimum)
         return _fit_in(replace(cfg, imgsz=e.minimum), task, on_epoch_end, where, resume)
     loss_fn, metrics = task.build_loss(cfg, data), task.build_metrics(data.meta, device)
@@ -271,7 +272,7 @@ def _fit_in(cfg: TrainConfig, task, on_epoch_end: Callable[[int, dict], None] | 
     start_epoch = resume["epoch"] if resume else 0
     log = RunLogger(run_dir, info.is_main, cfg.verbose, start_epoch)
     log.info(f"{cfg.task}: {cfg.model} on {cfg.data} ({len(data.train)} train / {len(data.val)} val images, "
-             f"{data.labels or str(data.meta['num_classes']) + ' classes'}, {data.meta['imgsz']} px) -> {run_dir}")
+             f"{data.labels or str(data.meta.num_classes) + ' classes'}, {data.meta.imgsz} px) -> {run_dir}")
     try:
         epoch = run_epochs(cfg, task, data, parts, (train_model, train_loader, val_loader), (loss_fn, metrics),
                            (info, device, run_dir, log), resume, on_epoch_end)

@@ -36,13 +36,12 @@ def export_metadata(model: Any, graph: torch.nn.Module, shape: list, fmt: str, h
     card = model.meta
     if not card.colours:
         card = card.replace(colours=tuple(map(tuple, default_colours(card.num_classes))))
-    meta = card.to_dict()
-    meta["extra"] = {k: v for k, v in meta["extra"].items() if k != "class_weights"}
+    values = card.replace(extra={k: v for k, v in card.extra.items() if k != "class_weights"}).to_dict()
     export = {"format": fmt, "input": {"name": "images", "dtype": "uint8", "layout": "NCHW", "shape": shape},
               "outputs": list(graph.outputs), "half": half, "source": source, "cnnkit_version": __version__}
-    return {"task": meta["task"], "classes": json.dumps(meta["classes"]), "colours": json.dumps(meta["colours"]),
+    return {"task": card.task, "classes": json.dumps(values["classes"]), "colours": json.dumps(values["colours"]),
             "input_size": json.dumps(shape[2:]), "cnnkit_version": __version__,
-            "cnnkit_meta": json.dumps(meta), "cnnkit_export": json.dumps(export),
+            "cnnkit_meta": json.dumps(values), "cnnkit_export": json.dumps(export),
             "cnnkit_config": json.dumps(model.checkpoint.get("config", {}))}
 
 

@@ -73,24 +73,25 @@ class ImageModel(nn.Module):
         return self.net(x, *args)
 
 
-def build_image_model(meta: Mapping[str, Any], pretrained: str = "") -> ImageModel:
-    """Build from ``meta`` (keys: model, model_args, num_classes, in_chans, mean, std, ...).
+def build_image_model(meta: ModelMeta | Mapping[str, Any], pretrained: str = "") -> ImageModel:
+    """Build the card's model (``meta.model`` with its ``model_args``, ``num_outputs``, ``in_chans``); a
+    card's dict (``ModelMeta.from_dict``) is taken too.
 
     ``pretrained``: torchvision weights (a state dict file, or 'torchvision') for the model's builder, or a
     cnnkit checkpoint whose encoder starts this model's (``cnnkit.models.trunk``; a pretrain run's, say).
     """
     from cnnkit.models.trunk import load_trunk_from, read_cnnkit_checkpoint
 
-    kw = dict(meta.get("model_args", {}))
+    meta = ModelMeta.from_dict(meta)
+    kw = dict(meta.model_args)
     start = read_cnnkit_checkpoint(pretrained) if pretrained else None  # a cnnkit run: its encoder is taken
     if pretrained and start is None:
         kw["pretrained"] = pretrained
-    # a binary segmenter has one output (sigmoid) for its two classes
-    outputs = meta.get("num_outputs", meta["num_classes"])
-    net = create_model(meta["model"], num_classes=outputs, in_chans=meta["in_chans"], **kw)
+    # num_outputs: one per class, but a binary segmenter has one output (sigmoid) for its two classes
+    net = create_model(meta.model, num_classes=meta.num_outputs, in_chans=meta.in_chans, **kw)
     if start is not None:
         LOGGER.info(load_trunk_from(net, pretrained, start))
-    return ImageModel(net, {**meta, "cnnkit_version": __version__, "schema": SCHEMA})
+    return ImageModel(net, meta.replace(cnnkit_version=__version__, schema=SCHEMA))
 
 
 def _tensors(obj: Any) -> list[torch.Tensor]:

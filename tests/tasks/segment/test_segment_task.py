@@ -165,7 +165,8 @@ def test_binary_training_and_prediction(tmp_path):
     result = cnnkit.train(**{**SEG_TINY, "data": str(data), "binary": True, "val_split": 0.25,
                              "class_weights": "inverse", "loss": "focal"}, project=str(tmp_path))
     model = cnnkit.load(result.run_dir / "best.pt")
-    assert model.meta["binary"] and model.meta["num_outputs"] == 1 and len(model.meta["class_weights"]) == 2
+    assert model.meta.value("binary", False) and model.meta.num_outputs == 1
+    assert len(model.meta.value("class_weights", [])) == 2
     pred = model.predict(str(data / "images" / "000.png"), probs=True)[0]
     assert pred["mask"].shape == (32, 32) and set(np.unique(pred["mask"])) <= {0, 1}
     assert pred["probs"].shape == (1, 32, 32)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from cnnkit.meta import ModelMeta
 from cnnkit.tasks.common import save_png
 
 
@@ -55,7 +56,7 @@ class ClassifyView:
     def describe(prediction: dict) -> str:
         return f"{prediction['class']} ({prediction['score']:.3f})"
 
-    def write_outputs(self, image: Image.Image, prediction: dict, meta: Mapping[str, Any], folder: Path, stem: str,
+    def write_outputs(self, image: Image.Image, prediction: dict, meta: ModelMeta, folder: Path, stem: str,
                       pictures: bool = True) -> dict[str, str]:
         """<stem>_pred.png: the image annotated with the top classes (unless ``pictures`` is off)."""
         if not pictures:
@@ -65,7 +66,7 @@ class ClassifyView:
         return {"image": str(path)}
 
     @staticmethod
-    def visualise(image: Image.Image, prediction: dict, meta: Mapping[str, Any]) -> Image.Image:
+    def visualise(image: Image.Image, prediction: dict, meta: ModelMeta) -> Image.Image:
         """The image (enlarged if small) with the top-k labels and probabilities written on it."""
         im = image.convert("RGB")
         if max(im.size) < 256:
@@ -79,5 +80,5 @@ class ClassifyView:
         return im
 
     @staticmethod
-    def write_results(records: list[dict], meta: Mapping[str, Any], folder: Path) -> None:
+    def write_results(records: list[dict], meta: ModelMeta, folder: Path) -> None:
         return None

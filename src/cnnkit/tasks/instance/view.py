@@ -3,7 +3,7 @@ pictures, instance maps and COCO results."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image
 
 from cnnkit.data.rle import decode_rle
+from cnnkit.meta import ModelMeta
 from cnnkit.tasks.instance import draw
 
 
@@ -60,15 +61,15 @@ class InstanceView:
         return {"objects": str(len(scores)), "mean_score": f"{np.mean(scores):.4f}" if scores else ""}
 
     @staticmethod
-    def visualise(image: Image.Image, prediction: dict, meta: Mapping[str, Any]) -> Image.Image:
+    def visualise(image: Image.Image, prediction: dict, meta: ModelMeta) -> Image.Image:
         return draw.overlay(image, prediction["instances"], meta)
 
     @staticmethod
-    def write_outputs(image: Image.Image, prediction: dict, meta: Mapping[str, Any], folder: Path, stem: str,
+    def write_outputs(image: Image.Image, prediction: dict, meta: ModelMeta, folder: Path, stem: str,
                       pictures: bool = True) -> dict[str, str]:
         return draw.write_instance_outputs(image, prediction, meta, folder, stem, pictures)
 
     @staticmethod
-    def write_results(records: list[dict], meta: Mapping[str, Any], folder: Path) -> Path:
+    def write_results(records: list[dict], meta: ModelMeta, folder: Path) -> Path:
         """COCO results JSON (RLE masks) for all predicted images."""
         return draw.write_results(records, meta, folder)

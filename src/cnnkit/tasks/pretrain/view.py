@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
+
+from cnnkit.meta import ModelMeta
 
 
 class EmbeddingView:
@@ -39,13 +41,13 @@ class EmbeddingView:
         return {"embedding": ";".join(f"{v:.6g}" for v in prediction["embedding"])}
 
     @staticmethod
-    def visualise(image: Image.Image, prediction: dict, meta: Mapping[str, Any]) -> Image.Image:
+    def visualise(image: Image.Image, prediction: dict, meta: ModelMeta) -> Image.Image:
         return image.convert("RGB")
 
-    def write_outputs(self, image: Image.Image, prediction: dict, meta: Mapping[str, Any], folder: Path, stem: str,
+    def write_outputs(self, image: Image.Image, prediction: dict, meta: ModelMeta, folder: Path, stem: str,
                       pictures: bool = True) -> dict[str, str]:
         return {}
 
     @staticmethod
-    def write_results(records: list[dict], meta: Mapping[str, Any], folder: Path) -> None:
+    def write_results(records: list[dict], meta: ModelMeta, folder: Path) -> None:
         return None

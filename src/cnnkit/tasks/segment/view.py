@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from cnnkit.meta import ModelMeta
 from cnnkit.tasks.segment import draw
 
 
@@ -51,14 +52,14 @@ class SegmentView:
         return {"areas": ";".join(f"{name}:{area:.4f}" for name, area in prediction["areas"].items())}
 
     @staticmethod
-    def visualise(image: Image.Image, prediction: dict, meta: Mapping[str, Any]) -> Image.Image:
+    def visualise(image: Image.Image, prediction: dict, meta: ModelMeta) -> Image.Image:
         return draw.overlay(image, prediction["mask"], meta)
 
     @staticmethod
-    def write_outputs(image: Image.Image, prediction: dict, meta: Mapping[str, Any], folder: Path, stem: str,
+    def write_outputs(image: Image.Image, prediction: dict, meta: ModelMeta, folder: Path, stem: str,
                       pictures: bool = True) -> dict[str, str]:
         return draw.write_segment_outputs(image, prediction, meta, folder, stem, pictures)
 
     @staticmethod
-    def write_results(records: list[dict], meta: Mapping[str, Any], folder: Path) -> None:
+    def write_results(records: list[dict], meta: ModelMeta, folder: Path) -> None:
         return None
