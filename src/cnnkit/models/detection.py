@@ -32,6 +32,7 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from torchvision.ops.poolers import initLevelMapper
 
 from cnnkit.models.encoders import build_encoder, norm_layer
+from cnnkit.models.features import Trunk
 from cnnkit.models.registry import register_model
 
 # anchor side per pyramid level P2..P6 (pixels); COCO's default starts at 32, too large for nuclei
@@ -50,6 +51,10 @@ class EncoderFPN(nn.Module):
         self.fpn = FeaturePyramidNetwork([encoder.out_channels[i] for i in self.levels], out_channels,
                                          extra_blocks=LastLevelMaxPool(), norm_layer=layer)
         self.out_channels = out_channels
+
+    def cnnkit_trunk(self) -> Trunk:
+        """The encoder under the feature pyramid."""
+        return self.encoder.cnnkit_trunk()
 
     def forward(self, x: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
         features = self.encoder(x)

@@ -23,6 +23,7 @@ from cnnkit.models.decoders import (
     check_upsample,
 )
 from cnnkit.models.encoders import build_encoder
+from cnnkit.models.features import Trunk
 from cnnkit.models.registry import register_model
 
 UNET_STRIDES = [2, 4, 8, 16, 32]  # the U-Net decoder doubles five times back to full size
@@ -36,6 +37,9 @@ class SegmentationModel(nn.Module):
     def __init__(self, encoder: nn.Module, decoder: nn.Module, head: nn.Module):
         super().__init__()
         self.encoder, self.decoder, self.head = encoder, decoder, head
+
+    def cnnkit_trunk(self) -> Trunk:
+        return self.encoder.cnnkit_trunk()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]

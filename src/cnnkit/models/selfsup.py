@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnkit.errors import CnnkitError, did_you_mean
+from cnnkit.models.features import Trunk
 from cnnkit.models.registry import create_model, register_model
 from cnnkit.models.trunk import trunk_channels, trunk_of
 
@@ -68,6 +69,9 @@ class PretrainNet(nn.Module):
             self.decoder = reconstruction_decoder(self.channels, self.stride, in_chans)
         else:
             self.projector = projector(self.channels, *PROJECTORS[method])
+
+    def cnnkit_trunk(self) -> Trunk:
+        return Trunk(self.family, self.trunk)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Images ``(N, C, H, W)`` -> embeddings ``(N, D)``: the trunk's output averaged over space."""
