@@ -16,7 +16,7 @@ from cnnkit.data.images import iter_sources  # noqa: F401 - iter_sources is part
 from cnnkit.errors import CnnkitError
 from cnnkit.loading import Model, is_torchscript, load, load_checkpoint_model, task_parts  # noqa: F401 - the API
 from cnnkit.results import Result
-from cnnkit.tasks import get_spec, get_task, task_names
+from cnnkit.tasks import get_spec, get_task, model_kind, task_names, task_of_kind
 from cnnkit.validate import ValResult
 
 if TYPE_CHECKING:
@@ -93,17 +93,18 @@ def train_with(cfg: TrainConfig, on_epoch_end: Callable[[int, dict], None] | Non
 def check_model(cfg: TrainConfig, task: str) -> None:
     """``cfg.model`` is a model of ``task``, and ``--pretrained`` fits it; else CnnkitError in one line."""
     from cnnkit.models import accepts, get_entry, list_models
+    from cnnkit.models.registry import PRETRAINER
     from cnnkit.models.wrapper import read_cnnkit_checkpoint
 
     entry = get_entry(cfg.model)
-    if entry.task == "pretrain":
+    if entry.kind == PRETRAINER:
         raise CnnkitError(f"--model {cfg.model}: a pretraining network, not a model to train; give the model whose "
                           "encoder to train (`cnnkit train pretrain --model resnet18`)")
-    if entry.task != task and not get_spec(task).args.get("any_model"):
-        some = ", ".join(list_models(task)[:4])
+    if entry.kind != model_kind(task) and not get_spec(task).args.get("any_model"):
+        some = ", ".join(list_models(model_kind(task))[:4])
         article = "an" if task[:1] in "aeiou" else "a"
-        raise CnnkitError(f"--model {cfg.model}: a {entry.task} model, not {task}; pick {article} {task} model "
-                          f"such as {some} (`cnnkit models --task {task}` lists them)")
+        raise CnnkitError(f"--model {cfg.model}: a {task_of_kind(entry.kind)} model, not {task}; pick {article} "
+                          f"{task} model such as {some} (`cnnkit models --task {task}` lists them)")
     if cfg.pretrained not in ("", "torchvision") and not Path(cfg.pretrained).is_file():
         raise CnnkitError(f"--pretrained {cfg.pretrained}: file not found; give a weights file, 'torchvision', "
                           "or drop --pretrained")

@@ -48,8 +48,7 @@ def export_metadata(model: Any, graph: torch.nn.Module, shape: list, fmt: str, h
 def build_graph(model: Any, half: bool, weights: str | Path = "the checkpoint") -> torch.nn.Module:
     """The task's export graph around a loaded checkpoint's module (read from ``weights``)."""
     if model.task.graph is None:
-        hint = ("fine-tune a classify, segment, instance or detect model from it (--pretrained) and export that; "
-                "`cnnkit embed` gives its embeddings") if model.meta.task == "pretrain" else "use the checkpoint"
+        hint = getattr(model.task, "export_hint", "") or "use the checkpoint"  # the task may say what to do instead
         raise CnnkitError(f"{weights}: a {model.meta.task} model has no export graph and cannot be exported; "
                           f"{hint}")
     return model.task.graph(model.module, half).eval()

@@ -33,7 +33,7 @@ from torchvision.ops.poolers import initLevelMapper
 
 from cnnkit.models.encoders import build_encoder, norm_layer
 from cnnkit.models.features import Trunk
-from cnnkit.models.registry import register_model
+from cnnkit.models.registry import BOX_DETECTOR, MASK_DETECTOR, register_model
 
 # anchor side per pyramid level P2..P6 (pixels); COCO's default starts at 32, too large for nuclei
 DEFAULT_ANCHORS = (16, 32, 64, 128, 256)
@@ -143,7 +143,7 @@ def _register(arch: str, encoder: str, masks: bool, doc: str) -> None:
         return build_rcnn(encoder, num_classes, in_chans, masks, pretrained, **kw)
 
     builder.__doc__ = doc
-    register_model(f"{arch}_{encoder}", task="instance" if masks else "detect")(builder)
+    register_model(f"{arch}_{encoder}", kind=MASK_DETECTOR if masks else BOX_DETECTOR)(builder)
 
 
 for _enc in ("resnet18", "resnet34", "resnet50", "mobilenet_v3_large", "mobilenet_v3_small"):

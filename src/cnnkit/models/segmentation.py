@@ -24,7 +24,7 @@ from cnnkit.models.decoders import (
 )
 from cnnkit.models.encoders import build_encoder
 from cnnkit.models.features import Trunk
-from cnnkit.models.registry import register_model
+from cnnkit.models.registry import SEGMENTER, register_model
 
 UNET_STRIDES = [2, 4, 8, 16, 32]  # the U-Net decoder doubles five times back to full size
 
@@ -122,7 +122,7 @@ def _register(arch: str, encoder_name: str, description: str) -> None:
         return build_segmentation_model(arch, encoder_name, num_classes, in_chans, pretrained, upsample, **kw)
 
     builder.__doc__ = f"{description}; {encoder_name} encoder."
-    register_model(f"{arch}_{encoder_name}", task="segment")(builder)
+    register_model(f"{arch}_{encoder_name}", kind=SEGMENTER)(builder)
 
 
 for _arch, (_builder, _stride, _encoders, _description) in ARCHITECTURES.items():

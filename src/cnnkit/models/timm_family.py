@@ -11,19 +11,26 @@ from torch import nn
 
 from cnnkit.errors import CnnkitError
 from cnnkit.models.detection import build_rcnn
-from cnnkit.models.registry import ModelEntry, register_family
+from cnnkit.models.registry import (
+    BOX_DETECTOR,
+    CLASSIFIER,
+    MASK_DETECTOR,
+    SEGMENTER,
+    ModelEntry,
+    register_family,
+)
 from cnnkit.models.segmentation import ARCHITECTURES, build_segmentation_model
 from cnnkit.models.timm_models import PREFIX, timm_classifier
 
 
 def resolve(model: str) -> ModelEntry:
-    """``timm/<name>`` (classify) or ``<arch>_timm/<name>`` (segment) as a registry entry."""
+    """``timm/<name>`` (a classifier) or ``<arch>_timm/<name>`` (a segmenter or detector) as a registry entry."""
     arch, _, name = model.partition(PREFIX)
     if not arch:
         def classifier(num_classes: int = 10, in_chans: int = 3, pretrained: str = "", **kw: Any) -> nn.Module:
             return timm_classifier(name, num_classes, in_chans, pretrained, **kw)
 
-        return ModelEntry(model, classifier, "classify", f"timm's {name} (pip install 'cnnkit[timm]').")
+        return ModelEntry(model, classifier, CLASSIFIER, f"timm's {name} (pip install 'cnnkit[timm]').")
     arch = arch.rstrip("_")
     if arch in ("maskrcnn", "fasterrcnn"):
         return _detector(model, arch, name)
@@ -36,7 +43,7 @@ def resolve(model: str) -> ModelEntry:
                   **kw: Any) -> nn.Module:
         return build_segmentation_model(arch, PREFIX + name, num_classes, in_chans, pretrained, upsample, **kw)
 
-    return ModelEntry(model, segmenter, "segment", f"{arch} on timm's {name} encoder.")
+    return ModelEntry(model, segmenter, SEGMENTER, f"{arch} on timm's {name} encoder.")
 
 
 def _detector(model: str, arch: str, name: str) -> ModelEntry:
@@ -45,7 +52,8 @@ def _detector(model: str, arch: str, name: str) -> ModelEntry:
     def detector(num_classes: int = 1, in_chans: int = 3, pretrained: str = "", **kw: Any) -> nn.Module:
         return build_rcnn(PREFIX + name, num_classes, in_chans, masks, pretrained, **kw)
 
-    return ModelEntry(model, detector, "instance" if masks else "detect", f"{arch} on timm's {name} encoder + FPN.")
+    kind = MASK_DETECTOR if masks else BOX_DETECTOR
+    return ModelEntry(model, detector, kind, f"{arch} on timm's {name} encoder + FPN.")
 
 
 register_family(PREFIX, resolve)

@@ -23,7 +23,7 @@ from tests.tasks.toy.view import BrightnessView
 SIDE = 16
 
 
-@register_model("brightness_cnn", task="brightness")
+@register_model("brightness_cnn", kind="brightness")  # the toy task's own kind: its name (no model_kind)
 def brightness_cnn(num_classes: int = 1, in_chans: int = 1, **kw: Any) -> nn.Module:
     """Two convolutions and a linear head: one output per image."""
     return nn.Sequential(nn.Conv2d(in_chans, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),

@@ -49,6 +49,8 @@ def method_views(method: str, channels: int, size: int) -> tuple[Any, int]:
 
 class PretrainTask(EmbeddingView):
     graph = None  # not exported: an encoder is used through its embeddings or fine-tuned
+    export_hint = ("fine-tune a classify, segment, instance or detect model from it (--pretrained) and export that; "
+                   "`cnnkit embed` gives its embeddings")
     options = NoOptions
 
     def __init__(self, spec: Any):
