@@ -60,7 +60,7 @@ def one_per_architecture() -> list[str]:
                          + [(n, "torchscript") for n in one_per_architecture()])
 def test_every_model_exports_with_parity(tmp_path, name, fmt):
     path, model = checkpoint(tmp_path, name)
-    task = model.meta["task"]
+    task = model.meta.task
     start = time.perf_counter()
     out, _ = export_model(path, fmt, imgsz=SIDE[task], out=tmp_path / f"m.{fmt}")
     graph = build_graph(model, half=False)
