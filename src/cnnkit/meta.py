@@ -8,7 +8,7 @@ dict, read here with the same fallbacks that used to be scattered over the reade
 
 A task's ``build_data`` makes the card with :meth:`ModelMeta.card` (its own values in ``extra``, read back
 with :meth:`ModelMeta.value`) and adds what is known later with ``replace``. The card also still reads as a
-mapping (``meta["classes"]``) for users' code written against the dict it replaced: deprecated, with a
+mapping (``meta[key]``) for users' code written against the dict it replaced: deprecated, with a
 DeprecationWarning; cnnkit itself reads attributes only (``tests/test_meta.py`` checks).
 """
 

@@ -43,7 +43,7 @@ class ClassifyView:
     @staticmethod
     def fields(prediction: dict) -> dict[str, Callable[[], Any]]:
         """probs: every class's probability; scores and labels: the top k's."""
-        return {"probs": lambda: prediction["probs"],
+        return {"probs": lambda: prediction.get("probs"),
                 "scores": lambda: np.array([t["score"] for t in prediction["topk"]], np.float32),
                 "labels": lambda: [t["class"] for t in prediction["topk"]]}
 
