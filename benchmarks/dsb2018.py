@@ -80,7 +80,7 @@ def held_out_eval(weights: Path, data: Path) -> dict:
 
     model = load(weights, device="cpu")
     items = load_instance_data(DataRequest(str(data), val_split=0.1, seed=0)).val
-    loader = DataLoader(InstanceDataset(items, model.meta["in_chans"]), batch_size=1, collate_fn=list_collate)
+    loader = DataLoader(InstanceDataset(items, model.meta.in_chans), batch_size=1, collate_fn=list_collate)
     metrics = model.task.build_metrics(model.meta, model.device)
     results = evaluate(model.module, loader, metrics, device=model.device)
     return {k: round(v, 4) for k, v in results.items() if k.startswith(("mask_", "box_"))}
@@ -99,14 +99,15 @@ def predicted_ap(weights: Path, data: Path) -> dict:
 
     model = load(weights, device="cpu")
     items = load_instance_data(DataRequest(str(data), val_split=0.1, seed=0)).val
-    dataset = InstanceDataset(items, model.meta["in_chans"])
+    dataset = InstanceDataset(items, model.meta.in_chans)
     paths = ("tiled", "whole")
-    metrics = {p: COCOMetrics(model.meta["classes"], masks=True, max_dets=model.meta["detections"]) for p in paths}
+    limit = model.meta.value("detections", 300)
+    metrics = {p: COCOMetrics(list(model.meta.classes), masks=True, max_dets=limit) for p in paths}
     tiled = 0
     for i, item in enumerate(items):
         _, target = dataset[i]
         h, w = target["masks"].shape[-2:]
-        tiled += h * w > 4 * model.meta["crop"][0] * model.meta["crop"][1]  # the predictor tiles these
+        tiled += h * w > 4 * model.meta.crop[0] * model.meta.crop[1]  # the predictor tiles these
         preds = {"tiled": model.predict([item.image], score_thresh=0.05)[0],
                  "whole": model.predict([item.image], score_thresh=0.05, tile=max(h, w))[0]}
         for path, m in metrics.items():

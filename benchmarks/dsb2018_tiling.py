@@ -41,7 +41,7 @@ def main() -> None:
     old = load_module(args.old_merge)
     model = load(args.weights, device="cpu")
     items = load_instance_data(DataRequest(str(args.data), val_split=0.1, seed=0)).val
-    dataset = InstanceDataset(items, model.meta["in_chans"])
+    dataset = InstanceDataset(items, model.meta.in_chans)
     paths = ("untiled", "tiled_former_merge", "tiled")
     new_merge, use_old = inst_infer.merge_tiles, [False]
 
@@ -53,9 +53,9 @@ def main() -> None:
         return [inst_infer.Detection(d.box, d.label, d.score, d.mask, d.top, d.left, d.tile) for d in former]
 
     inst_infer.merge_tiles = merge  # detect_tiled looks it up at call time
-    scores = {(p, part): COCOMetrics(model.meta["classes"], masks=True, max_dets=model.meta["detections"])
+    scores = {(p, part): COCOMetrics(list(model.meta.classes), masks=True, max_dets=model.meta.value("detections", 300))
               for p in paths for part in ("all", "tiled_only")}
-    crop, start = model.meta["crop"], time.perf_counter()
+    crop, start = model.meta.crop, time.perf_counter()
     for i, item in enumerate(items):
         _, target = dataset[i]
         h, w = target["masks"].shape[-2:]

@@ -36,7 +36,7 @@ def test_classify_results_from_a_trained_model(tmp_path, shapes_folder):
     assert files == {"image": str(tmp_path / "out" / f"{path.stem}_pred.png")}
     assert Image.open(files["image"]).size == picture.size
     assert list(result.to_pandas()["class"]) == result.labels
-    with pytest.raises(AttributeError, match="a classify result has no 'mask' .only segment results"):
+    with pytest.raises(AttributeError, match="a classify result has no .mask. .its fields: labels, probs, scores"):
         _ = result.mask
     with pytest.raises(AttributeError, match="has no 'boxes'"):
         _ = result.boxes
@@ -106,3 +106,26 @@ def test_load_takes_a_run_folder(tmp_path):
 
     with pytest.raises(CnnkitError, match="a folder, not a model file"):
         cnnkit.load(tmp_path)
+
+
+def test_fields_come_from_the_view():
+    """Result's fields are the task view's (``View.fields``): a pretrain result has an embedding and nothing else;
+    a view without fields (written before them) gives AttributeError and a one-row table."""
+    meta = _meta("pretrain", ["none"])
+    result = Result({"embedding": [0.5, 0.25]}, Image.new("RGB", (8, 8)), get_view("pretrain"), meta)
+    assert result.embedding.dtype == np.float32 and result.embedding.tolist() == [0.5, 0.25]
+    assert result.to_pandas()["embedding"].tolist() == [[0.5, 0.25]]
+    with pytest.raises(AttributeError, match=r"a pretrain result has no 'boxes' \(its fields: embedding\)"):
+        _ = result.boxes
+
+    class OldView:
+        name = "old"
+
+        @staticmethod
+        def record(prediction: dict) -> dict:
+            return dict(prediction)
+
+    old = Result({"value": 3}, Image.new("RGB", (8, 8)), OldView(), meta)  # type: ignore[arg-type]
+    assert old.to_pandas().to_dict("records") == [{"value": 3}]
+    with pytest.raises(AttributeError, match=r"has no 'mask' \(its fields: none\)"):
+        _ = old.mask

@@ -6,23 +6,27 @@ Torch-free, so that an .onnx file is read without torch. ``SCHEMA`` counts chang
 ``from_dict`` reads every earlier one (checkpoints written before the card was typed hold a plain
 dict, read here with the same fallbacks that used to be scattered over the readers).
 
-It is also a read-only mapping (``meta["classes"]``, ``meta.get("crop")``) for code that reads it as
-the dict it used to be; new code reads attributes.
+A task's ``build_data`` makes the card with :meth:`ModelMeta.card` (its own values in ``extra``, read back
+with :meth:`ModelMeta.value`) and adds what is known later with ``replace``. The card also still reads as a
+mapping (``meta[key]``) for users' code written against the dict it replaced: deprecated, with a
+DeprecationWarning; cnnkit itself reads attributes only (``tests/test_meta.py`` checks).
 """
 
 from __future__ import annotations
 
 import colorsys
 import dataclasses
+import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from cnnkit import __version__
 from cnnkit.errors import CnnkitError
 
 SCHEMA = 2  # 1: the untyped dict of cnnkit <= 0.4 (no "schema" key); 2: this dataclass
 REQUIRED = ("task", "model", "classes", "in_chans", "mean", "std")  # a model cannot be rebuilt without them
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -36,7 +40,7 @@ class ModelMeta(Mapping):
     mean: tuple[float, ...]  # per-channel mean of 0..1 pixels
     std: tuple[float, ...]  # per-channel std of 0..1 pixels
     model_args: Mapping[str, Any] = field(default_factory=dict)  # keyword arguments of the model builder
-    num_outputs: int = 0  # output channels of the head; 0 = one per class (a binary segmenter has 1)
+    num_outputs: int = 0  # output channels of the head: one per class unless given (a binary segmenter has 1)
     imgsz: int = 0  # training side (classify: the input; segment, instance: the crop's longer side)
     crop: tuple[int, ...] = ()  # training crop (H, W), segment and instance
     max_size: int = 0  # images shrunk to this longer side before training and prediction; 0 = full size
@@ -48,9 +52,42 @@ class ModelMeta(Mapping):
     cnnkit_version: str = __version__  # the release that trained the model
     schema: int = SCHEMA  # the layout of this card
 
+    def __post_init__(self) -> None:
+        # one meaning whatever wrote the card: 0 (the default, and schema 1's "not given") is one per class
+        if not self.num_outputs:
+            object.__setattr__(self, "num_outputs", len(self.classes))
+
+    @classmethod
+    def card(cls, *, extra: Mapping[str, Any] | None = None, **fields: Any) -> ModelMeta:
+        """A new card from plain values (lists where the fields are tuples), the task's own values in ``extra``;
+        checked as :meth:`from_dict` checks a file's. TypeError for a name that is not a field."""
+        unknown = sorted(set(fields) - set(_FIELDS))
+        if unknown:
+            raise TypeError(f"ModelMeta has no field {', '.join(unknown)}; a task's own values go in extra")
+        return cls.from_dict({"cnnkit_version": __version__, **fields, "extra": dict(extra or {}), "schema": SCHEMA},
+                             origin="the task's card")
+
+    def value(self, key: str, default: T) -> T:
+        """The task's own value ``key`` from ``extra`` (segment's ``values``, the detectors' ``detections``), or
+        ``default`` where the card has none; CnnkitError where it is not of ``default``'s type (ints pass as
+        floats)."""
+        if key not in self.extra or self.extra[key] is None:
+            return default
+        value = self.extra[key]
+        kind = float if isinstance(default, float) else type(default)
+        if default is not None and not isinstance(value, kind) and not (kind is float and isinstance(value, int)):
+            raise CnnkitError(f"the model card's {key} is {value!r}, not a {kind.__name__}; it was not written by "
+                              "cnnkit (or was edited); retrain or re-export the model")
+        return value
+
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    @property
+    def split_plan(self) -> dict[str, Any] | None:
+        """``split`` as the plain dict that ``cnnkit.data.splits`` reads; None where the card has none."""
+        return None if self.split is None else _plain(self.split)
 
     @property
     def input_side(self) -> int:
@@ -91,11 +128,10 @@ class ModelMeta(Mapping):
         extra = dict(values.get("extra") or {})
         # schema 1 kept every task's own values at the top level
         extra.update({k: v for k, v in values.items() if k not in known and k not in ("num_classes", "extra")})
-        num_outputs = int(values.get("num_outputs") or 0)
         return cls(task=str(values["task"]), model=str(values["model"]), classes=tuple(values["classes"]),
                    in_chans=int(values["in_chans"]), mean=tuple(float(v) for v in values["mean"]),
                    std=tuple(float(v) for v in values["std"]), model_args=dict(values.get("model_args") or {}),
-                   num_outputs=num_outputs if num_outputs != len(values["classes"]) else 0,
+                   num_outputs=int(values.get("num_outputs") or 0),
                    imgsz=int(values.get("imgsz") or 0), crop=tuple(int(v) for v in values.get("crop") or ()),
                    max_size=int(values.get("max_size") or 0), pixel_max=float(values.get("pixel_max") or 0.0),
                    colours=tuple(tuple(int(c) for c in rgb) for rgb in values.get("colours") or ()),
@@ -112,13 +148,13 @@ class ModelMeta(Mapping):
     def replace(self, **changes: Any) -> ModelMeta:
         return dataclasses.replace(self, **changes)
 
-    # the read-only mapping view: fields, then the task's extra values, then the derived num_classes
+    # the deprecated read-only mapping view: fields, then the task's extra values, then the derived num_classes
     def __getitem__(self, key: str) -> Any:
+        instead = f"meta.{key}" if key in _FIELDS or key == "num_classes" else f"meta.value({key!r}, default)"
+        warnings.warn(f"reading the model card as a mapping (meta[{key!r}]) is deprecated; read {instead}",
+                      DeprecationWarning, stacklevel=2)
         if key in _FIELDS:
-            value = getattr(self, key)
-            if key == "num_outputs":
-                return value or self.num_classes
-            return _plain(value)
+            return _plain(getattr(self, key))
         if key == "num_classes":
             return self.num_classes
         if key in self.extra:

@@ -6,7 +6,7 @@ A checkpoint on PyTorch (``cnnkit.api.Model``), an .onnx file on onnxruntime and
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -33,6 +33,13 @@ class View(Protocol):
 
     def csv_row(self, prediction: dict[str, Any]) -> dict[str, str]:
         """One predictions.csv row (after the path column)."""
+
+    def fields(self, prediction: dict[str, Any]) -> Mapping[str, Callable[[], Any]]:
+        """The prediction's named fields (``Result.probs``, ``.boxes``, ...): {name: a function reading it};
+        one that returns None says this prediction holds none (``field_notes`` may say why)."""
+
+    def table(self, prediction: dict[str, Any]) -> dict[str, list[Any]]:
+        """``Result.to_pandas()``'s columns: {column: values}."""
 
     def visualise(self, image: Image.Image, prediction: dict[str, Any], meta: ModelMeta) -> Image.Image: ...
 

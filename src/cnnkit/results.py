@@ -8,7 +8,7 @@ and read by field (``.probs``, ``.mask``, ``.boxes``, ``.masks``, ``.embedding``
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,61 +39,55 @@ class Result(dict):
         """Class names, index order."""
         return list(self.meta.classes)
 
-    # the task's fields; each raises AttributeError on a task that has no such field, as a missing attribute does
+    # the task's fields, as its view declares them (``View.fields``); each raises AttributeError where this
+    # result has no such field, as a missing attribute does
     @property
     def probs(self) -> np.ndarray:
         """classify: ``(K,)`` float32 probability of every class; segment (PyTorch only): ``(K, H, W)``."""
-        return self._field("probs", ("classify", "segment"))
+        return self.field("probs")
 
     @property
     def mask(self) -> np.ndarray:
         """segment: ``(H, W)`` class index of every pixel (uint8 or int64), at the image's size."""
-        return self._field("mask", ("segment",))
+        return self.field("mask")
 
     @property
     def boxes(self) -> np.ndarray:
         """instance/detect: ``(N, 4)`` float32 boxes (x0, y0, x1, y1) in pixels, highest score first."""
-        instances = self._field("instances", ("instance", "detect"), "boxes")
-        return np.array([i["box"] for i in instances], np.float32).reshape(-1, 4)
+        return self.field("boxes")
 
     @property
     def scores(self) -> np.ndarray:
         """instance/detect: ``(N,)`` confidence of each object; classify: of the top-k classes."""
-        if self.task == "classify":
-            return np.array([t["score"] for t in self["topk"]], np.float32)
-        return np.array([i["score"] for i in self._field("instances", ("instance", "detect"), "scores")], np.float32)
+        return self.field("scores")
 
     @property
     def labels(self) -> list[str]:
         """instance/detect: the class name of each object; classify: the top-k class names."""
-        if self.task == "classify":
-            return [t["class"] for t in self["topk"]]
-        return [i["class"] for i in self._field("instances", ("instance", "detect"), "labels")]
+        return self.field("labels")
 
     @property
     def masks(self) -> np.ndarray:
         """instance: ``(N, H, W)`` bool mask of each object at the image's size (detect: none, ``(0, H, W)``)."""
-        from cnnkit.data.rle import decode_rle
-
-        instances = self._field("instances", ("instance", "detect"), "masks")
-        width, height = self["size"]
-        decoded = [decode_rle(i["rle"]).astype(bool) for i in instances if "rle" in i]
-        return np.stack(decoded) if decoded else np.zeros((0, height, width), bool)
+        return self.field("masks")
 
     @property
     def embedding(self) -> np.ndarray:
         """pretrain: ``(D,)`` float32 embedding of the image."""
-        return np.asarray(self._field("embedding", ("pretrain",)), np.float32)
+        return self.field("embedding")
 
-    def _field(self, key: str, tasks: Sequence[str], field: str = "") -> Any:
-        """``self[key]``; AttributeError naming the public ``field`` where this result has none."""
-        field = field or key
-        if self.task not in tasks:
-            raise AttributeError(f"a {self.task} result has no '{field}' (only {' and '.join(tasks)} results have it)")
-        if key not in self or self[key] is None:
-            why = " (exported segmenters keep none: use the checkpoint)" if field == "probs" else ""
-            raise AttributeError(f"this {self.task} result holds no '{field}'{why}")
-        return self[key]
+    def field(self, name: str) -> Any:
+        """The field ``name`` as the task's view reads it from the prediction; AttributeError where this task's
+        results have no such field, or this result holds none (an exported segmenter keeps no ``probs``)."""
+        fields = view_fields(self.view, self)
+        if name not in fields:
+            has = ", ".join(sorted(fields)) or "none"
+            raise AttributeError(f"a {self.task} result has no '{name}' (its fields: {has})")
+        value = fields[name]()
+        if value is None:
+            note = getattr(self.view, "field_notes", {}).get(name, "")  # why, and what to do
+            raise AttributeError(f"this {self.task} result holds no '{name}'" + (f" ({note})" if note else ""))
+        return value
 
     def plot(self) -> Image.Image:
         """The image with the prediction drawn on it (a PIL image: a notebook shows it; ``.save(path)`` writes it)."""
@@ -120,24 +114,24 @@ class Result(dict):
 
     def to_pandas(self) -> Any:
         """A ``pandas.DataFrame``: classify: the top-k classes; segment: each class's share of the pixels;
-        instance/detect: one row per object (class, score, box); pretrain: one row, the embedding."""
+        instance/detect: one row per object (class, score, box); pretrain: one row, the embedding (the view's
+        ``table``)."""
         try:
             import pandas as pd
         except ImportError:
             raise CnnkitError("Result.to_pandas() needs pandas: pip install pandas") from None
-        if self.task == "classify":
-            return pd.DataFrame(self["topk"])
-        if self.task == "segment":
-            return pd.DataFrame({"class": list(self["areas"]), "area": list(self["areas"].values())})
-        if self.task in ("instance", "detect"):
-            rows = [{"class": i["class"], "score": i["score"], **dict(zip(("x0", "y0", "x1", "y1"), i["box"]))}
-                    for i in self["instances"]]
-            return pd.DataFrame(rows, columns=["class", "score", "x0", "y0", "x1", "y1"])
-        return pd.DataFrame([self.view.record(self)])
+        table = getattr(self.view, "table", None)  # a view written before View.table: one row, the record
+        return pd.DataFrame(table(self) if table is not None else [self.view.record(self)])
 
     def __repr__(self) -> str:
         where = f" {self.path}" if self.path else ""
         return f"<cnnkit Result ({self.task}){where}: {self.view.describe(self)}>"
+
+
+def view_fields(view: View, prediction: dict[str, Any]) -> dict[str, Callable[[], Any]]:
+    """The view's fields of ``prediction`` ({} for a view written before ``View.fields``)."""
+    fields = getattr(view, "fields", None)
+    return dict(fields(prediction)) if fields is not None else {}
 
 
 def as_results(predictions: list[dict[str, Any]], images: list[Image.Image], sources: Sequence[Any], view: View,

@@ -40,16 +40,16 @@ def validate(weights: str | Path, data: str | Path, split: str = "auto", batch: 
     ``options``: the task's evaluation options (``flags``: name them as command-line flags in errors).
     Raises CnnkitError on unreadable weights or data and on options the task does not take.
     """
-    from cnnkit.api import is_torchscript
+    from cnnkit.loading import is_torchscript
 
     path = Path(weights)
     if path.suffix.lower() == ".onnx" or is_torchscript(path):
         return _validate_exported(path, data, split, out, options or {}, flags)
     from torch.utils.data import DataLoader
 
-    from cnnkit.api import load_checkpoint_model
     from cnnkit.config import make_config
     from cnnkit.engine.loop import evaluate
+    from cnnkit.loading import load_checkpoint_model
 
     model = load_checkpoint_model(path, device=device)
     chosen = make_options(model.task.options, options or {}, model.meta.task, flags=flags, evaluate=True)
@@ -70,9 +70,9 @@ def validate(weights: str | Path, data: str | Path, split: str = "auto", batch: 
 def _validate_exported(path: Path, data: str | Path, split: str, out: str | Path, options: dict[str, Any],
                        flags: bool) -> ValResult:
     """An exported model (onnxruntime or TorchScript); the data and the metrics are the task's own (with torch)."""
-    from cnnkit.api import load
     from cnnkit.export.runtime import ExportedModel
     from cnnkit.export.verify import score_on_data
+    from cnnkit.loading import load
     from cnnkit.tasks import get_task
 
     model = load(path)

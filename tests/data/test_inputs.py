@@ -7,6 +7,7 @@ import torch
 
 from cnnkit.cli.main import main
 from cnnkit.data.inputs import InputWatch, describe_inputs
+from cnnkit.meta import ModelMeta
 from tests.cli.test_cli import trained  # noqa: F401 - the fixture
 from tests.conftest import write_png
 
@@ -17,8 +18,9 @@ def grey_fluorescence(n: int = 8) -> list[np.ndarray]:
 
 
 def test_describe_and_watch(tmp_path, caplog):
-    meta = {"inputs": describe_inputs(grey_fluorescence())}
-    assert meta["inputs"]["colour_share"] == 0 and meta["inputs"]["side_range"] == [64, 64]
+    meta = ModelMeta.card(task="classify", model="m", classes=["a"], in_chans=1, mean=[0.5], std=[0.2],
+                          inputs=describe_inputs(grey_fluorescence()))
+    assert meta.inputs["colour_share"] == 0 and meta.inputs["side_range"] == [64, 64]
     watch = InputWatch(meta)
     slide = np.zeros((64, 64, 3), np.uint8)
     slide[..., 0], slide[..., 1], slide[..., 2] = 230, 180, 200  # a bright pink H&E slide
@@ -53,14 +55,15 @@ def test_sixteen_bit_training_data_is_remembered_as_such(tmp_path):
             write_png(tmp_path / "d" / c / f"{i}.png", np.full((8, 8), 3000 + 100 * i, np.uint16))
     meta = get_task("classify").build_data(make_config({"task": "classify", "data": str(tmp_path / "d"), "imgsz": 8,
                                                   "val_split": 0.34})).meta
-    assert meta["inputs"]["high_bit_share"] == 1 and meta["pixel_max"] == 4095
+    assert meta.inputs["high_bit_share"] == 1 and meta.pixel_max == 4095
     watch = InputWatch(meta)
     assert any("8-bit image" in w for w in watch.check(write_png(tmp_path / "x.png", np.zeros((8, 8), np.uint8))))
     assert not watch.check(tmp_path / "d" / "a" / "0.png")
 
 
 def test_dark_and_bright_are_two_kinds():
-    meta = {"inputs": describe_inputs([np.full((32, 32), 120, np.uint8)] * 4)}
+    meta = ModelMeta.card(task="classify", model="m", classes=["a"], in_chans=1, mean=[0.5], std=[0.2],
+                          inputs=describe_inputs([np.full((32, 32), 120, np.uint8)] * 4))
     watch = InputWatch(meta)
     assert any("brightness 0.98" in w for w in watch.check(np.full((32, 32), 250, np.uint8)))
     assert any("brightness 0.00" in w for w in watch.check(np.zeros((32, 32), np.uint8)))

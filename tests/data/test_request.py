@@ -6,6 +6,7 @@ import pytest
 from cnnkit.config import make_config
 from cnnkit.data.request import DataRequest
 from cnnkit.errors import CnnkitError
+from cnnkit.meta import ModelMeta
 
 
 def test_from_config_reads_the_common_fields_and_the_card_wins():
@@ -16,8 +17,9 @@ def test_from_config_reads_the_common_fields_and_the_card_wins():
             request.skip_bad, request.max_size) == ("d", 64, 0.3, "^(p\\d)_", 7, "none", True, 300)
     assert request.training and request.split is None and request.trained is None and request.high is None
     plan = {"fraction": 0.3, "seed": 7}
-    scoring = DataRequest.from_config(cfg, {"imgsz": 32, "max_size": 200, "in_chans": 1, "pixel_max": 4095.0,
-                                            "split": plan}, split="val")
+    card = ModelMeta.card(task="segment", model="m", classes=["a", "b"], in_chans=1, mean=[0.5], std=[0.2], imgsz=32,
+                          max_size=200, pixel_max=4095.0, split=plan)
+    scoring = DataRequest.from_config(cfg, card, split="val")
     assert not scoring.training and scoring.split == "val"
     assert (scoring.imgsz, scoring.max_size, scoring.channels, scoring.high, scoring.trained) == (32, 200, 1, 4095.0,
                                                                                                   plan)

@@ -18,7 +18,8 @@ CPU = torch.device("cpu")
 def model_and_meta(name: str, side: int):
     meta = {"task": "classify", "model": name, "classes": ["a", "b"], "num_classes": 2, "in_chans": 3,
             "mean": [0.5] * 3, "std": [0.25] * 3, "imgsz": side}
-    return build_image_model(meta), meta
+    model = build_image_model(meta)
+    return model, model.meta
 
 
 @pytest.mark.parametrize("name, stride", [("resnet18", 32), ("fastnet_tiny", 8), ("deeplabv3plus_basic", 16)])
@@ -43,9 +44,9 @@ def test_a_batch_larger_than_memory_is_refused_naming_a_size_that_fits(monkeypat
         check_memory(model, cfg, meta, 16, CPU, 32)
     fits = int(str(e.value).split("use --imgsz ")[1].split()[0])
     assert fits % 32 == 0 and 32 <= fits < 1000
-    check_memory(model, cfg, {**meta, "imgsz": fits}, 16, CPU, 32)  # the size it names fits
+    check_memory(model, cfg, meta.replace(imgsz=fits), 16, CPU, 32)  # the size it names fits
     with pytest.raises(CnnkitError, match=f"--imgsz {fits + 256}"):
-        check_memory(model, cfg, {**meta, "imgsz": fits + 256}, 16, CPU, 32)
+        check_memory(model, cfg, meta.replace(imgsz=fits + 256), 16, CPU, 32)
 
 
 def test_images_smaller_than_the_stride_train_at_the_nearest_size_the_model_takes(tmp_path, caplog):
@@ -78,4 +79,4 @@ def test_a_detectors_fixed_region_heads_are_counted_per_image_not_per_pixel(monk
     model = build_image_model(meta)
     per_pixel, per_image = sizes.pixel_bytes(model, 3, 32)
     assert per_image > 50e6 and per_pixel < 10_000  # the heads: about 400 MB an image; the trunk: kB a pixel
-    check_memory(model, make_config(model="maskrcnn_resnet18", imgsz=512), meta, 4, CPU, 32)
+    check_memory(model, make_config(model="maskrcnn_resnet18", imgsz=512), model.meta, 4, CPU, 32)

@@ -28,8 +28,8 @@ def test_run_folder_has_everything(tmp_path):
     assert [r["epoch"] for r in rows] == ["1", "2"] and "top1" in rows[0]
     ckpt = load_checkpoint(result.run_dir / "best.pt")
     meta = ckpt["meta"]
-    assert meta["classes"] == ["circle", "square", "triangle", "star"] and meta["in_chans"] == 3
-    assert meta["imgsz"] == 24 and len(meta["mean"]) == 3 and meta["cnnkit_version"] == cnnkit.__version__
+    assert meta.classes == ("circle", "square", "triangle", "star") and meta.in_chans == 3
+    assert meta.imgsz == 24 and len(meta.mean) == 3 and meta.cnnkit_version == cnnkit.__version__
     assert "optimizer" not in ckpt and "optimizer" in load_checkpoint(result.run_dir / "last.pt")
     again = cnnkit.train(**TINY, project=str(tmp_path))
     assert again.run_dir.name == "exp2"

@@ -61,7 +61,7 @@ def test_onnx_metadata_travels_in_the_file(checkpoints, tmp_path, task):
     assert len(json.loads(props["colours"])) == len(json.loads(props["classes"]))
     assert props["cnnkit_version"] and json.loads(props["input_size"])
     model = load(path)
-    assert model.meta["task"] == task and model.export["input"]["dtype"] == "uint8"
+    assert model.meta.task == task and model.export["input"]["dtype"] == "uint8"
 
 
 @pytest.mark.parametrize("task", TASKS)

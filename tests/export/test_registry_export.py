@@ -17,7 +17,9 @@ from cnnkit.engine.checkpoint import save_checkpoint
 from cnnkit.export.exporter import build_graph
 from cnnkit.export.verify import exported_runner, parity
 from cnnkit.models import accepts, get_entry, list_models
+from cnnkit.models.registry import PRETRAINER
 from cnnkit.models.wrapper import build_image_model
+from cnnkit.tasks import task_of_kind
 from tests.export.helpers import META, STATS
 
 pytestmark = pytest.mark.slow
@@ -26,7 +28,7 @@ TOL = 1e-3
 
 
 def checkpoint(folder, name: str):
-    task = get_entry(name).task
+    task = task_of_kind(get_entry(name).kind)
     meta = {**META[task], **STATS, "model": name}
     meta["model_args"] = meta["model_args"] if task in ("instance", "detect") else {}
     if name.endswith("_coco"):  # torchvision's layout: its widths are fixed by the COCO weights
@@ -43,7 +45,7 @@ def checkpoint(folder, name: str):
 
 
 # every model but pretraining's (its networks are fine-tuned or embed; they are not exported)
-EXPORTABLE = [n for n in list_models() if get_entry(n).task != "pretrain"]
+EXPORTABLE = [n for n in list_models() if get_entry(n).kind != PRETRAINER]
 
 
 def one_per_architecture() -> list[str]:
@@ -58,7 +60,7 @@ def one_per_architecture() -> list[str]:
                          + [(n, "torchscript") for n in one_per_architecture()])
 def test_every_model_exports_with_parity(tmp_path, name, fmt):
     path, model = checkpoint(tmp_path, name)
-    task = model.meta["task"]
+    task = model.meta.task
     start = time.perf_counter()
     out, _ = export_model(path, fmt, imgsz=SIDE[task], out=tmp_path / f"m.{fmt}")
     graph = build_graph(model, half=False)

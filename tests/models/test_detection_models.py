@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from cnnkit.models import create_model, list_models
+from cnnkit.models.registry import BOX_DETECTOR, MASK_DETECTOR
 
-MODELS = list_models("instance") + list_models("detect")
+MODELS = list_models(MASK_DETECTOR) + list_models(BOX_DETECTOR)
 
 
 def targets(masks: bool) -> list[dict]:

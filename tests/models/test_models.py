@@ -6,10 +6,11 @@ from torch import nn
 
 from cnnkit.errors import CnnkitError
 from cnnkit.models import create_model, list_models, register_model
+from cnnkit.models.registry import CLASSIFIER
 from cnnkit.models.summary import count_flops, layer_table
 
 
-@pytest.mark.parametrize("name", list_models("classify"))
+@pytest.mark.parametrize("name", list_models(CLASSIFIER))
 @pytest.mark.parametrize("in_chans", [1, 3])
 def test_forward_backward_shapes(name, in_chans):
     torch.manual_seed(0)

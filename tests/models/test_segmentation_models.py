@@ -9,9 +9,10 @@ from cnnkit.errors import CnnkitError
 from cnnkit.models import create_model, list_models
 from cnnkit.models.decoders import ScoreUpsample
 from cnnkit.models.encoders import ENCODERS, build_encoder
+from cnnkit.models.registry import SEGMENTER
 
 
-@pytest.mark.parametrize("name", list_models("segment"))
+@pytest.mark.parametrize("name", list_models(SEGMENTER))
 def test_forward_backward_odd_sizes(name):
     torch.manual_seed(0)
     model = create_model(name, num_classes=3, in_chans=1)

@@ -41,7 +41,7 @@ def build_rows() -> list[dict[str, Any]]:
     """One row per registered model of every task: name, task, params at 10 classes, FLOPs at ``FLOPS_SIDE``
     px, weights, description."""
     from cnnkit.models import accepts, get_entry, list_models
-    from cnnkit.tasks import get_task, task_names
+    from cnnkit.tasks import get_task, task_names, task_of_kind
 
     for name in task_names():
         get_task(name)  # a task's torch side registers its models
@@ -52,8 +52,8 @@ def build_rows() -> list[dict[str, Any]]:
         # every model takes a cnnkit checkpoint's encoder (--pretrained best.pt); torchvision ones an ImageNet file
         weights = "cnnkit, imagenet" if accepts(name, "pretrained") and "basic" not in name else "cnnkit"
         weights = "cnnkit, coco" if name.endswith("_coco") else weights
-        rows.append({"model": name, "task": entry.task, "params": params, "gflops": flops, "weights": weights,
-                     "description": entry.description})
+        rows.append({"model": name, "task": task_of_kind(entry.kind), "params": params, "gflops": flops,
+                     "weights": weights, "description": entry.description})
     return rows
 
 

@@ -9,7 +9,6 @@ answers, but its answer may be worthless: the user should hear it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -18,6 +17,7 @@ from PIL import Image
 from cnnkit.data.images import HIGH_BIT_MODES as HIGH_BIT
 from cnnkit.data.images import UNREADABLE
 from cnnkit.log import LOGGER
+from cnnkit.meta import ModelMeta
 
 SAMPLE = 100  # training images described
 SIZE_FACTOR = 4  # an image side this many times beyond the training sides is "far"
@@ -74,9 +74,9 @@ def describe_inputs(images: list, high: float = 0.0) -> dict[str, Any]:
 class InputWatch:
     """``check(image)`` warns once per kind when an input is far from what the model trained on."""
 
-    def __init__(self, meta: Mapping[str, Any]):
-        self.seen = meta.get("inputs") or {}
-        self.high = meta.get("pixel_max", 0.0)
+    def __init__(self, meta: ModelMeta):
+        self.seen = meta.inputs or {}
+        self.high = meta.pixel_max
         self.said: set[str] = set()
 
     def check(self, image: Any, name: str = "") -> list[str]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cnnkit.errors import CnnkitError
+from cnnkit.meta import ModelMeta
 
 EVAL_SPLITS = ("auto", "val", "train", "test", "all")  # what ``cnnkit val --split`` may score
 
@@ -56,15 +57,15 @@ class DataRequest:
         return self.val_split or default
 
     @classmethod
-    def from_config(cls, cfg: Any, meta: Mapping[str, Any] | None = None, split: str | None = None,
+    def from_config(cls, cfg: Any, meta: ModelMeta | None = None, split: str | None = None,
                     **changes: Any) -> DataRequest:
         """The request of a run's ``cfg`` (a ``TrainConfig``); ``meta``: the model's card when evaluating
         or resuming (its side, size limit, channels, pixel range and split plan win over the config's);
         ``split``: None to train, else the split to score; ``changes``: fields set outright."""
-        meta = meta or {}
         values: dict[str, Any] = dict(
-            source=cfg.data, split=split, imgsz=meta.get("imgsz", cfg.imgsz), val_split=cfg.val_split,
-            val_group=cfg.val_group, seed=cfg.seed, cache=cfg.cache, skip_bad=cfg.skip_bad,
-            max_size=meta.get("max_size", cfg.max_size), channels=meta.get("in_chans", 0) or 0,
-            high=meta.get("pixel_max"), trained=meta.get("split"))
+            source=cfg.data, split=split, imgsz=cfg.imgsz, val_split=cfg.val_split, val_group=cfg.val_group,
+            seed=cfg.seed, cache=cfg.cache, skip_bad=cfg.skip_bad, max_size=cfg.max_size)
+        if meta is not None:
+            values.update(imgsz=meta.imgsz, max_size=meta.max_size, channels=meta.in_chans, high=meta.pixel_max,
+                          trained=meta.split_plan)
         return cls(**{**values, **changes})

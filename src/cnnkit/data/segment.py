@@ -7,7 +7,7 @@ into memory. A classes file (``--classes-file``, or ``classes.csv`` / ``classes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -57,6 +57,7 @@ from cnnkit.data.splits import Splits, resolve_splits
 from cnnkit.data.synthetic import SHAPE_NAMES, is_shapes, make_scene, shapes_count
 from cnnkit.errors import CnnkitError
 from cnnkit.log import LOGGER
+from cnnkit.meta import ModelMeta
 
 CACHE_LIMIT_BYTES = 4 * 1024**3
 DEFAULT_VAL_SPLIT = 0.2  # held out of train when there is no val split and no --val-split
@@ -83,12 +84,13 @@ def synthetic_splits(source: str, seed: int, size: int = 64) -> tuple[dict[str, 
     return splits, ClassSpec(names, list(range(len(names))), default_colours(len(names)), source="shapes")
 
 
-def class_spec(meta: Mapping[str, Any] | None, classes_file: str, root: Path, layout: str, infos: list[MaskInfo],
+def class_spec(meta: ModelMeta | None, classes_file: str, root: Path, layout: str, infos: list[MaskInfo],
                ignore_value: int, binary: bool) -> ClassSpec:
     """The classes: from a checkpoint's meta, a classes file, the VOC defaults, or the masks' values."""
-    if meta and "values" in meta:
-        return ClassSpec(meta["classes"], meta["values"], [tuple(c) for c in meta["colours"]], meta["ignore_index"],
-                         binary=meta["binary"], void_values=tuple(meta.get("void_values", ())), source="checkpoint")
+    if meta and "values" in meta.extra:
+        return ClassSpec(list(meta.classes), meta.value("values", [0]), [(r, g, b) for r, g, b in meta.colours],
+                         meta.value("ignore_index", 255), binary=meta.value("binary", False),
+                         void_values=tuple(meta.value("void_values", [])), source="checkpoint")
     if binary:
         check_foreground(infos, str(root))
         return binary_spec(ignore_value)
@@ -258,7 +260,7 @@ def read_shapes(source: str, *, seed: int = 0, **_: Any) -> Found:
 
 
 def load_segment_data(request: DataRequest, classes_file: str = "", ignore_index: int = 255, binary: bool = False,
-                      meta: Mapping[str, Any] | None = None, layouts: Sequence[Layout] = ()) -> SegmentData:
+                      meta: ModelMeta | None = None, layouts: Sequence[Layout] = ()) -> SegmentData:
     """Find, pair, check and (if small) decode a segmentation data set; see the module docstring.
 
     ``meta`` (a model's card) fixes the classes when evaluating, as the request's ``channels`` and
@@ -298,7 +300,7 @@ def load_segment_data(request: DataRequest, classes_file: str = "", ignore_index
                        channels=channels, class_stats=stats, high=high, found=read)
 
 
-def _file_splits(request: DataRequest, meta: Mapping[str, Any] | None, classes_file: str, ignore_index: int,
+def _file_splits(request: DataRequest, meta: ModelMeta | None, classes_file: str, ignore_index: int,
                  binary: bool, layouts: Sequence[Layout] = ()) -> tuple[Splits[RawSplit], Found, ClassSpec]:
     """Find the layout, assign its splits, check every mask; the splits, the layout read and the classes."""
     found = read_with(layouts, request.source, "cnnkit.data.segment_layouts:read_segment", skip_bad=request.skip_bad)
@@ -324,7 +326,7 @@ def _file_splits(request: DataRequest, meta: Mapping[str, Any] | None, classes_f
         sizes[k] = [cast("tuple[int, int]", read_sizes[i]) for i in keep]
     every = [i for v in infos.values() for i in v]
     spec = (class_spec(meta, classes_file, root, found.name, every, ignore_index, binary)
-            if (meta and "values" in meta) or found.extra["spec"] is None or binary else found.extra["spec"])
+            if (meta and "values" in meta.extra) or found.extra["spec"] is None or binary else found.extra["spec"])
     for k, (_, masks) in files.items():
         problems[k].update(check_masks(infos[k], masks, sizes[k], spec))
     report_problems([m for by_file in problems.values() for m in by_file.values()], "image/mask", request.skip_bad)

@@ -10,6 +10,7 @@ import torch
 
 from cnnkit.engine.logger import RunLogger
 from cnnkit.log import LOGGER
+from cnnkit.meta import ModelMeta
 
 KEPT = ("lr", "time_s")  # what a non-finite epoch still reports as it was
 
@@ -32,7 +33,7 @@ def finite_epoch(row: dict[str, Any], monitor: str) -> bool:
 EXPLODED_LOSS = 100.0  # no task's loss starts near this (cross-entropy over 1,000 classes starts at 6.9)
 
 
-def health_warnings(row: dict[str, Any], meta: Any, warned: set[str], log: RunLogger) -> set[str]:
+def health_warnings(row: dict[str, Any], meta: ModelMeta, warned: set[str], log: RunLogger) -> set[str]:
     """Say once when the losses explode or a classifier stays at chance: such a run otherwise ran to its end
     with no word (72x64 images at 224 px: train loss 9113, val 137353, top-1 at chance for 8 epochs)."""
     losses = {k: row[k] for k in ("train_loss", "val_loss") if isinstance(row.get(k), float)}
@@ -40,7 +41,7 @@ def health_warnings(row: dict[str, Any], meta: Any, warned: set[str], log: RunLo
         warned = warned | {"explode"}
         log.warning(f"warning: the losses are exploding ({', '.join(f'{k}={v:.4g}' for k, v in losses.items())} at "
                     f"epoch {row['epoch']}); lower --lr, use --grad-clip 1, or check --imgsz against the images")
-    classes = int(meta.get("num_classes") or 0) if hasattr(meta, "get") else 0
+    classes = meta.num_classes
     top1 = row.get("top1")
     if ("chance" not in warned and isinstance(top1, float) and classes > 1 and row["epoch"] >= 3
             and top1 <= 1 / classes + 0.02):

@@ -10,6 +10,7 @@ from typing import Any, cast
 import torch
 from torch import nn
 
+from cnnkit.engine.task import Metrics
 from cnnkit.errors import CnnkitError
 
 PROGRESS_S = 0.5  # s between progress reports (the bar, the NaN check): a sync with the device each time
@@ -94,7 +95,7 @@ def train_one_epoch(model: nn.Module, loader: Iterable, loss_fn: Callable, optim
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: Iterable, metrics: Any, *, device: torch.device,
+def evaluate(model: nn.Module, loader: Iterable, metrics: Metrics, *, device: torch.device,
              loss_fn: Callable | None = None, forward: Callable | None = None, amp: bool = False,
              channels_last: bool = False) -> dict[str, float]:
     """Stream ``loader`` through ``model`` into ``metrics``; returns the metrics and the mean loss.

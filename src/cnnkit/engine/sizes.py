@@ -12,6 +12,7 @@ import torch
 from cnnkit.config import TrainConfig
 from cnnkit.device import available_memory
 from cnnkit.errors import CnnkitError
+from cnnkit.meta import ModelMeta
 
 PROBE = 64  # px: the side of the probe image whose layer outputs give the activation bytes per pixel
 # a training step's peak memory, measured on CPU for ResNet-18, U-Net, FastNet, BasicCNN and MobileNetV3
@@ -44,11 +45,11 @@ def check_size_floor(cfg: TrainConfig, batch: int, device: torch.device) -> None
                       f"available; use --imgsz {fits} or less, or a smaller --batch")
 
 
-def check_input_size(model: torch.nn.Module, cfg: TrainConfig, meta: dict[str, Any], batch: int,
+def check_input_size(model: torch.nn.Module, cfg: TrainConfig, meta: ModelMeta, batch: int,
                      device: torch.device) -> None:
     """Refuse a training side below the model's total stride (``SmallerThanStride``), one its layers
     cannot take, or one whose training batch of ``batch`` images needs more memory than ``device`` has."""
-    side = int(meta.get("imgsz") or 0)
+    side = meta.imgsz
     if not side:
         return
     stride = int(model.total_stride()) if hasattr(model, "total_stride") else 1
@@ -62,12 +63,12 @@ def check_input_size(model: torch.nn.Module, cfg: TrainConfig, meta: dict[str, A
     check_memory(model, cfg, meta, batch, device, stride)
 
 
-def _try_forward(model: torch.nn.Module, cfg: TrainConfig, meta: dict[str, Any], side: int) -> None:
+def _try_forward(model: torch.nn.Module, cfg: TrainConfig, meta: ModelMeta, side: int) -> None:
     """A small size is tried on the model: one that pools away to nothing fails here, not after the data."""
     model.eval()
     try:
         with torch.no_grad():
-            model(torch.zeros(1, meta["in_chans"], side, side))
+            model(torch.zeros(1, meta.in_chans, side, side))
     except RuntimeError as e:
         raise CnnkitError(f"--imgsz {side}: too small for {cfg.model} ({str(e).splitlines()[0][:120]}); "
                           "use a larger --imgsz such as 32") from None
@@ -75,17 +76,17 @@ def _try_forward(model: torch.nn.Module, cfg: TrainConfig, meta: dict[str, Any],
         model.train()
 
 
-def check_memory(model: torch.nn.Module, cfg: TrainConfig, meta: dict[str, Any], batch: int, device: torch.device,
+def check_memory(model: torch.nn.Module, cfg: TrainConfig, meta: ModelMeta, batch: int, device: torch.device,
                  stride: int = 1) -> None:
     """Refuse a size whose training batch needs more memory than ``device`` has available, naming the
     largest side (a multiple of ``stride``) that fits."""
     available = available_memory(device)
     if not available:
         return  # this system does not say: train, as before
-    side = int(meta["imgsz"])
-    crop = meta.get("crop") or (side, side)
+    side = meta.imgsz
+    crop = meta.crop or (side, side)
     aspect = crop[0] * crop[1] / side ** 2  # a non-square crop has fewer pixels than its longer side squared
-    per_pixel, per_image = pixel_bytes(model, meta["in_chans"], stride, amp=cfg.amp and device.type == "cuda")
+    per_pixel, per_image = pixel_bytes(model, meta.in_chans, stride, amp=cfg.amp and device.type == "cuda")
     per_pixel *= batch * aspect
     fixed = 4 * sum(p.numel() * p.element_size() for p in model.parameters())  # weights, grads, 2 optimiser states
     fixed += batch * per_image

@@ -5,8 +5,8 @@ The trainer calls these methods and never looks at the task's name.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -15,16 +15,17 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from cnnkit.config import TrainConfig
+from cnnkit.meta import ModelMeta
 from cnnkit.predictor import View
 
 
 @dataclass
 class TaskData:
-    """Datasets of one run and the metadata the model and checkpoint need (classes, channels, ...)."""
+    """Datasets of one run and the model card the model and checkpoint need (classes, channels, ...)."""
 
     train: Dataset | None
     val: Dataset
-    meta: dict[str, Any] = field(default_factory=dict)
+    meta: ModelMeta
     test: Dataset | None = None  # a test split: scored once by best.pt after training, never used to choose
     init_batch: torch.Tensor | None = None  # a sample of training images for data-dependent init
     collate_fn: Callable | None = None
@@ -58,15 +59,17 @@ class Task(View, Protocol):
     def graph(self) -> type | None:
         """The export graph (a cnnkit.export.graph.ExportGraph subclass); None: not exportable."""
 
-    def build_data(self, cfg: TrainConfig, meta: Mapping[str, Any] | None = None, split: str | None = None
+    def build_data(self, cfg: TrainConfig, meta: ModelMeta | None = None, split: str | None = None
                    ) -> TaskData:
         """Data sets for training (``split`` None: train, val and test), or for evaluation the one split to
         score, as ``val``: 'auto', 'val', 'train', 'test' or 'all' (see ``cnnkit.data.splits``). A task
-        reads its data through ``cnnkit.data.request.DataRequest.from_config(cfg, meta, split)``."""
+        reads its data through ``cnnkit.data.request.DataRequest.from_config(cfg, meta, split)``. Without
+        ``meta`` (training) the task makes the card (``ModelMeta.card``); with one (evaluation, resume) it
+        reads the card's values instead."""
 
-    def build_model(self, cfg: TrainConfig, meta: Mapping[str, Any]) -> nn.Module: ...
+    def build_model(self, cfg: TrainConfig, meta: ModelMeta) -> nn.Module: ...
     def build_loss(self, cfg: TrainConfig, data: TaskData) -> Callable[[Any, Any], torch.Tensor | None]: ...
-    def build_metrics(self, meta: Mapping[str, Any], device: torch.device, options: Any = None) -> Metrics: ...
+    def build_metrics(self, meta: ModelMeta, device: torch.device, options: Any = None) -> Metrics: ...
 
     def eval_forward(self, options: Any) -> Callable[[nn.Module, Any], Any] | None:
         """How evaluation runs the model under the prediction ``options`` that apply to it (tta, max_det);

@@ -8,7 +8,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,16 +21,19 @@ from cnnkit import __version__
 from cnnkit import distributed as dist_utils
 from cnnkit.config import TrainConfig, config_fields, default_of, save_yaml, to_dict
 from cnnkit.device import select_device
-from cnnkit.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from cnnkit.engine.checkpoint import load_checkpoint, save_checkpoint
 from cnnkit.engine.health import finite_epoch, finite_model, health_warnings
 from cnnkit.engine.logger import RunLogger
 from cnnkit.engine.loop import evaluate, train_one_epoch
 from cnnkit.engine.midepoch import MidEpochSaver, done_steps, rest_of_epoch
 from cnnkit.engine.optim import build_ema, build_optimizer, build_scheduler
+from cnnkit.engine.run import Parts, Run, Training
 from cnnkit.engine.sizes import SmallerThanStride, check_input_size, check_size_floor
+from cnnkit.engine.task import Metrics, Task, TaskData
 from cnnkit.errors import CnnkitError
 from cnnkit.files import atomic_write_bytes, claim_folder, json_bytes, remove_stale_temporaries
 from cnnkit.log import LOGGER
+from cnnkit.meta import ModelMeta
 from cnnkit.options import make_options
 
 
@@ -100,42 +103,6 @@ def checkpoint_state(model, cfg: TrainConfig, epoch: int, best: float, metrics: 
     return {**state, **(training or {})}
 
 
-@dataclass
-class Parts:
-    """What one training run updates, and what last.pt saves of it."""
-
-    model: torch.nn.Module
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
-    scaler: torch.amp.GradScaler
-    ema: torch.optim.swa_utils.AveragedModel | None
-    best: float = -float("inf")
-    best_metrics: dict = field(default_factory=dict)
-    bad_epochs: int = 0
-    best_report: str = ""  # the task's per-class table of the best epoch
-
-    @property
-    def eval_model(self) -> torch.nn.Module:
-        return self.ema.module if self.ema is not None else self.model
-
-    def training_state(self, elapsed_s: float) -> dict[str, Any]:
-        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                "scaler": self.scaler.state_dict(), "ema": None if self.ema is None else self.ema.state_dict(),
-                "rng": rng_state(), "bad_epochs": self.bad_epochs, "best_metrics": self.best_metrics,
-                "elapsed_s": elapsed_s}
-
-    def restore(self, ckpt: dict[str, Any]) -> None:
-        self.model.load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.scheduler.load_state_dict(ckpt["scheduler"])
-        self.scaler.load_state_dict(ckpt["scaler"])
-        if self.ema is not None:
-            self.ema.load_state_dict(ckpt["ema"])
-        self.best, self.bad_epochs = ckpt["best_fitness"], ckpt["bad_epochs"]
-        self.best_metrics = ckpt.get("best_metrics", {})
-        set_rng_state(ckpt["rng"])
-
-
 RESUME_FREE = ("epochs", "device", "workers", "resume", "name", "project", "exist_ok", "verbose", "monitor")
 
 
@@ -179,7 +146,7 @@ def _fresh_start(cfg: TrainConfig, run_dir: Path) -> TrainConfig:
                         "project": cfg.project}, origin=str(run_dir / "config.yaml"))
 
 
-def build_parts(cfg: TrainConfig, task, data, device: torch.device, steps_per_epoch: int,
+def build_parts(cfg: TrainConfig, task: Task, data: TaskData, device: torch.device, steps_per_epoch: int,
                 resume: dict[str, Any] | None, batch: int) -> Parts:
     """Model (its input size checked), optimiser, schedule, scaler, EMA; ``batch``: this process's batch."""
     model = task.build_model(cfg, data.meta)
@@ -208,7 +175,7 @@ def fixed_encoder(model: torch.nn.Module, cfg: TrainConfig, steps_per_epoch: int
     return list(model.encoder_parameters()), cfg.freeze_epochs * steps_per_epoch
 
 
-def fit(cfg: TrainConfig, task, on_epoch_end: Callable[[int, dict], None] | None = None) -> TrainResult:
+def fit(cfg: TrainConfig, task: Task, on_epoch_end: Callable[[int, dict], None] | None = None) -> TrainResult:
     """Train ``cfg.model`` on ``cfg.data`` for ``task`` (the task object: the engine imports no task);
     returns the run folder and best metrics. ``cnnkit.api.train_with`` finds the task by name."""
     cfg = replace(cfg, monitor=cfg.monitor or task.default_monitor)
@@ -231,7 +198,7 @@ def fit(cfg: TrainConfig, task, on_epoch_end: Callable[[int, dict], None] | None
         raise
     cfg = replace(cfg, monitor=cfg.monitor or task.default_monitor)  # a config.yaml written before it was set
     try:
-        return _fit_in(cfg, task, on_epoch_end, (info, device, run_dir), resume)
+        return _fit_in(cfg, task, on_epoch_end, Run(info, device, run_dir), resume)
     except Exception:
         # a run that failed before its first checkpoint leaves no folder (the next run keeps its name)
         if info.is_main and new_folder and run_dir.is_dir() and not (run_dir / "last.pt").exists():
@@ -239,16 +206,17 @@ def fit(cfg: TrainConfig, task, on_epoch_end: Callable[[int, dict], None] | None
         raise
 
 
-def _fit_in(cfg: TrainConfig, task, on_epoch_end: Callable[[int, dict], None] | None, where: tuple,
+def _fit_in(cfg: TrainConfig, task: Task, on_epoch_end: Callable[[int, dict], None] | None, run: Run,
             resume: dict[str, Any] | None) -> TrainResult:
     """``fit`` once the run folder and the resume point are known."""
-    info, device, run_dir = where
+    info, device, run_dir = run.info, run.device, run.folder
     if info.is_main:
         for stale in remove_stale_temporaries(run_dir):  # a killed writer's partial file
             LOGGER.info("removed %s, left by an interrupted write", stale)
     local_batch = max(1, cfg.batch // info.world_size)
     check_size_floor(cfg, local_batch, device)
-    data = task.build_data(cfg, meta=resume["meta"] if resume else None)
+    data = task.build_data(cfg, meta=ModelMeta.from_dict(resume["meta"], "last.pt") if resume else None)
+    assert data.train is not None  # build_data without a split: training
     train_loader = make_loader(data.train, local_batch, True, cfg, info, data.collate_fn)
     val_loader = make_loader(data.val, local_batch * 2, False, cfg, info, data.collate_fn)
     try:
@@ -257,9 +225,9 @@ def _fit_in(cfg: TrainConfig, task, on_epoch_end: Callable[[int, dict], None] | 
         if cfg.imgsz or resume:
             raise
         # the images' own size was chosen, and the model downsamples more: the nearest size it takes
-        LOGGER.info("the images are %d px, below %s's total stride; training at %d px", data.meta["imgsz"],
+        LOGGER.info("the images are %d px, below %s's total stride; training at %d px", data.meta.imgsz,
                     cfg.model, e.minimum)
-        return _fit_in(replace(cfg, imgsz=e.minimum), task, on_epoch_end, where, resume)
+        return _fit_in(replace(cfg, imgsz=e.minimum), task, on_epoch_end, run, resume)
     loss_fn, metrics = task.build_loss(cfg, data), task.build_metrics(data.meta, device)
     train_model = DistributedDataParallel(parts.model) if info.enabled else parts.model
     if cfg.compile:
@@ -269,12 +237,12 @@ def _fit_in(cfg: TrainConfig, task, on_epoch_end: Callable[[int, dict], None] | 
         run_dir.mkdir(parents=True, exist_ok=True)
         save_yaml(cfg, run_dir / "config.yaml")
     start_epoch = resume["epoch"] if resume else 0
-    log = RunLogger(run_dir, info.is_main, cfg.verbose, start_epoch)
+    log = run.log = RunLogger(run_dir, info.is_main, cfg.verbose, start_epoch)
     log.info(f"{cfg.task}: {cfg.model} on {cfg.data} ({len(data.train)} train / {len(data.val)} val images, "
-             f"{data.labels or str(data.meta['num_classes']) + ' classes'}, {data.meta['imgsz']} px) -> {run_dir}")
+             f"{data.labels or str(data.meta.num_classes) + ' classes'}, {data.meta.imgsz} px) -> {run_dir}")
     try:
-        epoch = run_epochs(cfg, task, data, parts, (train_model, train_loader, val_loader), (loss_fn, metrics),
-                           (info, device, run_dir, log), resume, on_epoch_end)
+        epoch = run_epochs(cfg, task, data, parts, Training(train_model, train_loader, val_loader, loss_fn, metrics),
+                           run, resume, on_epoch_end)
     except KeyboardInterrupt:
         if info.is_main:
             print(f"interrupted; continue with: cnnkit train {cfg.task} --resume --name {run_dir.name} --project "
@@ -286,7 +254,7 @@ def _fit_in(cfg: TrainConfig, task, on_epoch_end: Callable[[int, dict], None] | 
     if parts.best_report:
         log.info(parts.best_report)
     if data.test is not None and info.is_main:
-        test_once(parts, task, data, cfg, device, run_dir, log)
+        test_once(parts, task, data, cfg, run)
     best = parts.best_metrics
     log.info(f"best epoch {best.get('epoch')}: " + " ".join(f"{k}={v:.4f}" for k, v in best.items()
                                                         if k not in ("epoch", "lr", "time_s") and "img_s" not in k))
@@ -297,12 +265,12 @@ def _fit_in(cfg: TrainConfig, task, on_epoch_end: Callable[[int, dict], None] | 
     return TrainResult(run_dir, parts.best_metrics, epoch + 1, info.is_main)
 
 
-def run_epochs(cfg: TrainConfig, task, data, parts: Parts, models_loaders: tuple, loss_metrics: tuple,
-               where: tuple, resume: dict[str, Any] | None, on_epoch_end: Callable[[int, dict], None] | None) -> int:
+def run_epochs(cfg: TrainConfig, task: Task, data: TaskData, parts: Parts, training: Training, run: Run,
+               resume: dict[str, Any] | None, on_epoch_end: Callable[[int, dict], None] | None) -> int:
     """The epochs of ``fit``: train, validate, keep checkpoints, stop early; returns the last epoch index."""
-    train_model, train_loader, val_loader = models_loaders
-    loss_fn, metrics = loss_metrics
-    info, device, run_dir, log = where
+    train_model, train_loader, val_loader = training.model, training.train_loader, training.val_loader
+    loss_fn, metrics = training.loss_fn, training.metrics
+    info, device, run_dir, log = run.info, run.device, run.folder, run.logger
     start_epoch = resume["epoch"] if resume else 0
     elapsed0, t0, epoch = (resume or {}).get("elapsed_s", 0.0), time.perf_counter(), start_epoch
     warned: set[str] = set()
@@ -350,10 +318,11 @@ def save_mid_epoch(parts: Parts, cfg: TrainConfig, epoch: int, run_dir: Path, el
     save_checkpoint(state, run_dir / "last.pt")
 
 
-def test_once(parts: Parts, task, data, cfg: TrainConfig, device: torch.device, run_dir: Path, log: RunLogger
-              ) -> dict[str, float]:
-    """Score the test split once with best.pt's weights; reports go to ``run_dir/test``. The test set
+def test_once(parts: Parts, task: Task, data: TaskData, cfg: TrainConfig, run: Run) -> dict[str, float]:
+    """Score the test split once with best.pt's weights; reports go to ``<run folder>/test``. The test set
     takes no part in any choice (best epoch, early stop), so this is the run's untouched figure."""
+    device, run_dir, log = run.device, run.folder, run.logger
+    assert data.test is not None  # fit calls this only for data with a test split
     best = load_checkpoint(run_dir / "best.pt")
     parts.eval_model.load_state_dict(best["model"])
     loader = DataLoader(data.test, batch_size=max(1, cfg.batch), num_workers=cfg.workers, collate_fn=data.collate_fn)
@@ -375,7 +344,8 @@ def better(fitness: float, row: dict[str, Any], parts: Parts) -> bool:
     return loss is not None and best_loss is not None and loss < best_loss
 
 
-def end_epoch(parts: Parts, cfg: TrainConfig, row: dict[str, Any], run_dir: Path, is_main: bool, metrics) -> None:
+def end_epoch(parts: Parts, cfg: TrainConfig, row: dict[str, Any], run_dir: Path, is_main: bool,
+              metrics: Metrics) -> None:
     """Track the best epoch by ``cfg.monitor``; on rank 0 write last.pt and, when improved, best.pt
     and the task's reports from this epoch's evaluation (so nothing is evaluated twice)."""
     if cfg.monitor not in row:

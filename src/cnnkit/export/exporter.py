@@ -36,21 +36,19 @@ def export_metadata(model: Any, graph: torch.nn.Module, shape: list, fmt: str, h
     card = model.meta
     if not card.colours:
         card = card.replace(colours=tuple(map(tuple, default_colours(card.num_classes))))
-    meta = card.to_dict()
-    meta["extra"] = {k: v for k, v in meta["extra"].items() if k != "class_weights"}
+    values = card.replace(extra={k: v for k, v in card.extra.items() if k != "class_weights"}).to_dict()
     export = {"format": fmt, "input": {"name": "images", "dtype": "uint8", "layout": "NCHW", "shape": shape},
               "outputs": list(graph.outputs), "half": half, "source": source, "cnnkit_version": __version__}
-    return {"task": meta["task"], "classes": json.dumps(meta["classes"]), "colours": json.dumps(meta["colours"]),
+    return {"task": card.task, "classes": json.dumps(values["classes"]), "colours": json.dumps(values["colours"]),
             "input_size": json.dumps(shape[2:]), "cnnkit_version": __version__,
-            "cnnkit_meta": json.dumps(meta), "cnnkit_export": json.dumps(export),
+            "cnnkit_meta": json.dumps(values), "cnnkit_export": json.dumps(export),
             "cnnkit_config": json.dumps(model.checkpoint.get("config", {}))}
 
 
 def build_graph(model: Any, half: bool, weights: str | Path = "the checkpoint") -> torch.nn.Module:
     """The task's export graph around a loaded checkpoint's module (read from ``weights``)."""
     if model.task.graph is None:
-        hint = ("fine-tune a classify, segment, instance or detect model from it (--pretrained) and export that; "
-                "`cnnkit embed` gives its embeddings") if model.meta.task == "pretrain" else "use the checkpoint"
+        hint = getattr(model.task, "export_hint", "") or "use the checkpoint"  # the task may say what to do instead
         raise CnnkitError(f"{weights}: a {model.meta.task} model has no export graph and cannot be exported; "
                           f"{hint}")
     return model.task.graph(model.module, half).eval()

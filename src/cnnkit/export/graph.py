@@ -7,12 +7,12 @@ tensors back into what the task's metrics take, so that PyTorch and onnxruntime 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
+from cnnkit.meta import ModelMeta
 from cnnkit.models.wrapper import ImageModel
 
 
@@ -31,6 +31,6 @@ class ExportGraph(nn.Module):
         return self.model.normalize(images).to(self.dtype)
 
     @staticmethod
-    def metric_outputs(outputs: list[torch.Tensor], meta: Mapping[str, Any]) -> Any:
+    def metric_outputs(outputs: list[torch.Tensor], meta: ModelMeta) -> Any:
         """The exported outputs as the task's metrics take them."""
         raise NotImplementedError

@@ -7,7 +7,7 @@ from cnnkit.models import (  # noqa: F401  (registration)
     fastnet,
     segmentation,
     selfsup,
-    timm_models,
+    timm_family,
     torchvision_models,
 )
 from cnnkit.models.registry import accepts, create_model, get_entry, list_models, register_model

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from cnnkit.errors import CnnkitError, did_you_mean
+from cnnkit.models.features import FeaturesTrunk, Trunk
 from cnnkit.models.registry import register_model
 
 # name -> (block widths, convs per block, fully connected sizes, dropout)
@@ -54,6 +55,9 @@ class BasicCNN(nn.Module):
             width = size
         head += [nn.Dropout(dropout), nn.Linear(width, num_classes)]
         self.classifier = nn.Sequential(*head)
+
+    def cnnkit_trunk(self) -> Trunk:
+        return Trunk("basic_cnn", FeaturesTrunk(self.features))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.pool(self.features(x)))

@@ -27,7 +27,7 @@ from torchvision.ops import FrozenBatchNorm2d
 
 from cnnkit.errors import CnnkitError
 from cnnkit.models.detection import FixedScaleTransform
-from cnnkit.models.registry import register_model
+from cnnkit.models.registry import BOX_DETECTOR, MASK_DETECTOR, register_model
 from cnnkit.models.torchvision_models import adapt_in_chans, load_weights
 
 COCO_CLASSES = 91  # torchvision's COCO heads: 80 categories in 91 slots, background included
@@ -80,13 +80,13 @@ def build_coco_rcnn(masks: bool, num_classes: int, in_chans: int = 3, pretrained
     return model
 
 
-@register_model("maskrcnn_resnet50_fpn_coco", task="instance")
+@register_model("maskrcnn_resnet50_fpn_coco", kind=MASK_DETECTOR)
 def maskrcnn_resnet50_fpn_coco(num_classes: int = 1, in_chans: int = 3, pretrained: str = "", **kw) -> nn.Module:
     """Mask R-CNN in torchvision's layout (ResNet-50 + FPN, frozen BN): takes torchvision's COCO weights."""
     return build_coco_rcnn(True, num_classes, in_chans, pretrained, **kw)
 
 
-@register_model("fasterrcnn_resnet50_fpn_coco", task="detect")
+@register_model("fasterrcnn_resnet50_fpn_coco", kind=BOX_DETECTOR)
 def fasterrcnn_resnet50_fpn_coco(num_classes: int = 1, in_chans: int = 3, pretrained: str = "", **kw) -> nn.Module:
     """Faster R-CNN in torchvision's layout (ResNet-50 + FPN, frozen BN): takes torchvision's COCO weights."""
     return build_coco_rcnn(False, num_classes, in_chans, pretrained, **kw)

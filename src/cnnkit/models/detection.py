@@ -32,7 +32,8 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from torchvision.ops.poolers import initLevelMapper
 
 from cnnkit.models.encoders import build_encoder, norm_layer
-from cnnkit.models.registry import register_model
+from cnnkit.models.features import Trunk
+from cnnkit.models.registry import BOX_DETECTOR, MASK_DETECTOR, register_model
 
 # anchor side per pyramid level P2..P6 (pixels); COCO's default starts at 32, too large for nuclei
 DEFAULT_ANCHORS = (16, 32, 64, 128, 256)
@@ -50,6 +51,10 @@ class EncoderFPN(nn.Module):
         self.fpn = FeaturePyramidNetwork([encoder.out_channels[i] for i in self.levels], out_channels,
                                          extra_blocks=LastLevelMaxPool(), norm_layer=layer)
         self.out_channels = out_channels
+
+    def cnnkit_trunk(self) -> Trunk:
+        """The encoder under the feature pyramid."""
+        return self.encoder.cnnkit_trunk()
 
     def forward(self, x: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
         features = self.encoder(x)
@@ -138,7 +143,7 @@ def _register(arch: str, encoder: str, masks: bool, doc: str) -> None:
         return build_rcnn(encoder, num_classes, in_chans, masks, pretrained, **kw)
 
     builder.__doc__ = doc
-    register_model(f"{arch}_{encoder}", task="instance" if masks else "detect")(builder)
+    register_model(f"{arch}_{encoder}", kind=MASK_DETECTOR if masks else BOX_DETECTOR)(builder)
 
 
 for _enc in ("resnet18", "resnet34", "resnet50", "mobilenet_v3_large", "mobilenet_v3_small"):

@@ -17,6 +17,8 @@ from torchvision.ops import FrozenBatchNorm2d
 
 from cnnkit.errors import CnnkitError, did_you_mean
 from cnnkit.models.basic_cnn import conv_bn_relu
+from cnnkit.models.features import EncoderTrunk, FeaturesTrunk, ResNetTrunk, Trunk
+from cnnkit.models.timm_models import TimmEncoder
 from cnnkit.models.torchvision_models import build_torchvision
 
 # name -> (widths per stage, convs per stage); VGG16's layout is SegNet's encoder
@@ -52,6 +54,9 @@ class BasicEncoder(nn.Module):
             _dilate(self.stages[-1], 2)
             self.strides[-1] = 16
         self.output_stride = output_stride
+
+    def cnnkit_trunk(self) -> Trunk:
+        return Trunk("basic_encoder", EncoderTrunk(self))
 
     def forward_with_indices(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor], list]:
         features, indices, sizes = [], [], []
@@ -124,6 +129,11 @@ class ResNetEncoder(nn.Module):
             _dilate(self.layers[3], 2)
             self.strides[-1] = 16
 
+    def cnnkit_trunk(self) -> Trunk:
+        """Named as torchvision's ResNet, so that a classifier's trunk loads into this encoder and back."""
+        stem = self.stem
+        return Trunk("resnet", ResNetTrunk(stem[0], stem[1], stem[2], self.pool, list(self.layers)))
+
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         x = self.stem(x)
         features = [x]
@@ -143,6 +153,9 @@ class MobileNetV3Encoder(nn.Module):
         net = build_torchvision(arch, 1000, in_chans, pretrained, dilated=output_stride == 16, **_norm_kw(norm))
         self.features = net.features
         self.taps, self.out_channels, self.strides = self._find_taps(in_chans)
+
+    def cnnkit_trunk(self) -> Trunk:
+        return Trunk("mobilenet_v3", FeaturesTrunk(self.features))
 
     @torch.no_grad()
     def _find_taps(self, in_chans: int) -> tuple[list[int], list[int], list[int]]:
@@ -192,8 +205,6 @@ def build_encoder(name: str, in_chans: int, **kw) -> nn.Module:
     """An encoder by name (``ENCODERS``, or ``timm/<name>``: any timm network, cnnkit[timm]); ``kw``: pretrained,
     output_stride, norm, and the basic encoder's options."""
     if name.startswith("timm/"):
-        from cnnkit.models.timm_models import TimmEncoder
-
         return TimmEncoder(name[len("timm/"):], in_chans, **kw)
     if name not in ENCODERS:
         raise CnnkitError(f"unknown encoder '{name}'.{did_you_mean(name, ENCODERS)}")

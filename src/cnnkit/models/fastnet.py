@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from cnnkit.errors import CnnkitError
+from cnnkit.models.features import Trunk
 from cnnkit.models.registry import register_model
 
 ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU}
@@ -84,9 +85,27 @@ class FastNet(nn.Module):
         self.stem.weight.copy_(torch.cat([filters, -filters]).to(self.stem.weight))
         self.stem.bias.zero_()
 
+    def cnnkit_trunk(self) -> Trunk:
+        return Trunk("fastnet", FastTrunk(self))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.blocks(self.stem_act(self.stem(x)))
         return self.head(self.pool(x).flatten(1)) * self.logit_scale
+
+
+class FastTrunk(nn.Module):
+    """FastNet's whitening stem and conv blocks; ``init_from_data`` sets the stem as FastNet's does."""
+
+    def __init__(self, net: FastNet):
+        super().__init__()
+        self.stem, self.stem_act, self.blocks = net.stem, net.stem_act, net.blocks
+        self.whiten, self.stem_stride = net.whiten, net.stem_stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks(self.stem_act(self.stem(x)))
+
+    def init_from_data(self, images: torch.Tensor) -> None:
+        FastNet.init_from_data(self, images)  # type: ignore[arg-type]  # uses only stem, whiten, stem_stride
 
 
 def _register(name: str, widths: tuple[int, ...], doc: str) -> None:

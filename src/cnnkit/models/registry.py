@@ -1,4 +1,10 @@
-"""One small registry: ``@register_model`` adds a builder, ``create_model`` is the one entry point."""
+"""One small registry: ``@register_model`` adds a builder, ``create_model`` is the one entry point.
+
+A model is registered with its ``kind``, what its network outputs (``CLASSIFIER``: class logits; ``SEGMENTER``:
+per-pixel logits; ``MASK_DETECTOR`` / ``BOX_DETECTOR``: objects with or without masks; ``PRETRAINER``: a
+self-supervised network around another's trunk), never a task's name: a task says which kind it trains
+(``TaskSpec.model_kind``; a task of its own may register its models under its name as the kind).
+"""
 
 from __future__ import annotations
 
@@ -9,12 +15,15 @@ from torch import nn
 
 from cnnkit.errors import CnnkitError, did_you_mean
 
+CLASSIFIER, SEGMENTER, MASK_DETECTOR, BOX_DETECTOR, PRETRAINER = (
+    "classifier", "segmenter", "mask_detector", "box_detector", "pretrainer")
+
 
 @dataclass(frozen=True)
 class ModelEntry:
     name: str
     builder: Callable[..., nn.Module]
-    task: str
+    kind: str  # what the network outputs (CLASSIFIER, ...): the task whose model_kind it is trains it
     description: str
 
 
@@ -24,15 +33,15 @@ _FAMILIES: dict[str, Callable[[str], ModelEntry]] = {}
 _RESOLVED: dict[str, ModelEntry] = {}
 
 
-def register_model(name: str | None = None, *, task: str = "classify") -> Callable:
-    """Decorator: register ``builder(num_classes, in_chans, **kw) -> nn.Module`` under ``name``."""
+def register_model(name: str | None = None, *, kind: str = CLASSIFIER) -> Callable:
+    """Decorator: register ``builder(num_classes, in_chans, **kw) -> nn.Module`` under ``name``, of ``kind``."""
 
     def wrap(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         key = name or fn.__name__
         if key in _REGISTRY:
             raise ValueError(f"model '{key}' is already registered")
         doc = (fn.__doc__ or "").strip().splitlines()
-        _REGISTRY[key] = ModelEntry(key, fn, task, doc[0] if doc else "")
+        _REGISTRY[key] = ModelEntry(key, fn, kind, doc[0] if doc else "")
         return fn
 
     return wrap
@@ -46,8 +55,9 @@ def register_family(marker: str, resolve: Callable[[str], ModelEntry]) -> None:
     _FAMILIES[marker] = resolve
 
 
-def list_models(task: str | None = None) -> list[str]:
-    return sorted(k for k, e in _REGISTRY.items() if task is None or e.task == task)
+def list_models(kind: str | None = None) -> list[str]:
+    """The registered models (of ``kind``), by name; families resolved on demand (timm's) are not listed."""
+    return sorted(k for k, e in _REGISTRY.items() if kind is None or e.kind == kind)
 
 
 def get_entry(name: str) -> ModelEntry:

@@ -23,7 +23,8 @@ from cnnkit.models.decoders import (
     check_upsample,
 )
 from cnnkit.models.encoders import build_encoder
-from cnnkit.models.registry import register_model
+from cnnkit.models.features import Trunk
+from cnnkit.models.registry import SEGMENTER, register_model
 
 UNET_STRIDES = [2, 4, 8, 16, 32]  # the U-Net decoder doubles five times back to full size
 
@@ -36,6 +37,9 @@ class SegmentationModel(nn.Module):
     def __init__(self, encoder: nn.Module, decoder: nn.Module, head: nn.Module):
         super().__init__()
         self.encoder, self.decoder, self.head = encoder, decoder, head
+
+    def cnnkit_trunk(self) -> Trunk:
+        return self.encoder.cnnkit_trunk()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
@@ -118,7 +122,7 @@ def _register(arch: str, encoder_name: str, description: str) -> None:
         return build_segmentation_model(arch, encoder_name, num_classes, in_chans, pretrained, upsample, **kw)
 
     builder.__doc__ = f"{description}; {encoder_name} encoder."
-    register_model(f"{arch}_{encoder_name}", task="segment")(builder)
+    register_model(f"{arch}_{encoder_name}", kind=SEGMENTER)(builder)
 
 
 for _arch, (_builder, _stride, _encoders, _description) in ARCHITECTURES.items():

@@ -21,7 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnkit.errors import CnnkitError, did_you_mean
-from cnnkit.models.registry import create_model, register_model
+from cnnkit.models.features import Trunk
+from cnnkit.models.registry import PRETRAINER, create_model, register_model
 from cnnkit.models.trunk import trunk_channels, trunk_of
 
 # method -> (projector hidden width, projection width) for the joint-embedding methods
@@ -69,6 +70,9 @@ class PretrainNet(nn.Module):
         else:
             self.projector = projector(self.channels, *PROJECTORS[method])
 
+    def cnnkit_trunk(self) -> Trunk:
+        return Trunk(self.family, self.trunk)
+
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Images ``(N, C, H, W)`` -> embeddings ``(N, D)``: the trunk's output averaged over space."""
         return self.trunk(x).mean((2, 3))
@@ -108,7 +112,7 @@ class PretrainNet(nn.Module):
         return {"recon": recon, "target": x, "mask": mask}
 
 
-@register_model("selfsup", task="pretrain")
+@register_model("selfsup", kind=PRETRAINER)
 def selfsup(num_classes: int = 0, in_chans: int = 3, backbone: str = "basic_cnn", backbone_args: dict | None = None,
             method: str = "simclr", **kw: Any) -> nn.Module:
     """Self-supervised pretraining of any registered model's trunk (methods simclr, vicreg, mae)."""

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from cnnkit.errors import CnnkitError, did_you_mean, require
-from cnnkit.models.registry import ModelEntry, register_family
+from cnnkit.models.features import Trunk
 
 PREFIX = "timm/"
 
@@ -99,44 +99,9 @@ class TimmEncoder(nn.Module):
         self.out_channels = list(self.net.feature_info.channels())
         self.strides = list(self.net.feature_info.reduction())
 
+    def cnnkit_trunk(self) -> Trunk:
+        """Named as timm's classifier of the same network, where timm keeps the names."""
+        return Trunk(f"timm/{self.name}", TimmTrunk(self.net, deepest=True))
+
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         return list(self.net(x))
-
-
-def resolve(model: str) -> ModelEntry:
-    """``timm/<name>`` (classify) or ``<arch>_timm/<name>`` (segment) as a registry entry."""
-    arch, _, name = model.partition(PREFIX)
-    if not arch:
-        def classifier(num_classes: int = 10, in_chans: int = 3, pretrained: str = "", **kw: Any) -> nn.Module:
-            return timm_classifier(name, num_classes, in_chans, pretrained, **kw)
-
-        return ModelEntry(model, classifier, "classify", f"timm's {name} (pip install 'cnnkit[timm]').")
-    from cnnkit.models.segmentation import ARCHITECTURES, build_segmentation_model
-
-    arch = arch.rstrip("_")
-    if arch in ("maskrcnn", "fasterrcnn"):
-        return _detector(model, arch, name)
-    if arch not in ARCHITECTURES or arch == "segnet":  # SegNet needs its encoder's max-pooling indices
-        known = [a for a in ARCHITECTURES if a != "segnet"]
-        raise CnnkitError(f"unknown model '{model}': a timm encoder goes under {', '.join(known)} "
-                          f"(such as unet_timm/{name})")
-
-    def segmenter(num_classes: int = 2, in_chans: int = 3, pretrained: str = "", upsample: str = "transpose",
-                  **kw: Any) -> nn.Module:
-        return build_segmentation_model(arch, PREFIX + name, num_classes, in_chans, pretrained, upsample, **kw)
-
-    return ModelEntry(model, segmenter, "segment", f"{arch} on timm's {name} encoder.")
-
-
-def _detector(model: str, arch: str, name: str) -> ModelEntry:
-    from cnnkit.models.detection import build_rcnn
-
-    masks = arch == "maskrcnn"
-
-    def detector(num_classes: int = 1, in_chans: int = 3, pretrained: str = "", **kw: Any) -> nn.Module:
-        return build_rcnn(PREFIX + name, num_classes, in_chans, masks, pretrained, **kw)
-
-    return ModelEntry(model, detector, "instance" if masks else "detect", f"{arch} on timm's {name} encoder + FPN.")
-
-
-register_family(PREFIX, resolve)

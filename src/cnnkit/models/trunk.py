@@ -13,9 +13,8 @@ timm network (a classifier's and an encoder's layers share names where timm's ``
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torchvision
@@ -23,10 +22,8 @@ from torch import nn
 from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
 
 from cnnkit.errors import CnnkitError
-from cnnkit.models.basic_cnn import BasicCNN
-from cnnkit.models.encoders import BasicEncoder, MobileNetV3Encoder, ResNetEncoder
-from cnnkit.models.fastnet import FastNet
-from cnnkit.models.segmentation import SegmentationModel
+from cnnkit.models.features import EncoderTrunk, FeaturesTrunk, ResNetTrunk, Trunk  # noqa: F401 - re-exported
+from cnnkit.models.timm_models import TimmTrunk
 from cnnkit.models.torchvision_models import adapt_in_chans
 
 if TYPE_CHECKING:
@@ -36,105 +33,39 @@ if TYPE_CHECKING:
 OPTIONAL = ("running_mean", "running_var", "num_batches_tracked")
 
 
-class ResNetTrunk(nn.Module):
-    """conv1 -> bn1 -> relu -> maxpool -> layer1..4 of a torchvision ResNet or a ``ResNetEncoder``."""
-
-    def __init__(self, conv1: nn.Module, bn1: nn.Module, relu: nn.Module, maxpool: nn.Module, layers: list):
-        super().__init__()
-        self.conv1, self.bn1, self.relu, self.maxpool = conv1, bn1, relu, maxpool
-        self.layer1, self.layer2, self.layer3, self.layer4 = layers
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+def _torchvision_detector(net: GeneralizedRCNN) -> Trunk:
+    """A detector in torchvision's own layout (the COCO weights: ``body``), else cnnkit's encoder + FPN."""
+    if not hasattr(net.backbone, "body"):
+        return trunk_of(net.backbone)
+    body = net.backbone.body
+    layers = [body.layer1, body.layer2, body.layer3, body.layer4]
+    return Trunk("resnet", ResNetTrunk(body.conv1, body.bn1, body.relu, body.maxpool, layers))
 
 
-class FeaturesTrunk(nn.Module):
-    """A ``features`` sequence (MobileNetV3, EfficientNet, BasicCNN's conv blocks)."""
-
-    def __init__(self, features: nn.Module):
-        super().__init__()
-        self.features = features
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
-
-
-class EncoderTrunk(nn.Module):
-    """An encoder's deepest feature map."""
-
-    def __init__(self, encoder: nn.Module):
-        super().__init__()
-        self.encoder = encoder
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encoder(x)[-1]
-
-
-class FastTrunk(nn.Module):
-    """FastNet's whitening stem and conv blocks; ``init_from_data`` sets the stem as FastNet's does."""
-
-    def __init__(self, net: FastNet):
-        super().__init__()
-        self.stem, self.stem_act, self.blocks = net.stem, net.stem_act, net.blocks
-        self.whiten, self.stem_stride = net.whiten, net.stem_stride
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.blocks(self.stem_act(self.stem(x)))
-
-    def init_from_data(self, images: torch.Tensor) -> None:
-        FastNet.init_from_data(self, images)  # type: ignore[arg-type]  # uses only stem, whiten, stem_stride
-
-
-@dataclass
-class Trunk:
-    family: str  # models of one family share parameter names; shapes tell their sizes apart
-    module: nn.Module  # images (N, C, H, W) -> the deepest feature map (N, C', h, w)
-
-
-def _encoder_trunk(encoder: nn.Module) -> Trunk:
-    from cnnkit.models.timm_models import TimmEncoder, TimmTrunk
-
-    if isinstance(encoder, TimmEncoder):  # named as timm's classifier of the same network, where timm keeps them
-        return Trunk(f"timm/{encoder.name}", TimmTrunk(encoder.net, deepest=True))
-    if isinstance(encoder, ResNetEncoder):
-        stem = encoder.stem
-        return Trunk("resnet", ResNetTrunk(stem[0], stem[1], stem[2], encoder.pool, list(encoder.layers)))
-    if isinstance(encoder, MobileNetV3Encoder):
-        return Trunk("mobilenet_v3", FeaturesTrunk(encoder.features))
-    if isinstance(encoder, BasicEncoder):
-        return Trunk("basic_encoder", EncoderTrunk(encoder))
-    raise CnnkitError(f"{type(encoder).__name__}: an encoder cnnkit cannot take apart for pretraining")
+# networks of other libraries, which cannot say their trunk themselves: found by class
+FOREIGN: dict[type, Callable[[Any], Trunk]] = {
+    GeneralizedRCNN: _torchvision_detector,
+    torchvision.models.ResNet: lambda net: Trunk("resnet", ResNetTrunk(
+        net.conv1, net.bn1, net.relu, net.maxpool, [net.layer1, net.layer2, net.layer3, net.layer4])),
+    torchvision.models.MobileNetV3: lambda net: Trunk("mobilenet_v3", FeaturesTrunk(net.features)),
+    torchvision.models.EfficientNet: lambda net: Trunk("efficientnet", FeaturesTrunk(net.features)),
+}
 
 
 def trunk_of(net: nn.Module) -> Trunk:
-    """The trunk of a registered model's network (not the ``ImageModel`` around it); CnnkitError if none."""
-    if getattr(net, "cnnkit_timm_name", ""):  # timm/<name>
-        from cnnkit.models.timm_models import TimmTrunk
+    """The trunk of a registered model's network (not the ``ImageModel`` around it); CnnkitError if none.
 
+    cnnkit's networks and encoders say it (``cnnkit_trunk()``); timm's classifiers carry their name
+    (``cnnkit_timm_name``); torchvision's are known by class (``FOREIGN``)."""
+    own = getattr(net, "cnnkit_trunk", None)
+    if callable(own):
+        return own()
+    if getattr(net, "cnnkit_timm_name", ""):  # timm/<name>
         return Trunk(f"timm/{net.cnnkit_timm_name}", TimmTrunk(net))
-    if isinstance(net, SegmentationModel):
-        return _encoder_trunk(net.encoder)
-    if isinstance(net, GeneralizedRCNN) and hasattr(net.backbone, "body"):  # torchvision's layout (COCO weights)
-        body = net.backbone.body
-        layers = [body.layer1, body.layer2, body.layer3, body.layer4]
-        return Trunk("resnet", ResNetTrunk(body.conv1, body.bn1, body.relu, body.maxpool, layers))
-    if isinstance(net, GeneralizedRCNN):
-        return _encoder_trunk(net.backbone.encoder)
-    if isinstance(net, torchvision.models.ResNet):
-        layers = [net.layer1, net.layer2, net.layer3, net.layer4]
-        return Trunk("resnet", ResNetTrunk(net.conv1, net.bn1, net.relu, net.maxpool, layers))
-    if isinstance(net, torchvision.models.MobileNetV3):
-        return Trunk("mobilenet_v3", FeaturesTrunk(net.features))
-    if isinstance(net, torchvision.models.EfficientNet):
-        return Trunk("efficientnet", FeaturesTrunk(net.features))
-    if isinstance(net, BasicCNN):
-        return Trunk("basic_cnn", FeaturesTrunk(net.features))
-    if isinstance(net, FastNet):
-        return Trunk("fastnet", FastTrunk(net))
-    if hasattr(net, "trunk") and hasattr(net, "family"):  # a pretraining network (cnnkit.models.selfsup)
-        return Trunk(net.family, net.trunk)
-    return _encoder_trunk(net)
+    for kind, take in FOREIGN.items():
+        if isinstance(net, kind):
+            return take(net)
+    raise CnnkitError(f"{type(net).__name__}: a network cnnkit cannot take apart for pretraining")
 
 
 @torch.no_grad()
@@ -184,35 +115,6 @@ def load_trunk(net: nn.Module, state: Mapping[str, torch.Tensor], family: str, o
     return (f"{origin}: loaded the {family} encoder ({len(loaded)} tensors, {n_loaded / 1e6:.2f}M parameters"
             f"{adapted}); "
             f"the rest ({rest / 1e6:.2f}M parameters: decoder and heads) starts at random")
-
-
-def read_cnnkit_checkpoint(path: str) -> dict | None:
-    """A cnnkit checkpoint's contents (loaded with ``weights_only``), or None for any other weights file."""
-    from pathlib import Path
-
-    if not Path(path).is_file():
-        return None
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001 - not a checkpoint of ours; the caller's own loader says why
-        return None
-    return ckpt if isinstance(ckpt, dict) and "meta" in ckpt and isinstance(ckpt.get("model"), dict) else None
-
-
-def load_trunk_from(net: nn.Module, path: str, ckpt: dict) -> str:
-    """Start ``net``'s trunk from the trunk of the cnnkit checkpoint ``ckpt`` (read from ``path``): a pretrain
-    run's encoder, or any trained model's. Returns the line that says what was loaded."""
-    from cnnkit.meta import ModelMeta
-    from cnnkit.models.wrapper import build_image_model
-
-    meta = ModelMeta.from_dict(ckpt["meta"], origin=path)
-    source = build_image_model(meta)
-    try:
-        source.load_state_dict(ckpt["model"])
-    except RuntimeError as e:
-        raise CnnkitError(f"{path}: weights do not fit {meta.model} ({str(e).splitlines()[0]})") from None
-    trunk = trunk_of(source.net)
-    return load_trunk(net, trunk.module.state_dict(), trunk.family, path)
 
 
 def embed_images(model: nn.Module, images: list[Image.Image]) -> torch.Tensor:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -14,6 +15,7 @@ from cnnkit.errors import CnnkitError
 from cnnkit.log import LOGGER
 from cnnkit.meta import SCHEMA, ModelMeta
 from cnnkit.models.registry import create_model
+from cnnkit.models.trunk import load_trunk, trunk_channels, trunk_of
 
 
 class ImageModel(nn.Module):
@@ -41,16 +43,11 @@ class ImageModel(nn.Module):
     def encoder_parameters(self) -> list[nn.Parameter]:
         """The parameters of the network's encoder (its trunk: ``cnnkit.models.trunk``): what ``--pretrained``
         starts and ``--freeze-epochs`` holds fixed. CnnkitError for a network with no encoder to take apart."""
-        from cnnkit.models.trunk import trunk_of
-
         return list(trunk_of(self.net).module.parameters())
 
     def total_stride(self) -> int:
         """How many times the encoder shrinks each side (32 for a ResNet, 16 for DeepLabV3+): the smallest
         input side that leaves its deepest features a pixel. 1 for a network without an encoder cnnkit knows."""
-        from cnnkit.errors import CnnkitError
-        from cnnkit.models.trunk import trunk_channels, trunk_of
-
         try:
             trunk = trunk_of(self.net)
         except CnnkitError:
@@ -73,24 +70,47 @@ class ImageModel(nn.Module):
         return self.net(x, *args)
 
 
-def build_image_model(meta: Mapping[str, Any], pretrained: str = "") -> ImageModel:
-    """Build from ``meta`` (keys: model, model_args, num_classes, in_chans, mean, std, ...).
+def build_image_model(meta: ModelMeta | Mapping[str, Any], pretrained: str = "") -> ImageModel:
+    """Build the card's model (``meta.model`` with its ``model_args``, ``num_outputs``, ``in_chans``); a
+    card's dict (``ModelMeta.from_dict``) is taken too.
 
     ``pretrained``: torchvision weights (a state dict file, or 'torchvision') for the model's builder, or a
     cnnkit checkpoint whose encoder starts this model's (``cnnkit.models.trunk``; a pretrain run's, say).
     """
-    from cnnkit.models.trunk import load_trunk_from, read_cnnkit_checkpoint
-
-    kw = dict(meta.get("model_args", {}))
+    meta = ModelMeta.from_dict(meta)
+    kw = dict(meta.model_args)
     start = read_cnnkit_checkpoint(pretrained) if pretrained else None  # a cnnkit run: its encoder is taken
     if pretrained and start is None:
         kw["pretrained"] = pretrained
-    # a binary segmenter has one output (sigmoid) for its two classes
-    outputs = meta.get("num_outputs", meta["num_classes"])
-    net = create_model(meta["model"], num_classes=outputs, in_chans=meta["in_chans"], **kw)
+    # num_outputs: one per class, but a binary segmenter has one output (sigmoid) for its two classes
+    net = create_model(meta.model, num_classes=meta.num_outputs, in_chans=meta.in_chans, **kw)
     if start is not None:
         LOGGER.info(load_trunk_from(net, pretrained, start))
-    return ImageModel(net, {**meta, "cnnkit_version": __version__, "schema": SCHEMA})
+    return ImageModel(net, meta.replace(cnnkit_version=__version__, schema=SCHEMA))
+
+
+def read_cnnkit_checkpoint(path: str) -> dict | None:
+    """A cnnkit checkpoint's contents (loaded with ``weights_only``), or None for any other weights file."""
+    if not Path(path).is_file():
+        return None
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - not a checkpoint of ours; the caller's own loader says why
+        return None
+    return ckpt if isinstance(ckpt, dict) and "meta" in ckpt and isinstance(ckpt.get("model"), dict) else None
+
+
+def load_trunk_from(net: nn.Module, path: str, ckpt: dict) -> str:
+    """Start ``net``'s trunk from the trunk of the cnnkit checkpoint ``ckpt`` (read from ``path``): a pretrain
+    run's encoder, or any trained model's. Returns the line that says what was loaded."""
+    meta = ModelMeta.from_dict(ckpt["meta"], origin=path)
+    source = build_image_model(meta)
+    try:
+        source.load_state_dict(ckpt["model"])
+    except RuntimeError as e:
+        raise CnnkitError(f"{path}: weights do not fit {meta.model} ({str(e).splitlines()[0]})") from None
+    trunk = trunk_of(source.net)
+    return load_trunk(net, trunk.module.state_dict(), trunk.family, path)
 
 
 def _tensors(obj: Any) -> list[torch.Tensor]:

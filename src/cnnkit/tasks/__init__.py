@@ -13,8 +13,10 @@ from cnnkit.tasks.registry import (
     get_spec,
     get_task,
     get_view,
+    model_kind,
     register_task,
     task_names,
+    task_of_kind,
     unregister_task,
 )
 
@@ -24,5 +26,5 @@ register_task(instance.SPEC)
 register_task(instance.DETECT_SPEC)
 register_task(pretrain.SPEC)
 
-__all__ = ["TaskSpec", "get_layouts", "get_runner_class", "get_spec", "get_task", "get_view", "register_task",
-           "task_names", "unregister_task"]
+__all__ = ["TaskSpec", "get_layouts", "get_runner_class", "get_spec", "get_task", "get_view", "model_kind",
+           "register_task", "task_names", "task_of_kind", "unregister_task"]

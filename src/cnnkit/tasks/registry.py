@@ -42,6 +42,8 @@ class TaskSpec:
     defaults: Mapping[str, Any] = field(default_factory=dict)
     choices: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)  # narrower choices of config fields
     args: Mapping[str, Any] = field(default_factory=dict)  # the task's own constants (detect: masks=False)
+    # the kind of registered model it trains (cnnkit.models.registry: "classifier", "segmenter", ...); "" = its name
+    model_kind: str = ""
     # what to run after training, printed at the end of `cnnkit train`: {weights}, {data} and {model} are filled in
     next_steps: tuple[str, ...] = ("cnnkit val --weights {weights} --data {data}",
                                    "cnnkit predict --weights {weights} IMAGES...",
@@ -69,6 +71,17 @@ def unregister_task(name: str) -> None:
 
 def task_names() -> list[str]:
     return list(_SPECS)
+
+
+def model_kind(name: str) -> str:
+    """The kind of registered model task ``name`` trains (``cnnkit.models.registry``)."""
+    spec = get_spec(name)
+    return spec.model_kind or spec.name
+
+
+def task_of_kind(kind: str) -> str:
+    """The task that trains models of ``kind`` (the first registered), else the kind itself."""
+    return next((name for name in _SPECS if model_kind(name) == kind), kind)
 
 
 def get_spec(name: str) -> TaskSpec:

@@ -10,9 +10,16 @@ from pathlib import Path
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from cnnkit.meta import ModelMeta
 from cnnkit.tasks import get_task
 from cnnkit.tasks.instance.draw import write_results
 from tests.data.test_instance_data import crowd_coco
+
+
+def card(**extra) -> ModelMeta:
+    """A detector's card for the classes cell and dust, with the task's own ``extra`` values."""
+    return ModelMeta.card(task="detect", model="m", classes=["cell", "dust"], in_chans=3, mean=[0.5] * 3,
+                          std=[0.2] * 3, extra=extra)
 
 
 def records(root: Path, names: list[str]) -> list[dict]:
@@ -31,7 +38,7 @@ def test_results_carry_the_source_category_and_image_ids(tmp_path: Path, caplog)
                        "val_split": 0.34})
     data = get_task("detect").build_data(cfg)
     meta = data.meta  # the card training writes
-    assert meta["coco_category_ids"] == [3, 17] and meta["coco_files"] == [str(source.resolve())]
+    assert meta.value("coco_category_ids", []) == [3, 17] and meta.value("coco_files", []) == [str(source.resolve())]
     # crowd regions: never a training target; in evaluation, ground truth flagged iscrowd for COCOeval
     assert all(data.train[i][1]["iscrowd"].sum() == 0 for i in range(len(data.train)))
     assert all(data.val[i][1]["iscrowd"].tolist() == [0, 0, 1] for i in range(len(data.val)))
@@ -53,7 +60,7 @@ def test_results_carry_the_source_category_and_image_ids(tmp_path: Path, caplog)
 
 def test_images_not_in_the_source_are_numbered_after_its_ids(tmp_path: Path, caplog):
     source = crowd_coco(tmp_path / "d", images=2)
-    meta = {"classes": ["cell", "dust"], "coco_category_ids": [3, 17], "coco_files": [str(source)]}
+    meta = card(coco_category_ids=[3, 17], coco_files=[str(source)])
     caplog.set_level(logging.INFO, logger="cnnkit")
     (tmp_path / "other").mkdir()
     given = records(tmp_path / "d", ["1.png"]) + [{**records(tmp_path, ["x.png"])[0], "path": str(tmp_path / "x.png")}]
@@ -64,11 +71,10 @@ def test_images_not_in_the_source_are_numbered_after_its_ids(tmp_path: Path, cap
 
 def test_without_a_coco_source_ids_are_numbered_and_said(tmp_path: Path, caplog):
     caplog.set_level(logging.INFO, logger="cnnkit")
-    results = json.loads(write_results(records(tmp_path, ["a.png", "b.png"]), {"classes": ["cell", "dust"]},
-                                       tmp_path).read_text())
+    results = json.loads(write_results(records(tmp_path, ["a.png", "b.png"]), card(), tmp_path).read_text())
     assert {r["category_id"] for r in results} == {1, 2} and {r["image_id"] for r in results} == {1, 2}
     assert "image ids 1..2 number the images in the order of predictions.json" in caplog.text
-    gone = {"classes": ["cell", "dust"], "coco_category_ids": [3, 17], "coco_files": [str(tmp_path / "gone.json")]}
+    gone = card(coco_category_ids=[3, 17], coco_files=[str(tmp_path / "gone.json")])
     results = json.loads(write_results(records(tmp_path, ["a.png"]), gone, tmp_path).read_text())
     assert {r["category_id"] for r in results} == {3, 17} and {r["image_id"] for r in results} == {1}
     assert "could not be read here" in caplog.text

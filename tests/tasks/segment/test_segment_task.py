@@ -6,6 +6,7 @@ import torch
 from PIL import Image
 
 from cnnkit.data.masks import IGNORE
+from cnnkit.meta import ModelMeta
 from cnnkit.models import create_model
 from cnnkit.models.wrapper import ImageModel
 from cnnkit.tasks import get_task
@@ -117,12 +118,12 @@ def test_predict_returns_masks_at_the_original_size_and_writes_outputs(tmp_path)
 def test_index_masks_are_written_in_the_data_sets_own_values(tmp_path):
     meta = {**META, "values": [3, 7, 9]}
     pred = {"mask": np.array([[0, 1], [2, IGNORE]], np.uint8), "probs": None}
-    files = write_segment_outputs(Image.new("RGB", (2, 2)), pred, {**meta, "ignore_index": 11}, tmp_path, "v",
-                                  pictures=False)
+    files = write_segment_outputs(Image.new("RGB", (2, 2)), pred, ModelMeta.from_dict({**meta, "ignore_index": 11}),
+                                  tmp_path, "v", pictures=False)
     assert sorted(files) == ["mask"]
     assert np.asarray(Image.open(files["mask"])).tolist() == [[3, 7], [9, 11]]
     binary = write_segment_outputs(Image.new("RGB", (2, 2)), {"mask": np.array([[0, 1]], np.uint8)},
-                                   {**META, "binary": True}, tmp_path, "b", pictures=False)
+                                   ModelMeta.from_dict({**META, "binary": True}), tmp_path, "b", pictures=False)
     assert np.asarray(Image.open(binary["mask"])).tolist() == [[0, 255]]
 
 
@@ -154,7 +155,7 @@ def test_segment_resume_keeps_the_meta(tmp_path):
     resumed = cnnkit.train(**SEG_TINY, project=str(tmp_path), name="r", resume=True)
     assert resumed.epochs_run == 2
     meta = load_checkpoint(resumed.run_dir / "best.pt")["meta"]
-    assert meta["classes"][0] == "background" and meta["crop"] == [32, 32] and meta["task"] == "segment"
+    assert meta.classes[0] == "background" and meta.crop == (32, 32) and meta.task == "segment"
 
 
 def test_binary_training_and_prediction(tmp_path):
@@ -165,7 +166,8 @@ def test_binary_training_and_prediction(tmp_path):
     result = cnnkit.train(**{**SEG_TINY, "data": str(data), "binary": True, "val_split": 0.25,
                              "class_weights": "inverse", "loss": "focal"}, project=str(tmp_path))
     model = cnnkit.load(result.run_dir / "best.pt")
-    assert model.meta["binary"] and model.meta["num_outputs"] == 1 and len(model.meta["class_weights"]) == 2
+    assert model.meta.value("binary", False) and model.meta.num_outputs == 1
+    assert len(model.meta.value("class_weights", [])) == 2
     pred = model.predict(str(data / "images" / "000.png"), probs=True)[0]
     assert pred["mask"].shape == (32, 32) and set(np.unique(pred["mask"])) <= {0, 1}
     assert pred["probs"].shape == (1, 32, 32)

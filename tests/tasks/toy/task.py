@@ -14,6 +14,7 @@ from torch.utils.data import TensorDataset
 from cnnkit.data.images import image_to_array
 from cnnkit.engine.task import TaskData
 from cnnkit.export.graph import ExportGraph
+from cnnkit.meta import ModelMeta
 from cnnkit.models import register_model
 from cnnkit.models.wrapper import build_image_model
 from tests.tasks.toy import BrightnessOptions
@@ -22,7 +23,7 @@ from tests.tasks.toy.view import BrightnessView
 SIDE = 16
 
 
-@register_model("brightness_cnn", task="brightness")
+@register_model("brightness_cnn", kind="brightness")  # the toy task's own kind: its name (no model_kind)
 def brightness_cnn(num_classes: int = 1, in_chans: int = 1, **kw: Any) -> nn.Module:
     """Two convolutions and a linear head: one output per image."""
     return nn.Sequential(nn.Conv2d(in_chans, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
@@ -75,21 +76,21 @@ class BrightnessTask(BrightnessView):
     options = BrightnessOptions
     graph = BrightnessGraph
 
-    def build_data(self, cfg: Any, meta: Mapping[str, Any] | None = None, split: str | None = None) -> TaskData:
-        meta = dict(meta or {})
+    def build_data(self, cfg: Any, meta: ModelMeta | None = None, split: str | None = None) -> TaskData:
         n = int(cfg.data.partition(":")[2] or 256)
-        meta.setdefault("classes", ["brightness"])
-        meta.update(task=self.name, num_classes=1, in_chans=1, imgsz=SIDE, mean=[0.5], std=[0.25])
+        if meta is None:  # training: the task makes the card
+            meta = ModelMeta.card(task=self.name, model=cfg.model, classes=["brightness"], in_chans=1, imgsz=SIDE,
+                                  mean=[0.5], std=[0.25])
         train = None if split is not None else TensorDataset(*grey_images(n, cfg.seed))
         return TaskData(train, TensorDataset(*grey_images(max(n // 4, 8), cfg.seed + 1)), meta)
 
-    def build_model(self, cfg: Any, meta: Mapping[str, Any]) -> nn.Module:
-        return build_image_model({**meta, "model": cfg.model, "model_args": dict(cfg.model_args)})
+    def build_model(self, cfg: Any, meta: ModelMeta) -> nn.Module:
+        return build_image_model(meta.replace(model=cfg.model, model_args=dict(cfg.model_args)))
 
     def build_loss(self, cfg: Any, data: TaskData):
         return lambda outputs, targets: nn.functional.mse_loss(outputs.reshape(-1).sigmoid(), targets)
 
-    def build_metrics(self, meta: Mapping[str, Any], device: torch.device, options: Any = None) -> MAE:
+    def build_metrics(self, meta: ModelMeta, device: torch.device, options: Any = None) -> MAE:
         return MAE()
 
     def eval_forward(self, options: Any) -> None:

@@ -25,4 +25,4 @@ SPEC = TaskSpec(
     runner="cnnkit.tasks.classify.runner:ClassifyRunner", options=ClassifyOptions,
     config=("loss", "label_smoothing", "tta", "freeze_epochs"),
     defaults={"val_split": 0.2, "loss": "ce", "monitor": "top1"},
-    choices={"loss": ("", "ce")})
+    choices={"loss": ("", "ce")}, model_kind="classifier")

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 import torch
 
 from cnnkit.export.graph import ExportGraph
+from cnnkit.meta import ModelMeta
 
 
 class ClassifyGraph(ExportGraph):
@@ -19,5 +17,5 @@ class ClassifyGraph(ExportGraph):
         return self.model.net(self.net_input(images)).float().softmax(1)
 
     @staticmethod
-    def metric_outputs(outputs: list[torch.Tensor], meta: Mapping[str, Any]) -> torch.Tensor:
+    def metric_outputs(outputs: list[torch.Tensor], meta: ModelMeta) -> torch.Tensor:
         return outputs[0]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -18,6 +17,7 @@ from cnnkit.data.request import DataRequest
 from cnnkit.data.transforms import build_batch_transform, build_train_transform, channel_stats
 from cnnkit.engine.task import Task, TaskData
 from cnnkit.errors import CnnkitError
+from cnnkit.meta import ModelMeta
 from cnnkit.metrics.classification import ClassificationMetrics
 from cnnkit.models import accepts
 from cnnkit.models.wrapper import build_image_model
@@ -47,24 +47,23 @@ class ClassifyTask(ClassifyView):
         super().__init__(spec)
         self.default_monitor = spec.defaults["monitor"]
 
-    def build_data(self, cfg: TrainConfig, meta: Mapping[str, Any] | None = None, split: str | None = None
+    def build_data(self, cfg: TrainConfig, meta: ModelMeta | None = None, split: str | None = None
                    ) -> TaskData:
         """Training: infer classes, channels, size and normalisation; evaluation: take them from ``meta``."""
-        meta = dict(meta or {})
-        data = load_classify_data(DataRequest.from_config(cfg, meta, split), classes=meta.get("classes"),
-                                  layouts=get_layouts(self.name))
-        if "mean" not in meta:
-            assert data.train is not None  # a card without statistics: training, which reads the train split
+        data = load_classify_data(DataRequest.from_config(cfg, meta, split),
+                                  classes=list(meta.classes) if meta else None, layouts=get_layouts(self.name))
+        if meta is None:  # training: the card is made from the training split
+            assert data.train is not None
             if cfg.mean:
                 mean, std = given_stats(cfg, data.channels)
             elif data.train is not None and data.train.images is not None:
                 mean, std = channel_stats(data.train.images)
             else:
                 mean, std = self._streamed_stats(data)
-            meta.update(classes=data.classes, num_classes=len(data.classes), in_chans=data.channels,
-                        imgsz=data.imgsz, mean=mean, std=std, task=self.name, pixel_max=data.high,
-                        split=data.plan.to_meta() if data.plan else None,
-                        inputs=describe_inputs(_images_of(data.train), data.high))
+            meta = ModelMeta.card(task=self.name, model=cfg.model, classes=data.classes, in_chans=data.channels,
+                                  imgsz=data.imgsz, mean=mean, std=std, pixel_max=data.high,
+                                  split=data.plan.to_meta() if data.plan else None,
+                                  inputs=describe_inputs(_images_of(data.train), data.high))
         transform = build_train_transform(cfg.augment, data.imgsz, data.channels)
         train = None if data.train is None else ClassifyDataset(data.train, data.channels, data.imgsz, transform,
                                                                 data.high)
@@ -84,21 +83,20 @@ class ClassifyTask(ClassifyView):
         pick = np.random.default_rng(0).permutation(len(ds))[:500]
         return channel_stats(torch.stack([ds[int(i)][0] for i in pick]))
 
-    def build_model(self, cfg: TrainConfig, meta: Mapping[str, Any]) -> nn.Module:
+    def build_model(self, cfg: TrainConfig, meta: ModelMeta) -> nn.Module:
         model_args = dict(cfg.model_args)
         if accepts(cfg.model, "input_size"):  # models with a fixed-size head are built for the data's size
-            model_args.setdefault("input_size", meta["imgsz"])
-        meta = {**meta, "model": cfg.model, "model_args": model_args}
-        return build_image_model(meta, pretrained=cfg.pretrained)
+            model_args.setdefault("input_size", meta.imgsz)
+        return build_image_model(meta.replace(model=cfg.model, model_args=model_args), pretrained=cfg.pretrained)
 
     def build_loss(self, cfg: TrainConfig, data: TaskData):
         if cfg.loss not in ("", "ce"):
             raise CnnkitError(f"--loss {cfg.loss}: classify trains with cross-entropy (ce); drop --loss")
         return nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
 
-    def build_metrics(self, meta: Mapping[str, Any], device: torch.device, options: Any = None
+    def build_metrics(self, meta: ModelMeta, device: torch.device, options: Any = None
                       ) -> ClassificationMetrics:
-        return ClassificationMetrics(list(meta["classes"]), device)
+        return ClassificationMetrics(list(meta.classes), device)
 
     def eval_forward(self, options: ClassifyOptions):
         return self.tta_forward if options.tta else None

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from cnnkit.meta import ModelMeta
 from cnnkit.tasks.common import save_png
 
 
@@ -40,10 +41,22 @@ class ClassifyView:
         return {k: v for k, v in prediction.items() if k != "probs"}
 
     @staticmethod
+    def fields(prediction: dict) -> dict[str, Callable[[], Any]]:
+        """probs: every class's probability; scores and labels: the top k's."""
+        return {"probs": lambda: prediction.get("probs"),
+                "scores": lambda: np.array([t["score"] for t in prediction["topk"]], np.float32),
+                "labels": lambda: [t["class"] for t in prediction["topk"]]}
+
+    @staticmethod
+    def table(prediction: dict) -> dict[str, list]:
+        """The top-k classes: class, index, score."""
+        return {key: [t[key] for t in prediction["topk"]] for key in ("class", "index", "score")}
+
+    @staticmethod
     def describe(prediction: dict) -> str:
         return f"{prediction['class']} ({prediction['score']:.3f})"
 
-    def write_outputs(self, image: Image.Image, prediction: dict, meta: Mapping[str, Any], folder: Path, stem: str,
+    def write_outputs(self, image: Image.Image, prediction: dict, meta: ModelMeta, folder: Path, stem: str,
                       pictures: bool = True) -> dict[str, str]:
         """<stem>_pred.png: the image annotated with the top classes (unless ``pictures`` is off)."""
         if not pictures:
@@ -53,7 +66,7 @@ class ClassifyView:
         return {"image": str(path)}
 
     @staticmethod
-    def visualise(image: Image.Image, prediction: dict, meta: Mapping[str, Any]) -> Image.Image:
+    def visualise(image: Image.Image, prediction: dict, meta: ModelMeta) -> Image.Image:
         """The image (enlarged if small) with the top-k labels and probabilities written on it."""
         im = image.convert("RGB")
         if max(im.size) < 256:
@@ -67,5 +80,5 @@ class ClassifyView:
         return im
 
     @staticmethod
-    def write_results(records: list[dict], meta: Mapping[str, Any], folder: Path) -> None:
+    def write_results(records: list[dict], meta: ModelMeta, folder: Path) -> None:
         return None

@@ -45,7 +45,7 @@ def _spec(name: str, summary: str, masks: bool) -> TaskSpec:
                     # batches of 4 at 0.01, as the DSB2018 recipe: 64 images of 512 px took 14 GB in one step
                     defaults={"val_split": 0.1, "model": "maskrcnn_resnet18" if masks else "fasterrcnn_resnet18",
                               "monitor": "mask_ap" if masks else "box_ap", "batch": 4, "lr": 0.01},
-                    args={"masks": masks})
+                    args={"masks": masks}, model_kind="mask_detector" if masks else "box_detector")
 
 
 SPEC = _spec("instance", "a mask, box and class per object (COCO, YOLO-seg, instance maps)", masks=True)

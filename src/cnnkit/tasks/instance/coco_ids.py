@@ -9,27 +9,27 @@ user's own ground truth as they are. Anything else is numbered, and one log line
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from cnnkit.log import LOGGER
+from cnnkit.meta import ModelMeta
 
 READ_LIMIT = 300 * 2**20  # bytes: a bigger annotation file (COCO train2017's is 450 MB) is not read to predict
 RESULTS = "coco_results.json"
 
 
-def category_ids(meta: Mapping[str, Any]) -> list[int]:
+def category_ids(meta: ModelMeta) -> list[int]:
     """The category id of each class: its source COCO file's, else class index + 1."""
-    count = len(meta["classes"])
-    ids = list(meta.get("coco_category_ids") or [])
+    count = meta.num_classes
+    ids: list[int] = list(meta.value("coco_category_ids", []))
     return [int(i) for i in ids] if len(ids) == count else list(range(1, count + 1))
 
 
-def image_ids(records: list[dict], meta: Mapping[str, Any]) -> list[Any]:
+def image_ids(records: list[dict], meta: ModelMeta) -> list[Any]:
     """Each record's image id: its id in the model's source COCO files where one of them lists it,
     else numbered on from the highest id there (from 1 without such files); said in one log line."""
-    files = [Path(f) for f in meta.get("coco_files") or []]
+    files = [Path(f) for f in meta.value("coco_files", list[str]())]
     by_name, read, top = _index(files)
     ids: list[Any] = []
     used: set = set()

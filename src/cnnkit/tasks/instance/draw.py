@@ -3,16 +3,14 @@ score), instance-map PNGs and the COCO results JSON."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 from cnnkit.data.rle import decode_rle
 from cnnkit.files import atomic_write_bytes, json_bytes
-from cnnkit.meta import default_colours
+from cnnkit.meta import ModelMeta, default_colours
 from cnnkit.tasks.common import save_png
 from cnnkit.tasks.instance import coco_ids
 
@@ -30,7 +28,7 @@ def decode(inst: dict) -> np.ndarray | None:
     return decode_rle(inst["rle"])
 
 
-def overlay(image: Image.Image, instances: list[dict], meta: Mapping[str, Any], alpha: float = 0.45) -> Image.Image:
+def overlay(image: Image.Image, instances: list[dict], meta: ModelMeta, alpha: float = 0.45) -> Image.Image:
     """Masks blended in, boxes outlined, and '<class> <score>' above each box (highest scores first)."""
     base = np.asarray(image.convert("RGB"), dtype=np.float32)
     colours = instance_colours(len(instances))
@@ -63,7 +61,7 @@ def instance_map(instances: list[dict], size: tuple[int, int]) -> Image.Image:
     return Image.fromarray(ids.astype(np.uint8) if len(instances) <= 255 else ids)
 
 
-def write_instance_outputs(image: Image.Image, prediction: dict, meta: Mapping[str, Any], folder: Path, stem: str,
+def write_instance_outputs(image: Image.Image, prediction: dict, meta: ModelMeta, folder: Path, stem: str,
                            pictures: bool = True) -> dict[str, str]:
     """<stem>_instances.png (instance ids, with masks) always; <stem>_overlay.png unless ``pictures`` is off."""
     written = {}
@@ -77,7 +75,7 @@ def write_instance_outputs(image: Image.Image, prediction: dict, meta: Mapping[s
     return {k: str(v) for k, v in written.items()}
 
 
-def write_results(records: list[dict], meta: Mapping[str, Any], folder: Path) -> Path:
+def write_results(records: list[dict], meta: ModelMeta, folder: Path) -> Path:
     """coco_results.json: COCO's results format (image_id, category_id, bbox xywh, score, RLE
     segmentation), in the ids of the COCO file the model was trained on where it was (see coco_ids),
     and coco_images.json: the images and categories it refers to."""
@@ -93,7 +91,7 @@ def write_results(records: list[dict], meta: Mapping[str, Any], folder: Path) ->
             if "rle" in inst:
                 det["segmentation"] = inst["rle"]
             results.append(det)
-    categories = [{"id": i, "name": n} for i, n in zip(cat_ids, meta["classes"])]
+    categories = [{"id": i, "name": n} for i, n in zip(cat_ids, meta.classes)]
     path = folder / "coco_results.json"
     atomic_write_bytes(path, json_bytes(results))
     atomic_write_bytes(folder / "coco_images.json", json_bytes({"images": images, "categories": categories}))

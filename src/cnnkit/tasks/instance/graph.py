@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import torch
 
 from cnnkit.errors import CnnkitError
 from cnnkit.export.graph import ExportGraph
+from cnnkit.meta import ModelMeta
 from cnnkit.models.wrapper import ImageModel
 from cnnkit.tasks.instance.infer import PostProcess, run_detector
 
@@ -40,7 +40,7 @@ class DetectGraph(ExportGraph):
         return (*found, out["masks"][:, 0]) if self.masks else found
 
     @staticmethod
-    def metric_outputs(outputs: list[torch.Tensor], meta: Mapping[str, Any]) -> list[dict[str, Any]]:
+    def metric_outputs(outputs: list[torch.Tensor], meta: ModelMeta) -> list[dict[str, Any]]:
         keys = ("boxes", "labels", "scores", "masks")
         out = {k: torch.as_tensor(v) for k, v in zip(keys, outputs)}
         if "masks" in out:

@@ -3,7 +3,6 @@ predictor and visualiser for the engine. ``detect`` is the same task with boxes 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +20,7 @@ from cnnkit.data.request import DataRequest
 from cnnkit.engine.task import Task, TaskData
 from cnnkit.errors import CnnkitError
 from cnnkit.log import LOGGER
+from cnnkit.meta import ModelMeta
 from cnnkit.metrics.coco import COCOMetrics
 from cnnkit.models.wrapper import build_image_model
 from cnnkit.predictor import View
@@ -68,36 +68,36 @@ class InstanceTask(InstanceView):
         super().__init__(spec)
         self.default_monitor = spec.defaults["monitor"]
 
-    def build_data(self, cfg: TrainConfig, meta: Mapping[str, Any] | None = None, split: str | None = None
+    def build_data(self, cfg: TrainConfig, meta: ModelMeta | None = None, split: str | None = None
                    ) -> TaskData:
-        meta = dict(meta or {})
-        data = load_instance_data(DataRequest.from_config(cfg, meta, split), classes=meta.get("classes"),
-                                  layouts=get_layouts(self.name))
+        data = load_instance_data(DataRequest.from_config(cfg, meta, split),
+                                  classes=list(meta.classes) if meta else None, layouts=get_layouts(self.name))
         if self.masks and not any(item.objects.has_masks for item in (data.train or data.val)[:50]):
             raise CnnkitError(f"{cfg.data}: the annotations have boxes but no masks; train with --task detect")
-        if data.train is not None and "mean" not in meta and not any_objects(data.train):
+        if data.train is not None and meta is None and not any_objects(data.train):
             raise CnnkitError(f"{cfg.data}: no objects in the training images (every instance map is 0, or every "
                               "label list is empty): nothing to learn; check the annotations")
         boxes, first = boxes_without_masks((data.train or []) + data.val) if self.masks else (0, None)
         if boxes:
             LOGGER.warning("warning: %d object(s) have a box but no mask (e.g. in %s's labels); each box serves as "
                            "its object's mask", boxes, first)
-        max_size = meta.get("max_size", cfg.max_size)
-        if "mean" not in meta:
-            assert data.train is not None  # a card without statistics: training, which reads the train split
+        max_size = meta.max_size if meta else cfg.max_size
+        if meta is None:  # training: the card is made from the training split
+            assert data.train is not None
             crop = cfg.imgsz or DEFAULT_CROP
             mean, std = (given_stats(cfg, data.channels) if cfg.mean
                          else image_stats([i.image for i in data.train], data.channels, data.high))
             detections = int(cfg.model_args.get("detections", DEFAULT_DETECTIONS))
-            meta.update(task=self.name, classes=data.classes, num_classes=len(data.classes), in_chans=data.channels,
-                        imgsz=crop, crop=[crop, crop], max_size=max_size, mean=mean, std=std, detections=detections,
-                        layout=data.layout, pixel_max=data.high, split=data.plan.to_meta() if data.plan else None,
-                        inputs=describe_inputs([i.image for i in data.train], data.high))
+            extra: dict[str, Any] = {"detections": detections, "layout": data.layout}
             if data.category_ids:  # read from COCO files: coco_results.json is written in their ids
-                meta.update(coco_category_ids=data.category_ids, coco_files=data.coco_files)
+                extra.update(coco_category_ids=data.category_ids, coco_files=data.coco_files)
+            meta = ModelMeta.card(task=self.name, model=cfg.model, classes=data.classes, in_chans=data.channels,
+                                  imgsz=crop, crop=[crop, crop], max_size=max_size, mean=mean, std=std,
+                                  pixel_max=data.high, split=data.plan.to_meta() if data.plan else None,
+                                  inputs=describe_inputs([i.image for i in data.train], data.high), extra=extra)
         train = None
         if data.train is not None:
-            transform = InstanceTransform(cfg.augment, tuple(meta["crop"]), cfg.shift_augment)
+            transform = InstanceTransform(cfg.augment, (meta.crop[0], meta.crop[1]), cfg.shift_augment)
             train = InstanceDataset(data.train, data.channels, transform, max_size, drop_crowd=True, masks=self.masks,
                                     high=data.high)
         val = InstanceDataset(data.val, data.channels, None, max_size, masks=self.masks, high=data.high)
@@ -105,18 +105,18 @@ class InstanceTask(InstanceView):
                                                               masks=self.masks, high=data.high)
         return TaskData(train, val, meta, test=test, collate_fn=list_collate, train_forward=forward_with_targets)
 
-    def build_model(self, cfg: TrainConfig, meta: Mapping[str, Any]) -> nn.Module:
-        args = {"detections": meta["detections"], **dict(cfg.model_args)}
-        return build_image_model({**meta, "model": cfg.model, "model_args": args}, pretrained=cfg.pretrained)
+    def build_model(self, cfg: TrainConfig, meta: ModelMeta) -> nn.Module:
+        args = {"detections": meta.value("detections", DEFAULT_DETECTIONS), **dict(cfg.model_args)}
+        return build_image_model(meta.replace(model=cfg.model, model_args=args), pretrained=cfg.pretrained)
 
     def build_loss(self, cfg: TrainConfig, data: TaskData):
         if cfg.loss:
             raise CnnkitError(f"--loss {cfg.loss}: the {self.name} task uses its model's own losses; drop --loss")
         return detection_losses
 
-    def build_metrics(self, meta: Mapping[str, Any], device: torch.device, options: Any = None) -> COCOMetrics:
-        limit = (options.max_det if options is not None else 0) or meta.get("detections", DEFAULT_DETECTIONS)
-        return COCOMetrics(list(meta["classes"]), masks=self.masks, max_dets=limit)
+    def build_metrics(self, meta: ModelMeta, device: torch.device, options: Any = None) -> COCOMetrics:
+        limit = (options.max_det if options is not None else 0) or meta.value("detections", DEFAULT_DETECTIONS)
+        return COCOMetrics(list(meta.classes), masks=self.masks, max_dets=limit)
 
     def eval_forward(self, options: InstanceOptions):
         """With ``max_det``, the model returns up to that many objects (COCO's maxDets follows it)."""
@@ -142,7 +142,7 @@ class InstanceTask(InstanceView):
         """
         meta = model.meta
         # the model keeps its own limit; max_det cuts afterwards, where a cut can be counted and said
-        own = int(meta.get("detections", DEFAULT_DETECTIONS))
+        own = meta.value("detections", DEFAULT_DETECTIONS)
         post = PostProcess(options.score_thresh, options.nms_thresh, max(options.max_det, own))
         out, capped = [], 0
         for pil in images:

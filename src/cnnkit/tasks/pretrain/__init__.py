@@ -20,5 +20,6 @@ SPEC = TaskSpec(
     defaults={"model": "fastnet_small", "val_split": 0.05, "monitor": "val_loss", "method": "simclr",
               "optimizer": "adamw", "lr": 1e-3, "weight_decay": 1e-5, "schedule": "cosine", "batch": 128},
     args={"any_model": True},  # the trunk of a model of any task is pretrained
+    model_kind="pretrainer",  # the network it trains (selfsup) around that trunk
     next_steps=("cnnkit embed --weights {weights} {data} --clusters 10 --map tsne",
                 "cnnkit train classify --data LABELLED_FOLDER --model {model} --pretrained {weights}"))

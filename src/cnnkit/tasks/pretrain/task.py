@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,6 +31,7 @@ from cnnkit.data.unlabelled import (
 from cnnkit.engine.task import Task, TaskData
 from cnnkit.errors import CnnkitError
 from cnnkit.log import LOGGER
+from cnnkit.meta import ModelMeta
 from cnnkit.metrics.embedding import EmbeddingMetrics
 from cnnkit.models import accepts
 from cnnkit.models.trunk import embed_images
@@ -54,33 +55,36 @@ def method_views(method: str, channels: int, size: int) -> tuple[Any, int]:
 
 class PretrainTask(EmbeddingView):
     graph = None  # not exported: an encoder is used through its embeddings or fine-tuned
+    export_hint = ("fine-tune a classify, segment, instance or detect model from it (--pretrained) and export that; "
+                   "`cnnkit embed` gives its embeddings")
     options = NoOptions
 
     def __init__(self, spec: Any):
         super().__init__(spec)
         self.default_monitor = spec.defaults["monitor"]
 
-    def build_data(self, cfg: TrainConfig, meta: Mapping[str, Any] | None = None, split: str | None = None
+    def build_data(self, cfg: TrainConfig, meta: ModelMeta | None = None, split: str | None = None
                    ) -> TaskData:
         """Training: every image of ``cfg.data`` (labels ignored), a held-out part or ``cfg.val`` (labelled) to
         validate; evaluation: ``cfg.data`` as labelled images, scored by k-NN on the embedding."""
-        meta = dict(meta or {})
-        method = meta.get("method", cfg.method)
+        method = meta.value("method", cfg.method) if meta else cfg.method
         if split is not None:
-            views, n = method_views(method, meta["in_chans"], meta["imgsz"])
+            assert meta is not None  # evaluation scores a model, whose card this is
+            views, n = method_views(method, meta.in_chans, meta.imgsz)
             return TaskData(None, self.labelled(cfg.data, meta, views, n, split), meta)
         found = read_with(get_layouts(self.name), cfg.data, READER, seed=cfg.seed).extra["unlabelled"]
         if isinstance(found.items, np.ndarray):
             channels, high = found.items.shape[-1], 0.0
         else:
             channels, high = probe_channels(found.items), probe_high(found.items)
-        channels, high = meta.get("in_chans", channels), meta.get("pixel_max", high)
-        size = meta.get("imgsz") or cfg.imgsz or native_side(found)
+        if meta is not None:  # resumed: the card's
+            channels, high = meta.in_chans, meta.pixel_max
+        size = (meta.imgsz if meta else 0) or cfg.imgsz or native_side(found)
         images, files = load_images(found, channels, size, cfg.cache, cfg.skip_bad, high)
-        if "mean" not in meta:
-            meta.update(task=self.name, classes=NO_LABELS, num_classes=1, in_chans=channels, imgsz=size,
-                        pixel_max=high, method=method, backbone=cfg.model,
-                        **dict(zip(("mean", "std"), self.stats(cfg, images, channels, size))))
+        if meta is None:  # training: the card is made from the images
+            mean, std = self.stats(cfg, images, channels, size)
+            meta = ModelMeta.card(task=self.name, model=cfg.model, classes=NO_LABELS, in_chans=channels, imgsz=size,
+                                  pixel_max=high, mean=mean, std=std, extra={"method": method, "backbone": cfg.model})
         views, n = method_views(method, channels, size)
         request = DataRequest.from_config(cfg, meta)
         if cfg.val:
@@ -116,31 +120,30 @@ class PretrainTask(EmbeddingView):
         return channel_stats(torch.stack([sample.image(int(i)) for i in pick]))
 
     @staticmethod
-    def labelled(source: str, meta: Mapping[str, Any], views: Any, n: int, split: str) -> ViewsDataset:
+    def labelled(source: str, meta: ModelMeta, views: Any, n: int, split: str) -> ViewsDataset:
         """Labelled images (any classification layout) as plain image + views, with their labels; the split
         to score is chosen by the classify reader's defaults (20% held out, seed 0), not the run's."""
-        request = DataRequest(source, split=split, imgsz=meta["imgsz"], channels=meta["in_chans"],
-                              high=meta.get("pixel_max"))
+        request = DataRequest(source, split=split, imgsz=meta.imgsz, channels=meta.in_chans, high=meta.pixel_max)
         data = load_classify_data(request)
         items = data.val.images if data.val.images is not None else data.val.paths
-        return ViewsDataset(items, meta["in_chans"], meta["imgsz"], views, n, plain=True, labels=data.val.labels,
+        return ViewsDataset(items, meta.in_chans, meta.imgsz, views, n, plain=True, labels=data.val.labels,
                             high=data.high)
 
-    def build_model(self, cfg: TrainConfig, meta: Mapping[str, Any]) -> nn.Module:
+    def build_model(self, cfg: TrainConfig, meta: ModelMeta) -> nn.Module:
         backbone_args = dict(cfg.model_args)
         if accepts(cfg.model, "input_size"):
-            backbone_args.setdefault("input_size", meta["imgsz"])
-        args: dict[str, Any] = {"backbone": meta.get("backbone", cfg.model), "backbone_args": backbone_args,
-                                "method": meta.get("method", cfg.method)}
-        return build_image_model({**meta, "model": "selfsup", "model_args": args}, pretrained=cfg.pretrained)
+            backbone_args.setdefault("input_size", meta.imgsz)
+        args: dict[str, Any] = {"backbone": meta.value("backbone", cfg.model), "backbone_args": backbone_args,
+                                "method": meta.value("method", cfg.method)}
+        return build_image_model(meta.replace(model="selfsup", model_args=args), pretrained=cfg.pretrained)
 
     def build_loss(self, cfg: TrainConfig, data: TaskData) -> PretrainLoss:
         if cfg.loss:
             raise CnnkitError(f"--loss {cfg.loss}: pretraining's loss is its method's; choose --method instead")
-        return PretrainLoss(data.meta.get("method", cfg.method))
+        return PretrainLoss(data.meta.value("method", cfg.method))
 
-    def build_metrics(self, meta: Mapping[str, Any], device: torch.device, options: Any = None) -> EmbeddingMetrics:
-        return EmbeddingMetrics(method=meta.get("method", ""))
+    def build_metrics(self, meta: ModelMeta, device: torch.device, options: Any = None) -> EmbeddingMetrics:
+        return EmbeddingMetrics(method=meta.value("method", ""))
 
     def eval_forward(self, options: Any) -> None:
         return None

@@ -43,4 +43,4 @@ SPEC = TaskSpec(
     config=("loss", "class_weights", "ignore_index", "binary", "classes_file", "max_size", "tta",
             "freeze_epochs"),
     defaults={"val_split": 0.2, "loss": "ce", "model": "unet_basic", "monitor": "miou"},
-    choices={"loss": ("", "ce", "dice", "focal", "ce+dice")})
+    choices={"loss": ("", "ce", "dice", "focal", "ce+dice")}, model_kind="segmenter")

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 from cnnkit.data.masks import IGNORE
+from cnnkit.meta import ModelMeta
 from cnnkit.tasks.common import save_png
 
 
@@ -22,16 +21,16 @@ def colour_lut(colours: list) -> np.ndarray:
     return lut
 
 
-def colour_mask(ids: np.ndarray, meta: Mapping[str, Any]) -> Image.Image:
-    return Image.fromarray(colour_lut(meta["colours"])[ids])
+def colour_mask(ids: np.ndarray, meta: ModelMeta) -> Image.Image:
+    return Image.fromarray(colour_lut(list(meta.colours))[ids])
 
 
-def overlay(image: Image.Image, ids: np.ndarray, meta: Mapping[str, Any], alpha: float = 0.5) -> Image.Image:
+def overlay(image: Image.Image, ids: np.ndarray, meta: ModelMeta, alpha: float = 0.5) -> Image.Image:
     """The image with each class's colour blended in (not over 'background'), and a legend of the
     classes present, largest first."""
     base = np.asarray(image.convert("RGB"), dtype=np.float32)
-    colours = colour_lut(meta["colours"])[ids].astype(np.float32)
-    names = meta["classes"]
+    colours = colour_lut(list(meta.colours))[ids].astype(np.float32)
+    names = list(meta.classes)
     blend = np.ones(ids.shape, bool)
     if names and names[0].lower() in ("background", "bg", "_background_"):
         blend &= ids != 0
@@ -46,31 +45,32 @@ def overlay(image: Image.Image, ids: np.ndarray, meta: Mapping[str, Any], alpha:
     draw = ImageDraw.Draw(picture)
     for row, cid in enumerate(present):
         y = 4 + 13 * row
-        draw.rectangle([4, y, 14, y + 10], fill=tuple(int(c) for c in meta["colours"][cid]), outline=(255, 255, 255))
+        draw.rectangle([4, y, 14, y + 10], fill=tuple(int(c) for c in meta.colours[cid]), outline=(255, 255, 255))
         draw.text((18, y - 1), f"{names[cid]} {counts[cid] / ids.size:.0%}", fill=(255, 255, 255),
                   stroke_width=1, stroke_fill=(0, 0, 0))
     return picture
 
 
-def index_mask_image(ids: np.ndarray, meta: Mapping[str, Any]) -> Image.Image:
+def index_mask_image(ids: np.ndarray, meta: ModelMeta) -> Image.Image:
     """Class ids written back in the data set's own values: a palette PNG (values = indices, as VOC),
     16-bit for values above 255, and 0/255 for binary masks."""
-    if meta.get("binary"):
+    if meta.value("binary", False):
         return Image.fromarray(np.where(ids == 1, 255, 0).astype(np.uint8), "L")
-    values = np.asarray(meta["values"] + [0] * (256 - len(meta["values"])), dtype=np.int64)
-    values[IGNORE] = meta["ignore_index"]
+    own = list(meta.value("values", list(range(meta.num_classes))))
+    values = np.asarray(own + [0] * (256 - len(own)), dtype=np.int64)
+    values[IGNORE] = meta.value("ignore_index", 255)
     raw = values[ids]
     if raw.max(initial=0) > 255:
         return Image.fromarray(raw.astype(np.uint16))
     picture = Image.fromarray(raw.astype(np.uint8), "P")
     palette = np.zeros((256, 3), np.uint8)
-    for value, colour in zip(meta["values"], meta["colours"]):
+    for value, colour in zip(own, meta.colours):
         palette[value] = colour
     picture.putpalette(palette.ravel().tolist())
     return picture
 
 
-def write_segment_outputs(image: Image.Image, prediction: dict, meta: Mapping[str, Any], folder: Path, stem: str,
+def write_segment_outputs(image: Image.Image, prediction: dict, meta: ModelMeta, folder: Path, stem: str,
                           pictures: bool = True) -> dict[str, str]:
     """<stem>_mask.png always; <stem>_color.png and <stem>_overlay.png unless ``pictures`` is off;
     <stem>_probs.npy (float16, (K, H, W)) when the prediction holds probabilities."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -27,6 +26,7 @@ from cnnkit.data.segment import (
 from cnnkit.data.transforms import SegmentTransform
 from cnnkit.engine.task import Task, TaskData
 from cnnkit.log import LOGGER
+from cnnkit.meta import ModelMeta
 from cnnkit.metrics.segmentation import SegmentationMetrics
 from cnnkit.models.wrapper import build_image_model
 from cnnkit.predictor import View
@@ -49,27 +49,29 @@ class SegmentTask(SegmentView):
         super().__init__(spec)
         self.default_monitor = spec.defaults["monitor"]
 
-    def build_data(self, cfg: TrainConfig, meta: Mapping[str, Any] | None = None, split: str | None = None
+    def build_data(self, cfg: TrainConfig, meta: ModelMeta | None = None, split: str | None = None
                    ) -> TaskData:
         """Training: find classes, channels, crop size, normalisation and class weights; evaluation:
         take them from ``meta`` (a checkpoint's)."""
-        meta = dict(meta or {})
         request = DataRequest.from_config(cfg, meta, split)
         max_size = request.max_size
         data = load_segment_data(request, classes_file=cfg.classes_file, ignore_index=cfg.ignore_index,
                                  binary=cfg.binary, meta=meta, layouts=get_layouts(self.name))
-        if "mean" not in meta:
-            assert data.train is not None  # a card without statistics: training, which reads the train split
+        if meta is None:  # training: the card is made from the training split
+            assert data.train is not None
             crop = _crop_size(cfg.imgsz, data.train.images, max_size)
             mean, std = (given_stats(cfg, data.channels) if cfg.mean
                          else image_stats(data.train.images, data.channels, data.high))
             assert data.class_stats is not None  # counted on every training split
             weights = class_weights(cfg.class_weights, *data.class_stats)
-            meta.update(task=self.name, **data.spec.to_meta(), num_classes=len(data.spec.names),
-                        num_outputs=1 if data.spec.binary else len(data.spec.names), in_chans=data.channels,
-                        imgsz=max(crop), crop=list(crop), max_size=max_size, mean=mean, std=std,
-                        class_weights=weights, pixel_max=data.high, split=data.plan.to_meta() if data.plan else None,
-                        inputs=describe_inputs(data.train.paths or data.train.images, data.high))
+            spec = data.spec.to_meta()
+            meta = ModelMeta.card(task=self.name, model=cfg.model, classes=spec.pop("classes"),
+                                  colours=spec.pop("colours"), num_outputs=1 if data.spec.binary else 0,
+                                  in_chans=data.channels, imgsz=max(crop), crop=list(crop), max_size=max_size,
+                                  mean=mean, std=std, pixel_max=data.high,
+                                  split=data.plan.to_meta() if data.plan else None,
+                                  inputs=describe_inputs(data.train.paths or data.train.images, data.high),
+                                  extra={**spec, "class_weights": weights})
             if weights is not None:
                 LOGGER.info("class weights (%s): %s", cfg.class_weights, " ".join(f"{w:.3f}" for w in weights))
         # evaluation alone compares with full-size masks (logits resized per image); training validates at
@@ -80,7 +82,7 @@ class SegmentTask(SegmentView):
                         "is at that scale; `cnnkit val` and predictions are at each image's full size", max_size)
         train = None
         if data.train is not None:
-            transform = SegmentTransform(cfg.augment, tuple(meta["crop"]), channels=data.channels)
+            transform = SegmentTransform(cfg.augment, (meta.crop[0], meta.crop[1]), channels=data.channels)
             train = SegmentDataset(data.train.images, data.train.masks, data.spec, data.channels, max_size, transform,
                                    high=data.high)
         val = SegmentDataset(data.val.images, data.val.masks, data.spec, data.channels, max_size,
@@ -89,16 +91,16 @@ class SegmentTask(SegmentView):
                                                              data.channels, max_size, high=data.high)
         return TaskData(train, val, meta, test=test, collate_fn=full_res_collate if full_res else pad_collate)
 
-    def build_model(self, cfg: TrainConfig, meta: Mapping[str, Any]) -> nn.Module:
-        return build_image_model({**meta, "model": cfg.model, "model_args": dict(cfg.model_args)},
+    def build_model(self, cfg: TrainConfig, meta: ModelMeta) -> nn.Module:
+        return build_image_model(meta.replace(model=cfg.model, model_args=dict(cfg.model_args)),
                                  pretrained=cfg.pretrained)
 
     def build_loss(self, cfg: TrainConfig, data: TaskData) -> nn.Module:
-        return SegmentationLoss(cfg.loss or "ce", data.meta.get("class_weights"))
+        return SegmentationLoss(cfg.loss or "ce", data.meta.value("class_weights", []) or None)
 
-    def build_metrics(self, meta: Mapping[str, Any], device: torch.device, options: Any = None
+    def build_metrics(self, meta: ModelMeta, device: torch.device, options: Any = None
                       ) -> SegmentationMetrics:
-        return SegmentationMetrics(list(meta["classes"]), device)
+        return SegmentationMetrics(list(meta.classes), device)
 
     def eval_forward(self, options: SegmentOptions):
         return self.tta_forward if options.tta else None

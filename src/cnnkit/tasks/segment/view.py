@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from cnnkit.meta import ModelMeta
 from cnnkit.tasks.segment import draw
 
 
@@ -22,8 +23,20 @@ def class_areas(ids: np.ndarray, classes: list[str]) -> dict[str, float]:
 class SegmentView:
     """Class maps: areas, console lines, CSV rows, the overlay, the index and colour masks."""
 
+    field_notes = {"probs": "exported segmenters keep none: use the checkpoint"}
+
     def __init__(self, spec: Any):
         self.name = spec.name
+
+    @staticmethod
+    def fields(prediction: dict) -> dict[str, Callable[[], Any]]:
+        """mask: the class index of every pixel; probs (checkpoints with ``probs=True``): ``(K, H, W)``."""
+        return {"mask": lambda: prediction.get("mask"), "probs": lambda: prediction.get("probs")}
+
+    @staticmethod
+    def table(prediction: dict) -> dict[str, list]:
+        """Each class's share of the pixels."""
+        return {"class": list(prediction["areas"]), "area": list(prediction["areas"].values())}
 
     @staticmethod
     def record(prediction: dict) -> dict:
@@ -39,14 +52,14 @@ class SegmentView:
         return {"areas": ";".join(f"{name}:{area:.4f}" for name, area in prediction["areas"].items())}
 
     @staticmethod
-    def visualise(image: Image.Image, prediction: dict, meta: Mapping[str, Any]) -> Image.Image:
+    def visualise(image: Image.Image, prediction: dict, meta: ModelMeta) -> Image.Image:
         return draw.overlay(image, prediction["mask"], meta)
 
     @staticmethod
-    def write_outputs(image: Image.Image, prediction: dict, meta: Mapping[str, Any], folder: Path, stem: str,
+    def write_outputs(image: Image.Image, prediction: dict, meta: ModelMeta, folder: Path, stem: str,
                       pictures: bool = True) -> dict[str, str]:
         return draw.write_segment_outputs(image, prediction, meta, folder, stem, pictures)
 
     @staticmethod
-    def write_results(records: list[dict], meta: Mapping[str, Any], folder: Path) -> None:
+    def write_results(records: list[dict], meta: ModelMeta, folder: Path) -> None:
         return None
