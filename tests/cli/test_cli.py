@@ -69,8 +69,10 @@ def test_help_shows_examples(capsys):
     (["train", "classify", "--data", "shapes", "--model", "resnt18"], "Did you mean 'resnet18'"),
     (["train", "classify", "--data", "shapes", "--resume", "--project", "PROJECT"], "nothing to resume"),
     (["train", "segmentt", "--data", "shapes"], "unknown task 'segmentt'"),
-    (["train", "classify", "--data", "shapes", "--binary"], "--binary: the classify task does not take it"),
-    (["train", "instance", "--data", "shapes", "--loss", "ce"], "only classify and segment take it"),
+    (["train", "classify", "--data", "shapes", "--binary"], "--binary is an option of segment, not classify"),
+    (["train", "instance", "--data", "shapes", "--loss", "ce"], "--loss is an option of classify and segment, not "
+                                                                 "instance"),
+    (["train", "pretrain", "--data", "shapes", "--augment", "strong"], "--augment is an option of"),
     (["train", "segment", "--resume", "--name", "nothere", "--project", "PROJECT"], "holds no last.pt"),
     (["val", "--weights", "missing.pt", "--data", "shapes"], "missing.pt: checkpoint not found"),
     (["predict", "--weights", "missing.pt", "x.png"], "missing.pt: checkpoint not found"),

@@ -13,7 +13,7 @@ from typing import Any
 
 from cnnkit import __version__
 from cnnkit.cli.embed import add_embed_parser
-from cnnkit.config import TASK_FIELDS, config_fields, default_of
+from cnnkit.config import config_fields, default_of
 from cnnkit.data.images import DEFAULT_MAX_PIXELS
 from cnnkit.errors import CnnkitError
 from cnnkit.options import OptionInfo, option_infos
@@ -120,57 +120,88 @@ def bounded(kind: type, low: float | None = None, high: float | None = None, abo
 
 
 def _add_config_flags(parser: argparse.ArgumentParser, spec: TaskSpec) -> None:
-    """One flag per TrainConfig field that ``spec``'s task takes (the common ones and its own), defaulting
-    to 'not given' so that YAML and defaults stay below it; help shows the task's real default."""
+    """One flag per common TrainConfig field and per option of ``spec``'s task, defaulting to 'not given' so that
+    YAML and defaults stay below it; help shows the task's real default. Other tasks' options are parsed but
+    hidden, so that giving one is refused by name (``make_config``)."""
     for f in config_fields():
         if f.name in ("task", "model_args"):
             continue
-        flag = "--" + f.name.replace("_", "-")
         default = default_of(f.name)
-        shown = spec.defaults.get(f.name, default)
-        # another task's field is parsed but hidden, so that giving it is refused by name (cnnkit.api)
-        other = f.name in TASK_FIELDS and f.name not in spec.config
-        help_text = argparse.SUPPRESS if other else f"{f.metadata['help']} [default: {shown!r}]"
-        if isinstance(default, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
-        elif isinstance(default, list):
-            parser.add_argument(flag, type=float, nargs="+", default=argparse.SUPPRESS, help=help_text)
-        else:
-            choices = spec.choices.get(f.name, f.metadata.get("choices"))
-            # '' (the task's default) is a valid value but read as an empty choice: '{,ce}' in --help
-            shown_choices = "{" + ",".join(str(c) for c in choices if c != "") + "}" if choices else None
-            parser.add_argument(flag, type=type(default), default=argparse.SUPPRESS, help=help_text,
-                                choices=choices, metavar=shown_choices)
+        help_text = f"{f.metadata['help']} [default: {spec.defaults.get(f.name, default)!r}]"
+        _add_flag(parser, f.name, default, help_text, f.metadata.get("choices"))
+    own = option_infos(spec.train_options)
+    for info in own:
+        _add_flag(parser, info.name, info.default, _help_of(info), info.choices)
+    taken = {f.name for f in config_fields()} | {i.name for i in own}
+    for name in task_names():
+        for info in option_infos(get_spec(name).train_options):
+            if info.name not in taken:
+                taken.add(info.name)
+                _add_flag(parser, info.name, info.default if info.kind is bool else "", argparse.SUPPRESS, None)
+
+
+def _add_flag(parser: argparse.ArgumentParser, name: str, default: Any, help_text: str,
+              choices: Sequence[Any] | None) -> None:
+    flag = "--" + name.replace("_", "-")
+    if isinstance(default, bool):
+        parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
+    elif isinstance(default, list):
+        parser.add_argument(flag, type=float, nargs="+", default=argparse.SUPPRESS, help=help_text)
+    else:
+        # '' (the task's default) is a valid value but read as an empty choice: '{,ce}' in --help
+        shown = "{" + ",".join(str(c) for c in choices if c != "") + "}" if choices else None
+        parser.add_argument(flag, type=type(default), default=argparse.SUPPRESS, help=help_text, choices=choices,
+                            metavar=shown)
+
+
+def _help_of(info: OptionInfo) -> str:
+    """An option's help line: its text, unit and range, and its default."""
+    about = ", ".join(x for x in (info.unit, info.bounds()) if x)
+    return f"{info.help}{f' ({about})' if about else ''} [default: {info.default!r}]"
 
 
 def _add_option_flags(parser: argparse.ArgumentParser, evaluate: bool = False) -> None:
     """The prediction options of every registered task as flags (``evaluate``: those that apply to
     ``cnnkit val``). Left unset, each task takes its own default; a flag its task does not take is an
-    error when the model is known."""
-    seen: dict[str, tuple[OptionInfo, list[str]]] = {}
+    error when the model is known. Where tasks share a flag but differ in help, default or range, its help
+    gives each task's own."""
+    seen: dict[str, list[tuple[str, OptionInfo]]] = {}
     for name in task_names():
         for info in option_infos(get_spec(name).options):
             if evaluate and not info.evaluate:
                 continue
-            seen.setdefault(info.name, (info, []))[1].append(name)
-    for info, tasks in seen.values():
-        default = "" if info.kind is bool else f" [default: {info.default!r}]"
-        unit = f" ({info.unit})" if info.unit else ""
-        help_text = f"{', '.join(tasks)}: {info.help}{unit}{default}"
+            seen.setdefault(info.name, []).append((name, info))
+    for owners in seen.values():
+        info = owners[0][1]
+        help_text = "; ".join(f"{', '.join(tasks)}: {text}" for text, tasks in _help_by_task(owners).items())
         if info.kind is bool:
             parser.add_argument(info.flag, action="store_true", default=argparse.SUPPRESS, help=help_text)
         else:
-            parser.add_argument(info.flag, type=_option_type(info), default=argparse.SUPPRESS, help=help_text,
+            parser.add_argument(info.flag, type=_option_type(owners), default=argparse.SUPPRESS, help=help_text,
                                 choices=info.choices)
 
 
-def _option_type(info: OptionInfo) -> Callable[[str], Any]:
+def _help_by_task(owners: list[tuple[str, OptionInfo]]) -> dict[str, list[str]]:
+    """The help of one prediction flag, task by task, tasks with the same help together (in registry order)."""
+    texts: dict[str, list[str]] = {}
+    for task, info in owners:
+        default = "" if info.kind is bool else f" [default: {info.default!r}]"
+        unit = f" ({info.unit})" if info.unit else ""
+        texts.setdefault(f"{info.help}{unit}{default}", []).append(task)
+    return texts
+
+
+def _option_type(owners: list[tuple[str, OptionInfo]]) -> Callable[[str], Any]:
+    """A value that some task sharing the flag takes (the model's task checks it against its own range)."""
     def parse(text: str) -> Any:
-        try:
-            return info.parse(text)
-        except ValueError as e:
-            raise argparse.ArgumentTypeError(str(e)) from None
-    parse.__name__ = info.kind.__name__
+        errors = []
+        for _, info in owners:
+            try:
+                return info.parse(text)
+            except ValueError as e:
+                errors.append(str(e))
+        raise argparse.ArgumentTypeError(errors[0])
+    parse.__name__ = owners[0][1].kind.__name__
     return parse
 
 
@@ -332,8 +363,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_demo_parser(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p = add("demo", "generate synthetic shapes; train, evaluate and predict each task (about 3 minutes on 2 CPU cores)")
     p.add_argument("--epochs", type=bounded(int, 0), default=0, help="override the demo's epochs")
-    p.add_argument("--task", action="append", choices=("classify", "segment", "instance", "pretrain"),
-                   help="run only this task's demo (repeatable) [default: all]")
+    every = [t for t in task_names() if get_spec(t).demo is not None]
+    usual = [t for t in every if get_spec(t).demo.default]  # type: ignore[union-attr]  # listed in every
+    p.add_argument("--task", action="append", choices=every,
+                   help=f"run only this task's demo (repeatable) [default: {', '.join(usual)}]")
     p.add_argument("--out", default="runs/demo", help="project folder for the demo's runs")
 
 

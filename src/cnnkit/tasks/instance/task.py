@@ -80,7 +80,7 @@ class InstanceTask(InstanceView):
         if boxes:
             LOGGER.warning("warning: %d object(s) have a box but no mask (e.g. in %s's labels); each box serves as "
                            "its object's mask", boxes, first)
-        max_size = meta.get("max_size", cfg.max_size)
+        max_size = meta.get("max_size", cfg.options.max_size)
         if "mean" not in meta:
             assert data.train is not None  # a card without statistics: training, which reads the train split
             crop = cfg.imgsz or DEFAULT_CROP
@@ -95,7 +95,7 @@ class InstanceTask(InstanceView):
                 meta.update(coco_category_ids=data.category_ids, coco_files=data.coco_files)
         train = None
         if data.train is not None:
-            transform = InstanceTransform(cfg.augment, tuple(meta["crop"]), cfg.shift_augment)
+            transform = InstanceTransform(cfg.options.augment, tuple(meta["crop"]), cfg.options.shift_augment)
             train = InstanceDataset(data.train, data.channels, transform, max_size, drop_crowd=True, masks=self.masks,
                                     high=data.high)
         val = InstanceDataset(data.val, data.channels, None, max_size, masks=self.masks, high=data.high)
@@ -108,8 +108,6 @@ class InstanceTask(InstanceView):
         return build_image_model({**meta, "model": cfg.model, "model_args": args}, pretrained=cfg.pretrained)
 
     def build_loss(self, cfg: TrainConfig, data: TaskData):
-        if cfg.loss:
-            raise CnnkitError(f"--loss {cfg.loss}: the {self.name} task uses its model's own losses; drop --loss")
         return detection_losses
 
     def build_metrics(self, meta: Mapping[str, Any], device: torch.device, options: Any = None) -> COCOMetrics:

@@ -56,10 +56,10 @@ class PretrainTask(EmbeddingView):
 
     def build_data(self, cfg: TrainConfig, meta: Mapping[str, Any] | None = None, for_eval: bool | str = False
                    ) -> TaskData:
-        """Training: every image of ``cfg.data`` (labels ignored), a held-out part or ``cfg.val`` (labelled) to
-        validate; evaluation: ``cfg.data`` as labelled images, scored by k-NN on the embedding."""
+        """Training: every image of ``cfg.data`` (labels ignored), a held-out part or ``cfg.options.val``
+        (labelled) to validate; evaluation: ``cfg.data`` as labelled images, scored by k-NN on the embedding."""
         meta = dict(meta or {})
-        method = meta.get("method", cfg.method)
+        method = meta.get("method", cfg.options.method)
         if for_eval:
             views, n = method_views(method, meta["in_chans"], meta["imgsz"])
             return TaskData(None, self.labelled(cfg.data, meta, views, n, for_eval), meta)
@@ -76,13 +76,13 @@ class PretrainTask(EmbeddingView):
                         pixel_max=high, method=method, backbone=cfg.model,
                         **dict(zip(("mean", "std"), self.stats(cfg, images, channels, size))))
         views, n = method_views(method, channels, size)
-        if cfg.val:
+        if cfg.options.val:
             train = ViewsDataset(images, channels, size, views, n, high=high)
             try:  # its reader's "scoring val (N images)" is about evaluating a model: the first line says what it is
                 with quiet_info():
-                    val = self.labelled(cfg.val, meta, views, n, "auto")
+                    val = self.labelled(cfg.options.val, meta, views, n, "auto")
             except CnnkitError as e:  # its reader speaks of --data
-                raise CnnkitError(f"--val {cfg.val}: {str(e).replace('--data', '--val')}") from None
+                raise CnnkitError(f"--val {cfg.options.val}: {str(e).replace('--data', '--val')}") from None
         else:
             train_items, val_items = hold_out(images, cfg.val_split or 0.05, cfg.seed)
             train = ViewsDataset(train_items, channels, size, views, n, high=high)
@@ -91,8 +91,8 @@ class PretrainTask(EmbeddingView):
             raise CnnkitError(f"{cfg.data}: {len(train)} training image(s); pretraining compares images within a "
                               "batch and needs at least 2 (hundreds or more to learn much)")
         init = images[:5000] if isinstance(images, torch.Tensor) else None
-        return TaskData(train, val, meta, init_batch=init,
-                        labels=f"labels of {len(val)} images of {cfg.val} for k-NN only" if cfg.val else "no labels")
+        labels = f"labels of {len(val)} images of {cfg.options.val} for k-NN only" if cfg.options.val else "no labels"
+        return TaskData(train, val, meta, init_batch=init, labels=labels)
 
     @staticmethod
     def stats(cfg: TrainConfig, images: torch.Tensor | list[Path], channels: int, size: int
@@ -119,13 +119,11 @@ class PretrainTask(EmbeddingView):
         if accepts(cfg.model, "input_size"):
             backbone_args.setdefault("input_size", meta["imgsz"])
         args: dict[str, Any] = {"backbone": meta.get("backbone", cfg.model), "backbone_args": backbone_args,
-                                "method": meta.get("method", cfg.method)}
+                                "method": meta.get("method", cfg.options.method)}
         return build_image_model({**meta, "model": "selfsup", "model_args": args}, pretrained=cfg.pretrained)
 
     def build_loss(self, cfg: TrainConfig, data: TaskData) -> PretrainLoss:
-        if cfg.loss:
-            raise CnnkitError(f"--loss {cfg.loss}: pretraining's loss is its method's; choose --method instead")
-        return PretrainLoss(data.meta.get("method", cfg.method))
+        return PretrainLoss(data.meta.get("method", cfg.options.method))
 
     def build_metrics(self, meta: Mapping[str, Any], device: torch.device, options: Any = None) -> EmbeddingMetrics:
         return EmbeddingMetrics(method=meta.get("method", ""))

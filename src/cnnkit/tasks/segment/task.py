@@ -52,25 +52,26 @@ class SegmentTask(SegmentView):
         """Training: find classes, channels, crop size, normalisation and class weights; evaluation:
         take them from ``meta`` (a checkpoint's)."""
         meta = dict(meta or {})
-        max_size = meta.get("max_size", cfg.max_size)
+        max_size = meta.get("max_size", cfg.options.max_size)
         data = load_segment_data(cfg.data, val_split=cfg.val_split, seed=cfg.seed, cache=cfg.cache,
-                                 skip_bad=cfg.skip_bad, max_size=max_size, classes_file=cfg.classes_file,
-                                 ignore_index=cfg.ignore_index, binary=cfg.binary, meta=meta, for_eval=for_eval,
-                                 group=cfg.val_group)
+                                 skip_bad=cfg.skip_bad, max_size=max_size, classes_file=cfg.options.classes_file,
+                                 ignore_index=cfg.options.ignore_index, binary=cfg.options.binary, meta=meta,
+                                 for_eval=for_eval, group=cfg.val_group)
         if "mean" not in meta:
             assert data.train is not None  # a card without statistics: training, which reads the train split
             crop = _crop_size(cfg.imgsz, data.train.images, max_size)
             mean, std = (given_stats(cfg, data.channels) if cfg.mean
                          else image_stats(data.train.images, data.channels, data.high))
             assert data.class_stats is not None  # counted on every training split
-            weights = class_weights(cfg.class_weights, *data.class_stats)
+            weights = class_weights(cfg.options.class_weights, *data.class_stats)
             meta.update(task=self.name, **data.spec.to_meta(), num_classes=len(data.spec.names),
                         num_outputs=1 if data.spec.binary else len(data.spec.names), in_chans=data.channels,
                         imgsz=max(crop), crop=list(crop), max_size=max_size, mean=mean, std=std,
                         class_weights=weights, pixel_max=data.high, split=data.plan.to_meta() if data.plan else None,
                         inputs=describe_inputs(data.train.paths or data.train.images, data.high))
             if weights is not None:
-                LOGGER.info("class weights (%s): %s", cfg.class_weights, " ".join(f"{w:.3f}" for w in weights))
+                LOGGER.info("class weights (%s): %s", cfg.options.class_weights,
+                            " ".join(f"{w:.3f}" for w in weights))
         # evaluation alone compares with full-size masks (logits resized per image); training validates at
         # the training scale, which is cheaper and what the model sees
         full_res = for_eval and max_size > 0
@@ -79,7 +80,7 @@ class SegmentTask(SegmentView):
                         "is at that scale; `cnnkit val` and predictions are at each image's full size", max_size)
         train = None
         if data.train is not None:
-            transform = SegmentTransform(cfg.augment, tuple(meta["crop"]), channels=data.channels)
+            transform = SegmentTransform(cfg.options.augment, tuple(meta["crop"]), channels=data.channels)
             train = SegmentDataset(data.train.images, data.train.masks, data.spec, data.channels, max_size, transform,
                                    high=data.high)
         val = SegmentDataset(data.val.images, data.val.masks, data.spec, data.channels, max_size,
@@ -93,7 +94,7 @@ class SegmentTask(SegmentView):
                                  pretrained=cfg.pretrained)
 
     def build_loss(self, cfg: TrainConfig, data: TaskData) -> nn.Module:
-        return SegmentationLoss(cfg.loss or "ce", data.meta.get("class_weights"))
+        return SegmentationLoss(cfg.options.loss or "ce", data.meta.get("class_weights"))
 
     def build_metrics(self, meta: Mapping[str, Any], device: torch.device, options: Any = None
                       ) -> SegmentationMetrics:
