@@ -29,11 +29,12 @@ def brightness_cnn(num_classes: int = 1, in_chans: int = 1, **kw: Any) -> nn.Mod
                          nn.Linear(8, num_classes))
 
 
-def grey_images(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``n`` uniform grey images ``(n, 1, SIDE, SIDE)`` uint8 with a little noise, and their mean brightness."""
+def grey_images(n: int, seed: int, noise: float = 8.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` uniform grey images ``(n, 1, SIDE, SIDE)`` uint8 with a little noise (its standard deviation in grey
+    levels), and their mean brightness."""
     rng = np.random.default_rng(seed)
     level = rng.uniform(0, 1, n)
-    images = np.clip(level[:, None, None, None] * 255 + rng.normal(0, 8, (n, 1, SIDE, SIDE)), 0, 255)
+    images = np.clip(level[:, None, None, None] * 255 + rng.normal(0, noise, (n, 1, SIDE, SIDE)), 0, 255)
     images = images.astype(np.uint8)
     return torch.from_numpy(images), torch.from_numpy(images.reshape(n, -1).mean(1) / 255).float()
 
@@ -79,9 +80,10 @@ class BrightnessTask(BrightnessView):
         meta = dict(meta or {})
         n = int(cfg.data.partition(":")[2] or 256)
         meta.setdefault("classes", ["brightness"])
+        meta.setdefault("noise", cfg.options.noise)  # the task's own training option, kept in the card
         meta.update(task=self.name, num_classes=1, in_chans=1, imgsz=SIDE, mean=[0.5], std=[0.25])
-        train = None if for_eval else TensorDataset(*grey_images(n, cfg.seed))
-        return TaskData(train, TensorDataset(*grey_images(max(n // 4, 8), cfg.seed + 1)), meta)
+        train = None if for_eval else TensorDataset(*grey_images(n, cfg.seed, meta["noise"]))
+        return TaskData(train, TensorDataset(*grey_images(max(n // 4, 8), cfg.seed + 1, meta["noise"])), meta)
 
     def build_model(self, cfg: Any, meta: Mapping[str, Any]) -> nn.Module:
         return build_image_model({**meta, "model": cfg.model, "model_args": dict(cfg.model_args)})
