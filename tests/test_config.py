@@ -77,7 +77,7 @@ def test_config_py_holds_no_task_name_and_the_config_no_task_field():
     for task in task_names():
         assert f'"{task}"' not in text and f"'{task}'" not in text and f" {task}:" not in text, task
     common = {f.name for f in config_fields()}
-    assert not common & (set(OLD_STYLE_TASK_FIELDS) - {"augment"}) and "augment" not in common
+    assert not common & set(OLD_STYLE_TASK_FIELDS)
 
 
 def test_the_config_holds_the_tasks_options_and_saves_them_flat(tmp_path):

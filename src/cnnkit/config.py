@@ -1,7 +1,11 @@
 """Run configuration: one frozen dataclass; YAML and the CLI only override its fields.
 
-Every field has a default, a unit and a one-line reason in its ``help``. An unknown key is an
-error (with a "did you mean"), and nothing is ever evaluated: YAML is read with ``safe_load``.
+``TrainConfig`` holds the fields every task takes; ``TrainConfig.options`` holds the task's own
+training options, a frozen dataclass that the task declares (``TaskSpec.train_options``) and
+``cnnkit.tasks.register_task`` names here: this module knows no task. Recipes, config.yaml and
+checkpoints keep both flat, side by side. Every field has a default, a unit and a one-line reason
+in its ``help``. An unknown key is an error (with a "did you mean"), another task's option is
+refused by name, and nothing is ever evaluated: YAML is read with ``safe_load``.
 """
 
 from __future__ import annotations
@@ -77,7 +81,7 @@ class TrainConfig:
     verbose: bool = _f(True, "print a progress bar and per-epoch lines")
     # the task's own training options: an instance of its TrainOptions (TaskSpec.train_options), filled in from
     # the task when not given; config.yaml and the checkpoint keep its fields flat, beside the common ones
-    options: Any = field(default=None, compare=True, metadata={"help": "the task's own training options"})
+    options: Any = field(default=None, metadata={"help": "the task's own training options"})
 
     def __post_init__(self) -> None:
         task = self.task or next(iter(_TASK_OPTIONS), "")

@@ -203,10 +203,8 @@ def fixed_encoder(model: torch.nn.Module, cfg: TrainConfig, steps_per_epoch: int
                   ) -> tuple[list[torch.nn.Parameter], int]:
     """The pretrained encoder's parameters and the steps they stay fixed (``--freeze-epochs``); the model
     (an ``ImageModel``) says which parameters are its encoder, so the engine imports no model code."""
-    freeze = getattr(cfg.options, "freeze_epochs", 0)  # an option of the tasks that fine-tune a pretrained encoder
-    if not freeze:
-        return [], 0
-    return list(model.encoder_parameters()), freeze * steps_per_epoch
+    steps = getattr(cfg.options, "freeze_epochs", 0) * steps_per_epoch  # an option of the tasks that fine-tune
+    return (list(model.encoder_parameters()), steps) if steps else ([], 0)
 
 
 def fit(cfg: TrainConfig, task, on_epoch_end: Callable[[int, dict], None] | None = None) -> TrainResult:
@@ -307,8 +305,7 @@ def run_epochs(cfg: TrainConfig, task, data, parts: Parts, models_loaders: tuple
     start_epoch = resume["epoch"] if resume else 0
     elapsed0, t0, epoch = (resume or {}).get("elapsed_s", 0.0), time.perf_counter(), start_epoch
     warned: set[str] = set()
-    # --tta: an option of the tasks whose prediction options have tta; validation then averages over a flip
-    tta_given = {"tta": True} if getattr(cfg.options, "tta", False) else {}
+    tta_given = {"tta": True} if getattr(cfg.options, "tta", False) else {}  # an option of the tasks with flip TTA
     tta = task.eval_forward(make_options(task.options, tta_given, cfg.task, flags=True))
     for epoch in range(start_epoch, cfg.epochs):
         train_loader.sampler.set_epoch(epoch)
