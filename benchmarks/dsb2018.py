@@ -55,9 +55,10 @@ def inference_speed(weights: Path, data: Path, limit: int = 40) -> dict:
     """Images/s of ``Model.predict`` (default thresholds) on held-out images, one at a time."""
     from cnnkit.api import load
     from cnnkit.data.instance_data import load_instance_data
+    from cnnkit.data.request import DataRequest
 
     model = load(weights, device="cpu")
-    items = load_instance_data(str(data), val_split=0.1, seed=0).val[:limit]
+    items = load_instance_data(DataRequest(str(data), val_split=0.1, seed=0)).val[:limit]
     paths = [i.image for i in items]
     model.predict(paths[:2])  # warm-up
     start = time.perf_counter()
@@ -74,10 +75,11 @@ def held_out_eval(weights: Path, data: Path) -> dict:
     from cnnkit.api import load
     from cnnkit.data.instance import InstanceDataset, list_collate
     from cnnkit.data.instance_data import load_instance_data
+    from cnnkit.data.request import DataRequest
     from cnnkit.engine.loop import evaluate
 
     model = load(weights, device="cpu")
-    items = load_instance_data(str(data), val_split=0.1, seed=0).val
+    items = load_instance_data(DataRequest(str(data), val_split=0.1, seed=0)).val
     loader = DataLoader(InstanceDataset(items, model.meta["in_chans"]), batch_size=1, collate_fn=list_collate)
     metrics = model.task.build_metrics(model.meta, model.device)
     results = evaluate(model.module, loader, metrics, device=model.device)
@@ -92,10 +94,11 @@ def predicted_ap(weights: Path, data: Path) -> dict:
     from cnnkit.api import load
     from cnnkit.data.instance import InstanceDataset
     from cnnkit.data.instance_data import load_instance_data
+    from cnnkit.data.request import DataRequest
     from cnnkit.metrics.coco import COCOMetrics
 
     model = load(weights, device="cpu")
-    items = load_instance_data(str(data), val_split=0.1, seed=0).val
+    items = load_instance_data(DataRequest(str(data), val_split=0.1, seed=0)).val
     dataset = InstanceDataset(items, model.meta["in_chans"])
     paths = ("tiled", "whole")
     metrics = {p: COCOMetrics(model.meta["classes"], masks=True, max_dets=model.meta["detections"]) for p in paths}

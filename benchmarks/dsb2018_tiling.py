@@ -34,12 +34,13 @@ def main() -> None:
     from cnnkit.api import load
     from cnnkit.data.instance import InstanceDataset
     from cnnkit.data.instance_data import load_instance_data
+    from cnnkit.data.request import DataRequest
     from cnnkit.metrics.coco import COCOMetrics
     from cnnkit.tasks.instance import infer as inst_infer
 
     old = load_module(args.old_merge)
     model = load(args.weights, device="cpu")
-    items = load_instance_data(str(args.data), val_split=0.1, seed=0).val
+    items = load_instance_data(DataRequest(str(args.data), val_split=0.1, seed=0)).val
     dataset = InstanceDataset(items, model.meta["in_chans"])
     paths = ("untiled", "tiled_former_merge", "tiled")
     new_merge, use_old = inst_infer.merge_tiles, [False]

@@ -202,7 +202,8 @@ def make_config(overrides: dict[str, Any] | None = None, origin: str = "argument
             raise CnnkitError(f"{where}: {name} is an option of {who}, not {task}; drop it (`cnnkit train {task} "
                               "--help` lists the options it takes)")
         else:
-            raise CnnkitError(f"{where}: unknown config key '{key}'.{did_you_mean(key, {**common, **own})}")
+            hint = "" if _TASK_OPTIONS else " No task is registered yet: import cnnkit.tasks (or cnnkit.api) first."
+            raise CnnkitError(f"{where}: unknown config key '{key}'.{did_you_mean(key, {**common, **own})}{hint}")
     if bool(out.get("mean")) != bool(out.get("std")):
         raise CnnkitError(f"{origin}: give both {_name('mean', origin, flags)} and {_name('std', origin, flags)}, "
                           "or neither (then both are computed on the training split)")

@@ -10,6 +10,7 @@ from PIL import Image
 
 from cnnkit.data.classify import load_classify_data
 from cnnkit.data.images import iter_sources, open_image, pil_to_array, probe_high, read_image
+from cnnkit.data.request import DataRequest
 from cnnkit.data.walk import list_images
 from tests.conftest import write_png
 
@@ -44,7 +45,7 @@ def test_sixteen_bit_classify_data_saves_its_high_value(tmp_path):
     for c in ("a", "b"):
         for i in range(3):
             write_png(tmp_path / "d" / c / f"{i}.png", gradient(3000 + 100 * i))
-    data = load_classify_data(str(tmp_path / "d"), val_split=0.34, imgsz=8)
+    data = load_classify_data(DataRequest(str(tmp_path / "d"), val_split=0.34, imgsz=8))
     assert data.high == 4095 and data.train.images.max() > 180
 
 
@@ -78,7 +79,7 @@ def test_one_walk_rule_hidden_case_links(tmp_path, caplog):
 @pytest.mark.parametrize("name", ["Thumbs.db", ".DS_Store"])
 def test_system_files_do_not_stop_training(tmp_path, shapes_folder, name):
     (shapes_folder / "train" / "circle" / name).write_bytes(b"\0")
-    data = load_classify_data(str(shapes_folder), imgsz=16)
+    data = load_classify_data(DataRequest(str(shapes_folder), imgsz=16))
     assert len(data.train) == 48
 
 

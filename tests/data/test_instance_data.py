@@ -9,6 +9,7 @@ import torch
 
 from cnnkit.data.instance import InstanceDataset, InstanceTransform, masks_to_boxes_np
 from cnnkit.data.instance_data import load_instance_data, read_split, synthetic_items
+from cnnkit.data.request import DataRequest
 from cnnkit.data.synthetic import SHAPE_NAMES, make_scene
 from cnnkit.errors import CnnkitError
 from tests.conftest import SHARED, write_png
@@ -166,8 +167,8 @@ def test_images_without_objects_train_beside_others(tmp_path: Path):
 
 def test_split_is_fixed_by_seed(tmp_path: Path):
     write_maps(tmp_path, n=10)
-    a = load_instance_data(str(tmp_path), val_split=0.2, seed=3)
-    b = load_instance_data(str(tmp_path), val_split=0.2, seed=3)
+    a = load_instance_data(DataRequest(str(tmp_path), val_split=0.2, seed=3))
+    b = load_instance_data(DataRequest(str(tmp_path), val_split=0.2, seed=3))
     assert [i.image for i in a.val] == [i.image for i in b.val] and len(a.val) == 2 and len(a.train) == 8
 
 
@@ -193,7 +194,7 @@ def test_eval_dataset_gives_whole_images_and_all_objects():
 @pytest.mark.realdata
 @pytest.mark.skipif(not (SHARED / "dsb2018" / "masks").is_dir(), reason="../shared/datasets/dsb2018 is absent")
 def test_dsb2018_as_it_is():
-    data = load_instance_data(str(SHARED / "dsb2018"), val_split=0.1, seed=0)
+    data = load_instance_data(DataRequest(str(SHARED / "dsb2018"), val_split=0.1, seed=0))
     assert data.layout == "masks" and len(data.train) + len(data.val) == 664 and len(data.val) == 66
     objs = data.val[0].objects.window((0, 0, *data.val[0].objects.size))
     assert len(objs["masks"]) > 0 and objs["masks"].shape[1:] == data.val[0].objects.size
@@ -246,11 +247,12 @@ def test_coco_crowd_regions_are_no_training_targets(tmp_path: Path):
 
 def test_coco_source_ids_are_kept(tmp_path: Path):
     crowd_coco(tmp_path, images=4)
-    data = load_instance_data(str(tmp_path / "annotations.json"), val_split=0.5)
+    data = load_instance_data(DataRequest(str(tmp_path / "annotations.json"), val_split=0.5))
     assert data.classes == ["cell", "dust"] and data.category_ids == [3, 17]
     assert data.coco_files == [str((tmp_path / "annotations.json").resolve())]
     write_maps(tmp_path / "maps", n=2)
-    assert load_instance_data(str(tmp_path / "maps")).category_ids is None  # not from COCO: class index + 1
+    maps = load_instance_data(DataRequest(str(tmp_path / "maps")))
+    assert maps.category_ids is None  # not from COCO: class index + 1
 
 
 @pytest.mark.parametrize("side", [41, 53, 67, 79, 29])

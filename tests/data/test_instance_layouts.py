@@ -12,6 +12,7 @@ from cnnkit.data.convert import convert, mask_to_polygons
 from cnnkit.data.instance import InstanceDataset
 from cnnkit.data.instance_data import load_instance_data
 from cnnkit.data.instance_layouts import COCO80, label_path
+from cnnkit.data.request import DataRequest
 from cnnkit.data.synthetic import SHAPE_NAMES, make_scene
 from cnnkit.errors import CnnkitError
 from tests.conftest import write_png
@@ -53,7 +54,7 @@ def ultralytics(root: Path, names: bool = True, n: int = 6) -> Path:
 
 def test_ultralytics_layout_with_data_yaml(tmp_path: Path, caplog):
     root = ultralytics(tmp_path / "mine")
-    data = load_instance_data(str(root))
+    data = load_instance_data(DataRequest(str(root)))
     assert data.layout == "yolo" and data.classes == list(SHAPE_NAMES)
     assert len(data.train) == 6 and len(data.val) == 6 and data.test is None
     assert "found: YOLO (Ultralytics) layout" in caplog.text and "4 classes from data.yaml" in caplog.text
@@ -63,11 +64,11 @@ def test_ultralytics_layout_with_data_yaml(tmp_path: Path, caplog):
     _, target = InstanceDataset(data.train, 3, masks=True)[5]  # no label file: legal, and a target with masks
     assert target["masks"].shape == (0, SIZE, SIZE) and len(target["boxes"]) == 0
     # the yaml itself as --data
-    assert len(load_instance_data(str(root / "data.yaml")).val) == 6
+    assert len(load_instance_data(DataRequest(str(root / "data.yaml"))).val) == 6
 
 
 def test_ultralytics_without_names_takes_the_80_coco_classes(tmp_path: Path, caplog):
-    data = load_instance_data(str(ultralytics(tmp_path, names=False)))
+    data = load_instance_data(DataRequest(str(ultralytics(tmp_path, names=False))))
     assert data.classes == list(COCO80) and len(data.train) == 6
     assert "80 COCO names" in caplog.text
 
@@ -82,7 +83,7 @@ def test_roboflow_export_with_valid_and_test(tmp_path: Path, caplog):
         write_yolo_split(tmp_path / split / "images", tmp_path / split / "labels", 4, seed)
     (tmp_path / "data.yaml").write_text("train: ../train/images\nval: ../valid/images\ntest: ../test/images\n"
                                         f"nc: 4\nnames: {list(SHAPE_NAMES)}\n")
-    data = load_instance_data(str(tmp_path))
+    data = load_instance_data(DataRequest(str(tmp_path)))
     assert (len(data.train), len(data.val), len(data.test)) == (4, 4, 4)
     assert "scored once at the end" in caplog.text
 
@@ -90,7 +91,7 @@ def test_roboflow_export_with_valid_and_test(tmp_path: Path, caplog):
 def test_yaml_with_val_equal_to_train_is_warned(tmp_path: Path, caplog):
     write_yolo_split(tmp_path / "images" / "train2017", tmp_path / "labels" / "train2017", 4, 0)
     (tmp_path / "coco128.yaml").write_text("train: images/train2017\nval: images/train2017\nnames: [a, b, c, d]\n")
-    load_instance_data(str(tmp_path))
+    load_instance_data(DataRequest(str(tmp_path)))
     assert "val is the same as train" in caplog.text
 
 
@@ -112,7 +113,7 @@ def test_coco_as_published(tmp_path: Path):
         (tmp_path / "annotations" / f"instances_{split}.json").write_text(
             json.dumps({"images": images, "annotations": anns, "categories": cats}))
     (tmp_path / "annotations" / "captions_train2017.json").write_text("{}")  # other COCO files are ignored
-    data = load_instance_data(str(tmp_path))
+    data = load_instance_data(DataRequest(str(tmp_path)))
     assert data.layout == "coco" and len(data.train) == 3 and len(data.val) == 3
     assert data.val[0].image == tmp_path / "val2017" / "000000000000.jpg"
 
@@ -121,7 +122,7 @@ def test_split_folders_keep_test_for_testing(tmp_path: Path, caplog):
     for split, seed in (("train", 0), ("test", 1)):
         write_yolo_split(tmp_path / split / "images", tmp_path / split / "labels", 10, seed)
     (tmp_path / "classes.txt").write_text("\n".join(SHAPE_NAMES))
-    data = load_instance_data(str(tmp_path), val_split=0.2)
+    data = load_instance_data(DataRequest(str(tmp_path), val_split=0.2))
     assert (len(data.train), len(data.val), len(data.test)) == (8, 2, 10)
     assert all(i.image.parent.parent.name == "train" for i in data.val)  # validation never comes from test/
     assert "held out of train" in caplog.text
@@ -131,7 +132,7 @@ def test_no_layout_says_what_it_saw(tmp_path: Path):
     (tmp_path / "pictures").mkdir()
     (tmp_path / "notes.csv").write_text("x")
     with pytest.raises(CnnkitError, match=r"saw pictures/, \.csv"):
-        load_instance_data(str(tmp_path))
+        load_instance_data(DataRequest(str(tmp_path)))
 
 
 def test_convert_refuses_an_empty_data_set_and_keeps_publisher_splits(tmp_path: Path):
@@ -150,7 +151,8 @@ def test_convert_refuses_an_empty_data_set_and_keeps_publisher_splits(tmp_path: 
 def test_yolo_folders_without_yaml_by_a_relative_path(tmp_path: Path, monkeypatch):
     ultralytics(tmp_path / "mine", names=False, n=3)
     monkeypatch.chdir(tmp_path)
-    assert len(load_instance_data("mine").train) == 3 and len(load_instance_data("./mine/").val) == 3
+    assert len(load_instance_data(DataRequest("mine")).train) == 3
+    assert len(load_instance_data(DataRequest("./mine/")).val) == 3
 
 
 @pytest.mark.parametrize("text, match", [("path: x\nval: images/val2017\n", "needs 'train'"),
@@ -159,13 +161,13 @@ def test_a_faulty_data_yaml_is_said(tmp_path: Path, text: str, match: str):
     root = ultralytics(tmp_path / "mine", names=False, n=2)
     (root / "data.yaml").write_text(text)
     with pytest.raises(CnnkitError, match=match):
-        load_instance_data(str(root))
+        load_instance_data(DataRequest(str(root)))
 
 
 def test_box_lines_among_polygons_become_box_masks(tmp_path: Path, caplog):
     root = ultralytics(tmp_path / "mine", n=3)
     (root / "labels" / "train2017" / "0_001.txt").write_text("1 0.5 0.5 0.4 0.4\n")  # a box, no polygon
-    data = load_instance_data(str(root))
+    data = load_instance_data(DataRequest(str(root)))
     for i in range(3):
         _, target = InstanceDataset(data.train, 3, masks=True)[i]
         assert len(target["masks"]) == len(target["labels"]) == len(target["boxes"])
@@ -189,7 +191,7 @@ def test_coco_missing_image_is_named_where_it_belongs(tmp_path: Path):
     test_coco_as_published(tmp_path)
     (tmp_path / "train2017" / "000000000001.jpg").unlink()
     with pytest.raises(CnnkitError, match=r"train2017/000000000001.jpg: image listed .* --skip-bad"):
-        load_instance_data(str(tmp_path))
+        load_instance_data(DataRequest(str(tmp_path)))
 
 
 def keyed_yaml(root: Path, names: str) -> Path:
@@ -209,7 +211,7 @@ def keyed_yaml(root: Path, names: str) -> Path:
 def test_yaml_names_keyed_from_1_keep_labels_and_names_paired(tmp_path: Path, names: str, caplog):
     """Regression: keys 1, 2, 3 were taken as indices 0, 1, 2: every cat trained as a dog (or, with two
     names, a refusal of the dogs' lines)."""
-    data = load_instance_data(str(keyed_yaml(tmp_path, names)))
+    data = load_instance_data(DataRequest(str(keyed_yaml(tmp_path, names))))
     assert data.classes[:2] == ["cat", "dog"]
     objs = data.train[0].objects.window((0, 0, SIZE, SIZE))
     left = objs["boxes"][:, 0] < SIZE / 2
@@ -217,14 +219,14 @@ def test_yaml_names_keyed_from_1_keep_labels_and_names_paired(tmp_path: Path, na
     assert [data.classes[c] for c in objs["labels"][~left]] == ["dog", "dog"]
     assert "label ids 1, 2" in caplog.text and "are its names' keys" in caplog.text
     # a checkpoint's classes (the same yaml's, in key order) read the labels alike
-    again = load_instance_data(str(tmp_path), meta={"classes": data.classes, "in_chans": 3}, for_eval="val")
+    again = load_instance_data(DataRequest(str(tmp_path), split="val", channels=3), classes=data.classes)
     assert again.val[0].objects.labels.tolist() == objs["labels"].tolist()
 
 
 def test_yaml_names_with_unusable_keys_or_unknown_ids_are_refused(tmp_path: Path):
     root = keyed_yaml(tmp_path, "{a: cat, b: dog}")
     with pytest.raises(CnnkitError, match=r"data.yaml: the keys of 'names' must be the class ids"):
-        load_instance_data(str(root))
+        load_instance_data(DataRequest(str(root)))
     (root / "data.yaml").write_text("train: images/train\nval: images/val\nnames: {2: dog, 3: bird}\n")
     with pytest.raises(CnnkitError, match=r"0.txt:1: class 1 is not one of the ids the yaml's names give \(2, 3\)"):
-        load_instance_data(str(root))
+        load_instance_data(DataRequest(str(root)))

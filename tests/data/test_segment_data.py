@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 
 from cnnkit.data.masks import IGNORE, class_pixel_stats, class_weights, default_colours, mask_info
+from cnnkit.data.request import DataRequest
 from cnnkit.data.segment import load_segment_data, pad_collate
 from cnnkit.data.synthetic import make_scene
 from cnnkit.data.transforms import SegmentTransform
@@ -58,7 +59,7 @@ def all_mask_values(data) -> set:
 
 def test_index_masks_with_val_split_and_suffix(tmp_path):
     root = write_pairs(tmp_path / "d", 10, "index", mask_suffix="_mask")
-    data = load_segment_data(str(root), val_split=0.3, seed=1)
+    data = load_segment_data(DataRequest(str(root), val_split=0.3, seed=1))
     assert len(data.train.images) == 7 and len(data.val.images) == 3
     assert data.spec.names == ["class_0", "class_1", "class_2"] and data.channels == 3
     assert all_mask_values(data) <= {0, 1, 2}
@@ -73,7 +74,7 @@ def test_palette_masks_in_voc_layout(tmp_path):
     sets.mkdir(parents=True)
     (sets / "train.txt").write_text("000\n001\n002\n003\n")
     (sets / "val.txt").write_text("004\n005\n")
-    data = load_segment_data(str(tmp_path))
+    data = load_segment_data(DataRequest(str(tmp_path)))
     assert data.spec.names[:3] == ["background", "aeroplane", "bicycle"] and len(data.spec.names) == 21
     assert len(data.train.images) == 4 and len(data.val.images) == 2
     assert all_mask_values(data) <= {0, 1, 2}
@@ -82,7 +83,7 @@ def test_palette_masks_in_voc_layout(tmp_path):
 def test_rgb_masks_through_classes_file_and_ignored_colour(tmp_path):
     root = write_pairs(tmp_path / "d", 6, "rgb")
     write_classes(root / "classes.csv", [(0, "void", COLOURS[0]), (1, "round", COLOURS[1]), (2, "pointy", COLOURS[2])])
-    data = load_segment_data(str(root), val_split=0.3, ignore_index=0)  # "void" is ignored
+    data = load_segment_data(DataRequest(str(root), val_split=0.3), ignore_index=0)  # "void" is ignored
     assert data.spec.names == ["round", "pointy"]
     assert all_mask_values(data) <= {0, 1, IGNORE} and IGNORE in all_mask_values(data)
 
@@ -91,14 +92,14 @@ def test_rgb_colours_not_in_classes_file_are_named(tmp_path):
     root = write_pairs(tmp_path / "d", 4, "rgb")
     write_classes(root / "classes.csv", [(0, "void", COLOURS[0]), (1, "round", COLOURS[1])])
     with pytest.raises(CnnkitError, match=r"colours not in the classes file.*\(30,200,30\)"):
-        load_segment_data(str(root), val_split=0.5)
+        load_segment_data(DataRequest(str(root), val_split=0.5))
 
 
 def test_binary_masks(tmp_path):
     root = write_pairs(tmp_path / "d", 6, "binary")
     with pytest.raises(CnnkitError, match="binary masks.*--binary"):
-        load_segment_data(str(root), val_split=0.3)
-    data = load_segment_data(str(root), val_split=0.3, binary=True)
+        load_segment_data(DataRequest(str(root), val_split=0.3))
+    data = load_segment_data(DataRequest(str(root), val_split=0.3), binary=True)
     assert data.spec.binary and data.spec.names == ["background", "foreground"]
     assert all_mask_values(data) == {0, 1}
 
@@ -107,13 +108,13 @@ def test_binary_masks_given_to_a_two_class_file_suggest_binary(tmp_path):
     root = write_pairs(tmp_path / "d", 4, "binary")
     write_classes(root / "classes.csv", [(0, "bg", (0, 0, 0)), (1, "cell", (255, 255, 255))])
     with pytest.raises(CnnkitError, match="Pass --binary"):
-        load_segment_data(str(root), val_split=0.5, ignore_index=250)
+        load_segment_data(DataRequest(str(root), val_split=0.5), ignore_index=250)
 
 
 def test_16bit_index_masks(tmp_path):
     root = write_pairs(tmp_path / "d", 4, "16bit")
     write_classes(root / "classes.csv", [(0, "bg", (0, 0, 0)), (1000, "a", (9, 9, 9)), (2000, "b", (7, 7, 7))])
-    data = load_segment_data(str(root), val_split=0.5)
+    data = load_segment_data(DataRequest(str(root), val_split=0.5))
     assert data.spec.values == [0, 1000, 2000] and all_mask_values(data) <= {0, 1, 2}
 
 
@@ -123,7 +124,7 @@ def test_split_folders_with_ignored_index(tmp_path):
         mask = np.asarray(Image.open(tmp_path / split / "masks" / "000.png")).copy()
         mask[:4] = 11
         write_png(tmp_path / split / "masks" / "000.png", mask)
-    data = load_segment_data(str(tmp_path), ignore_index=11)
+    data = load_segment_data(DataRequest(str(tmp_path)), ignore_index=11)
     assert len(data.train.images) == 3 and len(data.val.images) == 3
     assert IGNORE in all_mask_values(data) and 11 not in all_mask_values(data)
 
@@ -134,8 +135,8 @@ def test_problems_are_named_before_training(tmp_path):
     write_png(root / "masks" / "002.png", np.full((24, 24), 7, np.uint8))  # outside classes 0..2 (with a file)
     write_classes(root / "classes.csv", [(0, "a", (0, 0, 0)), (1, "b", (1, 1, 1)), (2, "c", (2, 2, 2))])
     with pytest.raises(CnnkitError, match=r"2 image/mask problem\(s\).*001\.png: mask is 10x10 but its image is 24x24"):
-        load_segment_data(str(root), val_split=0.3)
-    data = load_segment_data(str(root), val_split=0.3, skip_bad=True)
+        load_segment_data(DataRequest(str(root), val_split=0.3))
+    data = load_segment_data(DataRequest(str(root), val_split=0.3, skip_bad=True))
     assert len(data.train.images) + len(data.val.images) == 4
 
 
@@ -145,10 +146,10 @@ def test_unreadable_files_are_listed_with_the_mask_problems_then_skipped(tmp_pat
     (root / "masks" / "004.png").write_bytes(b"not a png")
     write_png(root / "masks" / "001.png", np.zeros((10, 10), np.uint8))  # wrong size
     with pytest.raises(CnnkitError, match=r"3 image/mask problem\(s\)"):
-        load_segment_data(str(root), val_split=0.3)
+        load_segment_data(DataRequest(str(root), val_split=0.3))
     assert "000.jpg: unreadable image" in caplog.text and "004.png: unreadable mask" in caplog.text
     caplog.clear()
-    data = load_segment_data(str(root), val_split=0.3, skip_bad=True)
+    data = load_segment_data(DataRequest(str(root), val_split=0.3, skip_bad=True))
     assert len(data.train.images) + len(data.val.images) == 3
     warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert len(warned) == 3 and all(w.endswith("; skipped") and "--skip-bad" not in w for w in warned)
@@ -159,11 +160,11 @@ def test_one_0_255_mask_among_0_1_masks_is_warned_of(tmp_path, caplog):
     for i in range(6):  # binary masks, 0 and 1, but one saved as 0 and 255
         mask = np.asarray(Image.open(root / "masks" / f"{i:03d}.png")) > 0
         write_png(root / "masks" / f"{i:03d}.png", (mask * (255 if i == 2 else 1)).astype(np.uint8))
-    load_segment_data(str(root), val_split=0.3)
+    load_segment_data(DataRequest(str(root), val_split=0.3))
     assert "002.png: values 0 and 255 where the other masks hold 0 and 1" in caplog.text
     assert "save it as 0/1, or pass --binary" in caplog.text
     caplog.clear()
-    data = load_segment_data(str(root), val_split=0.3, binary=True)
+    data = load_segment_data(DataRequest(str(root), val_split=0.3), binary=True)
     assert "values 0 and 255" not in caplog.text and all_mask_values(data) == {0, 1}
 
 
@@ -172,14 +173,14 @@ def test_unpaired_files_are_named(tmp_path):
     (root / "masks" / "003.png").unlink()
     write_png(root / "masks" / "zzz.png", np.zeros((24, 24), np.uint8))
     with pytest.raises(CnnkitError, match=r"2 image/mask pairing problem\(s\).*003\.jpg: image has no mask"):
-        load_segment_data(str(root), val_split=0.3)
-    data = load_segment_data(str(root), val_split=0.3, skip_bad=True)
+        load_segment_data(DataRequest(str(root), val_split=0.3))
+    data = load_segment_data(DataRequest(str(root), val_split=0.3, skip_bad=True))
     assert len(data.train.images) + len(data.val.images) == 4
 
 
 def test_max_size_scales_images_and_masks_nearest(tmp_path):
     root = write_pairs(tmp_path / "d", 4, "index", size=48)
-    data = load_segment_data(str(root), val_split=0.5, max_size=24)
+    data = load_segment_data(DataRequest(str(root), val_split=0.5, max_size=24))
     assert data.train.images[0].shape == (24, 24, 3) and data.train.masks[0].shape == (24, 24)
     assert all_mask_values(data) <= {0, 1, 2}
 
@@ -230,7 +231,7 @@ def test_pad_collate_pads_masks_with_ignore():
 
 
 def test_shapes_source():
-    data = load_segment_data("shapes:8")
+    data = load_segment_data(DataRequest("shapes:8"))
     assert data.spec.names[0] == "background" and len(data.train.images) == 8 and len(data.val.images) == 4
     assert data.class_stats[0].sum() == 8 * 64 * 64
 
@@ -239,7 +240,7 @@ def test_camvid_as_it_is():
     root = SHARED / "camvid"
     if not root.is_dir():
         pytest.skip(f"real data not found at {root} (the ../shared/datasets folder beside the checkout)")
-    data = load_segment_data(str(root), ignore_index=11, cache="none")
+    data = load_segment_data(DataRequest(str(root), cache="none"), ignore_index=11)
     assert len(data.train.images) == 367 and len(data.val.images) == 101
     assert data.spec.names[0] == "Sky" and len(data.spec.names) == 11
     weights = class_weights("median", *data.class_stats)
@@ -280,7 +281,7 @@ def test_photos_are_read_as_viewers_show_them(tmp_path):
         write_sideways_photo(tmp_path / "d" / "images" / f"p{i}.jpg", shown)
     for i in range(4):
         write_png(tmp_path / "d" / "masks" / f"p{i}.png", (shown[:, :, 0] > 127).astype(np.uint8))
-    data = load_segment_data(str(tmp_path / "d"), val_split=0.25, seed=0)
+    data = load_segment_data(DataRequest(str(tmp_path / "d"), val_split=0.25, seed=0))
     image, mask = data.train.images[0], data.train.masks[0]
     assert image.shape[:2] == mask.shape == (80, 48)
     assert (image[:, :, 0] > 127).mean() == pytest.approx((mask == 1).mean(), abs=0.02)  # aligned
@@ -295,4 +296,4 @@ def test_two_images_of_one_stem_are_named_not_dropped(tmp_path):
         write_png(tmp_path / "d" / "masks" / f"{stem}.png", np.zeros((8, 8), np.uint8))
     write_png(tmp_path / "d" / "images" / "b.png", np.zeros((8, 8, 3), np.uint8))
     with pytest.raises(CnnkitError, match=r"a\.JPG and .*a\.png: 2 files of one stem 'a'"):
-        load_segment_data(str(tmp_path / "d"), val_split=0.5, seed=0)
+        load_segment_data(DataRequest(str(tmp_path / "d"), val_split=0.5, seed=0))

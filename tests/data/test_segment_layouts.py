@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from cnnkit.data.masks import IGNORE
+from cnnkit.data.request import DataRequest
 from cnnkit.data.segment import load_segment_data
 from cnnkit.errors import CnnkitError
 from tests.conftest import write_png
@@ -30,7 +31,7 @@ def test_segnet_camvid_layout(tmp_path: Path, caplog):
     for split, n, seed in (("train", 6, 1), ("val", 3, 2), ("test", 4, 3)):
         write_split(tmp_path / split, tmp_path / f"{split}annot", n, seed)
     (tmp_path / "train.txt").write_text("/SegNet/CamVid/train/0001TP_000000.png /SegNet/CamVid/trainannot/...\n")
-    data = load_segment_data(str(tmp_path))
+    data = load_segment_data(DataRequest(str(tmp_path)))
     assert (len(data.train.images), len(data.val.images), len(data.test.images)) == (6, 3, 4)
     assert data.spec.names == ["class_0", "class_1", "class_2"]
     assert "found: segnet layout" in caplog.text and "test = test/ + testannot/ (4; scored once" in caplog.text
@@ -43,7 +44,7 @@ def test_kaggle_camvid_with_class_dict(tmp_path: Path):
             write_png(tmp_path / split / f"{seed}_{i}.png", image)
             write_png(tmp_path / f"{split}_labels" / f"{seed}_{i}_L.png", np.array(colours, np.uint8)[mask])
     (tmp_path / "class_dict.csv").write_text("name,r,g,b\nVoid,0,0,0\nBuilding,128,0,0\nTree,0,128,0\n")
-    data = load_segment_data(str(tmp_path))
+    data = load_segment_data(DataRequest(str(tmp_path)))
     assert data.spec.names == ["Void", "Building", "Tree"] and len(data.val.images) == 3
     assert set(np.unique(np.concatenate([m.ravel() for m in data.train.masks]))) <= {0, 1, 2}
 
@@ -72,7 +73,7 @@ def cityscapes(root: Path, kind: str = "labelIds") -> np.ndarray:
 @pytest.mark.parametrize("kind", ["labelIds", "labelTrainIds"])
 def test_cityscapes_layout_maps_label_ids_to_the_19_classes(tmp_path: Path, kind: str, caplog):
     cityscapes(tmp_path, kind)
-    data = load_segment_data(str(tmp_path))
+    data = load_segment_data(DataRequest(str(tmp_path)))
     assert len(data.spec.names) == 19 and data.spec.names[0] == "road" and data.spec.names[13] == "car"
     assert (len(data.train.images), len(data.val.images), data.test) == (4, 2, None)  # test labels are placeholders
     mask = data.train.masks[0]
@@ -84,17 +85,17 @@ def test_cityscapes_layout_maps_label_ids_to_the_19_classes(tmp_path: Path, kind
 def test_ade20k_style_split_subfolders(tmp_path: Path):
     for split, seed in (("training", 1), ("validation", 2)):
         write_split(tmp_path / "images" / split, tmp_path / "annotations" / split, 3, seed)
-    data = load_segment_data(str(tmp_path))
+    data = load_segment_data(DataRequest(str(tmp_path)))
     assert len(data.train.images) == 3 and len(data.val.images) == 3
 
 
 def test_split_folder_without_images_and_masks_says_what_it_found(tmp_path: Path):
     (tmp_path / "train" / "photos").mkdir(parents=True)
     with pytest.raises(CnnkitError, match=r"train: expected images/ and masks/ folders inside \(found photos\)"):
-        load_segment_data(str(tmp_path))
+        load_segment_data(DataRequest(str(tmp_path)))
 
 
 def test_no_layout_says_what_it_saw(tmp_path: Path):
     (tmp_path / "pictures").mkdir()
     with pytest.raises(CnnkitError, match="no segmentation layout found .saw pictures/"):
-        load_segment_data(str(tmp_path))
+        load_segment_data(DataRequest(str(tmp_path)))

@@ -67,3 +67,15 @@ def test_a_size_no_model_could_train_is_refused_before_the_data_is_read(monkeypa
     with pytest.raises(CnnkitError, match=r"^--imgsz 100000: .* 16\.0 GB available; use --imgsz \d+ or less"):
         cnnkit.train(task="classify", data=str(tmp_path / "absent"), model="resnet18", imgsz=100000,
                      project=str(tmp_path / "runs"), verbose=False)
+
+
+def test_a_detectors_fixed_region_heads_are_counted_per_image_not_per_pixel(monkeypatch):
+    """Regression: `cnnkit train instance --data shapes` (512 px, batch 4) was refused as needing 110.7 GB,
+    the region heads' outputs on a 64 px probe (1000 proposals whatever the size) counted per pixel."""
+    monkeypatch.setattr(sizes, "available_memory", lambda device: 22 * 10**9)
+    meta = {"task": "instance", "model": "maskrcnn_resnet18", "classes": ["a", "b"], "num_classes": 2,
+            "in_chans": 3, "mean": [0.5] * 3, "std": [0.25] * 3, "imgsz": 512}
+    model = build_image_model(meta)
+    per_pixel, per_image = sizes.pixel_bytes(model, 3, 32)
+    assert per_image > 50e6 and per_pixel < 10_000  # the heads: about 400 MB an image; the trunk: kB a pixel
+    check_memory(model, make_config(model="maskrcnn_resnet18", imgsz=512), meta, 4, CPU, 32)

@@ -12,12 +12,13 @@ import shlex
 from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from PIL import Image
 
 from cnnkit.data.images import UNREADABLE
+from cnnkit.data.request import DataRequest
 from cnnkit.data.synthetic import is_shapes
 from cnnkit.errors import CnnkitError
 from cnnkit.log import LOGGER
@@ -92,6 +93,11 @@ class Reading:
                             "--binary" if self.binary else "",
                             f"--ignore-index {self.ignore_index}" if self.ignore_index is not None else "",
                             f"--classes-file {shlex.quote(self.classes_file)}" if self.classes_file else "") if f]
+
+    def request(self, source: str, **changes: Any) -> DataRequest:
+        """The loaders' request: training's split, every image decoded now, nothing cached."""
+        return DataRequest(source, val_split=self.val_split, seed=self.seed, val_group=self.group, cache="none",
+                           skip_bad=self.skip_bad, decode=True, **changes)
 
 
 def check_data(source: str, task: str | None = None, val_split: float = 0.0, seed: int = 0, group: str = "",
@@ -236,8 +242,7 @@ def near_duplicates(train: list, val: list) -> str:
 def _describe_classify(source: str, reading: Reading) -> list[str]:
     from cnnkit.data.classify import load_classify_data
 
-    data = load_classify_data(source, val_split=reading.val_split, seed=reading.seed, cache="none", imgsz=32,
-                              group=reading.group, skip_bad=reading.skip_bad, decode=True)
+    data = load_classify_data(reading.request(source, imgsz=32))
     out = []
     for name in ("train", "val", "test"):
         split = getattr(data, name)
@@ -257,9 +262,8 @@ def _describe_segment(source: str, reading: Reading) -> list[str]:
     from cnnkit.data.segment import load_segment_data
 
     ignore = 255 if reading.ignore_index is None else reading.ignore_index
-    data = load_segment_data(source, val_split=reading.val_split, seed=reading.seed, cache="none", group=reading.group,
-                             skip_bad=reading.skip_bad, binary=reading.binary, ignore_index=ignore,
-                             classes_file=reading.classes_file, decode=True)
+    data = load_segment_data(reading.request(source), binary=reading.binary, ignore_index=ignore,
+                             classes_file=reading.classes_file)
     train = cast("RawSplit", data.train)  # loaded for training: set, with its infos
     infos = cast("list[MaskInfo]", train.infos)
     pixels, _ = class_pixel_stats(infos, data.spec)
@@ -275,8 +279,7 @@ def _describe_segment(source: str, reading: Reading) -> list[str]:
 def _describe_instance(source: str, reading: Reading) -> list[str]:
     from cnnkit.data.instance_data import boxes_without_masks, load_instance_data
 
-    data = load_instance_data(source, val_split=reading.val_split, seed=reading.seed, group=reading.group,
-                              skip_bad=reading.skip_bad, decode=True)
+    data = load_instance_data(reading.request(source))
     out = []
     for name in ("train", "val", "test"):
         items = getattr(data, name)

@@ -27,7 +27,9 @@ from cnnkit.data.images import (
     read_image,
     verify_all,
 )
-from cnnkit.data.splits import SplitPlan, group_hold_out, named_children, resolve_splits
+from cnnkit.data.request import DataRequest
+from cnnkit.data.splits import Splits, named_children, resolve_splits
+from cnnkit.data.splits import stratified_split as stratified_split  # re-exported: it was defined here
 from cnnkit.data.synthetic import SHAPE_NAMES, is_shapes, make_classification, shapes_count
 from cnnkit.data.unlabelled import as_tensor
 from cnnkit.data.walk import is_annotation_folder, is_hidden, is_image_file, list_images, walk_files
@@ -36,6 +38,7 @@ from cnnkit.log import LOGGER
 
 CACHE_LIMIT_BYTES = 2 * 1024**3  # above this, 'auto' streams from disk instead of decoding into RAM
 DEFAULT_IMGSZ = 224
+DEFAULT_VAL_SPLIT = 0.2  # held out of train when there is no val split and no --val-split
 
 
 @dataclass
@@ -54,16 +57,14 @@ class Split:
                      None if self.paths is None else [self.paths[i] for i in index])
 
 
-@dataclass
-class ClassifyData:
-    train: Split | None
-    val: Split
+@dataclass(kw_only=True)
+class ClassifyData(Splits[Split]):
+    """The splits, and what the data says of its images."""
+
     classes: list[str]
     channels: int
     imgsz: int
     high: float = 0.0  # the data set's high value for 16-bit images, 0 for 8-bit (images.probe_high)
-    test: Split | None = None
-    plan: SplitPlan | None = None
 
 
 class ClassifyDataset(Dataset):
@@ -199,18 +200,6 @@ def _among_model_classes(raw: dict, classes: list[str], origin: Path) -> None:
                       f"{shown(unknown)} not among the model's; score the model on data of the classes it learned")
 
 
-def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (train, val) holding out ``fraction`` of every class, fixed by ``seed``."""
-    rng = np.random.default_rng(seed)
-    train, val = [], []
-    for c in np.unique(labels):
-        members = rng.permutation(np.flatnonzero(labels == c))
-        n_val = int(round(len(members) * fraction)) if len(members) > 1 else 0
-        val.append(members[:n_val])
-        train.append(members[n_val:])
-    return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
-
-
 def _synthetic(spec: str, seed: int) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], list[str]]:
     """'shapes' or 'shapes:N' (N training scenes, N/4 validation scenes, 64 px)."""
     n_train = shapes_count(spec, default=2000, least=8)
@@ -219,12 +208,13 @@ def _synthetic(spec: str, seed: int) -> tuple[dict[str, tuple[np.ndarray, np.nda
     return {"train": train, "val": val}, list(SHAPE_NAMES)
 
 
-def _find_raw(source: str, seed: int, for_eval: bool | str, skip_bad: bool) -> tuple[dict, list[str] | None, Path]:
-    """Locate the splits of ``source``: {split: (paths or (N,H,W,C) array, label strings or ints)}."""
+def _find_raw(request: DataRequest) -> tuple[dict, list[str] | None, Path]:
+    """Locate the splits of the request's source: {split: (paths or (N,H,W,C) array, label strings or ints)}."""
+    source, skip_bad = request.source, request.skip_bad
     if is_shapes(source):
-        raw, classes = _synthetic(source, seed)
+        raw, classes = _synthetic(source, request.seed)
         return raw, classes, Path(source)
-    val_only = for_eval in (True, "auto", "val")  # scoring the val split needs no other
+    val_only = request.split in ("auto", "val")  # scoring the val split needs no other
     path = Path(source)
     if not source:
         raise CnnkitError("no data given; pass --data with a folder, a CSV of path,label, an IDX folder or 'shapes'")
@@ -274,18 +264,15 @@ def _to_split(items, labels: np.ndarray, channels: int, imgsz: int, cache: str, 
     return Split(labels[keep], paths=[items[i] for i in keep]), list(bad.values())
 
 
-def load_classify_data(source: str, *, imgsz: int = 0, val_split: float = 0.0, seed: int = 0, cache: str = "auto",
-                       skip_bad: bool = False, classes: list[str] | None = None, channels: int = 0,
-                       for_eval: bool | str = False, trained: dict | None = None, high: float | None = None,
-                       group: str = "", decode: bool = False) -> ClassifyData:
+def load_classify_data(request: DataRequest, classes: list[str] | None = None) -> ClassifyData:
     """Find, check and (if small) decode a classification data set.
 
-    ``classes``/``channels`` come from a checkpoint when evaluating; otherwise they are inferred.
-    With ``for_eval`` (True, or the split to score; see ``cnnkit.data.splits``) only that split is
-    loaded, as ``val``; ``trained`` is the checkpoint's saved split plan. ``decode``: decode every image
-    fully even when not caching (`cnnkit data check`: what training would meet mid-epoch, found now).
+    ``classes`` (and the request's ``channels`` and ``high``) come from a model when evaluating;
+    otherwise they are found in the data. When the request scores one split (``request.split``; see
+    ``cnnkit.data.splits``) only that split is loaded, as ``val``. ``request.decode``: decode every
+    image fully even when not caching (`cnnkit data check`: what training would meet mid-epoch, found now).
     """
-    raw, found_classes, origin = _find_raw(source, seed, for_eval, skip_bad)
+    raw, found_classes, origin = _find_raw(request)
     if classes and not found_classes:
         _among_model_classes(raw, classes, origin)
     classes = classes or found_classes
@@ -302,52 +289,53 @@ def load_classify_data(source: str, *, imgsz: int = 0, val_split: float = 0.0, s
         if isinstance(names, np.ndarray) and len(labels) and (labels.max() >= len(classes) or labels.min() < 0):
             raise CnnkitError(f"{origin}: label {int(labels.max())} is out of range for {len(classes)} classes")
         splits[name] = (items, labels)
-    splits, plan = _assign(splits, val_split or 0.2, seed, for_eval, origin, trained, group)
-    first_items = next(iter(splits.values()))[0]
+    parts = _assign(splits, request, origin)
+    first_items = next(iter(parts.parts().values()))[0]
+    channels, imgsz = request.channels, request.imgsz
     if isinstance(first_items, np.ndarray):
         channels = channels or first_items.shape[-1]
         imgsz = imgsz or first_items.shape[1]
     else:
         channels = channels or probe_channels(first_items)
         imgsz = imgsz or _native_size(first_items)
+    high = request.high
     high = probe_high(first_items) if high is None and not isinstance(first_items, np.ndarray) else (high or 0.0)
     # every split is checked before any stops: all unreadable files are listed, in train, val and test alike
-    found = {k: _to_split(items, labels, channels, imgsz, cache, skip_bad, high, decode)
-             for k, (items, labels) in splits.items()}
-    out, bad = {k: split for k, (split, _) in found.items()}, [e for _, errors in found.values() for e in errors]
-    if bad and not skip_bad:
+    bad: list[str] = []
+
+    def checked(_: str, part: tuple) -> Split:
+        items, labels = part
+        split, errors = _to_split(items, labels, channels, imgsz, request.cache, request.skip_bad, high,
+                                  request.decode)
+        bad.extend(errors)
+        return split
+
+    out = parts.map(checked)
+    if bad and not request.skip_bad:
         raise CnnkitError(f"{len(bad)} unreadable image(s), the first: {bad[0]} (all listed above); fix or remove "
                           "them, or pass --skip-bad to skip them")
-    if len(classes) < 2 and not for_eval:
+    if len(classes) < 2 and request.training:
         raise CnnkitError(f"{origin}: one class ({classes[0] if classes else 'none'}) found; a classifier needs two "
                           "or more. Put each class's images in its own folder, or pass a CSV of path,label to --data")
-    for k, split in out.items():
+    for k, split in out.parts().items():
         if len(split) == 0:
             raise CnnkitError(f"{origin}: the {k} split has no usable images; add images or fix --val-split")
-    return ClassifyData(out.get("train"), out["val"], list(classes), channels, imgsz, high, out.get("test"), plan)
+    return ClassifyData(train=out.train, val=out.val, test=out.test, plan=out.plan, classes=list(classes),
+                        channels=channels, imgsz=imgsz, high=high)
 
 
-def _assign(splits: dict[str, tuple], fraction: float, seed: int, for_eval: bool | str, origin: Path,
-            trained: dict | None, group: str) -> tuple[dict[str, tuple], SplitPlan | None]:
+def _assign(splits: dict[str, tuple], request: DataRequest, origin: Path) -> Splits[tuple]:
     """Train, val (and test) by ``cnnkit.data.splits``' rule; a held-out val is stratified by class, or
-    made of whole groups with ``group``."""
+    made of whole groups with ``--val-group``."""
     refs = {k: [(k, i) for i in range(len(labels))] for k, (_, labels) in splits.items()}
-
-    def hold_out(rs: list) -> tuple[list, list]:
-        if group:
-            tr, va = group_hold_out([key(r) for r in rs], fraction, seed, group, str(origin))
-        else:
-            tr, va = stratified_split(np.array([splits[k][1][i] for k, i in rs]), fraction, seed)
-        return [rs[i] for i in tr], [rs[i] for i in va]
 
     def key(ref: tuple) -> str:
         items = splits[ref[0]][0]
         return str(ref) if isinstance(items, np.ndarray) else str(items[ref[1]])
 
-    request = None if for_eval is False else ("auto" if for_eval is True else for_eval)
-    parts, plan = resolve_splits(refs, hold_out, origin=origin, fraction=fraction, seed=seed, request=request,
-                                 trained=trained, key=key, group=group)
-    return {k: _gather(splits, rs) for k, rs in parts.items()}, plan
+    parts = resolve_splits(refs, request, origin=origin, fraction=request.fraction(DEFAULT_VAL_SPLIT), key=key,
+                           strata=lambda ref: splits[ref[0]][1][ref[1]])
+    return parts.map(lambda _, rs: _gather(splits, rs))
 
 
 def _gather(splits: dict[str, tuple], refs: list[tuple[str, int]]) -> tuple:

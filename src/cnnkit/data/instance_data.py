@@ -29,8 +29,9 @@ from cnnkit.data.instance_formats import (
     yolo_orphans,
 )
 from cnnkit.data.instance_layouts import find_instance_layout
+from cnnkit.data.request import DataRequest
 from cnnkit.data.segment import IMAGE_DIRS, MASK_DIRS
-from cnnkit.data.splits import SplitPlan, group_hold_out, random_hold_out, resolve_splits
+from cnnkit.data.splits import Splits, resolve_splits
 from cnnkit.data.synthetic import SHAPE_NAMES, is_shapes, make_scene, shapes_count
 from cnnkit.data.walk import child_dir, list_images
 from cnnkit.errors import CnnkitError
@@ -40,16 +41,14 @@ SHAPES_SIZE = 96  # side of the synthetic scenes for the instance task (pixels)
 DEFAULT_VAL_SPLIT = 0.1
 
 
-@dataclass
-class InstanceData:
-    train: list[InstanceItem] | None
-    val: list[InstanceItem]
+@dataclass(kw_only=True)
+class InstanceData(Splits[list[InstanceItem]]):
+    """The splits, their classes, and what the data says of its images and annotations."""
+
     classes: list[str]
     channels: int
     layout: str
     high: float = 0.0  # the data set's high value for 16-bit images, 0 for 8-bit (images.probe_high)
-    test: list[InstanceItem] | None = None
-    plan: SplitPlan | None = None
     category_ids: list[int] | None = None  # read from COCO files: their category id of each class
     coco_files: list[str] = field(default_factory=list)  # those files, evaluation splits first
 
@@ -110,53 +109,47 @@ def no_layout_message(folder: Path) -> str:
             "or a COCO .json file")
 
 
-def load_instance_data(source: str, *, val_split: float = 0.0, seed: int = 0, skip_bad: bool = False,
-                       meta: dict | None = None, for_eval: bool | str = False, group: str = "", decode: bool = False
-                       ) -> InstanceData:
-    """Find, read and split the data; ``meta`` (a checkpoint's) fixes classes and channels.
-
-    ``for_eval``: False when training, else the split to score ('auto', 'val', 'train', 'test',
-    'all'; True means 'auto'); ``group``: hold out whole groups (``--val-group``); see ``cnnkit.data.splits``.
-    ``decode``: decode every image now (`cnnkit data check`: what training would meet mid-epoch); with
-    ``skip_bad`` alone, images whose files do not read are skipped."""
-    names = list(meta["classes"]) if meta else None
-    request = None if for_eval is False else ("auto" if for_eval is True else for_eval)
-    if not source:
+def load_instance_data(request: DataRequest, classes: list[str] | None = None) -> InstanceData:
+    """Find, read and split the data; ``classes`` (and the request's ``channels`` and ``high``) come from a
+    model when evaluating. When the request scores one split (``request.split``), only that split is
+    returned, as ``val``; splits follow ``cnnkit.data.splits``. ``request.decode``: decode every image now
+    (`cnnkit data check`: what training would meet mid-epoch); with ``skip_bad`` alone, images whose
+    files do not read are skipped."""
+    names = list(classes) if classes else None
+    if not request.source:
         raise CnnkitError("no data given; pass --data with a COCO .json, a folder of images/ and masks/, or 'shapes'")
-    if is_shapes(source):
-        n_train = shapes_count(source, default=1000, least=1)
-        val = synthetic_items(max(n_train // 4, 4), seed + 10_000)
-        train = None if request else synthetic_items(n_train, seed)
-        return InstanceData(train, val, list(SHAPE_NAMES), 3, "synthetic")
-    root = Path(source)
+    if is_shapes(request.source):
+        n_train = shapes_count(request.source, default=1000, least=1)
+        val = synthetic_items(max(n_train // 4, 4), request.seed + 10_000)
+        train = synthetic_items(n_train, request.seed) if request.training else None
+        return InstanceData(train=train, val=val, classes=list(SHAPE_NAMES), channels=3, layout="synthetic")
+    root = Path(request.source)
+    skip_bad = request.skip_bad
     found = find_instance_layout(root, skip_bad, lambda path, n: read_split(path, skip_bad, n))
     named, layouts = {}, set()
     for role in sorted(found.readers, key=lambda r: r != "train"):  # train first: it fixes the class order
-        named[role], classes, layout = found.readers[role](names)
-        names = names or classes
+        named[role], found_names, layout = found.readers[role](names)
+        names = names or found_names
         layouts.add(layout)
     if not names:
         raise CnnkitError(f"{root}: no classes found; add class names (classes.txt or the yaml's names)")
     LOGGER.info("found: %s layout in %s (%s), %d images, %d classes (%s)", found.layout, root, found.why,
                 sum(len(v) for v in named.values()), len(names), ", ".join(names[:10]) + ("..." if len(names) > 10
                                                                                          else ""))
-    fraction = val_split or DEFAULT_VAL_SPLIT
-    hold_out = _holder(fraction, seed, root, group)
-    parts, plan = resolve_splits(named, hold_out, origin=root, fraction=fraction, seed=seed, request=request,
-                                 trained=(meta or {}).get("split"), names=found.labels, key=lambda i: i.image,
-                                 group=group)
-    if decode or skip_bad:
-        parts = _readable(parts, skip_bad, decode)
-    for split, items in parts.items():
+    parts = resolve_splits(named, request, origin=root, fraction=request.fraction(DEFAULT_VAL_SPLIT),
+                           names=found.labels, key=lambda i: i.image)
+    if request.decode or skip_bad:
+        parts = _readable(parts, skip_bad, request.decode)
+    for split, items in parts.parts().items():
         if not items:
             raise CnnkitError(f"{root}: the {split} split has no images; add images")
-    train, val = parts.get("train"), parts["val"]
-    channels = (meta or {}).get("in_chans") or probe_channels([i.image for i in (train or val)])
-    layout = "+".join(sorted(layouts))
-    high = (meta or {}).get("pixel_max")
-    high = probe_high([i.image for i in (train or val)]) if high is None else high
+    first = [i.image for i in (parts.train or parts.val)]
+    channels = request.channels or probe_channels(first)
+    high = probe_high(first) if request.high is None else request.high
     category_ids, files = coco_sources(named, root)
-    return InstanceData(train, val, names, channels, layout, high, parts.get("test"), plan, category_ids, files)
+    return InstanceData(train=parts.train, val=parts.val, test=parts.test, plan=parts.plan, classes=names,
+                        channels=channels, layout="+".join(sorted(layouts)), high=high, category_ids=category_ids,
+                        coco_files=files)
 
 
 def coco_sources(named: dict[str, list[InstanceItem]], root: Path) -> tuple[list[int] | None, list[str]]:
@@ -175,15 +168,15 @@ def coco_sources(named: dict[str, list[InstanceItem]], root: Path) -> tuple[list
     return (ids if len(ids) == len(fixed.category_ids) else None), [str(o.file) for o in origins]
 
 
-def _readable(parts: dict[str, list[InstanceItem]], skip_bad: bool, decode: bool) -> dict[str, list[InstanceItem]]:
+def _readable(parts: Splits[list[InstanceItem]], skip_bad: bool, decode: bool) -> Splits[list[InstanceItem]]:
     """The items whose image reads (``decode``: fully); the others are all listed, then skipped with
     ``skip_bad`` or stopped at."""
-    bad = verify_all([i.image for items in parts.values() for i in items if isinstance(i.image, Path)], skip_bad,
-                     decode=decode, stop=False)
+    bad = verify_all([i.image for items in parts.parts().values() for i in items if isinstance(i.image, Path)],
+                     skip_bad, decode=decode, stop=False)
     if bad and not skip_bad:
         raise CnnkitError(f"{len(bad)} unreadable image(s), the first: {next(iter(bad.values()))} (all listed "
                           "above); fix or remove them, or pass --skip-bad to skip them")
-    return {k: [i for i in items if not isinstance(i.image, Path) or i.image not in bad] for k, items in parts.items()}
+    return parts.map(lambda _, items: [i for i in items if not isinstance(i.image, Path) or i.image not in bad])
 
 
 def boxes_without_masks(items: list[InstanceItem]) -> tuple[int, Path | None]:
@@ -195,11 +188,3 @@ def boxes_without_masks(items: list[InstanceItem]) -> tuple[int, Path | None]:
         count += n
         first = first or (item.image if n and isinstance(item.image, Path) else None)
     return count, first
-
-
-def _holder(fraction: float, seed: int, root: Path, group: str):
-    def hold_out(items: list[InstanceItem]) -> tuple[list[InstanceItem], list[InstanceItem]]:
-        train, val = (group_hold_out([str(i.image) for i in items], fraction, seed, group, str(root)) if group
-                      else random_hold_out(len(items), fraction, seed, str(root)))
-        return [items[i] for i in train], [items[i] for i in val]
-    return hold_out

@@ -7,9 +7,10 @@ into memory. A classes file (``--classes-file``, or ``classes.csv`` / ``classes.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -44,18 +45,20 @@ from cnnkit.data.masks import (
     report_problems,
     scan_mask,
 )
+from cnnkit.data.request import DataRequest
 from cnnkit.data.segment_layouts import (  # noqa: F401 - re-exported for the instance readers
     IMAGE_DIRS,
     MASK_DIRS,
     find_segment_layout,
     pair_by_stem,
 )
-from cnnkit.data.splits import SplitPlan, group_hold_out, random_hold_out, resolve_splits
+from cnnkit.data.splits import Splits, resolve_splits
 from cnnkit.data.synthetic import SHAPE_NAMES, is_shapes, make_scene, shapes_count
 from cnnkit.errors import CnnkitError
 from cnnkit.log import LOGGER
 
 CACHE_LIMIT_BYTES = 4 * 1024**3
+DEFAULT_VAL_SPLIT = 0.2  # held out of train when there is no val split and no --val-split
 
 
 @dataclass
@@ -79,7 +82,7 @@ def synthetic_splits(source: str, seed: int, size: int = 64) -> tuple[dict[str, 
     return splits, ClassSpec(names, list(range(len(names))), default_colours(len(names)), source="shapes")
 
 
-def class_spec(meta: dict | None, classes_file: str, root: Path, layout: str, infos: list[MaskInfo],
+def class_spec(meta: Mapping[str, Any] | None, classes_file: str, root: Path, layout: str, infos: list[MaskInfo],
                ignore_value: int, binary: bool) -> ClassSpec:
     """The classes: from a checkpoint's meta, a classes file, the VOC defaults, or the masks' values."""
     if meta and "values" in meta:
@@ -235,78 +238,65 @@ def log_layout(root: Path, layout: str, splits: dict[str, RawSplit], spec: Class
                 spec.ignore_value)
 
 
-@dataclass
-class SegmentData:
-    train: RawSplit | None
-    val: RawSplit
+@dataclass(kw_only=True)
+class SegmentData(Splits[RawSplit]):
+    """The splits, their classes, and what the data says of its images."""
+
     spec: ClassSpec
     channels: int
     class_stats: tuple[np.ndarray, np.ndarray] | None  # training split: (pixels, pixels of images with) per class
     high: float = 0.0  # the data set's high value for 16-bit images, 0 for 8-bit (images.probe_high)
-    test: RawSplit | None = None
-    plan: SplitPlan | None = None
 
 
-def load_segment_data(source: str, *, val_split: float = 0.0, seed: int = 0, cache: str = "auto",
-                      skip_bad: bool = False, max_size: int = 0, classes_file: str = "", ignore_index: int = 255,
-                      binary: bool = False, meta: dict | None = None, for_eval: bool | str = False, group: str = "",
-                      decode: bool = False) -> SegmentData:
+def load_segment_data(request: DataRequest, classes_file: str = "", ignore_index: int = 255, binary: bool = False,
+                      meta: Mapping[str, Any] | None = None) -> SegmentData:
     """Find, pair, check and (if small) decode a segmentation data set; see the module docstring.
 
-    ``meta`` (a checkpoint's) fixes classes and channels when evaluating; with ``for_eval`` (True, or
-    the split to score: see ``cnnkit.data.splits``) only that split is loaded, as ``val``, its masks
-    at full size. ``decode``: check every image by a full decode even when not caching (`cnnkit data
-    check`: what training would meet mid-epoch, found now).
+    ``meta`` (a model's card) fixes the classes when evaluating, as the request's ``channels`` and
+    ``high`` fix those; when the request scores one split (``request.split``; see ``cnnkit.data.splits``)
+    only that split is loaded, as ``val``, its masks at full size. ``request.decode``: check every image
+    by a full decode even when not caching (`cnnkit data check`: what training would meet mid-epoch).
     """
-    if is_shapes(source):
-        splits, spec = synthetic_splits(source, seed)
+    if is_shapes(request.source):
+        splits, spec = synthetic_splits(request.source, request.seed)
         if binary:
             raise CnnkitError("--binary: the shapes data set has 5 classes; drop --binary")
-        if for_eval:
-            splits = {"val": splits["val"]}
-        plan = None
-        for s in splits.values():
+        parts = Splits(train=splits["train"], val=splits["val"]) if request.training else Splits(val=splits["val"])
+        for s in parts.parts().values():
             s.infos = [mask_info(m) for m in s.masks]
-        root, layout = Path(source), "synthetic"
+        root, layout = Path(request.source), "synthetic"
     else:
-        splits, root, layout, plan, spec = _file_splits(source, val_split, seed, for_eval, skip_bad, meta, classes_file,
-                                                        ignore_index, binary, group, decode)
-    channels = (meta or {}).get("in_chans") or detect_channels(splits)
-    high = (meta or {}).get("pixel_max")
-    high = probe_high(next(iter(splits.values())).images) if high is None else high
-    log_layout(root, layout, splits, spec, scoring=for_eval is not False)
+        parts, root, layout, spec = _file_splits(request, meta, classes_file, ignore_index, binary)
+    found = parts.parts()
+    channels = request.channels or detect_channels(found)
+    high = probe_high(parts.val.images if parts.train is None else parts.train.images) if request.high is None \
+        else request.high
+    log_layout(root, layout, found, spec, scoring=not request.training)
     # both branches above set every split's infos
-    stats = class_pixel_stats(cast("list[MaskInfo]", splits["train"].infos), spec) if "train" in splits else None
-    for split in splits.values():
+    stats = class_pixel_stats(cast("list[MaskInfo]", parts.train.infos), spec) if parts.train is not None else None
+    for split in found.values():
         if split.images and isinstance(split.images[0], Path):
             split.paths = list(split.images)
-            split.images, split.masks = decode_split(split.images, split.masks, spec, channels, max_size, cache,
-                                                     scale_masks=not for_eval, high=high)
+            split.images, split.masks = decode_split(split.images, split.masks, spec, channels, request.max_size,
+                                                     request.cache, scale_masks=request.training, high=high)
         else:
-            split.images, split.masks = _scaled_arrays(split.images, split.masks, channels, max_size, not for_eval)
-    return SegmentData(splits.get("train"), splits["val"], spec, channels, stats, high, splits.get("test"), plan)
+            split.images, split.masks = _scaled_arrays(split.images, split.masks, channels, request.max_size,
+                                                       request.training)
+    return SegmentData(train=parts.train, val=parts.val, test=parts.test, plan=parts.plan, spec=spec,
+                       channels=channels, class_stats=stats, high=high)
 
 
-def _file_splits(source: str, val_split: float, seed: int, for_eval: bool | str, skip_bad: bool, meta: dict | None,
-                 classes_file: str, ignore_index: int, binary: bool, group: str, decode: bool = False
-                 ) -> tuple[dict[str, RawSplit], Path, str, SplitPlan | None, ClassSpec]:
-    """Find the layout, assign its splits, check every mask; {split: RawSplit}, root, layout, plan, classes."""
-    found = find_segment_layout(source, skip_bad)
-    root, fraction = found.root, val_split or 0.2
+def _file_splits(request: DataRequest, meta: Mapping[str, Any] | None, classes_file: str, ignore_index: int,
+                 binary: bool) -> tuple[Splits[RawSplit], Path, str, ClassSpec]:
+    """Find the layout, assign its splits, check every mask; the splits, root, layout and classes."""
+    found = find_segment_layout(request.source, request.skip_bad)
+    root = found.root
     named = {k: list(zip(*pair)) for k, pair in found.splits.items()}
     LOGGER.info("found: %s layout in %s (%s), %d image/mask pairs", found.layout, root, found.why,
                 sum(len(v) for v in named.values()))
-
-    def hold_out(pairs: list) -> tuple[list, list]:
-        train, val = (group_hold_out([str(p[0]) for p in pairs], fraction, seed, group, str(root)) if group
-                      else random_hold_out(len(pairs), fraction, seed, str(root)))
-        return [pairs[i] for i in train], [pairs[i] for i in val]
-
-    request = None if for_eval is False else ("auto" if for_eval is True else for_eval)
-    parts, plan = resolve_splits(named, hold_out, origin=Path(source), fraction=fraction, seed=seed, request=request,
-                                 trained=(meta or {}).get("split"), names=found.labels, key=lambda pair: pair[0],
-                                 group=group)
-    files = {k: ([p[0] for p in pairs], [p[1] for p in pairs]) for k, pairs in parts.items()}
+    parts = resolve_splits(named, request, origin=Path(request.source), fraction=request.fraction(DEFAULT_VAL_SPLIT),
+                           names=found.labels, key=lambda pair: pair[0])
+    files = {k: ([p[0] for p in pairs], [p[1] for p in pairs]) for k, pairs in parts.parts().items()}
     for split, (images, _) in files.items():
         if not images:
             raise CnnkitError(f"{root}: the {split} split has no image/mask pairs; add files")
@@ -314,10 +304,10 @@ def _file_splits(source: str, val_split: float, seed: int, for_eval: bool | str,
     sizes: dict[str, list[tuple[int, int]]] = {}
     problems: dict[str, dict[Path, str]] = {}
     for k, (images, masks) in list(files.items()):  # unreadable pairs leave the class count and checks
-        read, read_sizes, problems[k] = read_pairs(images, masks, decode)
+        read, read_sizes, problems[k] = read_pairs(images, masks, request.decode)
         keep = [i for i, (image, mask) in enumerate(zip(images, masks)) if not {image, mask} & problems[k].keys()]
         if not keep:
-            report_problems(list(problems[k].values()), "image/mask", skip_bad)
+            report_problems(list(problems[k].values()), "image/mask", request.skip_bad)
             raise CnnkitError(f"{root}: no readable image/mask pair in the {k} split; fix or replace the files")
         files[k] = ([images[i] for i in keep], [masks[i] for i in keep])
         infos[k] = [cast(MaskInfo, read[i]) for i in keep]  # each kept pair was read: set
@@ -327,16 +317,20 @@ def _file_splits(source: str, val_split: float, seed: int, for_eval: bool | str,
             if (meta and "values" in meta) or found.spec is None or binary else found.spec)
     for k, (_, masks) in files.items():
         problems[k].update(check_masks(infos[k], masks, sizes[k], spec))
-    report_problems([m for by_file in problems.values() for m in by_file.values()], "image/mask", skip_bad)
+    report_problems([m for by_file in problems.values() for m in by_file.values()], "image/mask", request.skip_bad)
     odd_binary_masks(every, spec)
     if meta:  # a model's classes: most pixels of its own data belong to them
-        pixels, total = class_pixel_stats(every, spec)[0].sum(), sum(sum(i.counts.values()) for i in every)
-        if total and pixels < total / 2:
-            LOGGER.warning("warning: %s: only %.0f%% of the mask pixels are the model's classes (%s), the rest "
-                           "ignored; is this the data set it was trained for?", root, 100 * pixels / total,
-                           ", ".join(spec.names[:6]))
-    return ({k: _kept(images, masks, infos[k], problems[k]) for k, (images, masks) in files.items()}, root,
-            found.layout, plan, spec)
+        _warn_foreign(root, every, spec)
+    kept = {k: _kept(images, masks, infos[k], problems[k]) for k, (images, masks) in files.items()}
+    return parts.map(lambda k, _: kept[k]), root, found.layout, spec
+
+
+def _warn_foreign(root: Path, infos: list[MaskInfo], spec: ClassSpec) -> None:
+    pixels, total = class_pixel_stats(infos, spec)[0].sum(), sum(sum(i.counts.values()) for i in infos)
+    if total and pixels < total / 2:
+        LOGGER.warning("warning: %s: only %.0f%% of the mask pixels are the model's classes (%s), the rest "
+                       "ignored; is this the data set it was trained for?", root, 100 * pixels / total,
+                       ", ".join(spec.names[:6]))
 
 
 def _kept(images: list[Path], masks: list[Path], infos: list[MaskInfo], problems: dict[Path, str]) -> RawSplit:

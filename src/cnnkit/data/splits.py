@@ -18,22 +18,25 @@ import base64
 import hashlib
 import re
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
+from cnnkit.data.request import EVAL_SPLITS, DataRequest
 from cnnkit.errors import CnnkitError
 from cnnkit.log import LOGGER
+
+T = TypeVar("T")
+U = TypeVar("U")
 
 ROLE_NAMES = {
     "train": ("train", "training", "train2017", "trainval"),
     "val": ("val", "valid", "validation", "val2017", "dev"),
     "test": ("test", "testing", "test2017"),
 }
-EVAL_SPLITS = ("auto", "val", "train", "test", "all")
 MAX_EXACT_GROUPS = 12  # up to this many groups, the held-out groups are chosen from every subset
 
 
@@ -57,14 +60,41 @@ def named_children(root: Path, suffix: str = "", is_split: Callable[[Path], bool
     return found
 
 
-def random_hold_out(n: int, fraction: float, seed: int, origin: str) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (train, val): a fixed random ``fraction`` of ``n`` held out (same seed, same split)."""
+def hold_out(names: Sequence[str], fraction: float, seed: int, origin: str, group: str = "",
+             strata: np.ndarray | None = None, least: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, val) of the images held out for validation, the one rule of every task: whole
+    groups named by ``group`` in each file's path (``--val-group``), else ``fraction`` of each class
+    (``strata``: the labels), else a random ``fraction`` (at least ``least`` when there are twice as
+    many images); each fixed by ``seed``. ``names``: the files, ``origin``: the data, for messages."""
+    if group:
+        return group_hold_out(names, fraction, seed, group, origin)
+    if strata is not None:
+        return stratified_split(strata, fraction, seed)
+    return random_hold_out(len(names), fraction, seed, origin, least)
+
+
+def random_hold_out(n: int, fraction: float, seed: int, origin: str, least: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, val): a fixed random ``fraction`` of ``n`` held out (same seed, same split); at least
+    ``least`` of them when ``n`` is twice that (pretraining compares two images of a batch)."""
     n_val = max(1, int(round(n * fraction)))
     if n_val >= n:
         raise CnnkitError(f"{origin}: {n} image(s) are too few to hold out {fraction:.0%} for validation; "
                           "add images, or give a val/ folder")
+    n_val = max(n_val, min(least, n // 2))
     order = np.random.default_rng(seed).permutation(n)
     return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, val) holding out ``fraction`` of every class, fixed by ``seed``."""
+    rng = np.random.default_rng(seed)
+    train, val = [], []
+    for c in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == c))
+        n_val = int(round(len(members) * fraction)) if len(members) > 1 else 0
+        val.append(members[:n_val])
+        train.append(members[n_val:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
 
 
 def group_regex(pattern: str) -> re.Pattern:
@@ -156,46 +186,88 @@ class SplitPlan:
         return dict(vars(self))
 
 
-def resolve_splits(named: dict[str, list], hold_out: Callable[[list], tuple[list, list]], *, origin: Path,
-                   fraction: float, seed: int, request: str | None, trained: dict | None = None,
-                   names: dict[str, str] | None = None, key: Callable[[Any], Any] = str, group: str = ""
-                   ) -> tuple[dict[str, list], SplitPlan | None]:
-    """Assign the found splits to their parts.
+@dataclass(kw_only=True)
+class Splits(Generic[T]):
+    """The parts of a data set, one shape for every task: ``train`` (None when evaluating), ``val`` (the
+    split scored when evaluating), ``test`` (scored once by best.pt after training, never used to
+    choose) and ``plan`` (how val was chosen, saved in the model's card; training only). Every loader
+    returns one, its task's own fields (classes, channels, ...) beside these."""
 
-    ``named``: {'train'|'val'|'test'|'all': items}; ``hold_out(items) -> (train, val)``;
-    ``request``: None when training, else the evaluation split (see EVAL_SPLITS); ``trained``: the
-    checkpoint's saved SplitPlan; ``names``: {split: folder name} for messages; ``key``: an item's
-    file name, for the digest. Returns ({'train', 'val'[, 'test']}: items) when training, else
-    ({'val': the chosen items}), and the plan (training only).
+    train: T | None = None
+    val: T
+    test: T | None = None
+    plan: SplitPlan | None = None
+
+    def parts(self) -> dict[str, T]:
+        """{'train', 'val', 'test': part}, in that order, of the parts present."""
+        return {k: v for k, v in (("train", self.train), ("val", self.val), ("test", self.test)) if v is not None}
+
+    def map(self, convert: Callable[[str, T], U]) -> Splits[U]:
+        """The same splits and plan, each part ``convert(name, part)``."""
+        parts = {k: convert(k, v) for k, v in self.parts().items()}
+        return Splits(train=parts.get("train"), val=parts["val"], test=parts.get("test"), plan=self.plan)
+
+
+def resolve_splits(named: dict[str, list], request: DataRequest, *, origin: Path, fraction: float,
+                   names: dict[str, str] | None = None, key: Callable[[Any], Any] = str,
+                   strata: Callable[[Any], int] | None = None) -> Splits[list]:
+    """Assign the found splits to their parts, holding validation out by ``hold_out``'s rule.
+
+    ``named``: {'train'|'val'|'test'|'all': items}; ``request``: the switch (``split``: None when
+    training, else the evaluation split), the seed, ``--val-group`` and the model's saved plan
+    (``trained``: evaluation holds out by its fraction, seed and groups); ``fraction``: the fraction
+    held out (the request's, or the task's default); ``names``: {split: folder name} for messages;
+    ``key``: an item's file name (groups, digests); ``strata``: an item's class, to hold out the same
+    fraction of each. Returns train, val (and test) when training, with the plan; else val alone.
     """
-    if group:  # refused even where a val/ folder leaves it unused: a typo is not silently kept
-        group_regex(group)
+    if request.val_group:  # refused even where a val/ folder leaves it unused: a typo is not silently kept
+        group_regex(request.val_group)
     names = names or {}
     label = {k: names.get(k, k) for k in named}
+    if request.training:
+        hold = _holder(origin, fraction, request.seed, request.val_group, key, strata)
+        return _train_split(named, hold, origin, fraction, request, label, key)
+    saved = request.trained or {}
+    hold = _holder(origin, saved.get("fraction", fraction), saved.get("seed", request.seed),
+                   saved.get("group", request.val_group), key, strata)
+    return Splits(val=_eval_split(named, hold, origin, str(request.split), request.trained, label, key))
+
+
+def _holder(origin: Path, fraction: float, seed: int, group: str, key: Callable[[Any], Any],
+            strata: Callable[[Any], int] | None) -> Callable[[list], tuple[list, list]]:
+    """items -> (train, val) items, by ``hold_out``."""
+    def hold(items: list) -> tuple[list, list]:
+        labels = None if strata is None else np.array([strata(i) for i in items], np.int64)
+        train, val = hold_out([str(key(i)) for i in items], fraction, seed, str(origin), group, labels)
+        return [items[i] for i in train], [items[i] for i in val]
+    return hold
+
+
+def _train_split(named: dict[str, list], hold: Callable[[list], tuple[list, list]], origin: Path, fraction: float,
+                 request: DataRequest, label: dict[str, str], key: Callable[[Any], Any]) -> Splits[list]:
+    seed, group = request.seed, request.val_group
     base = "train" if "train" in named else "all" if "all" in named else None
-    if request is None:
-        if base is None:
-            raise CnnkitError(f"{origin}: found {', '.join(label.values())} but no training split; "
-                              "add a train/ folder (or put all images in one folder)")
-        if "val" in named:
-            out, how = {"train": named[base], "val": named["val"]}, f"val = {label['val']} ({len(named['val'])})"
-        else:
-            train, val = hold_out(named[base])
-            out = {"train": train, "val": val}
-            how = (f"val = {fraction:.0%} held out of {label[base]} (seed {seed}"
-                   + (f", whole groups by {group!r}" if group else "") + f"; {len(val)})")
-        parts = [f"train = {label[base]} ({len(out['train'])})", how]
-        if "test" in named:
-            out["test"] = named["test"]
-            parts.append(f"test = {label['test']} ({len(named['test'])}; scored once at the end by best.pt, "
-                         "never used to choose)")
-        LOGGER.info("splits: %s", ", ".join(parts))
-        held = relative_names((key(i) for i in out["val"]), origin)
-        plan = SplitPlan(str(Path(origin).resolve()), "folder" if "val" in named else "held out", fraction, seed,
-                         len(out["val"]), digest(held), len(named.get("test", [])), group,
-                         _files_digest(named, origin, key), "" if "val" in named else name_hashes(held))
-        return out, plan
-    return {"val": _eval_split(named, hold_out, origin, request, trained, label, key)}, None
+    if base is None:
+        raise CnnkitError(f"{origin}: found {', '.join(label.values())} but no training split; "
+                          "add a train/ folder (or put all images in one folder)")
+    if "val" in named:
+        out, how = {"train": named[base], "val": named["val"]}, f"val = {label['val']} ({len(named['val'])})"
+    else:
+        train, val = hold(named[base])
+        out = {"train": train, "val": val}
+        how = (f"val = {fraction:.0%} held out of {label[base]} (seed {seed}"
+               + (f", whole groups by {group!r}" if group else "") + f"; {len(val)})")
+    parts = [f"train = {label[base]} ({len(out['train'])})", how]
+    if "test" in named:
+        out["test"] = named["test"]
+        parts.append(f"test = {label['test']} ({len(named['test'])}; scored once at the end by best.pt, "
+                     "never used to choose)")
+    LOGGER.info("splits: %s", ", ".join(parts))
+    held = relative_names((key(i) for i in out["val"]), origin)
+    plan = SplitPlan(str(Path(origin).resolve()), "folder" if "val" in named else "held out", fraction, seed,
+                     len(out["val"]), digest(held), len(named.get("test", [])), group,
+                     _files_digest(named, origin, key), "" if "val" in named else name_hashes(held))
+    return Splits(train=out["train"], val=out["val"], test=out.get("test"), plan=plan)
 
 
 def _short_hashes(names: Sequence[str]) -> list[bytes]:
@@ -208,7 +280,7 @@ def name_hashes(names: Sequence[str]) -> str:
     return base64.b64encode(b"".join(sorted(_short_hashes(names)))).decode()
 
 
-def held_out_found(items: list, origin: Path, trained: dict, key) -> list | None:
+def held_out_found(items: list, origin: Path, trained: Mapping[str, Any], key) -> list | None:
     """The items whose names the checkpoint held out, when the data is an edited copy of the trained data (at
     least half of those held out are still there); None when it is not, or the checkpoint saved no names."""
     saved = base64.b64decode(trained.get("val_hashes") or "")
@@ -227,8 +299,8 @@ def _files_digest(named: dict[str, list], origin: Path, key) -> str:
     return digest(relative_names((key(i) for items in named.values() for i in items), origin))
 
 
-def _eval_split(named: dict[str, list], hold_out, origin: Path, request: str, trained: dict | None,
-                label: dict[str, str], key) -> list:
+def _eval_split(named: dict[str, list], hold: Callable[[list], tuple[list, list]], origin: Path, request: str,
+                trained: Mapping[str, Any] | None, label: dict[str, str], key) -> list:
     if request not in EVAL_SPLITS:
         raise CnnkitError(f"--split {request}: choose one of {', '.join(EVAL_SPLITS)}")
     if request == "all":
@@ -264,7 +336,7 @@ def _eval_split(named: dict[str, list], hold_out, origin: Path, request: str, tr
         LOGGER.info("scoring all %d images of %s (not the data set this model trained on; --split val would hold "
                     "out the training fraction)", len(named[base]), origin)
         return named[base]
-    train, val = hold_out(named[base])
+    train, val = hold(named[base])
     chosen = train if request == "train" else val
     what = "training images" if request == "train" else "held-out validation images"
     LOGGER.info("scoring the %d %s of %s (split recomputed from the seed and fraction saved with the model)",

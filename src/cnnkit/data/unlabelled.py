@@ -21,6 +21,8 @@ from torchvision.transforms import v2
 
 from cnnkit.data import idx
 from cnnkit.data.images import read_image
+from cnnkit.data.request import DataRequest
+from cnnkit.data.splits import Splits, hold_out
 from cnnkit.data.synthetic import is_shapes, make_classification, shapes_count
 from cnnkit.data.walk import is_annotation_folder, list_images
 from cnnkit.errors import CnnkitError
@@ -168,13 +170,14 @@ def as_tensor(array: np.ndarray, channels: int, size: int, chunk: int = 256) -> 
 
 
 def load_images(found: Unlabelled, channels: int, size: int, cache: str, skip_bad: bool, high: float = 0.0
-                ) -> torch.Tensor | list[Path]:
+                ) -> tuple[torch.Tensor | list[Path], list[Path]]:
     """The images decoded at ``size`` into one tensor, or (too many for RAM, or ``cache='none'``) the paths of
-    the readable ones. Unreadable files stop with their names unless ``skip_bad``."""
+    the readable ones; and the files of those images (none for arrays: IDX, shapes). Unreadable files stop
+    with their names unless ``skip_bad``."""
     from cnnkit.data.images import decode_all, verify_all
 
     if isinstance(found.items, np.ndarray):
-        return as_tensor(found.items, channels, size)
+        return as_tensor(found.items, channels, size), []
     paths = found.items
     if cache == "ram" or (cache == "auto" and len(paths) * channels * size * size <= CACHE_LIMIT_BYTES):
         arrays, errors = decode_all(paths, channels, size, skip_bad, high=high, stop=False)
@@ -187,9 +190,28 @@ def load_images(found: Unlabelled, channels: int, size: int, cache: str, skip_ba
     kept = [a for a in arrays if a is not None]
     if not kept:
         raise CnnkitError(f"{found.origin}: no readable images")
+    files = [p for p, a in zip(paths, arrays) if a is not None]
     if isinstance(kept[0], Path):
-        return kept  # type: ignore[return-value]
-    return torch.from_numpy(np.stack(kept)).permute(0, 3, 1, 2).contiguous()  # type: ignore[arg-type]
+        return files, files
+    return torch.from_numpy(np.stack(kept)).permute(0, 3, 1, 2).contiguous(), files  # type: ignore[arg-type]
+
+
+def split_images(images: torch.Tensor | list[Path], files: list[Path], request: DataRequest, fraction: float
+                 ) -> Splits[torch.Tensor | list[Path]]:
+    """Train and val of unlabelled images by the hold-out every task uses (``cnnkit.data.splits.hold_out``):
+    whole groups with ``--val-group``, else ``fraction`` at random (at least two when there are four or
+    more images: the joint-embedding losses compare images within a batch)."""
+    if request.val_group and not files:
+        raise CnnkitError(f"--val-group {request.val_group!r}: {request.source} has no file names to find groups "
+                          "in (IDX or synthetic images); drop --val-group, or pass --val with labelled images")
+    names = [str(p) for p in files] or [str(i) for i in range(len(images))]
+    train, val = hold_out(names, fraction, request.seed, request.source, request.val_group, least=2)
+
+    def pick(index: np.ndarray) -> torch.Tensor | list[Path]:
+        if isinstance(images, torch.Tensor):
+            return images[torch.from_numpy(index)]
+        return [images[int(i)] for i in index]
+    return Splits(train=pick(train), val=pick(val))
 
 
 DEFAULT_SIDE = 96  # pretraining side for images of mixed or large sizes: crops of this size train fast on a CPU

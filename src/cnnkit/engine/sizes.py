@@ -85,8 +85,10 @@ def check_memory(model: torch.nn.Module, cfg: TrainConfig, meta: dict[str, Any],
     side = int(meta["imgsz"])
     crop = meta.get("crop") or (side, side)
     aspect = crop[0] * crop[1] / side ** 2  # a non-square crop has fewer pixels than its longer side squared
-    per_pixel = batch * aspect * pixel_bytes(model, meta["in_chans"], stride, amp=cfg.amp and device.type == "cuda")
+    per_pixel, per_image = pixel_bytes(model, meta["in_chans"], stride, amp=cfg.amp and device.type == "cuda")
+    per_pixel *= batch * aspect
     fixed = 4 * sum(p.numel() * p.element_size() for p in model.parameters())  # weights, grads, 2 optimiser states
+    fixed += batch * per_image
     need = fixed + per_pixel * side ** 2
     if need <= available:
         return
@@ -97,10 +99,21 @@ def check_memory(model: torch.nn.Module, cfg: TrainConfig, meta: dict[str, Any],
                       f"{gigabytes(need)} of memory and {where(device)} has {gigabytes(available)} available; {advice}")
 
 
-def pixel_bytes(model: torch.nn.Module, in_chans: int, stride: int = 1, amp: bool = False) -> float:
-    """Bytes one input pixel costs a training step: the forward's layer outputs on a probe image (kept
-    for the backward pass), with margin, plus the input itself (uint8 and float32)."""
+def pixel_bytes(model: torch.nn.Module, in_chans: int, stride: int = 1, amp: bool = False) -> tuple[float, float]:
+    """(bytes per input pixel, bytes per image) a training step costs: the forward's layer outputs (kept
+    for the backward pass), with margin, plus the input itself (uint8 and float32). Measured on probe
+    images of two sides: what grows with the area is per pixel, the rest (a detector's region heads, a
+    fixed number of proposals of a fixed size whatever the image) per image."""
     side = max(PROBE, stride)
+    small, large = _activation_bytes(model, in_chans, side), _activation_bytes(model, in_chans, 2 * side)
+    per_pixel = max(0.0, (large - small) / (3 * side ** 2))  # (2s)^2 - s^2 = 3 s^2
+    per_image = max(0.0, small - per_pixel * side ** 2)
+    scale = ACTIVATION_FACTOR * (0.6 if amp else 1.0)  # float16 halves most of them
+    return per_pixel * scale + 5 * in_chans, per_image * scale
+
+
+def _activation_bytes(model: torch.nn.Module, in_chans: int, side: int) -> int:
+    """The bytes of every leaf module's outputs in one eval forward of a zero image of ``side`` px."""
     total = 0
 
     def count(_module: torch.nn.Module, _inputs: Any, output: Any) -> None:
@@ -120,8 +133,7 @@ def pixel_bytes(model: torch.nn.Module, in_chans: int, stride: int = 1, amp: boo
         for h in hooks:
             h.remove()
         model.train(was_training)
-    activations = total / side ** 2 * ACTIVATION_FACTOR * (0.6 if amp else 1.0)  # float16 halves most of them
-    return activations + 5 * in_chans
+    return total
 
 
 def where(device: torch.device) -> str:

@@ -58,10 +58,11 @@ class Task(View, Protocol):
     def graph(self) -> type | None:
         """The export graph (a cnnkit.export.graph.ExportGraph subclass); None: not exportable."""
 
-    def build_data(self, cfg: TrainConfig, meta: Mapping[str, Any] | None = None, for_eval: bool | str = False
+    def build_data(self, cfg: TrainConfig, meta: Mapping[str, Any] | None = None, split: str | None = None
                    ) -> TaskData:
-        """Data sets for training (or, with ``for_eval``, the split to score as ``val``: 'auto', 'val',
-        'train', 'test' or 'all'; see ``cnnkit.data.splits``)."""
+        """Data sets for training (``split`` None: train, val and test), or for evaluation the one split to
+        score, as ``val``: 'auto', 'val', 'train', 'test' or 'all' (see ``cnnkit.data.splits``). A task
+        reads its data through ``cnnkit.data.request.DataRequest.from_config(cfg, meta, split)``."""
 
     def build_model(self, cfg: TrainConfig, meta: Mapping[str, Any]) -> nn.Module: ...
     def build_loss(self, cfg: TrainConfig, data: TaskData) -> Callable[[Any, Any], torch.Tensor | None]: ...

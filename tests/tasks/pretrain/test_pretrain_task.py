@@ -129,3 +129,26 @@ def test_a_mismatched_encoder_is_refused(tmp_path, shapes_folder, pretrained, ca
                  "--project", str(tmp_path), "--pretrained", str(pretrained / "best.pt")]) == 2
     err = capsys.readouterr().err
     assert "fastnet network and this model's is a resnet" in err and "Traceback" not in err
+
+
+def test_val_group_holds_out_whole_groups(tmp_path, caplog):
+    """`cnnkit train pretrain --val-group` was accepted and ignored: its own random hold-out put frames of
+    every sequence on both sides. It now holds out by the hold-out every task shares."""
+    from cnnkit.config import make_config
+    from cnnkit.errors import CnnkitError
+    from cnnkit.tasks import get_task
+
+    rng = np.random.default_rng(0)
+    for g in range(4):
+        for i in range(6):
+            (tmp_path / "frames").mkdir(exist_ok=True)
+            Image.fromarray(rng.integers(0, 255, (16, 16, 3), np.uint8)).save(tmp_path / "frames" / f"s{g}_{i}.png")
+    config = {"task": "pretrain", "data": str(tmp_path / "frames"), "imgsz": 16, "cache": "none", "val_split": 0.25,
+              "val_group": r"^(s\d)_"}
+    with caplog.at_level(logging.INFO, logger="cnnkit"):
+        data = get_task("pretrain").build_data(make_config(config))
+    sequences = lambda items: {p.name.split("_")[0] for p in items}  # noqa: E731
+    assert not sequences(data.train.items) & sequences(data.val.items) and len(data.val) == 6
+    assert "validation holds out 1 of 4 groups whole" in caplog.text
+    with pytest.raises(CnnkitError, match="--val-group '.': shapes:16 has no file names"):
+        get_task("pretrain").build_data(make_config({**config, "data": "shapes:16", "val_group": "."}))

@@ -76,13 +76,13 @@ class BrightnessTask(BrightnessView):
     options = BrightnessOptions
     graph = BrightnessGraph
 
-    def build_data(self, cfg: Any, meta: Mapping[str, Any] | None = None, for_eval: bool | str = False) -> TaskData:
+    def build_data(self, cfg: Any, meta: Mapping[str, Any] | None = None, split: str | None = None) -> TaskData:
         meta = dict(meta or {})
         n = int(cfg.data.partition(":")[2] or 256)
         meta.setdefault("classes", ["brightness"])
         meta.setdefault("noise", cfg.options.noise)  # the task's own training option, kept in the card
         meta.update(task=self.name, num_classes=1, in_chans=1, imgsz=SIDE, mean=[0.5], std=[0.25])
-        train = None if for_eval else TensorDataset(*grey_images(n, cfg.seed, meta["noise"]))
+        train = None if split is not None else TensorDataset(*grey_images(n, cfg.seed, meta["noise"]))
         return TaskData(train, TensorDataset(*grey_images(max(n // 4, 8), cfg.seed + 1, meta["noise"])), meta)
 
     def build_model(self, cfg: Any, meta: Mapping[str, Any]) -> nn.Module:

@@ -14,6 +14,7 @@ from cnnkit.config import TrainConfig
 from cnnkit.data.classify import ClassifyDataset, load_classify_data
 from cnnkit.data.images import image_to_array
 from cnnkit.data.inputs import describe_inputs
+from cnnkit.data.request import DataRequest
 from cnnkit.data.transforms import build_batch_transform, build_train_transform, channel_stats
 from cnnkit.engine.task import Task, TaskData
 from cnnkit.metrics.classification import ClassificationMetrics
@@ -44,15 +45,11 @@ class ClassifyTask(ClassifyView):
         super().__init__(spec)
         self.default_monitor = spec.defaults["monitor"]
 
-    def build_data(self, cfg: TrainConfig, meta: Mapping[str, Any] | None = None, for_eval: bool | str = False
+    def build_data(self, cfg: TrainConfig, meta: Mapping[str, Any] | None = None, split: str | None = None
                    ) -> TaskData:
         """Training: infer classes, channels, size and normalisation; evaluation: take them from ``meta``."""
         meta = dict(meta or {})
-        data = load_classify_data(cfg.data, imgsz=meta.get("imgsz", cfg.imgsz), val_split=cfg.val_split,
-                                  seed=cfg.seed, cache=cfg.cache, skip_bad=cfg.skip_bad, classes=meta.get("classes"),
-                                  channels=meta.get("in_chans", 0), for_eval=for_eval,
-                                  trained=meta.get("split"), high=meta.get("pixel_max"),
-                                  group=cfg.val_group)
+        data = load_classify_data(DataRequest.from_config(cfg, meta, split), classes=meta.get("classes"))
         if "mean" not in meta:
             assert data.train is not None  # a card without statistics: training, which reads the train split
             if cfg.mean:

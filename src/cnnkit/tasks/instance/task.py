@@ -17,6 +17,7 @@ from cnnkit.data.images import pil_to_array
 from cnnkit.data.inputs import describe_inputs
 from cnnkit.data.instance import InstanceDataset, InstanceTransform, list_collate
 from cnnkit.data.instance_data import boxes_without_masks, load_instance_data
+from cnnkit.data.request import DataRequest
 from cnnkit.engine.task import Task, TaskData
 from cnnkit.errors import CnnkitError
 from cnnkit.log import LOGGER
@@ -66,11 +67,10 @@ class InstanceTask(InstanceView):
         super().__init__(spec)
         self.default_monitor = spec.defaults["monitor"]
 
-    def build_data(self, cfg: TrainConfig, meta: Mapping[str, Any] | None = None, for_eval: bool | str = False
+    def build_data(self, cfg: TrainConfig, meta: Mapping[str, Any] | None = None, split: str | None = None
                    ) -> TaskData:
         meta = dict(meta or {})
-        data = load_instance_data(cfg.data, val_split=cfg.val_split, seed=cfg.seed, skip_bad=cfg.skip_bad,
-                                  meta=meta or None, for_eval=for_eval, group=cfg.val_group)
+        data = load_instance_data(DataRequest.from_config(cfg, meta, split), classes=meta.get("classes"))
         if self.masks and not any(item.objects.has_masks for item in (data.train or data.val)[:50]):
             raise CnnkitError(f"{cfg.data}: the annotations have boxes but no masks; train with --task detect")
         if data.train is not None and "mean" not in meta and not any_objects(data.train):

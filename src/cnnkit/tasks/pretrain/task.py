@@ -16,6 +16,8 @@ from torch import nn
 from cnnkit.config import TrainConfig
 from cnnkit.data.classify import load_classify_data
 from cnnkit.data.images import probe_channels, probe_high
+from cnnkit.data.request import DataRequest
+from cnnkit.data.splits import group_regex
 from cnnkit.data.transforms import channel_stats
 from cnnkit.data.unlabelled import (
     ViewsDataset,
@@ -24,6 +26,7 @@ from cnnkit.data.unlabelled import (
     load_images,
     native_side,
     reconstruction_view,
+    split_images,
 )
 from cnnkit.engine.task import Task, TaskData
 from cnnkit.errors import CnnkitError
@@ -38,6 +41,7 @@ from cnnkit.tasks.common import given_stats
 from cnnkit.tasks.pretrain.losses import PretrainLoss
 from cnnkit.tasks.pretrain.view import EmbeddingView
 
+DEFAULT_VAL_SPLIT = 0.05  # held out of the images to validate on when there is no --val
 NO_LABELS = ["unlabelled"]  # the card's classes: a pretrained encoder predicts no class
 
 
@@ -54,15 +58,15 @@ class PretrainTask(EmbeddingView):
         super().__init__(spec)
         self.default_monitor = spec.defaults["monitor"]
 
-    def build_data(self, cfg: TrainConfig, meta: Mapping[str, Any] | None = None, for_eval: bool | str = False
+    def build_data(self, cfg: TrainConfig, meta: Mapping[str, Any] | None = None, split: str | None = None
                    ) -> TaskData:
         """Training: every image of ``cfg.data`` (labels ignored), a held-out part or ``cfg.options.val``
         (labelled) to validate; evaluation: ``cfg.data`` as labelled images, scored by k-NN on the embedding."""
         meta = dict(meta or {})
         method = meta.get("method", cfg.options.method)
-        if for_eval:
+        if split is not None:
             views, n = method_views(method, meta["in_chans"], meta["imgsz"])
-            return TaskData(None, self.labelled(cfg.data, meta, views, n, for_eval), meta)
+            return TaskData(None, self.labelled(cfg.data, meta, views, n, split), meta)
         found = find_unlabelled(cfg.data, cfg.seed)
         if isinstance(found.items, np.ndarray):
             channels, high = found.items.shape[-1], 0.0
@@ -70,13 +74,16 @@ class PretrainTask(EmbeddingView):
             channels, high = probe_channels(found.items), probe_high(found.items)
         channels, high = meta.get("in_chans", channels), meta.get("pixel_max", high)
         size = meta.get("imgsz") or cfg.imgsz or native_side(found)
-        images = load_images(found, channels, size, cfg.cache, cfg.skip_bad, high)
+        images, files = load_images(found, channels, size, cfg.cache, cfg.skip_bad, high)
         if "mean" not in meta:
             meta.update(task=self.name, classes=NO_LABELS, num_classes=1, in_chans=channels, imgsz=size,
                         pixel_max=high, method=method, backbone=cfg.model,
                         **dict(zip(("mean", "std"), self.stats(cfg, images, channels, size))))
         views, n = method_views(method, channels, size)
+        request = DataRequest.from_config(cfg, meta)
         if cfg.options.val:
+            if request.val_group:  # unused beside --val, but a typo is refused, as every task refuses it
+                group_regex(request.val_group)
             train = ViewsDataset(images, channels, size, views, n, high=high)
             try:  # its reader's "scoring val (N images)" is about evaluating a model: the first line says what it is
                 with quiet_info():
@@ -84,9 +91,10 @@ class PretrainTask(EmbeddingView):
             except CnnkitError as e:  # its reader speaks of --data
                 raise CnnkitError(f"--val {cfg.options.val}: {str(e).replace('--data', '--val')}") from None
         else:
-            train_items, val_items = hold_out(images, cfg.val_split or 0.05, cfg.seed)
-            train = ViewsDataset(train_items, channels, size, views, n, high=high)
-            val = ViewsDataset(val_items, channels, size, views, n, plain=True, high=high)
+            parts = split_images(images, files, request, request.fraction(DEFAULT_VAL_SPLIT))
+            assert parts.train is not None  # held out for training: set
+            train = ViewsDataset(parts.train, channels, size, views, n, high=high)
+            val = ViewsDataset(parts.val, channels, size, views, n, plain=True, high=high)
         if len(train) < 2:
             raise CnnkitError(f"{cfg.data}: {len(train)} training image(s); pretraining compares images within a "
                               "batch and needs at least 2 (hundreds or more to learn much)")
@@ -106,10 +114,12 @@ class PretrainTask(EmbeddingView):
         return channel_stats(torch.stack([sample.image(int(i)) for i in pick]))
 
     @staticmethod
-    def labelled(source: str, meta: Mapping[str, Any], views: Any, n: int, split: bool | str) -> ViewsDataset:
-        """Labelled images (any classification layout) as plain image + views, with their labels."""
-        data = load_classify_data(source, imgsz=meta["imgsz"], channels=meta["in_chans"], for_eval=split,
-                                  high=meta.get("pixel_max"))
+    def labelled(source: str, meta: Mapping[str, Any], views: Any, n: int, split: str) -> ViewsDataset:
+        """Labelled images (any classification layout) as plain image + views, with their labels; the split
+        to score is chosen by the classify reader's defaults (20% held out, seed 0), not the run's."""
+        request = DataRequest(source, split=split, imgsz=meta["imgsz"], channels=meta["in_chans"],
+                              high=meta.get("pixel_max"))
+        data = load_classify_data(request)
         items = data.val.images if data.val.images is not None else data.val.paths
         return ViewsDataset(items, meta["in_chans"], meta["imgsz"], views, n, plain=True, labels=data.val.labels,
                             high=data.high)
@@ -146,16 +156,6 @@ def quiet_info() -> Iterator[None]:
         yield
     finally:
         LOGGER.setLevel(level)
-
-
-def hold_out(images: torch.Tensor | list[Path], fraction: float, seed: int) -> tuple[Any, Any]:
-    """(train, val) of unlabelled images: ``fraction`` of them, at least one, picked by ``seed``."""
-    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
-    # two or more when there are four or more images: the joint-embedding losses compare images within a batch
-    n_val = min(max(2, round(len(images) * fraction)), len(images) // 2) if len(images) > 1 else 0
-    if isinstance(images, torch.Tensor):
-        return images[order[n_val:]], images[order[:n_val]]
-    return [images[int(i)] for i in order[n_val:]], [images[int(i)] for i in order[:n_val]]
 
 
 if TYPE_CHECKING:  # mypy checks that the class keeps the engine's Task protocol and the View protocol

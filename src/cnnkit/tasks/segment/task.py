@@ -15,6 +15,7 @@ from cnnkit.config import TrainConfig
 from cnnkit.data.images import resized_array
 from cnnkit.data.inputs import describe_inputs
 from cnnkit.data.masks import class_weights
+from cnnkit.data.request import DataRequest
 from cnnkit.data.segment import (
     SegmentDataset,
     full_res_collate,
@@ -47,16 +48,15 @@ class SegmentTask(SegmentView):
         super().__init__(spec)
         self.default_monitor = spec.defaults["monitor"]
 
-    def build_data(self, cfg: TrainConfig, meta: Mapping[str, Any] | None = None, for_eval: bool | str = False
+    def build_data(self, cfg: TrainConfig, meta: Mapping[str, Any] | None = None, split: str | None = None
                    ) -> TaskData:
         """Training: find classes, channels, crop size, normalisation and class weights; evaluation:
         take them from ``meta`` (a checkpoint's)."""
         meta = dict(meta or {})
-        max_size = meta.get("max_size", cfg.options.max_size)
-        data = load_segment_data(cfg.data, val_split=cfg.val_split, seed=cfg.seed, cache=cfg.cache,
-                                 skip_bad=cfg.skip_bad, max_size=max_size, classes_file=cfg.options.classes_file,
-                                 ignore_index=cfg.options.ignore_index, binary=cfg.options.binary, meta=meta,
-                                 for_eval=for_eval, group=cfg.val_group)
+        request = DataRequest.from_config(cfg, meta, split)
+        max_size = request.max_size
+        data = load_segment_data(request, classes_file=cfg.options.classes_file, ignore_index=cfg.options.ignore_index,
+                                 binary=cfg.options.binary, meta=meta)
         if "mean" not in meta:
             assert data.train is not None  # a card without statistics: training, which reads the train split
             crop = _crop_size(cfg.imgsz, data.train.images, max_size)
@@ -74,8 +74,8 @@ class SegmentTask(SegmentView):
                             " ".join(f"{w:.3f}" for w in weights))
         # evaluation alone compares with full-size masks (logits resized per image); training validates at
         # the training scale, which is cheaper and what the model sees
-        full_res = for_eval and max_size > 0
-        if max_size and not for_eval:
+        full_res = not request.training and max_size > 0
+        if max_size and request.training:
             LOGGER.info("segment: images and masks (nearest) shrunk to at most %d px: validation during training "
                         "is at that scale; `cnnkit val` and predictions are at each image's full size", max_size)
         train = None
