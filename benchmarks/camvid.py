@@ -134,7 +134,7 @@ def train_recipe(data: Path, recipe: str, out: Path, epochs: int) -> dict:
     def record(epoch: int, row: dict) -> None:
         history.append({"epoch": epoch, "miou": row["miou"], "time_s": time.perf_counter() - start,
                         "train_img_s": row["train_img_s"], "val_img_s": row["val_img_s"]})
-        print(f"  epoch {epoch}: val mIoU {row['miou']:.4f} (at {cfg.max_size or 'full'} px) at "
+        print(f"  epoch {epoch}: val mIoU {row['miou']:.4f} (at {cfg.options.max_size or 'full'} px) at "
               f"{history[-1]['time_s']:.0f}s, {row['train_img_s']:.1f} train img/s", flush=True)
 
     result = train_with(cfg, on_epoch_end=record)

@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+import cnnkit.tasks  # noqa: F401 - registers the built-in tasks, whose training options make_config reads
 from cnnkit.data.synthetic import SHAPE_NAMES, make_classification
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"

@@ -16,7 +16,8 @@ from tests.export.helpers import write_checkpoint
 
 def test_every_option_has_help_a_default_of_its_type_and_a_range_that_holds_it():
     for name in task_names():
-        for info in option_infos(get_spec(name).options):
+        spec = get_spec(name)
+        for info in option_infos(spec.options) + option_infos(spec.train_options):  # prediction and training
             assert info.help and info.kind in (bool, int, float, str), (name, info.name)
             info.check(info.default)  # the default is inside its own range
 

@@ -29,6 +29,8 @@ if TYPE_CHECKING:  # an editor follows these; at run time they load on first use
 def __getattr__(name: str) -> Any:
     if name == "export":  # the export package, callable as cnnkit.api.export (see cnnkit/export/__init__.py)
         return importlib.import_module("cnnkit.export")
+    if name == "TrainConfig":  # a config reads its task's options from the registered tasks
+        importlib.import_module("cnnkit.tasks")
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'cnnkit' has no attribute '{name}'")

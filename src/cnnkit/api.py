@@ -7,7 +7,7 @@ use, so that ``load("model.onnx")`` runs on onnxruntime without it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,11 +24,12 @@ if TYPE_CHECKING:
 
 
 def train(config: str | Path | None = None, **overrides: Any) -> TrainResult:
-    """Train from a recipe file and/or keyword overrides of :class:`TrainConfig` fields.
+    """Train from a recipe file and/or keyword overrides of :class:`TrainConfig` fields and the task's own
+    training options (``cnnkit train <task> --help`` lists both; another task's option is refused by name).
 
     >>> cnnkit.train(task="classify", data="shapes", model="fastnet_small", epochs=3)
     """
-    values = load_yaml(config) if config else {}
+    values = load_yaml(config, task=str(overrides.get("task", ""))) if config else {}
     values.update(overrides)
     if values.get("resume") and "epochs" not in values:
         values["epochs"] = 0  # a resumed run keeps its own number of epochs
@@ -36,11 +37,11 @@ def train(config: str | Path | None = None, **overrides: Any) -> TrainResult:
 
 
 def with_task_defaults(values: dict[str, Any]) -> dict[str, Any]:
-    """``values`` with the task's own defaults (its model, and pretraining's optimiser) for the fields not given;
-    a resumed run keeps its own."""
+    """``values`` with the task's own defaults of common fields (its model, and pretraining's optimiser) for those
+    not given; a resumed run keeps its own."""
     from cnnkit.config import config_fields
 
-    spec = get_spec(str(values.get("task", "classify")))
+    spec = get_spec(str(values.get("task") or task_names()[0]))
     if values.get("resume"):
         return values
     fields = {f.name for f in config_fields()}
@@ -48,42 +49,14 @@ def with_task_defaults(values: dict[str, Any]) -> dict[str, Any]:
     return {**{k: v for k, v in spec.defaults.items() if k in fields and k not in given}, **values}
 
 
-def check_task_fields(cfg: TrainConfig, origin: str = "arguments", flags: Collection[str] = ()) -> None:
-    """Refuse a task-specific config field set away from its default for a task that does not take it, and a
-    value outside the task's own choices. ``flags``: the fields given as command-line flags (named ``--x``);
-    the others are named as keys of ``origin`` (a recipe file, or the API's arguments)."""
-    from cnnkit.config import TASK_FIELDS, default_of
-
-    def named(key: str) -> str:
-        if key in flags or origin == "command line":
-            return "--" + key.replace("_", "-")
-        return f"'{key}'" if origin == "arguments" else f"'{key}' in {origin}"
-
-    spec = get_spec(cfg.task)
-    for name, allowed in spec.choices.items():
-        if getattr(cfg, name) not in allowed:
-            flag = named(name)
-            raise CnnkitError(f"{flag} {getattr(cfg, name)!r}: the {cfg.task} task takes "
-                              f"{', '.join(repr(a) for a in allowed if a)}; drop it or pick one of those")
-    for name in TASK_FIELDS:
-        if name not in spec.config and getattr(cfg, name) != default_of(name):
-            flag = named(name)
-            owners = [t for t in task_names() if name in get_spec(t).config]
-            who = " and ".join([", ".join(owners[:-1]), owners[-1]] if len(owners) > 1 else owners)
-            raise CnnkitError(f"{flag}: the {cfg.task} task does not take it (only {who} "
-                              f"{'take' if len(owners) > 1 else 'takes'} it); drop it (`cnnkit train {cfg.task} "
-                              f"--help` lists what {cfg.task} takes)")
-
-
-def train_with(cfg: TrainConfig, on_epoch_end: Callable[[int, dict], None] | None = None,
-               origin: str = "arguments", flags: Collection[str] = ()) -> TrainResult:
-    """Train a resolved config: its task found by name, its model checked before any data is read (a resumed
-    run takes its model from its own config, checked when it started)."""
+def train_with(cfg: TrainConfig, on_epoch_end: Callable[[int, dict], None] | None = None) -> TrainResult:
+    """Train a resolved config (``make_config`` has checked its options against its task): its task found by
+    name, its model checked before any data is read (a resumed run takes its model from its own config, checked
+    when it started)."""
     from cnnkit.data.images import set_max_pixels
     from cnnkit.engine.trainer import fit
 
     task = get_task(cfg.task)
-    check_task_fields(cfg, origin, flags)
     if not cfg.resume:
         check_model(cfg, task.name)
     set_max_pixels(cfg.max_pixels)
@@ -113,11 +86,12 @@ def check_model(cfg: TrainConfig, task: str) -> None:
         raise CnnkitError(f"--pretrained {cfg.pretrained}: not a cnnkit checkpoint, and {cfg.model} takes no other "
                           "weights; give a cnnkit run's best.pt (a pretrain run's, say), or pick a torchvision "
                           "backbone such as resnet18")
-    if cfg.freeze_epochs and not cfg.pretrained:
+    freeze = getattr(cfg.options, "freeze_epochs", 0)  # an option of the tasks that fine-tune an encoder
+    if freeze and not cfg.pretrained:
         raise CnnkitError("--freeze-epochs: there is no pretrained encoder to keep fixed; add --pretrained, or drop "
                           "--freeze-epochs")
-    if cfg.freeze_epochs >= cfg.epochs > 0:
-        raise CnnkitError(f"--freeze-epochs {cfg.freeze_epochs}: the encoder would never train in {cfg.epochs} epochs; "
+    if freeze >= cfg.epochs > 0:
+        raise CnnkitError(f"--freeze-epochs {freeze}: the encoder would never train in {cfg.epochs} epochs; "
                           "give fewer (1 or 2 is usual)")
 
 
@@ -147,6 +121,6 @@ def val(weights: str | Path, data: str | Path, split: str = "auto", batch: int =
     return done
 
 
-__all__ = ["Model", "Result", "TrainConfig", "ValResult", "check_task_fields", "export", "is_torchscript",
+__all__ = ["Model", "Result", "TrainConfig", "ValResult", "export", "is_torchscript",
            "iter_sources", "load", "load_checkpoint_model", "train", "train_with", "val"]
 

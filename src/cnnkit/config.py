@@ -1,7 +1,11 @@
 """Run configuration: one frozen dataclass; YAML and the CLI only override its fields.
 
-Every field has a default, a unit and a one-line reason in its ``help``. An unknown key is an
-error (with a "did you mean"), and nothing is ever evaluated: YAML is read with ``safe_load``.
+``TrainConfig`` holds the fields every task takes; ``TrainConfig.options`` holds the task's own
+training options, a frozen dataclass that the task declares (``TaskSpec.train_options``) and
+``cnnkit.tasks.register_task`` names here: this module knows no task. Recipes, config.yaml and
+checkpoints keep both flat, side by side. Every field has a default, a unit and a one-line reason
+in its ``help``. An unknown key is an error (with a "did you mean"), another task's option is
+refused by name, and nothing is ever evaluated: YAML is read with ``safe_load``.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,58 +33,30 @@ def _f(default: Any, help: str, **kw: Any) -> Any:
 class TrainConfig:
     """Everything a training run needs; saved as ``config.yaml`` in the run folder."""
 
-    task: str = _f("classify", "task to train (`cnnkit train --help` lists them); chooses data, loss, metrics and "
-                               "predictor")
+    task: str = _f("", "task to train (`cnnkit train --help` lists them); chooses data, loss, metrics and "
+                       "predictor; empty = the first registered")
     data: str = _f("", "data: a folder (per task layout), a CSV of path,label, an IDX folder, or 'shapes' (synthetic)")
     model: str = _f("basic_cnn", "registered model name; `cnnkit models` lists them")
     model_args: dict = _f({}, "extra keyword arguments for the model builder (YAML only)")
     pretrained: str = _f("", "'' for random init, a local weights file, or 'torchvision' (needs network)")
     epochs: int = _f(10, "number of passes over the training split (epochs)")
     batch: int = _f(64, "images per optimisation step, summed over all processes (images)")
-    imgsz: int = _f(0, "square input side (classify), or the side of the training crop (segment, instance, "
-                       "detect) (pixels); 0 keeps the native size")
-    max_size: int = _f(0, "shrink images whose longer side exceeds this before training and prediction (pixels); "
-                          "0 keeps full resolution", task_only=True)
+    imgsz: int = _f(0, "square input side, or the side of the training crop for the tasks that crop (pixels); "
+                       "0 keeps the native size")
     optimizer: str = _f("sgd", "sgd (Nesterov momentum) or adamw", choices=("sgd", "adamw"))
     lr: float = _f(0.05, "peak learning rate for batch --batch (1/step)")
     momentum: float = _f(0.9, "SGD momentum / AdamW beta1 (unitless)")
     weight_decay: float = _f(5e-4, "L2 penalty on weights, not on norms or biases (unitless)")
     schedule: str = _f("onecycle", "learning-rate shape after warm-up", choices=("cosine", "onecycle", "constant"))
     warmup_epochs: float = _f(1.0, "linear warm-up length (epochs); steadies early large-batch steps")
-    label_smoothing: float = _f(0.0, "cross-entropy target smoothing (probability mass)", task_only=True)
-    loss: str = _f("", "training loss (the task's choices below); empty = the task's own (cross-entropy)",
-                   choices=("", "ce", "dice", "focal", "ce+dice"), task_only=True)
-    class_weights: str = _f("none", "segment: loss weight per class: none, median (SegNet's median frequency), "
-                                    "inverse (frequency), or numbers w0,w1,... (from the training split)",
-                       task_only=True)
-    ignore_index: int = _f(255, "segment: mask value that counts in neither loss nor metrics (VOC 255, CamVid 11)",
-                           task_only=True)
-    binary: bool = _f(False, "segment: binary masks (0 background, >0 foreground) and a one-class sigmoid head",
-                      task_only=True)
-    classes_file: str = _f("", "segment: CSV of index,name,r,g,b (default: classes.csv in the data folder)",
-                           task_only=True)
-    method: str = _f("simclr", "pretrain: self-supervised method: simclr or vicreg (two augmented views agree), or "
-                               "mae (masked autoencoder: rebuild blanked patches)",
-                     choices=("simclr", "vicreg", "mae"), task_only=True)
-    val: str = _f("", "pretrain: labelled images (class folders, CSV, IDX) scored by k-NN on the embedding after each "
-                      "epoch; empty = a held-out part of --data, loss and spread only", task_only=True)
-    shift_augment: bool = _f(False, "instance, detect: also random colour inversion, grey conversion and strong "
-                                    "colour jitter, for test images from other stains, microscopes or cameras",
-                             task_only=True)
-    freeze_epochs: int = _f(0, "classify, segment, instance, detect: epochs at the start in which the --pretrained "
-                               "encoder stays fixed and only the new decoder and head learn (fastai's fine_tune): "
-                               "a random head's first gradients do not wreck the encoder; 0 = all layers from step 1",
-                            task_only=True)
     grad_clip: float = _f(0.0, "clip the global gradient norm to this value; 0 disables (L2 norm)")
     ema: float = _f(0.0, "decay of the exponential moving average of weights; 0 disables (per step)")
-    augment: str = _f("light", "augmentation preset", choices=("none", "light", "standard", "strong"))
     val_split: float = _f(0.0, "fraction held out for validation when the data has no val split; 0 = the "
                                "task's default")
     val_group: str = _f("", "hold out whole groups (sequence, patient, camera): a regular expression on each "
                             "file's path whose first group (or whole match) names its group; empty = single images")
     mean: list = _f([], "per-channel mean of 0..1 pixels; empty = computed on the training split")
     std: list = _f([], "per-channel std of 0..1 pixels; empty = computed on the training split")
-    tta: bool = _f(False, "average predictions over a horizontal flip at validation and prediction", task_only=True)
     device: str = _f("auto", "auto, cpu, cuda, cuda:N, N (a CUDA index) or mps")
     workers: int = _f(0, "DataLoader worker processes; 0 loads in the main process")
     seed: int = _f(0, "random seed for weights, splits, shuffling and augmentation")
@@ -102,22 +79,65 @@ class TrainConfig:
     resume: bool = _f(False, "continue the run <project>/<task>/<name> from its last.pt")
     exist_ok: bool = _f(False, "reuse the run folder <name> even if it exists")
     verbose: bool = _f(True, "print a progress bar and per-epoch lines")
+    # the task's own training options: an instance of its TrainOptions (TaskSpec.train_options), filled in from
+    # the task when not given; config.yaml and the checkpoint keep its fields flat, beside the common ones
+    options: Any = field(default=None, metadata={"help": "the task's own training options"})
+
+    def __post_init__(self) -> None:
+        task = self.task or next(iter(_TASK_OPTIONS), "")
+        object.__setattr__(self, "task", task)
+        if self.options is None:
+            object.__setattr__(self, "options", options_type(task)())
+
+
+@dataclass(frozen=True)
+class NoTrainOptions:
+    """A task that takes no training options beyond the common ones."""
+
+
+# task name -> its TrainOptions dataclass, declared by cnnkit.tasks.register_task: this module knows no task
+_TASK_OPTIONS: dict[str, type] = {}
+
+# the task fields every config.yaml and checkpoint held before each task declared its own (all of them, at their
+# defaults for the tasks that did not take them): read from such a saved config and dropped
+LEGACY_TASK_FIELDS = ("max_size", "label_smoothing", "loss", "class_weights", "ignore_index", "binary",
+                      "classes_file", "method", "val", "shift_augment", "freeze_epochs", "augment", "tta")
+
+
+def declare_task_options(task: str, options: type | None) -> None:
+    """The training options ``task`` takes (``cnnkit.tasks.register_task`` calls this); None forgets them."""
+    if options is None:
+        _TASK_OPTIONS.pop(task, None)
+    else:
+        _TASK_OPTIONS[task] = options
+
+
+def options_type(task: str) -> type:
+    """The TrainOptions dataclass of ``task``; a task not (yet) registered takes none."""
+    return _TASK_OPTIONS.get(task, NoTrainOptions)
+
+
+def option_fields(task: str) -> list[dataclasses.Field]:
+    return list(dataclasses.fields(options_type(task)))
 
 
 def config_fields() -> list[dataclasses.Field]:
-    return list(dataclasses.fields(TrainConfig))
+    """The common fields, every task's (the task's own options are ``option_fields(task)``)."""
+    return [f for f in dataclasses.fields(TrainConfig) if f.name != "options"]
 
 
-def default_of(name: str) -> Any:
-    f = {f.name: f for f in config_fields()}[name]
+def default_of(name: str, task: str = "") -> Any:
+    """The default of a common field, or of one of ``task``'s options."""
+    f = {f.name: f for f in config_fields() + option_fields(task)}[name]
     return f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[operator]
 
 
-# fields that only some tasks take (each task's spec lists its own in TaskSpec.config); the rest are common
-TASK_FIELDS = tuple(f.name for f in config_fields() if f.metadata.get("task_only"))
+def owners_of(key: str) -> list[str]:
+    """The registered tasks whose training options include ``key``."""
+    return [t for t, options in _TASK_OPTIONS.items() if key in {f.name for f in dataclasses.fields(options)}]
 
 
-def _coerce(f: dataclasses.Field, value: Any, origin: str) -> Any:
+def _coerce(f: dataclasses.Field, value: Any, origin: str, name: str) -> Any:
     default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[operator]
     kind = type(default)
     if value is None:
@@ -143,7 +163,7 @@ def _coerce(f: dataclasses.Field, value: Any, origin: str) -> Any:
     except (TypeError, ValueError):
         what = {int: "a whole number", float: "a finite number", list: "finite numbers", bool: "true or false",
                 dict: "a mapping"}.get(kind, f"a {kind.__name__}")
-        raise CnnkitError(f"{origin}: {_name(f.name, origin)} must be {what}, got {value!r}") from None
+        raise CnnkitError(f"{origin}: {name} must be {what}, got {value!r}") from None
 
 
 def _finite(value: float) -> float:
@@ -152,35 +172,59 @@ def _finite(value: float) -> float:
     return value
 
 
-def make_config(overrides: dict[str, Any] | None = None, origin: str = "arguments", **kw: Any) -> TrainConfig:
-    """Build a TrainConfig from defaults plus ``overrides``; unknown keys and bad values raise CnnkitError."""
-    values = dict(overrides or {}, **kw)
-    by_name = {f.name: f for f in config_fields()}
-    out = {}
+def make_config(overrides: dict[str, Any] | None = None, origin: str = "arguments", flags: Collection[str] = (),
+                saved: bool = False, **kw: Any) -> TrainConfig:
+    """Build a TrainConfig from defaults plus ``overrides``, a flat mapping of common fields and the task's own
+    options; unknown keys, another task's options and bad values raise CnnkitError in one line.
+
+    ``flags``: the keys given as command-line flags (named ``--x`` in errors, the others as keys of ``origin``);
+    ``saved``: a run's own config.yaml or checkpoint, where other tasks' fields of earlier releases are dropped.
+    """
+    values = {k.replace("-", "_"): v for k, v in dict(overrides or {}, **kw).items()}
+    task = str(values.get("task") or next(iter(_TASK_OPTIONS), ""))
+    common = {f.name: f for f in config_fields()}
+    own = {f.name: f for f in option_fields(task)}
+    out, chosen = {}, {}
     for key, value in values.items():
-        key = key.replace("-", "_")
-        if key not in by_name:
-            raise CnnkitError(f"{origin}: unknown config key '{key}'.{did_you_mean(key, by_name)}")
-        f = by_name[key]
-        out[key] = _coerce(f, value, origin)
-        check_value(key, out[key], origin)
+        where = "command line" if key in flags else origin  # a flag given over a recipe is the command line's
+        name = _name(key, where)
+        if key in common:
+            out[key] = _coerce(common[key], value, where, name)
+            check_value(key, out[key], where, name)
+        elif key in own:
+            chosen[key] = _coerce(own[key], value, where, name)
+            _check_option(own[key], chosen[key], where, name)
+        elif saved and key in LEGACY_TASK_FIELDS:
+            continue  # an earlier release saved every task's fields
+        elif owners_of(key):
+            owners = owners_of(key)
+            who = " and ".join([", ".join(owners[:-1]), owners[-1]] if len(owners) > 1 else owners)
+            raise CnnkitError(f"{where}: {name} is an option of {who}, not {task}; drop it (`cnnkit train {task} "
+                              "--help` lists the options it takes)")
+        else:
+            hint = "" if _TASK_OPTIONS else " No task is registered yet: import cnnkit.tasks (or cnnkit.api) first."
+            raise CnnkitError(f"{where}: unknown config key '{key}'.{did_you_mean(key, {**common, **own})}{hint}")
     if bool(out.get("mean")) != bool(out.get("std")):
-        raise CnnkitError(f"{origin}: give both {_name('mean', origin)} and {_name('std', origin)}, or neither "
-                          "(then both are computed on the training split)")
-    return TrainConfig(**out)
+        raise CnnkitError(f"{origin}: give both {_name('mean', origin, flags)} and {_name('std', origin, flags)}, "
+                          "or neither (then both are computed on the training split)")
+    try:
+        options = options_type(task)(**chosen)  # its __post_init__ may check fields together
+    except ValueError as e:
+        raise CnnkitError(f"{origin}: {e}") from None
+    return TrainConfig(**{**out, "task": task}, options=options)
 
 
-def _name(key: str, origin: str) -> str:
+def _name(key: str, origin: str, flags: Collection[str] = ()) -> str:
     """How the user wrote a field: ``--batch`` on the command line, ``'batch'`` in a recipe."""
-    return "--" + key.replace("_", "-") if origin == "command line" else f"'{key}'"
+    return "--" + key.replace("_", "-") if origin == "command line" or key in flags else f"'{key}'"
 
 
 DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?|\d+")
 
 
-def check_value(key: str, value: Any, origin: str = "command line") -> None:
-    """Refuse a value outside its field's choices or range, in one line that names the flag or key."""
-    name, f = _name(key, origin), {f.name: f for f in config_fields()}[key]
+def check_value(key: str, value: Any, origin: str = "command line", name: str = "") -> None:
+    """Refuse a value outside its common field's choices or range, in one line that names the flag or key."""
+    name, f = name or _name(key, origin), {f.name: f for f in config_fields()}[key]
     choices = f.metadata.get("choices")
     if choices and value not in choices:
         raise CnnkitError(f"{origin}: {name} must be one of {', '.join(choices)}, got {value!r}")
@@ -198,12 +242,27 @@ def check_value(key: str, value: Any, origin: str = "command line") -> None:
                           "a CUDA index such as 0, or mps")
 
 
+def _check_option(f: dataclasses.Field, value: Any, origin: str, name: str) -> None:
+    """A task's option against its choices and range (``cnnkit.options.option``)."""
+    m = f.metadata
+    if m.get("choices") and value not in m["choices"]:
+        shown = ", ".join(repr(c) if c == "" else str(c) for c in m["choices"])
+        raise CnnkitError(f"{origin}: {name} must be one of {shown}, got {value!r}")
+    low, high, below = m.get("low"), m.get("high"), m.get("below")
+    if low is not None and value < low:
+        raise CnnkitError(f"{origin}: {name} must be at least {low}, got {value!r}")
+    if high is not None and value > high:
+        raise CnnkitError(f"{origin}: {name} must be at most {high}, got {value!r}")
+    if below is not None and value >= below:
+        raise CnnkitError(f"{origin}: {name} must be below {below}, got {value!r}")
+
+
 # value ranges [low, high) of numeric fields: a negative learning rate or a batch of 0 is refused here
 RANGES = {"batch": (1, None), "val_split": (0.0, 1.0), "lr": (0.0, None), "epochs": (0, None),
           "weight_decay": (0.0, None), "warmup_epochs": (0.0, None), "workers": (0, None), "patience": (0, None),
-          "save_period": (0.0, None), "imgsz": (0, None), "max_size": (0, None), "momentum": (0.0, 1.0),
-          "ema": (0.0, 1.0), "label_smoothing": (0.0, 1.0), "grad_clip": (0.0, None), "ignore_index": (0, 65536),
-          "mean": (0.0, 1.000001), "std": (0.0, None), "max_pixels": (1, None), "seed": (0, 2**63)}
+          "save_period": (0.0, None), "imgsz": (0, None), "momentum": (0.0, 1.0), "ema": (0.0, 1.0),
+          "grad_clip": (0.0, None), "mean": (0.0, 1.000001), "std": (0.0, None), "max_pixels": (1, None),
+          "seed": (0, 2**63)}
 
 
 RECIPES = Path(__file__).parent / "recipes"  # the recipes measured in benchmarks/RESULTS.md, shipped in the wheel
@@ -213,9 +272,10 @@ def recipe_names() -> list[str]:
     return sorted(p.stem for p in RECIPES.glob("*.yaml"))
 
 
-def load_yaml(path: str | Path) -> dict[str, Any]:
+def load_yaml(path: str | Path, task: str = "", saved: bool = False) -> dict[str, Any]:
     """Read a recipe: a YAML file, or the name of one that ships with cnnkit (``dsb2018_maskrcnn``; see
-    ``recipe_names()``), a flat mapping of TrainConfig fields."""
+    ``recipe_names()``), a flat mapping of TrainConfig fields and the task's options; ``task``: the task it is
+    for when the file names none (``saved``: a run's own config.yaml, see ``make_config``)."""
     path = Path(path)
     if not path.is_file() and len(path.parts) == 1 and (RECIPES / f"{path.stem}.yaml").is_file():
         path = RECIPES / f"{path.stem}.yaml"
@@ -228,12 +288,16 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         raise CnnkitError(f"{path}: not valid YAML ({str(e).splitlines()[0]}); fix the file") from None
     if not isinstance(data, dict):
         raise CnnkitError(f"{path}: expected a mapping of config keys, got {type(data).__name__}")
-    make_config(data, origin=str(path))  # validate keys and types now, naming the file
+    if isinstance(data.get("task", ""), str):  # a task that is no name is the caller's to refuse, by its file
+        make_config({**data, "task": data.get("task") or task}, origin=str(path), saved=saved)  # checked now
     return data
 
 
 def to_dict(cfg: TrainConfig) -> dict[str, Any]:
-    return dataclasses.asdict(cfg)
+    """The config as one flat mapping: the common fields, then the task's own options (config.yaml, checkpoints)."""
+    flat = dataclasses.asdict(cfg)
+    flat.update(flat.pop("options"))
+    return flat
 
 
 def save_yaml(cfg: TrainConfig, path: Path) -> None:

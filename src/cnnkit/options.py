@@ -20,12 +20,13 @@ RUNTIMES = ("pytorch", "onnx", "torchscript")
 
 
 def option(default: Any, help: str, *, unit: str = "", low: float | None = None, high: float | None = None,
-           choices: tuple[str, ...] | None = None, runtimes: tuple[str, ...] = RUNTIMES,
+           below: float | None = None, choices: tuple[str, ...] | None = None, runtimes: tuple[str, ...] = RUNTIMES,
            evaluate: bool = False) -> Any:
-    """A field of a task's options dataclass: ``default`` (its type is the option's), ``help`` (one line),
-    ``unit``, the inclusive range ``[low, high]``, ``choices``, the ``runtimes`` that honour it, and
-    ``evaluate`` when it also applies to ``cnnkit val``."""
-    return field(default=default, metadata={"help": help, "unit": unit, "low": low, "high": high,
+    """A field of a task's options dataclass (prediction or training options): ``default`` (its type is the
+    option's), ``help`` (one line), ``unit``, the inclusive range ``[low, high]`` (``below``: an exclusive upper
+    bound instead), ``choices``, the ``runtimes`` that honour it, and ``evaluate`` when it also applies to
+    ``cnnkit val``."""
+    return field(default=default, metadata={"help": help, "unit": unit, "low": low, "high": high, "below": below,
                                             "choices": choices, "runtimes": runtimes, "evaluate": evaluate})
 
 
@@ -43,6 +44,7 @@ class OptionInfo:
     choices: tuple[str, ...] | None = None
     runtimes: tuple[str, ...] = RUNTIMES
     evaluate: bool = False
+    below: float | None = None
 
     @property
     def flag(self) -> str:
@@ -79,6 +81,17 @@ class OptionInfo:
             raise ValueError(f"must be at least {self.low}, got {value!r}")
         if self.high is not None and value > self.high:
             raise ValueError(f"must be at most {self.high}, got {value!r}")
+        if self.below is not None and value >= self.below:
+            raise ValueError(f"must be below {self.below}, got {value!r}")
+
+    def bounds(self) -> str:
+        """The range in words for --help: 'at least 0', '0 to 1', 'at least 0, below 1'; '' if unbounded."""
+        if self.low is not None and self.high is not None:
+            return f"{self.low} to {self.high}"
+        parts = ([f"at least {self.low}"] if self.low is not None else []) + (
+            [f"at most {self.high}"] if self.high is not None else []) + (
+            [f"below {self.below}"] if self.below is not None else [])
+        return ", ".join(parts)
 
     def describe(self) -> dict[str, Any]:
         """JSON for /info and the docs."""
@@ -93,7 +106,7 @@ def option_infos(options: type) -> list[OptionInfo]:
         m = f.metadata
         out.append(OptionInfo(f.name, type(f.default), f.default, m.get("help", ""), m.get("unit", ""),
                               m.get("low"), m.get("high"), m.get("choices"), m.get("runtimes", RUNTIMES),
-                              m.get("evaluate", False)))
+                              m.get("evaluate", False), m.get("below")))
     return out
 
 

@@ -54,7 +54,7 @@ def validate(weights: str | Path, data: str | Path, split: str = "auto", batch: 
     model = load_checkpoint_model(path, device=device)
     chosen = make_options(model.task.options, options or {}, model.meta.task, flags=flags, evaluate=True)
     cfg = make_config({**model.checkpoint["config"], "data": str(data), "skip_bad": skip_bad, "batch": batch,
-                       "resume": False}, origin=str(weights))
+                       "resume": False}, origin=str(weights), saved=True)
     dataset = model.task.build_data(cfg, meta=model.meta, split=split)
     watch_sample(model.meta, dataset.val)
     loader = DataLoader(dataset.val, batch_size=batch, num_workers=workers, collate_fn=dataset.collate_fn)

@@ -69,8 +69,10 @@ def test_help_shows_examples(capsys):
     (["train", "classify", "--data", "shapes", "--model", "resnt18"], "Did you mean 'resnet18'"),
     (["train", "classify", "--data", "shapes", "--resume", "--project", "PROJECT"], "nothing to resume"),
     (["train", "segmentt", "--data", "shapes"], "unknown task 'segmentt'"),
-    (["train", "classify", "--data", "shapes", "--binary"], "--binary: the classify task does not take it"),
-    (["train", "instance", "--data", "shapes", "--loss", "ce"], "only classify and segment take it"),
+    (["train", "classify", "--data", "shapes", "--binary"], "--binary is an option of segment, not classify"),
+    (["train", "instance", "--data", "shapes", "--loss", "ce"], "--loss is an option of classify and segment, not "
+                                                                 "instance"),
+    (["train", "pretrain", "--data", "shapes", "--augment", "strong"], "--augment is an option of"),
     (["train", "segment", "--resume", "--name", "nothere", "--project", "PROJECT"], "holds no last.pt"),
     (["val", "--weights", "missing.pt", "--data", "shapes"], "missing.pt: checkpoint not found"),
     (["predict", "--weights", "missing.pt", "x.png"], "missing.pt: checkpoint not found"),
@@ -170,3 +172,43 @@ def test_predict_keeps_same_named_files_apart(tmp_path, trained):
     assert main(["predict", "--weights", str(trained), str(tmp_path / "in" / "x"), "--out", str(tmp_path / "q")]) == 0
     # a.jpg comes first (sorted) and keeps the plain name; a.png, second, gets its suffix
     assert sorted(p.name for p in (tmp_path / "q").rglob("*_pred.png")) == ["a_png_pred.png", "a_pred.png"]
+
+
+def test_prediction_help_gives_each_tasks_own_default_and_range(capsys):
+    """Regression: a flag shared by tasks showed the first task's help: --tile said 'at least 16; 0: the training
+    crop' although instance models need at least 64 and 0 means twice the crop."""
+    for command in (["predict", "--weights", "w.pt", "x.png"], ["val", "--weights", "w.pt", "--data", "d"]):
+        with pytest.raises(SystemExit):
+            main([command[0], "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        if command[0] == "predict":
+            assert "segment: tile side, 0 or at least 16; 0: the training crop" in text
+            assert "instance, detect: tile side, 0 or at least 64; 0: twice the training crop" in text
+        assert "--tta" in text
+
+
+def test_train_help_shows_the_tasks_own_options_only(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "classify", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--label-smoothing" in text and "(probability mass, at least 0.0, below 1.0) [default: 0.0]" in text
+    assert "--binary" not in text and "--method" not in text and "--max-size" not in text
+    with pytest.raises(SystemExit):
+        main(["train", "pretrain", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--method {simclr,vicreg,mae}" in text and "--augment" not in text and "--loss" not in text
+
+
+def test_demo_offers_every_task_with_a_demo(capsys):
+    """Regression: the demo's --task choices were a literal tuple that left out detect."""
+    from cnnkit.cli.demo import demo_tasks
+    from cnnkit.tasks import task_names
+
+    assert "detect" in demo_tasks(everything=True) and "detect" not in demo_tasks()
+    assert set(demo_tasks(everything=True)) == set(task_names())
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    assert "detect" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as stop:
+        main(["demo", "--task", "segmnt"])
+    assert stop.value.code == 2

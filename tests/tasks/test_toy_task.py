@@ -81,3 +81,34 @@ def test_data_check_finds_the_toy_layout_and_names_the_toy_task(toy, tmp_path, c
     assert "also matched: pretrain" in out and "pass --task pretrain" in out  # any images: pretraining reads them
     assert "  pretrain: images layout (a folder of images at any depth" in out
     assert out.rstrip().endswith(f"train with: cnnkit train brightness --data {tmp_path}")
+def test_a_toy_task_train_option_is_a_flag_reaches_the_task_and_is_refused_elsewhere(toy, tmp_path, capsys):
+    """Its TrainOptions field is a flag with its own default, unit and range; it lands in config.yaml (flat) and
+    reaches the task (kept in the card); another task refuses it by name from the CLI, a recipe and the API."""
+    with pytest.raises(SystemExit):
+        main(["train", "brightness", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "--noise NOISE pixel noise of the synthetic grey images" in help_text
+    assert "(grey levels, 0.0 to 64.0) [default: 8.0]" in help_text
+    runs = tmp_path / "runs"
+    assert main(["train", "brightness", "--data", "toy:64", "--model", "brightness_cnn", "--epochs", "1",
+                 "--noise", "2.5", "--project", str(runs), "--name", "n", "--no-verbose"]) == 0
+    run = runs / "brightness" / "n"
+    assert "noise: 2.5" in (run / "config.yaml").read_text()
+    from cnnkit.api import load
+
+    assert load(run / "best.pt").meta.value("noise", 0.0) == 2.5
+
+    assert main(["train", "brightness", "--data", "toy:64", "--noise", "99"]) == 2  # its own range
+    assert "--noise must be at most 64.0, got 99.0" in capsys.readouterr().err
+    assert main(["train", "classify", "--data", "shapes", "--noise", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "--noise is an option of brightness, not classify" in err and err.count("\n") == 1
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("noise: 1.0\n")
+    assert main(["train", "classify", "--config", str(recipe), "--data", "shapes"]) == 2
+    assert "r.yaml: 'noise' is an option of brightness, not classify" in capsys.readouterr().err
+    import cnnkit
+    from cnnkit.errors import CnnkitError
+
+    with pytest.raises(CnnkitError, match="'noise' is an option of brightness, not classify"):
+        cnnkit.train(task="classify", data="shapes", noise=1.0)

@@ -23,7 +23,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from cnnkit.api import train_with, with_task_defaults
     from cnnkit.tasks import get_spec
 
-    values = load_yaml(args.config) if args.config else {}
+    values = load_yaml(args.config, task=args.task) if args.config else {}
     if "task" in values and not isinstance(values["task"], str):
         raise CnnkitError(f"{args.config}: 'task' must be a task name such as {args.task}, got {values['task']!r}")
     if "task" in values and values["task"] != args.task:
@@ -35,13 +35,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     if values.get("resume") and "epochs" not in values:
         values["epochs"] = 0  # a resumed run keeps its own number of epochs unless --epochs is given
     origin = str(args.config) if args.config else "command line"
-    result = train_with(make_config(values, origin="command line"), origin=origin, flags=set(given))
+    result = train_with(make_config(values, origin=origin, flags=set(given)))
     if not result.is_main:  # under torchrun the summary and the next commands are rank 0's to print
         return 0
     print(f"run folder: {result.run_dir}")
     best = result.run_dir / "best.pt"
     if best.exists():
-        cfg = load_yaml(result.run_dir / "config.yaml")
+        cfg = load_yaml(result.run_dir / "config.yaml", saved=True)
         steps = get_spec(args.task).next_steps
         print("next:\n" + "\n".join("  " + s.format(weights=best, data=cfg.get("data", "DATA"),
                                                    model=cfg.get("model", "MODEL")) for s in steps))
@@ -189,7 +189,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from cnnkit.cli.demo import DEMOS, run_demo
+    from cnnkit.cli.demo import run_demo
 
-    run_demo(Path(args.out), args.epochs, tuple(args.task) if args.task else tuple(DEMOS))
+    run_demo(Path(args.out), args.epochs, tuple(args.task or ()))
     return 0

@@ -9,15 +9,13 @@ import math
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from cnnkit import __version__
 from cnnkit.cli.embed import add_embed_parser
-from cnnkit.config import TASK_FIELDS, config_fields, default_of
+from cnnkit.cli.flags import add_config_flags, add_option_flags
 from cnnkit.data.images import DEFAULT_MAX_PIXELS
 from cnnkit.errors import CnnkitError
-from cnnkit.options import OptionInfo, option_infos
-from cnnkit.tasks import TaskSpec, get_spec, task_names
+from cnnkit.tasks import get_spec, task_names
 
 EXAMPLES = {
     "train": """examples:
@@ -119,61 +117,6 @@ def bounded(kind: type, low: float | None = None, high: float | None = None, abo
     return parse
 
 
-def _add_config_flags(parser: argparse.ArgumentParser, spec: TaskSpec) -> None:
-    """One flag per TrainConfig field that ``spec``'s task takes (the common ones and its own), defaulting
-    to 'not given' so that YAML and defaults stay below it; help shows the task's real default."""
-    for f in config_fields():
-        if f.name in ("task", "model_args"):
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        default = default_of(f.name)
-        shown = spec.defaults.get(f.name, default)
-        # another task's field is parsed but hidden, so that giving it is refused by name (cnnkit.api)
-        other = f.name in TASK_FIELDS and f.name not in spec.config
-        help_text = argparse.SUPPRESS if other else f"{f.metadata['help']} [default: {shown!r}]"
-        if isinstance(default, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
-        elif isinstance(default, list):
-            parser.add_argument(flag, type=float, nargs="+", default=argparse.SUPPRESS, help=help_text)
-        else:
-            choices = spec.choices.get(f.name, f.metadata.get("choices"))
-            # '' (the task's default) is a valid value but read as an empty choice: '{,ce}' in --help
-            shown_choices = "{" + ",".join(str(c) for c in choices if c != "") + "}" if choices else None
-            parser.add_argument(flag, type=type(default), default=argparse.SUPPRESS, help=help_text,
-                                choices=choices, metavar=shown_choices)
-
-
-def _add_option_flags(parser: argparse.ArgumentParser, evaluate: bool = False) -> None:
-    """The prediction options of every registered task as flags (``evaluate``: those that apply to
-    ``cnnkit val``). Left unset, each task takes its own default; a flag its task does not take is an
-    error when the model is known."""
-    seen: dict[str, tuple[OptionInfo, list[str]]] = {}
-    for name in task_names():
-        for info in option_infos(get_spec(name).options):
-            if evaluate and not info.evaluate:
-                continue
-            seen.setdefault(info.name, (info, []))[1].append(name)
-    for info, tasks in seen.values():
-        default = "" if info.kind is bool else f" [default: {info.default!r}]"
-        unit = f" ({info.unit})" if info.unit else ""
-        help_text = f"{', '.join(tasks)}: {info.help}{unit}{default}"
-        if info.kind is bool:
-            parser.add_argument(info.flag, action="store_true", default=argparse.SUPPRESS, help=help_text)
-        else:
-            parser.add_argument(info.flag, type=_option_type(info), default=argparse.SUPPRESS, help=help_text,
-                                choices=info.choices)
-
-
-def _option_type(info: OptionInfo) -> Callable[[str], Any]:
-    def parse(text: str) -> Any:
-        try:
-            return info.parse(text)
-        except ValueError as e:
-            raise argparse.ArgumentTypeError(str(e)) from None
-    parse.__name__ = info.kind.__name__
-    return parse
-
-
 WEIGHTS_HELP = "a cnnkit checkpoint (best.pt / last.pt), or an .onnx or TorchScript file from `cnnkit export`"
 
 
@@ -191,7 +134,7 @@ def _add_max_pixels(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_predict_flags(p: argparse.ArgumentParser) -> None:
-    _add_option_flags(p)
+    add_option_flags(p)
     p.add_argument("--out", default="", help="output folder [default: runs/<task>/predict, predict2, ...]")
     p.add_argument("--no-images", action="store_true",
                    help="no annotated pictures (segment still writes the index masks)")
@@ -284,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
         t.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks")
         t.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help=QUIET_HELP)
         t.add_argument("--config", help="YAML recipe of config fields; flags given here override it")
-        _add_config_flags(t, spec)
+        add_config_flags(t, spec)
 
     p = add("val", "evaluate a checkpoint on a data set")
     _add_inference_flags(p, batch=64)
@@ -296,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=bounded(int, 0), default=0, help="DataLoader worker processes")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable images with a warning")
     p.add_argument("--out", default="", help="folder for the reports [default: next to the weights, val/]")
-    _add_option_flags(p, evaluate=True)
+    add_option_flags(p, evaluate=True)
 
     p = add("predict", "predict images with a checkpoint")
     _add_inference_flags(p, batch=32)
@@ -332,8 +275,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_demo_parser(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p = add("demo", "generate synthetic shapes; train, evaluate and predict each task (about 3 minutes on 2 CPU cores)")
     p.add_argument("--epochs", type=bounded(int, 0), default=0, help="override the demo's epochs")
-    p.add_argument("--task", action="append", choices=("classify", "segment", "instance", "pretrain"),
-                   help="run only this task's demo (repeatable) [default: all]")
+    every = [t for t in task_names() if get_spec(t).demo is not None]
+    usual = [t for t in every if get_spec(t).demo.default]  # type: ignore[union-attr]  # listed in every
+    p.add_argument("--task", action="append", choices=every,
+                   help=f"run only this task's demo (repeatable) [default: {', '.join(usual)}]")
     p.add_argument("--out", default="runs/demo", help="project folder for the demo's runs")
 
 

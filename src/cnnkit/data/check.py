@@ -37,7 +37,7 @@ class TaskLayouts:
     name: str
     layouts: tuple[Layout, ...]
     model: str = ""  # the spec's defaults["model"]: --model of the suggested command ("" leaves it out)
-    config: tuple[str, ...] = ()  # the task's own config fields: which of READING_FLAGS it takes
+    config: tuple[str, ...] = ()  # the task's training options' names: which of READING_FLAGS it takes
     masks: bool | None = None  # the spec's args["masks"]: whether it needs masks (None: not about objects)
 
 

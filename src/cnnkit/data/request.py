@@ -64,7 +64,9 @@ class DataRequest:
         ``split``: None to train, else the split to score; ``changes``: fields set outright."""
         values: dict[str, Any] = dict(
             source=cfg.data, split=split, imgsz=cfg.imgsz, val_split=cfg.val_split, val_group=cfg.val_group,
-            seed=cfg.seed, cache=cfg.cache, skip_bad=cfg.skip_bad, max_size=cfg.max_size)
+            seed=cfg.seed, cache=cfg.cache, skip_bad=cfg.skip_bad,
+            # max_size: an option of the tasks that shrink images (cfg.options, their TrainOptions); others take 0
+            max_size=getattr(cfg.options, "max_size", 0))
         if meta is not None:
             values.update(imgsz=meta.imgsz, max_size=meta.max_size, channels=meta.in_chans, high=meta.pixel_max,
                           trained=meta.split_plan)

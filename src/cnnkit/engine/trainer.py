@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from cnnkit import __version__
 from cnnkit import distributed as dist_utils
-from cnnkit.config import TrainConfig, config_fields, default_of, save_yaml, to_dict
+from cnnkit.config import TrainConfig, make_config, save_yaml, to_dict
 from cnnkit.device import select_device
 from cnnkit.engine.checkpoint import load_checkpoint, save_checkpoint
 from cnnkit.engine.health import finite_epoch, finite_model, health_warnings
@@ -124,7 +124,7 @@ def resume_point(cfg: TrainConfig, run_dir: Path) -> tuple[TrainConfig, dict[str
         raise CnnkitError(f"{run_dir / 'last.pt'}: already finished {ckpt['epoch']} epochs; "
                           f"pass --epochs N with N > {ckpt['epoch']} to train longer")
     saved = {**ckpt["config"], "epochs": epochs, "device": cfg.device, "workers": cfg.workers}
-    defaults = {f.name: default_of(f.name) for f in config_fields()}
+    defaults = to_dict(TrainConfig(task=cfg.task))
     differ = [k for k, v in to_dict(cfg).items() if k not in RESUME_FREE and v != defaults[k]
               and v != ckpt["config"].get(k)]
     if differ:  # a resumed run that silently took other settings would not be the run it claims to be
@@ -133,17 +133,17 @@ def resume_point(cfg: TrainConfig, run_dir: Path) -> tuple[TrainConfig, dict[str
                                       for k in differ)
                           + " differ; drop them to resume, or start a new run without --resume. Only "
                           + ", ".join("--" + k for k in ("epochs", "device", "workers")) + " may change")
-    return replace(TrainConfig(**saved), resume=True), ckpt
+    return make_config({**saved, "resume": True}, origin=str(run_dir / "last.pt"), saved=True), ckpt
 
 
 def _fresh_start(cfg: TrainConfig, run_dir: Path) -> TrainConfig:
     """The run's own config.yaml (new epochs, device and workers allowed), to start again in its folder."""
-    from cnnkit.config import load_yaml, make_config
+    from cnnkit.config import load_yaml
 
-    saved = load_yaml(run_dir / "config.yaml")
+    saved = load_yaml(run_dir / "config.yaml", saved=True)
     return make_config({**saved, "epochs": cfg.epochs or saved.get("epochs", 10), "device": cfg.device,
                         "workers": cfg.workers, "resume": False, "exist_ok": True, "name": run_dir.name,
-                        "project": cfg.project}, origin=str(run_dir / "config.yaml"))
+                        "project": cfg.project}, origin=str(run_dir / "config.yaml"), saved=True)
 
 
 def build_parts(cfg: TrainConfig, task: Task, data: TaskData, device: torch.device, steps_per_epoch: int,
@@ -170,9 +170,8 @@ def fixed_encoder(model: torch.nn.Module, cfg: TrainConfig, steps_per_epoch: int
                   ) -> tuple[list[torch.nn.Parameter], int]:
     """The pretrained encoder's parameters and the steps they stay fixed (``--freeze-epochs``); the model
     (an ``ImageModel``) says which parameters are its encoder, so the engine imports no model code."""
-    if not cfg.freeze_epochs:
-        return [], 0
-    return list(model.encoder_parameters()), cfg.freeze_epochs * steps_per_epoch
+    steps = getattr(cfg.options, "freeze_epochs", 0) * steps_per_epoch  # an option of the tasks that fine-tune
+    return (list(model.encoder_parameters()), steps) if steps else ([], 0)
 
 
 def fit(cfg: TrainConfig, task: Task, on_epoch_end: Callable[[int, dict], None] | None = None) -> TrainResult:
@@ -274,7 +273,8 @@ def run_epochs(cfg: TrainConfig, task: Task, data: TaskData, parts: Parts, train
     start_epoch = resume["epoch"] if resume else 0
     elapsed0, t0, epoch = (resume or {}).get("elapsed_s", 0.0), time.perf_counter(), start_epoch
     warned: set[str] = set()
-    tta = task.eval_forward(make_options(task.options, {"tta": True} if cfg.tta else {}, cfg.task, flags=True))
+    tta_given = {"tta": True} if getattr(cfg.options, "tta", False) else {}  # an option of the tasks with flip TTA
+    tta = task.eval_forward(make_options(task.options, tta_given, cfg.task, flags=True))
     for epoch in range(start_epoch, cfg.epochs):
         train_loader.sampler.set_epoch(epoch)
         train_loader.generator.manual_seed(cfg.seed + epoch)

@@ -84,7 +84,7 @@ def score_on_data(run_exported: Callable[[np.ndarray], list[np.ndarray]], shape:
     if graph_cls is None:
         raise CnnkitError(f"the {task.name} task has no export graph to score")
     cfg = make_config({**config, "task": meta.task, "data": data, "resume": False, "batch": 1},
-                      origin="exported model")
+                      origin="exported model", saved=True)
     dataset = task.build_data(cfg, meta=meta, split=split)
     chosen = Subset(dataset.val, sample_indices(len(dataset.val), limit))
     loader = DataLoader(chosen, batch_size=1, collate_fn=dataset.collate_fn)

@@ -1,5 +1,6 @@
-"""What several tasks share: tile geometry (segment's sliding window, instance's merged tiles) and
-the one check of the options that set it; normalisation statistics; atomic PNG writing."""
+"""What several tasks share: training options that several declare (the engine honours ``freeze_epochs``
+and ``tta`` in any task that declares them); tile geometry (segment's sliding window, instance's merged
+tiles) and the one check of the options that set it; normalisation statistics; atomic PNG writing."""
 
 from __future__ import annotations
 
@@ -14,6 +15,32 @@ from cnnkit.config import TrainConfig
 from cnnkit.data.images import read_image
 from cnnkit.errors import CnnkitError
 from cnnkit.files import atomic_write_bytes
+from cnnkit.options import option
+
+AUGMENT_PRESETS = ("none", "light", "standard", "strong")
+
+
+def augment_option() -> Any:
+    """--augment: the training augmentation preset (cnnkit.data.transforms)."""
+    return option("light", "augmentation preset", choices=AUGMENT_PRESETS)
+
+
+def freeze_epochs_option() -> Any:
+    """--freeze-epochs: honoured by the engine (``fixed_encoder``) for every task that declares it."""
+    return option(0, "epochs at the start in which the --pretrained encoder stays fixed and only the new decoder "
+                     "and head learn (fastai's fine_tune): a random head's first gradients do not wreck the encoder; "
+                     "0 = all layers from step 1", unit="epochs", low=0)
+
+
+def max_size_option() -> Any:
+    return option(0, "shrink images whose longer side exceeds this before training and prediction; 0 keeps full "
+                     "resolution", unit="px", low=0)
+
+
+def tta_option() -> Any:
+    """--tta: validation during training runs the task's prediction option ``tta`` (honoured by the engine)."""
+    return option(False, "average predictions over a horizontal flip at validation and prediction")
+
 
 STATS_SAMPLES = 200  # training images used for the normalisation statistics
 

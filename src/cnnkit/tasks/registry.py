@@ -1,6 +1,6 @@
 """The task registry: a task is one :class:`TaskSpec`, registered once, from which the engine's task
 object, the torch-free output side, the exported-graph runner, the prediction options and the task's
-config fields are all found.
+training options are all found.
 
 Torch-free: the spec names its parts as ``"module:Class"`` and they load on first use, so that the
 CLI's help and an .onnx prediction never import torch.
@@ -8,11 +8,13 @@ CLI's help and an .onnx prediction never import torch.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from cnnkit.config import NoTrainOptions, declare_task_options
 from cnnkit.errors import CnnkitError, did_you_mean
 from cnnkit.options import NoOptions
 
@@ -33,14 +35,15 @@ class TaskSpec:
     view: str  # "module:Class" of the torch-free output side (records, pictures, files); built as Class(spec)
     options: type = NoOptions  # the prediction options dataclass (cnnkit.options)
     runner: str = ""  # "module:Class" running an exported graph without torch, built as Class(spec); "" = none
-    config: tuple[str, ...] = ()  # TrainConfig fields this task takes beyond the common ones
     # "module:NAME" of the task's data layouts (a sequence of cnnkit.data.layout.Layout), loaded on first use;
     # the order is the order training tries them, the last reading whatever the others do not detect
     layouts: str = ""
-    # the task's own defaults: "model" is taken when --model is not given; the others say what the task does
-    # with a field left at 0 or empty (shown by --help)
+    # the training options dataclass (fields from cnnkit.options.option): its flags, recipe keys and API keywords,
+    # beside the common TrainConfig fields; the task reads them as cfg.options.<name>
+    train_options: type = NoTrainOptions
+    # the task's defaults of common TrainConfig fields: "model" is taken when --model is not given, "monitor"
+    # picks best.pt; the others replace TrainConfig's default for this task (shown by --help)
     defaults: Mapping[str, Any] = field(default_factory=dict)
-    choices: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)  # narrower choices of config fields
     args: Mapping[str, Any] = field(default_factory=dict)  # the task's own constants (detect: masks=False)
     # the kind of registered model it trains (cnnkit.models.registry: "classifier", "segmenter", ...); "" = its name
     model_kind: str = ""
@@ -48,6 +51,21 @@ class TaskSpec:
     next_steps: tuple[str, ...] = ("cnnkit val --weights {weights} --data {data}",
                                    "cnnkit predict --weights {weights} IMAGES...",
                                    "cnnkit export --weights {weights} --verify --data {data}")
+    demo: DemoSpec | None = None  # the task's part of `cnnkit demo`; None: not in the demo
+
+
+@dataclass(frozen=True)
+class DemoSpec:
+    """A task's part of ``cnnkit demo``: trained on synthetic shapes, then shown new scenes."""
+
+    recipe: Mapping[str, Any]  # the training values (common fields and the task's options), sized for ~1 minute
+    about: str  # what its synthetic data holds, one phrase
+    # how cnnkit.cli.demo shows the model: "labels" (a class per image), "pixels" (a class per pixel), "objects"
+    # (objects found), "embedding" (fine-tuning from the pretrained encoder against from scratch)
+    shows: str
+    options: Mapping[str, Any] = field(default_factory=dict)  # prediction options for the new scenes
+    size: int = 64  # side of the new scenes (px)
+    default: bool = True  # run by a plain `cnnkit demo`; False: only with --task
 
 
 _SPECS: dict[str, TaskSpec] = {}
@@ -59,12 +77,14 @@ def register_task(spec: TaskSpec) -> TaskSpec:
     if spec.name in _SPECS:
         raise ValueError(f"task '{spec.name}' is already registered")
     _SPECS[spec.name] = spec
+    declare_task_options(spec.name, spec.train_options)  # the config reads the task's options by its name
     return spec
 
 
 def unregister_task(name: str) -> None:
     """Remove a task (tests that register their own)."""
     _SPECS.pop(name, None)
+    declare_task_options(name, None)
     for key in [k for k in _BUILT if k[0] == name]:
         del _BUILT[key]
 
@@ -130,8 +150,9 @@ def check_tasks() -> list[TaskLayouts]:
     """Every registered task as ``cnnkit data check`` takes it: its layouts, suggested model, config fields."""
     from cnnkit.data.check import TaskLayouts
 
-    return [TaskLayouts(name, get_layouts(name), str(spec.defaults.get("model", "")), spec.config,
-                        spec.args.get("masks")) for name, spec in _SPECS.items()]
+    return [TaskLayouts(name, get_layouts(name), str(spec.defaults.get("model", "")),
+                        tuple(f.name for f in dataclasses.fields(spec.train_options)), spec.args.get("masks"))
+            for name, spec in _SPECS.items()]
 
 
 def guess_task(source: str) -> tuple[str, str]:

@@ -30,11 +30,12 @@ def brightness_cnn(num_classes: int = 1, in_chans: int = 1, **kw: Any) -> nn.Mod
                          nn.Linear(8, num_classes))
 
 
-def grey_images(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``n`` uniform grey images ``(n, 1, SIDE, SIDE)`` uint8 with a little noise, and their mean brightness."""
+def grey_images(n: int, seed: int, noise: float = 8.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` uniform grey images ``(n, 1, SIDE, SIDE)`` uint8 with a little noise (its standard deviation in grey
+    levels), and their mean brightness."""
     rng = np.random.default_rng(seed)
     level = rng.uniform(0, 1, n)
-    images = np.clip(level[:, None, None, None] * 255 + rng.normal(0, 8, (n, 1, SIDE, SIDE)), 0, 255)
+    images = np.clip(level[:, None, None, None] * 255 + rng.normal(0, noise, (n, 1, SIDE, SIDE)), 0, 255)
     images = images.astype(np.uint8)
     return torch.from_numpy(images), torch.from_numpy(images.reshape(n, -1).mean(1) / 255).float()
 
@@ -78,11 +79,12 @@ class BrightnessTask(BrightnessView):
 
     def build_data(self, cfg: Any, meta: ModelMeta | None = None, split: str | None = None) -> TaskData:
         n = int(cfg.data.partition(":")[2] or 256)
-        if meta is None:  # training: the task makes the card
+        if meta is None:  # training: the task makes the card, with its own training option
             meta = ModelMeta.card(task=self.name, model=cfg.model, classes=["brightness"], in_chans=1, imgsz=SIDE,
-                                  mean=[0.5], std=[0.25])
-        train = None if split is not None else TensorDataset(*grey_images(n, cfg.seed))
-        return TaskData(train, TensorDataset(*grey_images(max(n // 4, 8), cfg.seed + 1)), meta)
+                                  mean=[0.5], std=[0.25], extra={"noise": cfg.options.noise})
+        noise = meta.value("noise", 8.0)
+        train = None if split is not None else TensorDataset(*grey_images(n, cfg.seed, noise))
+        return TaskData(train, TensorDataset(*grey_images(max(n // 4, 8), cfg.seed + 1, noise)), meta)
 
     def build_model(self, cfg: Any, meta: ModelMeta) -> nn.Module:
         return build_image_model(meta.replace(model=cfg.model, model_args=dict(cfg.model_args)))

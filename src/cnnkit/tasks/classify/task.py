@@ -16,7 +16,6 @@ from cnnkit.data.inputs import describe_inputs
 from cnnkit.data.request import DataRequest
 from cnnkit.data.transforms import build_batch_transform, build_train_transform, channel_stats
 from cnnkit.engine.task import Task, TaskData
-from cnnkit.errors import CnnkitError
 from cnnkit.meta import ModelMeta
 from cnnkit.metrics.classification import ClassificationMetrics
 from cnnkit.models import accepts
@@ -64,7 +63,7 @@ class ClassifyTask(ClassifyView):
                                   imgsz=data.imgsz, mean=mean, std=std, pixel_max=data.high,
                                   split=data.plan.to_meta() if data.plan else None,
                                   inputs=describe_inputs(_images_of(data.train), data.high))
-        transform = build_train_transform(cfg.augment, data.imgsz, data.channels)
+        transform = build_train_transform(cfg.options.augment, data.imgsz, data.channels)
         train = None if data.train is None else ClassifyDataset(data.train, data.channels, data.imgsz, transform,
                                                                 data.high)
         val = ClassifyDataset(data.val, data.channels, data.imgsz, high=data.high)
@@ -73,7 +72,7 @@ class ClassifyTask(ClassifyView):
         if train is not None and data.train is not None and data.train.images is not None:
             g = torch.Generator().manual_seed(cfg.seed)
             init = data.train.images[torch.randperm(len(data.train), generator=g)[:INIT_SAMPLES]]
-        batch_aug = build_batch_transform(cfg.augment, data.imgsz)
+        batch_aug = build_batch_transform(cfg.options.augment, data.imgsz)
         batch_transform = None if batch_aug is None else (lambda images, targets: (batch_aug(images), targets))
         return TaskData(train, val, meta, test=test, init_batch=init, batch_transform=batch_transform)
 
@@ -90,9 +89,7 @@ class ClassifyTask(ClassifyView):
         return build_image_model(meta.replace(model=cfg.model, model_args=model_args), pretrained=cfg.pretrained)
 
     def build_loss(self, cfg: TrainConfig, data: TaskData):
-        if cfg.loss not in ("", "ce"):
-            raise CnnkitError(f"--loss {cfg.loss}: classify trains with cross-entropy (ce); drop --loss")
-        return nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+        return nn.CrossEntropyLoss(label_smoothing=cfg.options.label_smoothing)
 
     def build_metrics(self, meta: ModelMeta, device: torch.device, options: Any = None
                       ) -> ClassificationMetrics:

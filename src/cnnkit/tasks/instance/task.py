@@ -81,7 +81,7 @@ class InstanceTask(InstanceView):
         if boxes:
             LOGGER.warning("warning: %d object(s) have a box but no mask (e.g. in %s's labels); each box serves as "
                            "its object's mask", boxes, first)
-        max_size = meta.max_size if meta else cfg.max_size
+        max_size = meta.max_size if meta else cfg.options.max_size
         if meta is None:  # training: the card is made from the training split
             assert data.train is not None
             crop = cfg.imgsz or DEFAULT_CROP
@@ -97,7 +97,7 @@ class InstanceTask(InstanceView):
                                   inputs=describe_inputs([i.image for i in data.train], data.high), extra=extra)
         train = None
         if data.train is not None:
-            transform = InstanceTransform(cfg.augment, (meta.crop[0], meta.crop[1]), cfg.shift_augment)
+            transform = InstanceTransform(cfg.options.augment, (meta.crop[0], meta.crop[1]), cfg.options.shift_augment)
             train = InstanceDataset(data.train, data.channels, transform, max_size, drop_crowd=True, masks=self.masks,
                                     high=data.high)
         val = InstanceDataset(data.val, data.channels, None, max_size, masks=self.masks, high=data.high)
@@ -110,8 +110,6 @@ class InstanceTask(InstanceView):
         return build_image_model(meta.replace(model=cfg.model, model_args=args), pretrained=cfg.pretrained)
 
     def build_loss(self, cfg: TrainConfig, data: TaskData):
-        if cfg.loss:
-            raise CnnkitError(f"--loss {cfg.loss}: the {self.name} task uses its model's own losses; drop --loss")
         return detection_losses
 
     def build_metrics(self, meta: ModelMeta, device: torch.device, options: Any = None) -> COCOMetrics:

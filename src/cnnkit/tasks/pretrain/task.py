@@ -65,9 +65,9 @@ class PretrainTask(EmbeddingView):
 
     def build_data(self, cfg: TrainConfig, meta: ModelMeta | None = None, split: str | None = None
                    ) -> TaskData:
-        """Training: every image of ``cfg.data`` (labels ignored), a held-out part or ``cfg.val`` (labelled) to
-        validate; evaluation: ``cfg.data`` as labelled images, scored by k-NN on the embedding."""
-        method = meta.value("method", cfg.method) if meta else cfg.method
+        """Training: every image of ``cfg.data`` (labels ignored), a held-out part or ``cfg.options.val``
+        (labelled) to validate; evaluation: ``cfg.data`` as labelled images, scored by k-NN on the embedding."""
+        method = meta.value("method", cfg.options.method) if meta else cfg.options.method
         if split is not None:
             assert meta is not None  # evaluation scores a model, whose card this is
             views, n = method_views(method, meta.in_chans, meta.imgsz)
@@ -87,15 +87,15 @@ class PretrainTask(EmbeddingView):
                                   pixel_max=high, mean=mean, std=std, extra={"method": method, "backbone": cfg.model})
         views, n = method_views(method, channels, size)
         request = DataRequest.from_config(cfg, meta)
-        if cfg.val:
+        if cfg.options.val:
             if request.val_group:  # unused beside --val, but a typo is refused, as every task refuses it
                 group_regex(request.val_group)
             train = ViewsDataset(images, channels, size, views, n, high=high)
             try:  # its reader's "scoring val (N images)" is about evaluating a model: the first line says what it is
                 with quiet_info():
-                    val = self.labelled(cfg.val, meta, views, n, "auto")
+                    val = self.labelled(cfg.options.val, meta, views, n, "auto")
             except CnnkitError as e:  # its reader speaks of --data
-                raise CnnkitError(f"--val {cfg.val}: {str(e).replace('--data', '--val')}") from None
+                raise CnnkitError(f"--val {cfg.options.val}: {str(e).replace('--data', '--val')}") from None
         else:
             parts = split_images(images, files, request, request.fraction(DEFAULT_VAL_SPLIT))
             assert parts.train is not None  # held out for training: set
@@ -105,8 +105,8 @@ class PretrainTask(EmbeddingView):
             raise CnnkitError(f"{cfg.data}: {len(train)} training image(s); pretraining compares images within a "
                               "batch and needs at least 2 (hundreds or more to learn much)")
         init = images[:5000] if isinstance(images, torch.Tensor) else None
-        return TaskData(train, val, meta, init_batch=init,
-                        labels=f"labels of {len(val)} images of {cfg.val} for k-NN only" if cfg.val else "no labels")
+        labels = f"labels of {len(val)} images of {cfg.options.val} for k-NN only" if cfg.options.val else "no labels"
+        return TaskData(train, val, meta, init_batch=init, labels=labels)
 
     @staticmethod
     def stats(cfg: TrainConfig, images: torch.Tensor | list[Path], channels: int, size: int
@@ -134,13 +134,11 @@ class PretrainTask(EmbeddingView):
         if accepts(cfg.model, "input_size"):
             backbone_args.setdefault("input_size", meta.imgsz)
         args: dict[str, Any] = {"backbone": meta.value("backbone", cfg.model), "backbone_args": backbone_args,
-                                "method": meta.value("method", cfg.method)}
+                                "method": meta.value("method", cfg.options.method)}
         return build_image_model(meta.replace(model="selfsup", model_args=args), pretrained=cfg.pretrained)
 
     def build_loss(self, cfg: TrainConfig, data: TaskData) -> PretrainLoss:
-        if cfg.loss:
-            raise CnnkitError(f"--loss {cfg.loss}: pretraining's loss is its method's; choose --method instead")
-        return PretrainLoss(data.meta.value("method", cfg.method))
+        return PretrainLoss(data.meta.value("method", cfg.options.method))
 
     def build_metrics(self, meta: ModelMeta, device: torch.device, options: Any = None) -> EmbeddingMetrics:
         return EmbeddingMetrics(method=meta.value("method", ""))

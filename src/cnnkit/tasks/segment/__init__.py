@@ -11,8 +11,15 @@ from dataclasses import dataclass
 
 from cnnkit.errors import CnnkitError
 from cnnkit.options import option
-from cnnkit.tasks.common import MIN_TILE, check_tiling
-from cnnkit.tasks.registry import TaskSpec
+from cnnkit.tasks.common import (
+    MIN_TILE,
+    augment_option,
+    check_tiling,
+    freeze_epochs_option,
+    max_size_option,
+    tta_option,
+)
+from cnnkit.tasks.registry import DemoSpec, TaskSpec
 
 
 @dataclass(frozen=True)
@@ -35,12 +42,33 @@ class SegmentOptions:
                               "use --mode slide (or auto) to tile")
 
 
+@dataclass(frozen=True)
+class SegmentTrainOptions:
+    augment: str = augment_option()
+    loss: str = option("ce", "training loss", choices=("", "ce", "dice", "focal", "ce+dice"))  # "": ce (old recipes)
+    class_weights: str = option("none", "loss weight per class: none, median (SegNet's median frequency), inverse "
+                                        "(frequency), or numbers w0,w1,... (from the training split)")
+    ignore_index: int = option(255, "mask value that counts in neither loss nor metrics (VOC 255, CamVid 11)",
+                               unit="mask value", low=0, high=65535)
+    binary: bool = option(False, "binary masks (0 background, >0 foreground) and a one-class sigmoid head")
+    classes_file: str = option("", "CSV of index,name,r,g,b (default: classes.csv in the data folder)")
+    max_size: int = max_size_option()
+    tta: bool = tta_option()
+    freeze_epochs: int = freeze_epochs_option()
+
+
+# AdamW reached mIoU 0.40 in 8 short epochs where SGD at 0.1 stayed at 0.26
+DEMO = DemoSpec(recipe={"data": "shapes:1500", "model": "unet_basic", "max_size": 32, "epochs": 7, "batch": 16,
+                        "optimizer": "adamw", "lr": 0.003, "weight_decay": 1e-4, "warmup_epochs": 0.5,
+                        "augment": "light", "loss": "ce+dice", "channels_last": True,
+                        "model_args": {"widths": [16, 32, 48, 64, 96], "decoder_channels": [96, 64, 32, 16, 16]}},
+                # new scenes at twice the 32 px the model trained on
+                about="background + {n} shape classes", shows="pixels", options={"tta": True}, size=64)
+
 SPEC = TaskSpec(
     name="segment", summary="a class per pixel (image/mask folders, VOC, CamVid, Cityscapes-style)",
     task="cnnkit.tasks.segment.task:SegmentTask", view="cnnkit.tasks.segment.view:SegmentView",
     layouts="cnnkit.tasks.segment.layouts:LAYOUTS",
     runner="cnnkit.tasks.segment.runner:SegmentRunner", options=SegmentOptions,
-    config=("loss", "class_weights", "ignore_index", "binary", "classes_file", "max_size", "tta",
-            "freeze_epochs"),
-    defaults={"val_split": 0.2, "loss": "ce", "model": "unet_basic", "monitor": "miou"},
-    choices={"loss": ("", "ce", "dice", "focal", "ce+dice")}, model_kind="segmenter")
+    train_options=SegmentTrainOptions, defaults={"val_split": 0.2, "model": "unet_basic", "monitor": "miou"},
+    demo=DEMO, model_kind="segmenter")

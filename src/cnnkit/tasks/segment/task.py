@@ -55,15 +55,15 @@ class SegmentTask(SegmentView):
         take them from ``meta`` (a checkpoint's)."""
         request = DataRequest.from_config(cfg, meta, split)
         max_size = request.max_size
-        data = load_segment_data(request, classes_file=cfg.classes_file, ignore_index=cfg.ignore_index,
-                                 binary=cfg.binary, meta=meta, layouts=get_layouts(self.name))
+        data = load_segment_data(request, classes_file=cfg.options.classes_file, ignore_index=cfg.options.ignore_index,
+                                 binary=cfg.options.binary, meta=meta, layouts=get_layouts(self.name))
         if meta is None:  # training: the card is made from the training split
             assert data.train is not None
             crop = _crop_size(cfg.imgsz, data.train.images, max_size)
             mean, std = (given_stats(cfg, data.channels) if cfg.mean
                          else image_stats(data.train.images, data.channels, data.high))
             assert data.class_stats is not None  # counted on every training split
-            weights = class_weights(cfg.class_weights, *data.class_stats)
+            weights = class_weights(cfg.options.class_weights, *data.class_stats)
             spec = data.spec.to_meta()
             meta = ModelMeta.card(task=self.name, model=cfg.model, classes=spec.pop("classes"),
                                   colours=spec.pop("colours"), num_outputs=1 if data.spec.binary else 0,
@@ -73,7 +73,8 @@ class SegmentTask(SegmentView):
                                   inputs=describe_inputs(data.train.paths or data.train.images, data.high),
                                   extra={**spec, "class_weights": weights})
             if weights is not None:
-                LOGGER.info("class weights (%s): %s", cfg.class_weights, " ".join(f"{w:.3f}" for w in weights))
+                LOGGER.info("class weights (%s): %s", cfg.options.class_weights,
+                            " ".join(f"{w:.3f}" for w in weights))
         # evaluation alone compares with full-size masks (logits resized per image); training validates at
         # the training scale, which is cheaper and what the model sees
         full_res = not request.training and max_size > 0
@@ -82,7 +83,7 @@ class SegmentTask(SegmentView):
                         "is at that scale; `cnnkit val` and predictions are at each image's full size", max_size)
         train = None
         if data.train is not None:
-            transform = SegmentTransform(cfg.augment, (meta.crop[0], meta.crop[1]), channels=data.channels)
+            transform = SegmentTransform(cfg.options.augment, (meta.crop[0], meta.crop[1]), channels=data.channels)
             train = SegmentDataset(data.train.images, data.train.masks, data.spec, data.channels, max_size, transform,
                                    high=data.high)
         val = SegmentDataset(data.val.images, data.val.masks, data.spec, data.channels, max_size,
@@ -96,7 +97,7 @@ class SegmentTask(SegmentView):
                                  pretrained=cfg.pretrained)
 
     def build_loss(self, cfg: TrainConfig, data: TaskData) -> nn.Module:
-        return SegmentationLoss(cfg.loss or "ce", data.meta.value("class_weights", []) or None)
+        return SegmentationLoss(cfg.options.loss or "ce", data.meta.value("class_weights", []) or None)
 
     def build_metrics(self, meta: ModelMeta, device: torch.device, options: Any = None
                       ) -> SegmentationMetrics:
