@@ -195,3 +195,29 @@ def test_boxes_only_are_checked_as_the_task_that_reads_boxes(tmp_path, capsys):
     assert "task: detect (labels/ beside the images (YOLO .txt))" in out and "annotations: boxes only" in out
     assert "also matched: instance, " in out and "  detect:" not in out
     assert f"train with: cnnkit train detect --data {tmp_path} --model fasterrcnn_resnet18" in out
+
+
+def test_images_beside_16_bit_masks_are_guessed_as_instance_maps(tmp_path, capsys):
+    """Regression: `data check` on DSB2018's stage-1 copy (images/ + masks/ of 16-bit instance maps, up to 375
+    nuclei an image) guessed segment and failed on "mask value 375"; 8-bit masks beside images stay segment's."""
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        write_png(tmp_path / "images" / f"{i}.png", rng.integers(0, 255, (32, 32, 3), dtype=np.uint8))
+        ids = np.zeros((32, 32), np.uint16)
+        ids[2:10, 2:10], ids[15:25, 15:25] = 300, 301  # ids past a byte: one per object
+        write_png(tmp_path / "masks" / f"{i}.png", ids)
+    assert guess_task(str(tmp_path))[0] == "instance"
+    assert main(["data", "check", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "task: instance (images/ and 16-bit masks/" in out and "segment: folders layout" in out
+    assert "objects" in out and "problems: 0 (none)" in out
+    assert guess_task(str(_pairs(tmp_path / "eight")))[0] == "segment"
+
+
+def test_catch_all_readers_are_not_listed_beside_a_more_specific_match(tmp_path, capsys):
+    """Every folder of images is pretraining data and many are class folders: naming them beside a segment
+    data set was noise."""
+    root = _pairs(tmp_path / "pairs")
+    assert main(["data", "check", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "  classify:" not in out and "  pretrain:" not in out

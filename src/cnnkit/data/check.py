@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from cnnkit.data.describe import Reading, Report, describe_found, image_summary, near_duplicates
-from cnnkit.data.layout import Layout, Match, choose, load, matches
+from cnnkit.data.layout import FOLDERS, Layout, Match, choose, load, matches
 from cnnkit.errors import CnnkitError
 from cnnkit.log import LOGGER
 
@@ -69,6 +69,8 @@ def check_data(source: str, tasks: Sequence[TaskLayouts], task: str | None = Non
     if task is None:
         found = guess(source, tasks)
         chosen, layout, why, others = by_name[found[0].task], found[0].layout, found[0].why, found[1:]
+        # a catch-all reader (class folders, any images) is named only when nothing more specific matched
+        others = [m for m in others if m.layout.rank > FOLDERS or m.layout.rank >= layout.rank]
     else:
         chosen, why, others = by_name[task], "given", []
         layout = choose(chosen.layouts, Path(source))[0] if chosen.layouts else None

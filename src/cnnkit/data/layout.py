@@ -77,7 +77,7 @@ class Layout:
     describe: str = ""
 
     def detect(self, root: Path) -> str | None:
-        """Why ``root`` is in this layout, or None; looks at names only."""
+        """Why ``root`` is in this layout, or None; looks at names (and at most one file's header)."""
         return self.finder(root)
 
     def read(self, source: str, **reading: Any) -> Found:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from PIL import Image
+
 from cnnkit.data.layout import MARKER, PAIRED, STRUCTURE, Layout, files_of, shapes, sub_folders
 from cnnkit.data.segment_layouts import IMAGE_DIRS, MASK_DIRS
 from cnnkit.data.splits import named_children
@@ -84,6 +86,27 @@ def _maps(root: Path) -> str | None:
     return None
 
 
+WIDE_MODES = ("I;16", "I;16B", "I;16L", "I")  # PIL's 16- and 32-bit integer modes
+
+
+def _wide_maps(root: Path) -> str | None:
+    """Images beside 16-bit masks: more ids than a byte holds, as instance maps are saved (DSB2018's stage-1
+    copy, cell-tracking sets); class masks are 8-bit. One mask header is read."""
+    if _maps(root) is None:
+        return None
+    folders = [child_dir(d, MASK_DIRS) for d in (root, *named_children(root).values())]
+    first = next((p for d in folders if d is not None for p in sorted(d.iterdir()) if p.suffix.lower() in
+                  (".png", ".tif", ".tiff")), None)
+    if first is None:
+        return None
+    try:
+        with Image.open(first) as im:
+            mode = im.mode
+    except (OSError, ValueError):  # its reader names the unreadable file when asked to read it
+        return None
+    return "images/ and 16-bit masks/ (more ids than a byte holds: one id per object)" if mode in WIDE_MODES else None
+
+
 SHAPES = Layout("shapes", "'shapes' or 'shapes:N': the built-in synthetic shapes", shapes, READER, MARKER, DESCRIBE)
 DATA_YAML = Layout("YOLO data.yaml", "an Ultralytics data.yaml (train:, val:, names:)", _data_yaml, READER, MARKER,
                    DESCRIBE)
@@ -95,10 +118,12 @@ OBJECT_MASKS = Layout("object masks", "images/ and masks/ with one folder of PNG
                       "<stem>.json class tables", _object_masks, READER, STRUCTURE, DESCRIBE)
 DSB2018 = Layout("DSB2018", "<id>/images/<id>.png and <id>/masks/*.png, one PNG per object", _dsb, READER, STRUCTURE,
                  DESCRIBE)
-# images beside masks are class masks first (segment's); read as instance maps when asked (--task instance)
+WIDE_MAPS = Layout("16-bit instance maps", "images/ and masks/ of 16-bit PNG or TIFF maps, one id per object",
+                   _wide_maps, READER, STRUCTURE, DESCRIBE)
+# images beside (8-bit) masks are class masks first (segment's); read as instance maps when asked (--task instance)
 MAPS = Layout("instance maps", "images/ and masks/ where each mask value is one object", _maps, READER, PAIRED - 1,
               DESCRIBE)
 
 # the last reads whatever the others do not detect, and its errors say what it expected
-LAYOUTS = (SHAPES, DATA_YAML, COCO, YOLO, OBJECT_MASKS, DSB2018, MAPS)
-DETECT_LAYOUTS = (SHAPES, DATA_YAML, COCO, YOLO, OBJECT_MASKS, DSB2018, MAPS)
+LAYOUTS = (SHAPES, DATA_YAML, COCO, YOLO, OBJECT_MASKS, DSB2018, WIDE_MAPS, MAPS)
+DETECT_LAYOUTS = (SHAPES, DATA_YAML, COCO, YOLO, OBJECT_MASKS, DSB2018, WIDE_MAPS, MAPS)
