@@ -79,6 +79,11 @@ def test_instance_result_boxes_masks_and_table(tmp_path):
     empty = Result({"size": [24, 16], "instances": []}, Image.new("RGB", (24, 16)), get_view("instance"), meta)
     assert empty.boxes.shape == (0, 4) and empty.masks.shape == (0, 16, 24) and len(empty.to_pandas()) == 0
     assert "instances" in result.save(tmp_path, stem="x")
+    boxes = Result({"size": [24, 16], "instances": instances}, Image.new("RGB", (24, 16)), get_view("detect"),
+                   _meta("detect", ["cell"]))
+    assert boxes.boxes.shape == (2, 4)
+    with pytest.raises(AttributeError, match="has no 'masks'"):  # regression: an empty (0, H, W) array, listed
+        _ = boxes.masks
 
 
 def test_the_package_shows_its_api():

@@ -221,3 +221,14 @@ def test_catch_all_readers_are_not_listed_beside_a_more_specific_match(tmp_path,
     assert main(["data", "check", str(root)]) == 0
     out = capsys.readouterr().out
     assert "  classify:" not in out and "  pretrain:" not in out
+
+
+def test_a_task_given_is_the_task_checked_and_the_command_keeps_the_seed(tmp_path, capsys):
+    """Regression: `data check DSB --task detect` said "task: instance (given)" and suggested `train instance`;
+    `--seed 5` checked a split that the suggested command (without the seed) would not hold out."""
+    root = dsb2018_published(tmp_path / "stage1")
+    assert main(["data", "check", str(root), "--task", "detect", "--seed", "5", "--val-split", "0.3"]) == 0
+    out = capsys.readouterr().out
+    assert "task: detect (given)" in out
+    assert out.rstrip().splitlines()[-1].startswith(f"train with: cnnkit train detect --data {root}")
+    assert "--val-split 0.3 --seed 5" in out.rstrip().splitlines()[-1]

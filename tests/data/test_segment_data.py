@@ -297,3 +297,19 @@ def test_two_images_of_one_stem_are_named_not_dropped(tmp_path):
     write_png(tmp_path / "d" / "images" / "b.png", np.zeros((8, 8, 3), np.uint8))
     with pytest.raises(CnnkitError, match=r"a\.JPG and .*a\.png: 2 files of one stem 'a'"):
         load_segment_data(DataRequest(str(tmp_path / "d"), val_split=0.5, seed=0))
+
+
+def test_scoring_0_255_masks_with_a_model_whose_ignore_index_is_255_is_refused(tmp_path):
+    """Regression: `cnnkit val` of a 3-class model on 0/255 masks printed mIoU 1.0000 and exited 0 (its
+    foreground pixels were the ignore index: background alone was scored). Training refuses such masks."""
+    from cnnkit.meta import ModelMeta
+
+    for i in range(3):
+        write_png(tmp_path / "images" / f"{i}.png", np.zeros((16, 16, 3), np.uint8))
+        mask = np.zeros((16, 16), np.uint8)
+        mask[4:9, 4:9] = 255
+        write_png(tmp_path / "masks" / f"{i}.png", mask)
+    card = ModelMeta.card(task="segment", model="m", classes=["a", "b", "c"], in_chans=3, mean=[0.5] * 3,
+                          std=[0.2] * 3, extra={"values": [0, 1, 2], "ignore_index": 255})
+    with pytest.raises(CnnkitError, match=r"hold only the values 0 and 255, and 255 is this model's ignore index"):
+        load_segment_data(DataRequest(str(tmp_path), split="all", channels=3), meta=card)

@@ -86,7 +86,7 @@ def check_data(source: str, tasks: Sequence[TaskLayouts], task: str | None = Non
         report, said = _collect(lambda: describe(source, reading, layouts))
     except CnnkitError as fault:
         raise _every_problem(fault, lambda r: describe(source, r, layouts), source, reading) from None
-    if report.masks is not None and chosen.masks is not None and report.masks != chosen.masks:
+    if task is None and report.masks is not None and chosen.masks is not None and report.masks != chosen.masks:
         # boxes only where masks were expected (or the other way): the task that reads these annotations
         first = Match(chosen.name, layout, why)
         chosen = next((t for t in tasks if t.masks == report.masks), chosen)

@@ -48,6 +48,7 @@ class Reading:
     def flags(self) -> list[str]:
         """The flags given, as ``cnnkit train`` takes them."""
         return [f for f in (f"--val-split {self.val_split}" if self.val_split else "",
+                            f"--seed {self.seed}" if self.seed else "",
                             f"--val-group '{self.group}'" if self.group else "", "--skip-bad" if self.skip_bad else "",
                             "--binary" if self.binary else "",
                             f"--ignore-index {self.ignore_index}" if self.ignore_index is not None else "",

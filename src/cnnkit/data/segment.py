@@ -338,6 +338,15 @@ def _file_splits(request: DataRequest, meta: ModelMeta | None, classes_file: str
 
 
 def _warn_foreign(root: Path, infos: list[MaskInfo], spec: ClassSpec) -> None:
+    """A model's data should be mostly its classes; 0/255 masks scored by a model whose ignore index is 255
+    would score background alone (mIoU 1.0 for any model): refused, as training refuses them."""
+    index = [i for i in infos if i.kind == "index"]
+    ignore = spec.ignore_value
+    if (index and not spec.binary and ignore not in spec.values and all(set(i.counts) <= {0, ignore} for i in index)
+            and any(ignore in i.counts for i in index)):
+        raise CnnkitError(f"{root}: the masks hold only the values 0 and {ignore}, and {ignore} is this model's "
+                          "ignore index: only background would be scored; save the masks as 0/1 class values "
+                          "(or score a model trained with --binary)")
     pixels, total = class_pixel_stats(infos, spec)[0].sum(), sum(sum(i.counts.values()) for i in infos)
     if total and pixels < total / 2:
         LOGGER.warning("warning: %s: only %.0f%% of the mask pixels are the model's classes (%s), the rest "

@@ -32,14 +32,17 @@ class InstanceView:
     def record(prediction: dict) -> dict:
         return {"size": prediction["size"], "instances": prediction["instances"]}
 
-    @staticmethod
-    def fields(prediction: dict) -> dict[str, Callable[[], Any]]:
-        """boxes, scores, labels and masks of the objects, highest score first (detect: no masks, (0, H, W))."""
+    def fields(self, prediction: dict) -> dict[str, Callable[[], Any]]:
+        """boxes, scores, labels and (instance, not detect: detectors predict no masks) masks of the
+        objects, highest score first."""
         instances = prediction["instances"]
-        return {"boxes": lambda: np.array([i["box"] for i in instances], np.float32).reshape(-1, 4),
-                "scores": lambda: np.array([i["score"] for i in instances], np.float32),
-                "labels": lambda: [i["class"] for i in instances],
-                "masks": lambda: object_masks(instances, prediction["size"])}
+        found: dict[str, Callable[[], Any]] = {
+            "boxes": lambda: np.array([i["box"] for i in instances], np.float32).reshape(-1, 4),
+            "scores": lambda: np.array([i["score"] for i in instances], np.float32),
+            "labels": lambda: [i["class"] for i in instances]}
+        if self.masks:
+            found["masks"] = lambda: object_masks(instances, prediction["size"])
+        return found
 
     @staticmethod
     def table(prediction: dict) -> dict[str, list]:

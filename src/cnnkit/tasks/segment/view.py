@@ -23,7 +23,7 @@ def class_areas(ids: np.ndarray, classes: list[str]) -> dict[str, float]:
 class SegmentView:
     """Class maps: areas, console lines, CSV rows, the overlay, the index and colour masks."""
 
-    field_notes = {"probs": "exported segmenters keep none: use the checkpoint"}
+    field_notes = {"probs": "pass probs=True to predict with a checkpoint; exported segmenters keep none"}
 
     def __init__(self, spec: Any):
         self.name = spec.name
