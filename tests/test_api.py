@@ -39,3 +39,21 @@ def test_no_task_option_collides_with_the_image_batch():
 
     for name in task_names():
         assert "batch" not in [o.name for o in option_infos(get_spec(name).options)], name
+
+
+def test_the_api_takes_a_train_config_and_refuses_other_types_in_one_line(tmp_path):
+    """Regression: cnnkit.train(TrainConfig(...)) and cnnkit.load(5) raised TypeError from pathlib;
+    TrainConfig(options={...}) was taken unchecked."""
+    from cnnkit.config import TrainConfig, make_config
+    from cnnkit.errors import CnnkitError
+
+    cfg = make_config({"task": "classify", "data": "shapes:40", "model": "basic_cnn", "imgsz": 16, "epochs": 1,
+                       "batch": 8, "project": str(tmp_path), "verbose": False})
+    assert cnnkit.train(cfg).run_dir == tmp_path / "classify" / "exp"
+    with pytest.raises(CnnkitError, match="must be a recipe file's path or a TrainConfig, got int"):
+        cnnkit.train(5)
+    with pytest.raises(CnnkitError, match="weights must be a path .* got int"):
+        cnnkit.load(5)
+    with pytest.raises(CnnkitError, match="segment's options are a SegmentTrainOptions, got dict"):
+        TrainConfig(task="segment", options={"bogus": 1})
+    assert TrainConfig(task="segment").options.ignore_index == 255

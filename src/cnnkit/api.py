@@ -23,12 +23,21 @@ if TYPE_CHECKING:
     from cnnkit.engine.trainer import TrainResult
 
 
-def train(config: str | Path | None = None, **overrides: Any) -> TrainResult:
+def train(config: str | Path | TrainConfig | None = None, **overrides: Any) -> TrainResult:
     """Train from a recipe file and/or keyword overrides of :class:`TrainConfig` fields and the task's own
     training options (``cnnkit train <task> --help`` lists both; another task's option is refused by name).
 
     >>> cnnkit.train(task="classify", data="shapes", model="fastnet_small", epochs=3)
+
+    ``config`` may also be a ``TrainConfig`` (made with ``make_config``), trained as it is.
     """
+    if isinstance(config, TrainConfig):
+        if overrides:
+            raise CnnkitError("cnnkit.train(TrainConfig, ...): give the config alone, or its fields as keywords")
+        return train_with(config)
+    if config is not None and not isinstance(config, (str, Path)):
+        raise CnnkitError(f"cnnkit.train: config must be a recipe file's path or a TrainConfig, got "
+                          f"{type(config).__name__}")
     values = load_yaml(config, task=str(overrides.get("task", ""))) if config else {}
     values.update(overrides)
     if values.get("resume") and "epochs" not in values:
@@ -91,8 +100,8 @@ def check_model(cfg: TrainConfig, task: str) -> None:
         raise CnnkitError("--freeze-epochs: there is no pretrained encoder to keep fixed; add --pretrained, or drop "
                           "--freeze-epochs")
     if freeze >= cfg.epochs > 0:
-        raise CnnkitError(f"--freeze-epochs {freeze}: the encoder would never train in {cfg.epochs} epochs; "
-                          "give fewer (1 or 2 is usual)")
+        raise CnnkitError(f"--freeze-epochs {freeze}: the encoder would never train in {cfg.epochs} epoch(s); "
+                          "give more --epochs than --freeze-epochs (1 or 2 frozen epochs of 10 is usual)")
 
 
 def export(weights: str | Path, format: str = "onnx", imgsz: int = 0, dynamic: bool = False, half: bool = False,

@@ -88,6 +88,11 @@ class TrainConfig:
         object.__setattr__(self, "task", task)
         if self.options is None:
             object.__setattr__(self, "options", options_type(task)())
+        elif _TASK_OPTIONS and not isinstance(self.options, options_type(task)):
+            kind = options_type(task).__name__
+            raise CnnkitError(f"TrainConfig(options=...): {task}'s options are a {kind}, got "
+                              f"{type(self.options).__name__}; build the config with make_config({{...}}), or pass "
+                              f"options={kind}(...)")
 
 
 @dataclass(frozen=True)

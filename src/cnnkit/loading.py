@@ -146,6 +146,9 @@ def is_torchscript(path: Path) -> bool:
 def load(weights: str | Path, device: str = "auto", task: str | None = None, threads: int = 0) -> Predictor:
     """A checkpoint (``best.pt``), an .onnx or a TorchScript file, loaded for prediction; ``task`` refuses
     a model of another task. .onnx and TorchScript run on the CPU (``threads`` 0: one per core)."""
+    if not isinstance(weights, (str, Path)):
+        raise CnnkitError(f"cnnkit.load: weights must be a path (best.pt, .onnx, .torchscript or a run folder), "
+                          f"got {type(weights).__name__}")
     path = Path(weights)
     if path.is_dir() and (path / "best.pt").is_file():  # a run folder: its best checkpoint, as users mean
         path = path / "best.pt"

@@ -313,3 +313,9 @@ def test_scoring_0_255_masks_with_a_model_whose_ignore_index_is_255_is_refused(t
                           std=[0.2] * 3, extra={"values": [0, 1, 2], "ignore_index": 255})
     with pytest.raises(CnnkitError, match=r"hold only the values 0 and 255, and 255 is this model's ignore index"):
         load_segment_data(DataRequest(str(tmp_path), split="all", channels=3), meta=card)
+
+
+def test_a_classes_file_with_the_shapes_is_refused():
+    """Regression: `train segment --data shapes --classes-file /nonexistent.csv` trained, the flag unread."""
+    with pytest.raises(CnnkitError, match="--classes-file x.csv: the shapes data set names its own classes"):
+        load_segment_data(DataRequest("shapes:8"), classes_file="x.csv")

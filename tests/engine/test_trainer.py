@@ -64,6 +64,8 @@ def test_resume_gives_the_same_weights(tmp_path, extra):
         assert torch.equal(a[k], b[k]), k
     with (resumed.run_dir / "metrics.csv").open() as f:
         assert [r["epoch"] for r in csv.DictReader(f)] == ["1", "2", "3"]
+    # regression: config.yaml said resume: true, so reused as a recipe it asked for a last.pt of the new run
+    assert "resume: false" in (resumed.run_dir / "config.yaml").read_text()
 
 
 @pytest.mark.parametrize("extra", [{}, {"ema": 0.9, "optimizer": "adamw", "lr": 0.003}])

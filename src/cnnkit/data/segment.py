@@ -274,6 +274,9 @@ def load_segment_data(request: DataRequest, classes_file: str = "", ignore_index
         splits, spec = synthetic_splits(request.source, request.seed)
         if binary:
             raise CnnkitError("--binary: the shapes data set has 5 classes; drop --binary")
+        if classes_file and request.training:
+            raise CnnkitError(f"--classes-file {classes_file}: the shapes data set names its own classes; drop "
+                              "--classes-file")
         parts = Splits(train=splits["train"], val=splits["val"]) if request.training else Splits(val=splits["val"])
         for s in parts.parts().values():
             s.infos = [mask_info(m) for m in s.masks]

@@ -234,7 +234,7 @@ def _fit_in(cfg: TrainConfig, task: Task, on_epoch_end: Callable[[int, dict], No
 
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        save_yaml(cfg, run_dir / "config.yaml")
+        save_yaml(replace(cfg, resume=False), run_dir / "config.yaml")  # a recipe that starts a run, reused as is
     start_epoch = resume["epoch"] if resume else 0
     log = run.log = RunLogger(run_dir, info.is_main, cfg.verbose, start_epoch)
     log.info(f"{cfg.task}: {cfg.model} on {cfg.data} ({len(data.train)} train / {len(data.val)} val images, "
