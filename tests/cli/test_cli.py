@@ -212,3 +212,16 @@ def test_demo_offers_every_task_with_a_demo(capsys):
     with pytest.raises(SystemExit) as stop:
         main(["demo", "--task", "segmnt"])
     assert stop.value.code == 2
+
+
+def test_a_mistyped_flag_names_its_subcommand_and_the_closest_flag(capsys):
+    """Regression: `train classify --ephocs 1` said "cnnkit: unrecognized arguments ...; see cnnkit --help"."""
+    with pytest.raises(SystemExit, match="2"):
+        main(["train", "classify", "--ephocs", "1"])
+    err = capsys.readouterr().err
+    assert err == ("error: cnnkit train classify: unrecognized arguments: --ephocs 1 (did you mean --epochs?); see "
+                   "cnnkit train classify --help\n")
+    with pytest.raises(SystemExit, match="2"):
+        main(["predict", "--weights", "w.pt", "--score-tresh", "0.3", "a.png"])
+    assert "cnnkit predict: unrecognized arguments: --score-tresh 0.3 (did you mean --score-thresh?)" in (
+        capsys.readouterr().err)

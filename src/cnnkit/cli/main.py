@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import errno
 import logging
 import math
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from cnnkit import __version__
 from cnnkit.cli.embed import add_embed_parser
@@ -92,8 +94,29 @@ def _train_examples(task: str) -> str:
 class Parser(argparse.ArgumentParser):
     """argparse with cnnkit's error form: one line naming the flag, exit code 2 (no usage block)."""
 
+    argv: list[str] = []
+
+    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        self.argv = list(sys.argv[1:] if args is None else args)  # to name the subcommand a stray flag was given to
+        return super().parse_args(args, namespace)
+
     def error(self, message: str):  # type: ignore[override]
-        self.exit(2, f"error: {self.prog}: {message}; see {self.prog} --help\n")
+        parser: argparse.ArgumentParser = self
+        if message.startswith("unrecognized arguments:"):  # reported by the top parser: the subcommand's is meant
+            parser = self._innermost()
+            flags = [t.split("=")[0] for t in message.split(":", 1)[1].split() if t.startswith("--")]
+            known = [o for a in parser._actions for o in a.option_strings]
+            close = difflib.get_close_matches(flags[0], known, n=1, cutoff=0.5) if flags else []
+            message += f" (did you mean {close[0]}?)" if close else ""
+        self.exit(2, f"error: {parser.prog}: {message}; see {parser.prog} --help\n")
+
+    def _innermost(self) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = self
+        for token in self.argv:
+            subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+            if subs and token in subs[0].choices:
+                parser = subs[0].choices[token]
+        return parser
 
 
 def bounded(kind: type, low: float | None = None, high: float | None = None, above: bool = False
