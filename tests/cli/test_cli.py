@@ -223,5 +223,5 @@ def test_a_mistyped_flag_names_its_subcommand_and_the_closest_flag(capsys):
                    "cnnkit train classify --help\n")
     with pytest.raises(SystemExit, match="2"):
         main(["predict", "--weights", "w.pt", "--score-tresh", "0.3", "a.png"])
-    assert "cnnkit predict: unrecognized arguments: --score-tresh 0.3 (did you mean --score-thresh?)" in (
+    assert "cnnkit predict: unrecognized arguments: --score-tresh (did you mean --score-thresh?)" in (
         capsys.readouterr().err)
