@@ -193,7 +193,7 @@ def test_boxes_only_are_checked_as_the_task_that_reads_boxes(tmp_path, capsys):
     assert main(["data", "check", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "task: detect (labels/ beside the images (YOLO .txt))" in out and "annotations: boxes only" in out
-    assert "also matched: instance, " in out and "  detect:" not in out
+    assert "also matched: instance;" in out and "  detect:" not in out and "segment" not in out
     assert f"train with: cnnkit train detect --data {tmp_path} --model fasterrcnn_resnet18" in out
 
 
@@ -232,3 +232,11 @@ def test_a_task_given_is_the_task_checked_and_the_command_keeps_the_seed(tmp_pat
     assert "task: detect (given)" in out
     assert out.rstrip().splitlines()[-1].startswith(f"train with: cnnkit train detect --data {root}")
     assert "--val-split 0.3 --seed 5" in out.rstrip().splitlines()[-1]
+
+
+def test_yolo_labels_are_not_offered_as_segmentation_masks(tmp_path, capsys):
+    """Regression: `data check` of YOLO folders said segment also matched ("images/ and labels/ (masks beside
+    the images)"), and `--task segment` then failed on every image: .txt files are not masks."""
+    root = _yolo_folders(tmp_path / "yolo")
+    assert main(["data", "check", str(root)]) == 0
+    assert "segment" not in capsys.readouterr().out

@@ -8,7 +8,7 @@ from pathlib import Path
 from cnnkit.data.layout import MARKER, PAIRED, STRUCTURE, Layout, shapes
 from cnnkit.data.segment_layouts import IMAGE_DIRS, MASK_DIRS, annot_folder, voc_root
 from cnnkit.data.splits import named_children
-from cnnkit.data.walk import child_dir
+from cnnkit.data.walk import child_dir, is_image_file
 
 READER = "cnnkit.data.segment_layouts:read_segment"
 DESCRIBE = "cnnkit.data.describe:describe_segment"
@@ -32,7 +32,10 @@ def _segnet(root: Path) -> str | None:
 
 
 def _pairs(folder: Path) -> bool:
-    return child_dir(folder, IMAGE_DIRS) is not None and child_dir(folder, MASK_DIRS) is not None
+    """images/ beside a masks/ (labels/, gt/, ...) that holds pictures: YOLO's labels/ of .txt files are not masks."""
+    masks = child_dir(folder, MASK_DIRS)
+    return (child_dir(folder, IMAGE_DIRS) is not None and masks is not None
+            and next((True for p in masks.rglob("*") if is_image_file(p)), False))
 
 
 def _folders(root: Path) -> str | None:
