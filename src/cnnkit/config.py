@@ -251,7 +251,7 @@ def _check_option(f: dataclasses.Field, value: Any, origin: str, name: str) -> N
     """A task's option against its choices and range (``cnnkit.options.option``)."""
     m = f.metadata
     if m.get("choices") and value not in m["choices"]:
-        shown = ", ".join(repr(c) if c == "" else str(c) for c in m["choices"])
+        shown = ", ".join(str(c) for c in m["choices"] if c != "")  # '' (the task's own) is never asked for
         raise CnnkitError(f"{origin}: {name} must be one of {shown}, got {value!r}")
     low, high, below = m.get("low"), m.get("high"), m.get("below")
     if low is not None and value < low:

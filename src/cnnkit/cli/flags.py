@@ -41,9 +41,10 @@ def _add_flag(parser: argparse.ArgumentParser, name: str, default: Any, help_tex
     elif isinstance(default, list):
         parser.add_argument(flag, type=float, nargs="+", default=argparse.SUPPRESS, help=help_text)
     else:
-        # '' (the task's default) is a valid value but read as an empty choice: '{,ce}' in --help
-        shown = "{" + ",".join(str(c) for c in choices if c != "") + "}" if choices else None
-        parser.add_argument(flag, type=type(default), default=argparse.SUPPRESS, help=help_text, choices=choices,
+        # '' (the task's default) is what leaving the flag out gives: not offered as a choice ('{,ce}')
+        offered = [c for c in choices if c != ""] if choices else None
+        shown = "{" + ",".join(str(c) for c in offered) + "}" if offered else None
+        parser.add_argument(flag, type=type(default), default=argparse.SUPPRESS, help=help_text, choices=offered,
                             metavar=shown)
 
 
