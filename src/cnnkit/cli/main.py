@@ -313,7 +313,7 @@ OS_FIXES = {errno.EEXIST: "a file is in the way of a folder: choose another --ou
             errno.EPERM: "you cannot write there: choose a folder you can write to (--out / --project)",
             errno.EROFS: "a read-only file system: choose a folder you can write to (--out / --project)",
             errno.ENOSPC: "the disk is full: free some space or write elsewhere",
-            errno.ENOENT: "no such file or folder: check the path, and that its folder can be made"}
+            errno.ENOENT: "check the path, and that its folder can be made"}
 
 
 def _unknown_task(argv: list[str]) -> str:

@@ -59,7 +59,7 @@ class Found:
         counts = f", {self.count()} {self.unit}" if self.unit else ""
         if self.classes is not None and self.unit:
             shown = ", ".join(self.classes[:10]) + ("..." if len(self.classes) > 10 else "")
-            counts += f", {len(self.classes)} classes ({shown})"
+            counts += f", {len(self.classes)} class{'es' if len(self.classes) != 1 else ''} ({shown})"
         return self.form.format(name=self.name, root=self.root, why=self.why, counts=counts)
 
 
