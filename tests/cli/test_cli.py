@@ -225,3 +225,11 @@ def test_a_mistyped_flag_names_its_subcommand_and_the_closest_flag(capsys):
         main(["predict", "--weights", "w.pt", "--score-tresh", "0.3", "a.png"])
     assert "cnnkit predict: unrecognized arguments: --score-tresh (did you mean --score-thresh?)" in (
         capsys.readouterr().err)
+
+
+def test_the_next_step_after_pretraining_fine_tunes_in_the_models_own_task():
+    """Regression: `train pretrain --model unet_basic` suggested `train classify --model unet_basic`, refused."""
+    from cnnkit.cli.commands import _task_of_model
+
+    assert _task_of_model("unet_basic") == "segment" and _task_of_model("fastnet_small") == "classify"
+    assert _task_of_model("maskrcnn_resnet18") == "instance"

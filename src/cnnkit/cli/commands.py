@@ -43,9 +43,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     if best.exists():
         cfg = load_yaml(result.run_dir / "config.yaml", saved=True)
         steps = get_spec(args.task).next_steps
-        print("next:\n" + "\n".join("  " + s.format(weights=best, data=cfg.get("data", "DATA"),
-                                                   model=cfg.get("model", "MODEL")) for s in steps))
+        model = str(cfg.get("model", "MODEL"))
+        print("next:\n" + "\n".join("  " + s.format(weights=best, data=cfg.get("data", "DATA"), model=model,
+                                                   model_task=_task_of_model(model)) for s in steps))
     return 0
+
+
+def _task_of_model(model: str) -> str:
+    """The task that trains ``model`` (a pretrained trunk is fine-tuned in its own network's task)."""
+    from cnnkit.models import get_entry
+    from cnnkit.tasks import task_names, task_of_kind
+
+    try:
+        return task_of_kind(get_entry(model).kind)
+    except (CnnkitError, KeyError):  # a model only a script registers: the first task, as `cnnkit train` takes
+        return task_names()[0]
 
 
 def _option_flags(args: argparse.Namespace) -> dict[str, Any]:

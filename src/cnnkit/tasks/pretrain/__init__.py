@@ -37,4 +37,4 @@ SPEC = TaskSpec(
     args={"any_model": True},  # the trunk of a model of any task is pretrained
     model_kind="pretrainer",  # the network it trains (selfsup) around that trunk
     next_steps=("cnnkit embed --weights {weights} {data} --clusters 10 --map tsne",
-                "cnnkit train classify --data LABELLED_FOLDER --model {model} --pretrained {weights}"))
+                "cnnkit train {model_task} --data LABELLED_DATA --model {model} --pretrained {weights}"))
