@@ -103,3 +103,13 @@ def test_non_finite_weights_are_never_written_nor_loaded(tmp_path):
     torch.save({**state, "model": {"w": torch.ones(2)}, "meta": {}}, tmp_path / "nometa.pt")
     with pytest.raises(CnnkitError, match="nometa.pt: not a complete cnnkit checkpoint .its meta lacks task, model"):
         load_checkpoint(tmp_path / "nometa.pt")  # regression: a traceback in val, export and serve
+
+
+def test_an_unreadable_checkpoint_says_why_in_words(tmp_path):
+    """Regression: "not a readable checkpoint (KeyError)" named the exception, not the cause."""
+    (tmp_path / "text.pt").write_text("hello\n")
+    with pytest.raises(CnnkitError, match=r"text.pt: not a readable checkpoint \(not a PyTorch file\)"):
+        load_checkpoint(tmp_path / "text.pt")
+    torch.save({"model": torch.nn.Linear(2, 2)}, tmp_path / "pickled.pt")
+    with pytest.raises(CnnkitError, match=r"holds pickled objects, which cnnkit never unpickles"):
+        load_checkpoint(tmp_path / "pickled.pt")

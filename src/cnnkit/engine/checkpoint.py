@@ -36,6 +36,13 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+def _reason(e: Exception) -> str:
+    """Why torch.load failed, in words rather than the exception's class name."""
+    if "Unsupported global" in str(e):
+        return "it holds pickled objects, which cnnkit never unpickles: weights_only=True"
+    return "not a PyTorch file"
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a cnnkit checkpoint on the CPU with ``weights_only=True`` (no code is unpickled); its ``meta``
     comes back as a :class:`ModelMeta` (of any schema so far)."""
@@ -45,7 +52,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling failure means the file is unusable
-        raise CnnkitError(f"{path}: not a readable checkpoint ({type(e).__name__}); pass a cnnkit .pt file") from None
+        raise CnnkitError(f"{path}: not a readable checkpoint ({_reason(e)}); pass the best.pt or last.pt of a cnnkit "
+                          "run") from None
     if not isinstance(ckpt, dict) or "model" not in ckpt or "task" not in ckpt:
         raise CnnkitError(f"{path}: not a cnnkit checkpoint (no task/model entries); pass a .pt written by cnnkit")
     meta = ckpt.get("meta")
