@@ -157,3 +157,9 @@ def test_every_shipped_recipe_names_its_task_and_reads():
         values = load_yaml(name)
         assert values.get("task"), name
         make_config(values, origin=name)
+
+
+def test_a_learning_rate_of_0_is_refused():
+    """Regression: `--lr 0` trained every epoch without changing a weight, and exited 0."""
+    with pytest.raises(CnnkitError, match="--lr 0: the weights would never change"):
+        make_config({"lr": 0}, origin="command line")

@@ -239,6 +239,8 @@ def check_value(key: str, value: Any, origin: str = "command line", name: str = 
         if (low is not None and v < low) or (high is not None and v >= high):
             bounds = f"at least {low}" + (f" and below {high}" if high is not None else "")
             raise CnnkitError(f"{origin}: {name} must be {bounds}, got {value!r}")
+    if key == "lr" and value == 0:
+        raise CnnkitError(f"{origin}: {name} 0: the weights would never change; give a learning rate above 0")
     if key == "std" and any(v <= 0 for v in values):
         raise CnnkitError(f"{origin}: {name} values must be above 0 (they divide the pixels), got {value!r}")
     if key == "device" and not DEVICE.fullmatch(value):
