@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 SAMPLE = 200  # images whose headers are read for sizes and channels
 HASH_LIMIT = 2000  # images per split hashed for the near-duplicate count
 NEAR = 6  # difference-hash bits (of 64) within which two images count as near-duplicates
+THUMB = 12.0  # mean grey-level gap of their 16x16 thumbnails within which the match is confirmed (0..255)
 
 
 @dataclass(frozen=True)
@@ -94,38 +95,47 @@ def image_summary(paths: list) -> str:
     return text + (f"; {pages} with several pages (only the first is read)" if pages else "")
 
 
-def dhash(path: Path) -> np.ndarray | None:
-    """64-bit difference hash (grey 9x8, each pixel brighter than its right neighbour), as 64 bools."""
+def dhash(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """64-bit difference hash (grey 9x8, each pixel brighter than its right neighbour), as 64 bools, and a
+    16x16 grey thumbnail that confirms a match."""
     try:
         with Image.open(path) as im:
-            grey = np.asarray(im.convert("L").resize((9, 8), Image.BILINEAR), np.int16)
+            grey = im.convert("L")
+            small = np.asarray(grey.resize((9, 8), Image.BILINEAR), np.int16)
+            thumb = np.asarray(grey.resize((16, 16), Image.BILINEAR), np.float32).ravel()
     except UNREADABLE:
         return None
-    return (grey[:, 1:] > grey[:, :-1]).ravel()
+    return (small[:, 1:] > small[:, :-1]).ravel(), thumb
 
 
 def near_duplicates(train: list, val: list) -> str:
-    """How many validation images look like a training image (a perceptual hash within NEAR bits):
+    """How many validation images look like a training image (a perceptual hash within NEAR bits, and
+    thumbnails within THUMB grey levels: aligned faces or cells share a hash without being one picture):
     frames of one video, or one slide photographed twice, make validation flatter than new data."""
-    def hashes(items: list) -> tuple[list, np.ndarray]:
+    def hashes(items: list) -> tuple[list, np.ndarray, np.ndarray]:
         paths = [p for p in items if isinstance(p, Path)]
         pick = [paths[int(i)] for i in np.linspace(0, len(paths) - 1, min(HASH_LIMIT, len(paths))).astype(int)] \
             if paths else []
         found = [(p, h) for p in pick if (h := dhash(p)) is not None]
-        return [p for p, _ in found], np.array([h for _, h in found], np.float32).reshape(-1, 64)
+        return ([p for p, _ in found], np.array([h[0] for _, h in found], np.float32).reshape(-1, 64),
+                np.array([h[1] for _, h in found], np.float32).reshape(-1, 256))
 
-    train_paths, a = hashes(train)
-    val_paths, b = hashes(val)
+    train_paths, a, a_thumbs = hashes(train)
+    val_paths, b, b_thumbs = hashes(val)
     if not len(a) or not len(b):
         return "near-duplicates: not checked (images decoded in memory)"
     distance = b @ (1 - a).T + (1 - b) @ a.T  # Hamming distance of every val/train pair
-    nearest = distance.argmin(1)
-    close = np.flatnonzero(distance[np.arange(len(b)), nearest] <= NEAR)
-    if not len(close):
+    twins: dict[int, int] = {}
+    for i in np.flatnonzero(distance.min(1) <= NEAR):
+        candidates = np.flatnonzero(distance[i] <= NEAR)
+        gaps = np.abs(a_thumbs[candidates] - b_thumbs[i]).mean(1)
+        if gaps.min() <= THUMB:
+            twins[int(i)] = int(candidates[gaps.argmin()])
+    if not twins:
         return f"near-duplicates: none of {len(b)} val images looks like a training image"
-    i = int(close[0])
-    return (f"near-duplicates: {len(close)} of {len(b)} val images look like a training image (e.g. {val_paths[i]} ~ "
-            f"{train_paths[int(nearest[i])]}); validation will flatter the model: hold out whole groups "
+    i, j = next(iter(twins.items()))
+    return (f"near-duplicates: {len(twins)} of {len(b)} val images look like a training image (e.g. {val_paths[i]} ~ "
+            f"{train_paths[j]}); validation will flatter the model: hold out whole groups "
             "(--val-group) or give a val/ folder of other footage")
 
 
