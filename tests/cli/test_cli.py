@@ -109,7 +109,7 @@ def test_val_of_a_classifier_on_segmentation_data_says_so(tmp_path, trained, cap
         write_png(tmp_path / "seg" / sub / "a.png", np.zeros((24, 24, 3), np.uint8))
     assert main(["val", "--weights", str(trained), "--data", str(tmp_path / "seg")]) == 2
     err = capsys.readouterr().err
-    assert "looks like segmentation or detection data" in err and "the model is a classifier" in err
+    assert "images/ beside masks/ is a segmentation or instance layout, not folders of classes" in err
 
 
 def test_predict_unsupported_file(tmp_path, trained, capsys):

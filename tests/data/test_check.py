@@ -246,3 +246,32 @@ def test_a_shared_hash_alone_is_not_a_near_duplicate(tmp_path):
     copy = write_png(tmp_path / "c.png", (ramp + 3).astype(np.uint8))
     assert near_duplicates([dark], [light]).startswith("near-duplicates: none of 1 val images")
     assert near_duplicates([dark], [copy]).startswith("near-duplicates: 1 of 1 val images")
+
+
+def test_a_class_named_unlabelled_is_suggested_as_the_ignore_index(tmp_path):
+    """Regression: CamVid's classes.csv names class 11 'Unlabelled'; data check suggested training on it."""
+    import numpy as np
+
+    from tests.conftest import write_png
+
+    for i in range(6):
+        write_png(tmp_path / "images" / f"{i}.png", np.zeros((16, 16, 3), np.uint8))
+        write_png(tmp_path / "masks" / f"{i}.png", np.arange(256, dtype=np.uint8).reshape(16, 16) % 3)
+    (tmp_path / "classes.csv").write_text("0,sky,0,0,255\n1,road,128,64,128\n2,Unlabelled,0,0,0\n")
+    text = "\n".join(check_data(str(tmp_path)))
+    assert "class 2 is named 'Unlabelled': pass --ignore-index 2" in text
+    assert text.splitlines()[-1].endswith("--ignore-index 2")
+
+
+def test_a_hold_out_that_takes_every_image_of_a_class_is_a_problem(tmp_path):
+    """Regression: `--val-group` holding out whole people (the classes) left 11 of 38 classes without a training
+    image, and data check said "problems: 0 (none)"; training then scored top-1 0."""
+    import numpy as np
+
+    from tests.conftest import write_png
+
+    for person in ("ann", "bob", "cy", "dee"):
+        for i in range(4):
+            write_png(tmp_path / person / f"{person}_{i}.png", np.full((8, 8, 3), 40 * i, np.uint8))
+    text = "\n".join(check_data(str(tmp_path), group=r"^.*/(\w+)_\d", val_split=0.5))
+    assert "class(es) have no training images after the hold-out" in text and "problems: 0" not in text

@@ -278,3 +278,18 @@ def test_arrays_too_large_for_memory_at_imgsz_are_refused(monkeypatch):
     monkeypatch.setattr("cnnkit.device.available_memory", lambda device="cpu": 8 * 10**9)
     with pytest.raises(CnnkitError, match=r"--imgsz 100000: .* use --imgsz \d+ or less"):
         load_classify_data(DataRequest("shapes:8", imgsz=100000))
+
+
+def test_images_beside_masks_are_not_two_classes(tmp_path):
+    """Regression: `train classify --data <images/ + masks/>` learned pictures against masks (top-1 1.0, exit 0),
+    while `val` refused the same folder."""
+    from PIL import Image
+
+    from cnnkit.data.classify import scan_image_folder
+    from cnnkit.errors import CnnkitError
+
+    for side in ("images", "masks"):
+        (tmp_path / side).mkdir()
+        Image.new("L", (8, 8)).save(tmp_path / side / "0.png")
+    with pytest.raises(CnnkitError, match="images/ beside masks/ is a segmentation or instance layout"):
+        scan_image_folder(tmp_path, skip_bad=False)

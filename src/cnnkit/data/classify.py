@@ -130,13 +130,22 @@ def scan_image_folder(root: Path, skip_bad: bool) -> tuple[list[Path], list[str]
     return paths, names
 
 
+IMAGE_FOLDERS = ("images", "imgs", "img", "image", "jpegimages")  # the image side of image/mask pairs
+
+
 def warn_odd_classes(root: Path, class_dirs: list[Path]) -> None:
-    """Images lying beside the class folders (they belong to no class), and mask folders read as a class."""
+    """Images lying beside the class folders (they belong to no class), and mask folders read as a class;
+    images/ beside masks/ alone are refused: as classes, a model learns to tell pictures from masks."""
     loose = [p for p in root.iterdir() if p.is_file() and is_image_file(p) and not is_hidden(p.name)]
     if loose:
         LOGGER.warning("warning: %s: %d images beside the class folders (%s, ...) belong to no class and are left "
                        "out; move them into a class folder", root, len(loose), loose[0].name)
     masks = [d.name for d in class_dirs if is_annotation_folder(d.name)]
+    pictures = [d.name for d in class_dirs if d.name.lower() in IMAGE_FOLDERS]
+    if masks and pictures and len(masks) + len(pictures) == len(class_dirs):  # images/ + masks/ and nothing else
+        raise CnnkitError(f"{root}: {pictures[0]}/ beside {masks[0]}/ is a segmentation or instance layout, not "
+                          "folders of classes; train segment or instance on it (`cnnkit data check` says which), "
+                          "or put each class's images in a folder of its own")
     if masks:
         LOGGER.warning("warning: %s: '%s' is read as a class; if it holds masks or labels, this is not a "
                        "class-folder layout (`cnnkit data check %s` says what it is)", root, masks[0], root)
@@ -330,8 +339,20 @@ def load_classify_data(request: DataRequest, classes: list[str] | None = None,
     for k, split in out.parts().items():
         if len(split) == 0:
             raise CnnkitError(f"{origin}: the {k} split has no usable images; add images or fix --val-split")
+    if out.train is not None and "all" in raw:  # held out here: whole groups can take a class's every image
+        _warn_unlearnable(out.train.labels, classes, origin)
     return ClassifyData(train=out.train, val=out.val, test=out.test, plan=out.plan, classes=list(classes),
                         channels=channels, imgsz=imgsz, high=high, found=layout)
+
+
+def _warn_unlearnable(labels: np.ndarray, classes: list[str], origin: Path) -> None:
+    counts = np.bincount(labels, minlength=len(classes))
+    missing = [c for c, n in zip(classes, counts) if n == 0]
+    if missing:
+        LOGGER.warning("warning: %s: %d class(es) have no training images after the hold-out (%s%s); the model "
+                       "cannot learn them: with --val-group, a group that is a whole class (a person, a patient) "
+                       "belongs in every split, or give a val/ folder", origin, len(missing),
+                       ", ".join(missing[:8]), " ..." if len(missing) > 8 else "")
 
 
 def _assign(splits: dict[str, tuple], request: DataRequest, origin: Path) -> Splits[tuple]:

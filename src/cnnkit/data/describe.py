@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 SAMPLE = 200  # images whose headers are read for sizes and channels
 HASH_LIMIT = 2000  # images per split hashed for the near-duplicate count
 NEAR = 6  # difference-hash bits (of 64) within which two images count as near-duplicates
+VOID_NAMES = ("unlabelled", "unlabeled", "void", "ignore", "dontcare")  # class names that mean "not a class"
 THUMB = 12.0  # mean grey-level gap of their 16x16 thumbnails within which the match is confirmed (0..255)
 
 
@@ -174,7 +175,14 @@ def describe_segment(source: str, reading: Reading, layouts: Sequence[Layout]) -
            f"mask values in train: {values[:24]}{' ...' if len(values) > 24 else ''}; channels: {data.channels}",
            image_summary(train.images), near_duplicates(train.images, data.val.images)]
     found = data.found
-    return Report(out, found, flags=found.flags if found is not None and reading.ignore_index is None else ())
+    flags = tuple(found.flags) if found is not None and reading.ignore_index is None else ()
+    void = next((v for n, v in zip(data.spec.names, data.spec.values) if n.lower().replace("-", "").replace(" ", "")
+                 in VOID_NAMES), None)
+    if reading.ignore_index is None and void is not None and not any(f.startswith("--ignore-index") for f in flags):
+        out.append(f"class {void} is named '{data.spec.names[data.spec.values.index(void)]}': pass --ignore-index "
+                   f"{void} to leave its pixels out of the loss and the metrics, as CamVid's benchmarks do")
+        flags += (f"--ignore-index {void}",)
+    return Report(out, found, flags=flags)
 
 
 def describe_instance(source: str, reading: Reading, layouts: Sequence[Layout]) -> Report:
