@@ -274,4 +274,5 @@ def test_a_hold_out_that_takes_every_image_of_a_class_is_a_problem(tmp_path):
         for i in range(4):
             write_png(tmp_path / person / f"{person}_{i}.png", np.full((8, 8, 3), 40 * i, np.uint8))
     text = "\n".join(check_data(str(tmp_path), group=r"^.*/(\w+)_\d", val_split=0.5))
-    assert "class(es) have no training images after the hold-out" in text and "problems: 0" not in text
+    assert "have no training images; the model cannot learn them; the hold-out took all their images" in text
+    assert "problems: 0" not in text

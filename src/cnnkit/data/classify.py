@@ -298,10 +298,6 @@ def load_classify_data(request: DataRequest, classes: list[str] | None = None,
     if not classes:  # the classes of every split: a class only val/ or test/ holds is still a class
         names = [str(n) for _, split_names in raw.values() for n in split_names]
         classes = label_indices(names, None, origin)[1]
-        missing = sorted(set(classes) - {str(n) for n in raw.get("train", raw.get("all", ((), ())))[1]})
-        if missing and ("train" in raw or "all" in raw):
-            LOGGER.warning("warning: %s: class(es) %s have no training images; the model cannot learn them",
-                           origin, ", ".join(missing[:10]))
     splits = {}
     for name, (items, names) in raw.items():
         labels = names if isinstance(names, np.ndarray) else label_indices(names, classes, origin)[0]
@@ -339,20 +335,22 @@ def load_classify_data(request: DataRequest, classes: list[str] | None = None,
     for k, split in out.parts().items():
         if len(split) == 0:
             raise CnnkitError(f"{origin}: the {k} split has no usable images; add images or fix --val-split")
-    if out.train is not None and "all" in raw:  # held out here: whole groups can take a class's every image
-        _warn_unlearnable(out.train.labels, classes, origin)
+    if request.training and out.train is not None:
+        _warn_unlearnable(out.train.labels, classes, origin, held_out="all" in raw)
     return ClassifyData(train=out.train, val=out.val, test=out.test, plan=out.plan, classes=list(classes),
                         channels=channels, imgsz=imgsz, high=high, found=layout)
 
 
-def _warn_unlearnable(labels: np.ndarray, classes: list[str], origin: Path) -> None:
+def _warn_unlearnable(labels: np.ndarray, classes: list[str], origin: Path, held_out: bool) -> None:
+    """Classes without a training image (only val/ or test/ holds them, or the hold-out took them all)."""
     counts = np.bincount(labels, minlength=len(classes))
     missing = [c for c, n in zip(classes, counts) if n == 0]
-    if missing:
-        LOGGER.warning("warning: %s: %d class(es) have no training images after the hold-out (%s%s); the model "
-                       "cannot learn them: with --val-group, a group that is a whole class (a person, a patient) "
-                       "belongs in every split, or give a val/ folder", origin, len(missing),
-                       ", ".join(missing[:8]), " ..." if len(missing) > 8 else "")
+    if not missing:
+        return
+    how = ("; the hold-out took all their images: with --val-group, a group that is a whole class (a person, "
+           "a patient) belongs in every split, or give a val/ folder") if held_out else ""
+    LOGGER.warning("warning: %s: class(es) %s%s have no training images; the model cannot learn them%s", origin,
+                   ", ".join(missing[:8]), " ..." if len(missing) > 8 else "", how)
 
 
 def _assign(splits: dict[str, tuple], request: DataRequest, origin: Path) -> Splits[tuple]:

@@ -176,12 +176,12 @@ def describe_segment(source: str, reading: Reading, layouts: Sequence[Layout]) -
            image_summary(train.images), near_duplicates(train.images, data.val.images)]
     found = data.found
     flags = tuple(found.flags) if found is not None and reading.ignore_index is None else ()
-    void = next((v for n, v in zip(data.spec.names, data.spec.values) if n.lower().replace("-", "").replace(" ", "")
-                 in VOID_NAMES), None)
+    void = next(((n, v) for n, v in zip(data.spec.names, data.spec.values)
+                 if n.lower().replace("-", "").replace(" ", "") in VOID_NAMES), None)
     if reading.ignore_index is None and void is not None and not any(f.startswith("--ignore-index") for f in flags):
-        out.append(f"class {void} is named '{data.spec.names[data.spec.values.index(void)]}': pass --ignore-index "
-                   f"{void} to leave its pixels out of the loss and the metrics, as CamVid's benchmarks do")
-        flags += (f"--ignore-index {void}",)
+        out.append(f"class {void[1]} is named '{void[0]}': pass --ignore-index {void[1]} to leave its pixels out of "
+                   "the loss and the metrics, as CamVid's benchmarks do")
+        flags += (f"--ignore-index {void[1]}",)
     return Report(out, found, flags=flags)
 
 

@@ -4,7 +4,8 @@ Each task declares its layouts in its own folder (``tasks/<task>/layouts.py``, l
 ``TaskSpec.layouts``). Training, ``cnnkit val``, ``cnnkit data check``, ``cnnkit data convert`` and
 the task guess all use the same objects:
 
-- ``detect(root)`` says why ``root`` is in this layout, or None: a look at names only, nothing read.
+- ``detect(root)`` says why ``root`` is in this layout, or None: a look at names (and at most one
+  file's header), no data read.
 - ``read(source, **reading)`` reads the named splits (``{'train'|'val'|'test'|'all': items}``,
   what ``data.splits.resolve_splits`` takes) into a :class:`Found`, whose ``line()`` is the
   "found: ..." sentence that training logs and ``data check`` prints.
@@ -83,9 +84,6 @@ class Layout:
     def read(self, source: str, **reading: Any) -> Found:
         """The named splits of ``source``; ``reading``: the reader's options (skip_bad, seed, names, ...)."""
         return load(self.reader)(source, **reading)
-
-    def found_line(self, found: Found) -> str:
-        return found.line()
 
 
 def load(target: str) -> Any:

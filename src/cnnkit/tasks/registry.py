@@ -47,7 +47,8 @@ class TaskSpec:
     args: Mapping[str, Any] = field(default_factory=dict)  # the task's own constants (detect: masks=False)
     # the kind of registered model it trains (cnnkit.models.registry: "classifier", "segmenter", ...); "" = its name
     model_kind: str = ""
-    # what to run after training, printed at the end of `cnnkit train`: {weights}, {data} and {model} are filled in
+    # what to run after training, printed at the end of `cnnkit train`: {weights}, {data}, {model} and {model_task}
+    # (the task that trains that model) are filled in
     next_steps: tuple[str, ...] = ("cnnkit val --weights {weights} --data {data}",
                                    "cnnkit predict --weights {weights} IMAGES...",
                                    "cnnkit export --weights {weights} --verify --data {data}")
