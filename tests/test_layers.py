@@ -16,7 +16,7 @@ LAYERS = [
     {"data", "models", "metrics", "results"},
     {"engine"},
     {"export"},
-    {"tasks"},
+    {"tasks", "grow"},
     {"api", "loading", "validate"},
     {"serve", "cli", "__main__"},
 ]

@@ -13,12 +13,14 @@ __version__ = "0.1.0"
 
 _LAZY = {"Model": "cnnkit.api", "load": "cnnkit.api", "train": "cnnkit.api", "val": "cnnkit.api",
          "Result": "cnnkit.results", "ValResult": "cnnkit.validate",
+         "segment_image": "cnnkit.grow.segments", "segment_images": "cnnkit.grow.segments",
          "TrainConfig": "cnnkit.config", "ModelMeta": "cnnkit.meta", "register_task": "cnnkit.tasks",
          "create_model": "cnnkit.models", "list_models": "cnnkit.models", "register_model": "cnnkit.models"}
 
 if TYPE_CHECKING:  # an editor follows these; at run time they load on first use (below)
     from cnnkit.api import Model, export, load, train, val
     from cnnkit.config import TrainConfig
+    from cnnkit.grow.segments import segment_image, segment_images
     from cnnkit.meta import ModelMeta
     from cnnkit.models import create_model, list_models, register_model
     from cnnkit.results import Result
@@ -42,4 +44,5 @@ def __dir__() -> list[str]:
 
 
 __all__ = ["Model", "ModelMeta", "Result", "TrainConfig", "ValResult", "__version__", "create_model", "export",
-           "list_models", "load", "register_model", "register_task", "train", "val"]
+           "list_models", "load", "register_model", "register_task", "segment_image", "segment_images", "train",
+           "val"]

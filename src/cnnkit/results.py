@@ -72,6 +72,12 @@ class Result(dict):
         return self.field("masks")
 
     @property
+    def confidence(self) -> np.ndarray:
+        """segments grown from seeds or none (``cnnkit.segment_image``): ``(H, W)`` float32 confidence in [0, 1] of
+        each pixel's label (1 on seeds)."""
+        return self.field("confidence")
+
+    @property
     def embedding(self) -> np.ndarray:
         """pretrain: ``(D,)`` float32 embedding of the image."""
         return self.field("embedding")

@@ -15,6 +15,7 @@ from typing import Any
 from cnnkit import __version__
 from cnnkit.cli.embed import add_embed_parser
 from cnnkit.cli.flags import add_config_flags, add_option_flags
+from cnnkit.cli.grow import add_segment_parser
 from cnnkit.data.images import DEFAULT_MAX_PIXELS
 from cnnkit.errors import CnnkitError
 from cnnkit.tasks import get_spec, task_names
@@ -274,6 +275,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_inference_flags(p, batch=64, weights_help="a cnnkit checkpoint of any task (best.pt / last.pt): its encoder "
                                                    "embeds; exports keep no encoder")
     add_embed_parser(p, bounded)
+
+    p = add("segment", "masks without a model: segments found in the images, or grown from a few seeds per class; "
+                       "writes a data set for cnnkit train segment")
+    add_segment_parser(p, bounded)
 
     _add_data_parser(add)
     _add_deploy_parsers(add)
