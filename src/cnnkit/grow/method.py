@@ -35,7 +35,10 @@ IGNORE = -100  # cross_entropy's ignore value: pixels without a seed
 class GrowOptions:
     """How segments are learned. Units in the comments; every default measured on CamVid and DSB2018."""
 
-    max_segments: int = 8  # segments; without seeds, training stops once a batch uses this many or fewer
+    max_segments: int = 8  # segments at most, without seeds (the k-means of the responses keeps this many or fewer)
+    # without seeds, training stops once a batch uses this many times max_segments or fewer (TIP 2020 stops at
+    # max_segments: small segments, nuclei, vanish before the clustering can keep them)
+    overcluster: float = 2.0
     side: int = 128  # px, the long side images are trained and labelled at (full size comes back by superpixels)
     channels: int = 32  # feature channels of the small CNN (TIP 2020: 100, slower for no gain here)
     iterations: int = 200  # steps at most; without seeds training usually stops earlier
@@ -165,7 +168,7 @@ def train(net: GrowNet, inputs: list[torch.Tensor], targets: list[torch.Tensor |
             loss.backward()
             optimizer.step()
             step += 1
-            if (not seeded and step % 5 == 0 and len(labels.unique()) <= options.max_segments) \
+            if (not seeded and step % 5 == 0 and len(labels.unique()) <= options.overcluster * options.max_segments) \
                     or step >= options.iterations:
                 return step
     return step
@@ -195,16 +198,22 @@ def recalibrate(net: GrowNet, inputs: Sequence[torch.Tensor]) -> None:
 def cluster(responses: list[torch.Tensor], limit: int, seed: int, sample: int = 60_000) -> torch.Tensor:
     """Segment centres shared by the folder (PiCIE clusters a data set's features): k-means of the response
     vectors of pixels drawn from every image, started from the network's own segments (their mean
-    responses, largest first, at most ``limit``); centres left without pixels are dropped, so the count
-    is found, not fixed. Returns ``(K, D)``, largest segment first."""
+    responses, at most ``limit``, farthest-first); centres left with under 0.5% of the pixels are dropped,
+    so the count is found, not fixed. Returns ``(K, D)``, largest segment first."""
     pixels = torch.cat([r[0].flatten(1).T for r in responses])
     generator = torch.Generator().manual_seed(seed)
     if len(pixels) > sample:
         pixels = pixels[torch.randperm(len(pixels), generator=generator)[:sample]]
     own = pixels.argmax(dim=1)
     counts = torch.bincount(own, minlength=pixels.shape[1])
-    order = [int(c) for c in counts.argsort(descending=True) if counts[c] > 0][:limit]
-    centres = torch.stack([pixels[own == c].mean(dim=0) for c in order])
+    order = [int(c) for c in counts.argsort(descending=True) if counts[c] > 0]
+    means = torch.stack([pixels[own == c].mean(dim=0) for c in order])
+    chosen = [0]  # the largest segment, then each time the one farthest from those chosen (small, distinct
+    while len(chosen) < min(limit, len(means)):  # segments, nuclei, survive; near-copies of a large one do not)
+        far = torch.cdist(means, means[chosen]).min(dim=1).values
+        far[chosen] = -1
+        chosen.append(int(far.argmax()))
+    centres = means[chosen]
     for _ in range(20):
         nearest = torch.cdist(pixels, centres).argmin(dim=1)
         kept = [k for k in range(len(centres)) if (nearest == k).sum() >= max(1, len(pixels) // 200)]
@@ -229,7 +238,7 @@ def grow_images(images: Sequence[np.ndarray], seeds: Sequence[np.ndarray | None]
         n_classes = max(n_classes, max(int(s.max()) for s in seeds if s is not None))  # type: ignore[union-attr]
     torch.manual_seed(options.seed)
     inputs, targets = prepare(images, seeds if seeded else None, options)
-    out_channels = n_classes if seeded else max(options.channels, options.max_segments + 1)
+    out_channels = n_classes if seeded else max(options.channels, round(options.overcluster * options.max_segments) + 1)
     net = GrowNet(inputs[0].shape[1], options.channels, out_channels).to(memory_format=torch.channels_last)
     train(net, inputs, targets, seeded, options)
     recalibrate(net, inputs)
