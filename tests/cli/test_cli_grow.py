@@ -69,3 +69,14 @@ def test_bad_seed_files_exit_2_in_one_line(tmp_path, capsys, bad: str, message: 
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
     assert not (tmp_path / "o").exists()
+
+
+def test_an_output_folder_with_files_and_max_segments_with_seeds_are_refused(tmp_path, capsys) -> None:
+    # regression (user trial): old masks stayed beside new ones and trained as one data set
+    images, seeds = write_folder(tmp_path, 2)
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "old.png").write_bytes(b"")
+    assert main(["segment", str(images), "--out", str(tmp_path / "used"), *FAST]) == 2
+    assert "already holds files" in capsys.readouterr().err
+    assert main(["segment", str(images), "--seeds", str(seeds), "--max-segments", "3", *FAST]) == 2
+    assert "--max-segments is for segments found without seeds" in capsys.readouterr().err

@@ -124,11 +124,24 @@ def test_thin_diagonal_scribble_has_no_gaps(tmp_path):
     assert m[0, 19] == 0 and m[9, 0] == 0
 
 
-def test_json_points_object_and_last_entry_wins(tmp_path):
+def test_json_points_object_with_a_disc(tmp_path):
     path = write_json(tmp_path / "a.json", {"points": [{"x": 4, "y": 4, "class": "road", "radius": 1},
-                                                       {"x": 4, "y": 4, "class": "sky"}]})
+                                                       {"x": 9, "y": 4, "class": "sky"}]})
     m = read_one(path, classes=["road", "sky"]).maps[0]
-    assert m[4, 4] == 2 and m[4, 5] == 1 and m[3, 4] == 1 and (m > 0).sum() == 5
+    assert m[4, 4] == 1 and m[4, 5] == 1 and m[3, 4] == 1 and m[4, 9] == 2 and (m > 0).sum() == 6
+
+
+@pytest.mark.parametrize("second", [{"x": 4, "y": 4, "class": "sky"}, {"x": 6, "y": 4, "class": "sky", "radius": 2}])
+def test_two_classes_on_one_pixel_are_refused(tmp_path, second):
+    # regression (user trial): the later entry silently took the pixel, and its class vanished from the mask
+    path = write_json(tmp_path / "a.json", [{"x": 4, "y": 4, "class": "road", "radius": 1}, second])
+    with pytest.raises(CnnkitError, match="entry 2: class 'sky' marks pixels that another entry seeds"):
+        read_one(path, classes=["road", "sky"])
+
+
+def test_the_same_class_twice_on_a_pixel_is_fine(tmp_path):
+    path = write_json(tmp_path / "a.json", [{"x": 4, "y": 4, "class": "road"}, {"x": 4, "y": 4, "class": "road"}])
+    assert read_one(path, classes=["road"]).maps[0][4, 4] == 1
 
 
 def test_folder_wide_json_by_name_and_stem(tmp_path):

@@ -61,3 +61,44 @@ def test_the_data_set_written_keeps_seeds_and_ignores_the_uncertain(tmp_path, sc
     assert (out / "classes.csv").read_text().splitlines()[1].startswith("0,red,")
     assert {p.name for p in (out / "overlays").iterdir()} == {"img0.png", "img1.png"}
     assert len((out / "segments.csv").read_text().splitlines()) == 3
+
+
+def test_a_class_without_seeds_labels_no_pixel_and_is_warned(scenes, caplog) -> None:
+    # regression (user trial): a class seeded nowhere took 7% to 81% of the image
+    image, truth = scenes[0]
+    seeds = point_seeds(truth, 3)
+    seeds[seeds == 3] = 0
+    r = cnnkit.segment_image(image, seeds, classes=["red", "blue", "green"], **FAST)
+    assert not (r.mask == 2).any()
+    assert "no seeds for green" in caplog.text
+
+
+def test_a_16_bit_image_is_segmented_like_its_8_bit_self(scenes) -> None:
+    # regression (user trial): a 16-bit picture was read as white, one segment
+    image, _ = scenes[1]
+    grey = image.mean(axis=2)
+    r16 = cnnkit.segment_image((grey * 257).astype(np.uint16), max_segments=3, **FAST)
+    assert r16["segments"] >= 2
+
+
+def test_unsupervised_ids_are_compact_and_ordered_by_area(scenes) -> None:
+    # regression (user trial): classes.csv listed 7 segments where the masks held one
+    flat = np.full((40, 40, 3), 120, np.uint8)
+    results = cnnkit.segment_images([flat, scenes[0][0]], max_segments=6, **FAST)
+    used = np.unique(np.concatenate([r.mask.ravel() for r in results]))
+    assert used.tolist() == list(range(len(results[0].names)))
+    areas = np.bincount(np.concatenate([r.mask.ravel() for r in results]))
+    assert (np.diff(areas) <= 0).all()
+
+
+def test_a_list_of_seed_files_one_per_image(tmp_path, scenes) -> None:
+    # regression (user trial): segment_images(..., seeds=[file, file]) raised "seed map 0 is ()"
+    files = []
+    for i, (_, truth) in enumerate(scenes[:2]):
+        ys, xs = np.nonzero(point_seeds(truth, 2, seed=i))
+        files.append(tmp_path / f"s{i}.csv")
+        files[-1].write_text("x,y,class\n" + "".join(f"{x},{y},{'rbg'[truth[y, x]]}\n" for y, x in zip(ys, xs)))
+    results = cnnkit.segment_images([im for im, _ in scenes[:2]], [str(f) for f in files], classes="r,b,g", **FAST)
+    assert all(r["seeded_pixels"] == 6 for r in results)
+    with pytest.raises(CnnkitError, match="pass classes"):
+        cnnkit.segment_images([im for im, _ in scenes[:2]], [str(f) for f in files], **FAST)

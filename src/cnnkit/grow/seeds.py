@@ -417,14 +417,17 @@ def _draw(path: Path, seeds: _Seeds, size: tuple[int, int], image: Path,
             if not (0 <= x < w and 0 <= y < h):
                 raise CnnkitError(f"{s.where}: ({x}, {y}) is outside image {image.name}, which is {w}x{h} px; "
                                   f"give full-resolution pixels, x 0..{w - 1} to the right, y 0..{h - 1} down")
-        _paint(m, s.points, s.size / 2 if s.line else s.size, k)
+        if _paint(m, s.points, s.size / 2 if s.line else s.size, k):
+            raise CnnkitError(f"{s.where}: class '{s.cls}' marks pixels that another entry seeds as another class; "
+                              "a seeded pixel has one class: move or shrink one of the two")
     return m if m.any() else None
 
 
-def _paint(m: np.ndarray, points: tuple[tuple[int, int], ...], half: float, k: int) -> None:
+def _paint(m: np.ndarray, points: tuple[tuple[int, int], ...], half: float, k: int) -> bool:
     """Set to ``k`` the pixels whose centre lies within ``half`` px of the polyline through ``points`` (one
     point: a disc). Drawn exactly rather than with cv2, whose 3 px stroke paints 5 px and whose circle rim
-    is approximate: a seed must mark no pixel the user did not mean."""
+    is approximate: a seed must mark no pixel the user did not mean. True where it met another class's seed."""
+    clash = False
     for (ax, ay), (bx, by) in zip(points, points[1:] or points):
         x0, x1 = max(0, math.floor(min(ax, bx) - half)), min(m.shape[1], math.ceil(max(ax, bx) + half) + 1)
         y0, y1 = max(0, math.floor(min(ay, by) - half)), min(m.shape[0], math.ceil(max(ay, by) + half) + 1)
@@ -432,4 +435,7 @@ def _paint(m: np.ndarray, points: tuple[tuple[int, int], ...], half: float, k: i
         dx, dy = bx - ax, by - ay
         t = np.clip(((xx - ax) * dx + (yy - ay) * dy) / max(dx * dx + dy * dy, 1), 0, 1)  # nearest point's place
         window = m[y0:y1, x0:x1]
-        window[(xx - ax - t * dx) ** 2 + (yy - ay - t * dy) ** 2 <= half * half] = k
+        inside = (xx - ax - t * dx) ** 2 + (yy - ay - t * dy) ** 2 <= half * half
+        clash = clash or bool(((window != 0) & (window != k) & inside).any())
+        window[inside] = k
+    return clash

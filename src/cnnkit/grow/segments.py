@@ -11,11 +11,12 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from cnnkit.data.images import as_pil, iter_sources, open_readable
+from cnnkit.data.images import as_pil, iter_sources, open_readable, pil_to_array
 from cnnkit.errors import CnnkitError
 from cnnkit.files import atomic_write_bytes, atomic_write_csv
 from cnnkit.grow.seeds import SeedSet, parse_classes, read_seeds
 from cnnkit.grow.view import GrowView, confidence_image
+from cnnkit.log import LOGGER
 from cnnkit.meta import ModelMeta, default_colours
 from cnnkit.results import Result
 from cnnkit.tasks.common import save_png
@@ -51,11 +52,19 @@ def segment_images(sources: ImageLike | Sequence[ImageLike], seeds: Any = None,
 
     grow = replace(GrowOptions(), **options)
     paths, images = open_sources(sources, skip_bad)
-    arrays = [np.asarray(im.convert("RGB")) for im in images]
+    arrays = [pil_to_array(im, 3) for im in images]  # 16-bit and float images by their type's range
     seed_set = collect_seeds(seeds, paths, images, classes)
     maps = None if seed_set is None else seed_set.maps
     n_classes = 0 if seed_set is None else len(seed_set.classes)
+    if seed_set is not None:
+        counts = seed_set.counts().sum(axis=0)
+        missing = [name for name, n in zip(seed_set.classes, counts) if n == 0]
+        if missing:
+            LOGGER.warning(f"warning: no seeds for {', '.join(missing)}: no pixel is labelled with "
+                           f"{'it' if len(missing) == 1 else 'them'}; seed each class in at least one image")
     grown = grow_images(arrays, maps, n_classes, grow)
+    if seed_set is None:
+        grown = by_area(grown)
     count = max(int(labels.max()) + 1 for labels, _ in grown)
     names = list(seed_set.classes) if seed_set is not None else [f"segment{i + 1}" for i in range(count)]
     meta = ModelMeta.card(task="segment", model="grow", classes=names, in_chans=3, mean=[0.0] * 3, std=[1.0] * 3,
@@ -64,9 +73,19 @@ def segment_images(sources: ImageLike | Sequence[ImageLike], seeds: Any = None,
     results = []
     for i, (labels, confidence) in enumerate(grown):
         seed = maps[i] if maps is not None else None
-        results.append(Result(prediction(labels, confidence, names, seed), images[i], view, meta,  # type: ignore[arg-type]
+        results.append(Result(prediction(labels, confidence, names, seed), Image.fromarray(arrays[i]), view, meta,
                               str(paths[i]) if paths[i] is not None else None))
     return results
+
+
+def by_area(grown: list[tuple[np.ndarray, np.ndarray]]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Segment ids renumbered 0..K-1 by their area over the folder, ids no pixel kept left out."""
+    top = max(int(labels.max()) for labels, _ in grown) + 1
+    area = sum(np.bincount(labels.ravel(), minlength=top) for labels, _ in grown)
+    order = [int(i) for i in np.argsort(-area, kind="stable") if area[i] > 0]
+    new = np.zeros(top, np.int64)
+    new[order] = np.arange(len(order))
+    return [(new[labels], confidence) for labels, confidence in grown]
 
 
 def prediction(labels: np.ndarray, confidence: np.ndarray, names: list[str], seed: np.ndarray | None) -> dict:
@@ -110,15 +129,25 @@ def collect_seeds(seeds: Any, paths: list[Path | None], images: list[Image.Image
                               "in-memory images")
         return read_seeds(seeds, [p for p in paths if p is not None], sizes, names)
     if len(seeds) != len(images):
-        raise CnnkitError(f"{len(seeds)} seed maps for {len(images)} images; give one (or None) per image")
-    maps = [None if s is None else check_seed_array(np.asarray(s), size, i)
-            for i, (s, size) in enumerate(zip(seeds, sizes))]
+        raise CnnkitError(f"{len(seeds)} seed maps for {len(images)} images; give one (an array, a seed file or "
+                          "None) per image")
+    if names is None and any(isinstance(s, (str, Path)) for s in seeds):
+        raise CnnkitError("seed files one per image: pass classes=[...] too, so that every file numbers the classes "
+                          "alike")
+    maps = [None if s is None else one_file(s, p, size, names) if isinstance(s, (str, Path))  # type: ignore[arg-type]
+            else check_seed_array(np.asarray(s), size, i) for i, (s, p, size) in enumerate(zip(seeds, paths, sizes))]
     top = max((int(m.max()) for m in maps if m is not None), default=0)
     if top == 0:
         raise CnnkitError("the seed maps mark no pixel: mark a few pixels of each class with 1..C (0 = unknown)")
     if names is not None and top > len(names):
         raise CnnkitError(f"seed value {top} but only {len(names)} classes ({', '.join(names)}); values are 1..C")
     return SeedSet(maps=maps, classes=names or tuple(f"class{k}" for k in range(1, top + 1)))
+
+
+def one_file(source: str | Path, path: Path | None, size: tuple[int, int], names: tuple[str, ...]) -> np.ndarray:
+    """One image's seed file as a map (zeros where it marks nothing)."""
+    found = read_seeds(source, [path or Path("image")], [size], names).maps[0]
+    return found if found is not None else np.zeros((size[1], size[0]), np.int32)
 
 
 def check_seed_array(seeds: np.ndarray, size: tuple[int, int], index: int) -> np.ndarray:
