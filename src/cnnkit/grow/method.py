@@ -8,8 +8,9 @@ shrinks as training goes; seeds add a cross-entropy on the seeded pixels.
 
 What cnnkit changes, for speed and for folders (measured in benchmarks/grow.py):
 - one network per call, trained on all its images together at a reduced resolution (``side``), so that a
-  segment id means the same thing in every image (the network's channels are the folder's clusters, as
-  PiCIE clusters features shared by a data set) and the cost per image is a fraction of a second;
+  segment id means the same thing in every image (without seeds, k-means of its responses over the folder
+  makes the segments, as PiCIE clusters features shared by a data set) and the cost per image is a
+  fraction of a second;
 - dilated convolutions widen the receptive field at no cost; the response is upsampled, averaged within
   SLIC superpixels of the full image (edges come back) and its softmax is the confidence;
 - seeds are hard constraints: a seeded pixel keeps its class in the output, whatever the network says.
@@ -33,14 +34,16 @@ IGNORE = -100  # cross_entropy's ignore value: pixels without a seed
 
 @dataclass(frozen=True)
 class GrowOptions:
-    """How segments are learned. Units in the comments; every default measured on CamVid and DSB2018."""
+    """How segments are learned. Units in the comments; side, continuity, normalise, overcluster and passes
+    were chosen on 10-20 images of CamVid val and DSB2018 (benchmarks/RESULTS.md), the rest are TIP 2020's or
+    plain choices."""
 
     max_segments: int = 8  # segments at most, without seeds (the k-means of the responses keeps this many or fewer)
     # without seeds, training stops once a batch uses this many times max_segments or fewer (TIP 2020 stops at
     # max_segments: small segments, nuclei, vanish before the clustering can keep them)
     overcluster: float = 2.0
     side: int = 128  # px, the long side images are trained and labelled at (full size comes back by superpixels)
-    channels: int = 32  # feature channels of the small CNN (TIP 2020: 100, slower for no gain here)
+    channels: int = 32  # feature channels of the small CNN (TIP 2020: 100; 32 keeps a step of 8 images ~0.2 s)
     # a folder of N images trains max(iterations, passes * N / batch) steps (without seeds, often fewer: it
     # stops early); 200 steps alone saw CamVid's 367 training images 4 times each and labelled them worse
     iterations: int = 200  # steps, at least
@@ -51,13 +54,15 @@ class GrowOptions:
     self_weight: float = 0.3  # with seeds: weight of the own-argmax term beside the seeds' cross-entropy
     coords: bool = True  # with seeds: the pixel's position as two input channels (scenes have a layout)
     normalise: str = "image"  # "folder": one mean and std for all the images; "image": each its own
-    temperature: float = 1.0  # without seeds: softness of the confidence, in squared-distance units of the response
+    temperature: float = 1.0  # without seeds: softness of the confidence, in distance units of the response
     refine: bool = True  # average the response within SLIC superpixels of the full image (sharper edges)
     seed: int = 0  # random seed (initial weights, batch order)
 
     def __post_init__(self) -> None:
         if not 2 <= self.max_segments <= 254:  # 255 marks the uncertain pixels of the masks written
             raise ValueError("max_segments must be 2..254")
+        if self.normalise not in ("image", "folder"):
+            raise ValueError("normalise is 'image' or 'folder'")
         if self.side < 16 or self.channels < 4 or self.iterations < 1 or self.batch < 1 or self.passes < 0:
             raise ValueError("side >= 16, channels >= 4, iterations >= 1, batch >= 1 and passes >= 0")
 
@@ -148,7 +153,7 @@ def batches(inputs: Sequence[torch.Tensor], batch: int, rng: random.Random) -> l
 def train(net: GrowNet, inputs: list[torch.Tensor], targets: list[torch.Tensor | None], seeded: bool,
           options: GrowOptions) -> int:
     """Train ``net`` on the folder; returns the steps taken. Without seeds, stops once a batch's response
-    uses ``max_segments`` channels or fewer (TIP 2020's stopping rule)."""
+    uses ``overcluster * max_segments`` channels or fewer (TIP 2020's stopping rule, at a higher count)."""
     optimizer = torch.optim.SGD(net.parameters(), lr=options.lr, momentum=0.9)
     rng, step = random.Random(options.seed), 0
     steps = max(options.iterations, -(-options.passes * len(inputs) // options.batch))
@@ -221,6 +226,7 @@ def cluster(responses: list[torch.Tensor], limit: int, seed: int, sample: int = 
     for _ in range(20):
         nearest = torch.cdist(pixels, centres).argmin(dim=1)
         kept = [k for k in range(len(centres)) if (nearest == k).sum() >= max(1, len(pixels) // 200)]
+        kept = kept or [int(torch.bincount(nearest).argmax())]  # hundreds of even, small segments: keep one
         centres = torch.stack([pixels[nearest == k].mean(dim=0) for k in kept])
     sizes = torch.bincount(torch.cdist(pixels, centres).argmin(dim=1), minlength=len(centres))
     return centres[sizes.argsort(descending=True)]
