@@ -102,3 +102,12 @@ def test_a_list_of_seed_files_one_per_image(tmp_path, scenes) -> None:
     assert all(r["seeded_pixels"] == 6 for r in results)
     with pytest.raises(CnnkitError, match="pass classes"):
         cnnkit.segment_images([im for im, _ in scenes[:2]], [str(f) for f in files], **FAST)
+
+
+def test_one_in_memory_image_with_a_seed_file(tmp_path, scenes) -> None:
+    image, truth = scenes[2]
+    ys, xs = np.nonzero(point_seeds(truth, 2))
+    path = tmp_path / "clicks.csv"
+    path.write_text("x,y,class\n" + "".join(f"{x},{y},{'rbg'[truth[y, x]]}\n" for y, x in zip(ys, xs)))
+    r = cnnkit.segment_image(image, path, **FAST)
+    assert r["seeded_pixels"] == 6 and set(r.names) == {"r", "b", "g"}

@@ -124,10 +124,10 @@ def collect_seeds(seeds: Any, paths: list[Path | None], images: list[Image.Image
         return None
     sizes = [im.size for im in images]
     if isinstance(seeds, (str, Path)):
-        if any(p is None for p in paths):
-            raise CnnkitError(f"{seeds}: seed files are matched to image files by name; pass seed arrays with "
-                              "in-memory images")
-        return read_seeds(seeds, [p for p in paths if p is not None], sizes, names)
+        if len(images) > 1 and any(p is None for p in paths):
+            raise CnnkitError(f"{seeds}: seed files are matched to image files by name; pass one seed array or "
+                              "file per in-memory image")
+        return read_seeds(seeds, [p or Path("image") for p in paths], sizes, names)
     if len(seeds) != len(images):
         raise CnnkitError(f"{len(seeds)} seed maps for {len(images)} images; give one (an array, a seed file or "
                           "None) per image")
