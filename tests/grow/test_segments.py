@@ -111,3 +111,14 @@ def test_one_in_memory_image_with_a_seed_file(tmp_path, scenes) -> None:
     path.write_text("x,y,class\n" + "".join(f"{x},{y},{'rbg'[truth[y, x]]}\n" for y, x in zip(ys, xs)))
     r = cnnkit.segment_image(image, path, **FAST)
     assert r["seeded_pixels"] == 6 and set(r.names) == {"r", "b", "g"}
+
+
+def test_the_colours_of_a_classes_file_are_kept(tmp_path, scenes) -> None:
+    # regression (user trial): --classes classes.csv wrote cnnkit's palette, not the file's colours
+    image, truth = scenes[0]
+    path = tmp_path / "classes.csv"
+    path.write_text("index,name,r,g,b\n0,red,250,0,0\n1,blue,0,0,250\n2,green,0,250,0\n")
+    r = cnnkit.segment_image(image, point_seeds(truth, 2), classes=str(path), **FAST)
+    assert [list(c) for c in r.meta.colours] == [[250, 0, 0], [0, 0, 250], [0, 250, 0]]
+    out = write_dataset([r], tmp_path / "out", min_confidence=0.5)
+    assert "0,red,250,0,0" in (out / "classes.csv").read_text()

@@ -68,7 +68,7 @@ def segment_images(sources: ImageLike | Sequence[ImageLike], seeds: Any = None,
     count = max(int(labels.max()) + 1 for labels, _ in grown)
     names = list(seed_set.classes) if seed_set is not None else [f"segment{i + 1}" for i in range(count)]
     meta = ModelMeta.card(task="segment", model="grow", classes=names, in_chans=3, mean=[0.0] * 3, std=[1.0] * 3,
-                          colours=default_colours(len(names)), extra={"grown": True})
+                          colours=file_colours(classes, names) or default_colours(len(names)), extra={"grown": True})
     view = GrowView()
     results = []
     for i, (labels, confidence) in enumerate(grown):
@@ -76,6 +76,18 @@ def segment_images(sources: ImageLike | Sequence[ImageLike], seeds: Any = None,
         results.append(Result(prediction(labels, confidence, names, seed), Image.fromarray(arrays[i]), view, meta,
                               str(paths[i]) if paths[i] is not None else None))
     return results
+
+
+def file_colours(classes: Any, names: list[str]) -> list[list[int]] | None:
+    """The colours of a classes.csv given as ``classes`` (``index,name,r,g,b``), in ``names``' order; None
+    where ``classes`` is no such file or does not colour every class."""
+    if not (isinstance(classes, (str, Path)) and str(classes).lower().endswith(".csv") and Path(classes).is_file()):
+        return None
+    from cnnkit.data.masks import read_classes_file
+
+    spec = read_classes_file(Path(classes), ignore_value=-1)  # -1: no row is the ignored one
+    colours = {name: list(colour) for name, colour in zip(spec.names, spec.colours)}
+    return [colours[n] for n in names] if all(n in colours for n in names) else None
 
 
 def by_area(grown: list[tuple[np.ndarray, np.ndarray]]) -> list[tuple[np.ndarray, np.ndarray]]:
