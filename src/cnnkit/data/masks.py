@@ -137,7 +137,8 @@ def read_classes_file(path: Path, ignore_value: int) -> ClassSpec:
     if not names:
         raise CnnkitError(f"{path}: no classes (besides the ignored index {ignore_value}); add rows index,name,r,g,b")
     if len(set(values)) != len(values):
-        raise CnnkitError(f"{path}: an index appears twice; give each class its own index")
+        twice = next(v for i, v in enumerate(values) if v in values[:i])
+        raise CnnkitError(f"{path}: index {twice} appears twice; give each class its own index")
     return ClassSpec(names, values, colours, ignore_value, ignore_colour, source=str(path))
 
 

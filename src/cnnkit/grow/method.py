@@ -208,7 +208,7 @@ def cluster(responses: list[torch.Tensor], limit: int, seed: int, sample: int = 
     """Segment centres shared by the folder (PiCIE clusters a data set's features): k-means of the response
     vectors of pixels drawn from every image, started from the network's own segments (their mean
     responses, at most ``limit``, farthest-first); centres left with under 0.5% of the pixels are dropped,
-    so the count is found, not fixed. Returns ``(K, D)``, largest segment first."""
+    so the count is found, not fixed. Returns ``(K, D)``."""
     pixels = torch.cat([r[0].flatten(1).T for r in responses])
     generator = torch.Generator().manual_seed(seed)
     if len(pixels) > sample:
@@ -228,8 +228,7 @@ def cluster(responses: list[torch.Tensor], limit: int, seed: int, sample: int = 
         kept = [k for k in range(len(centres)) if (nearest == k).sum() >= max(1, len(pixels) // 200)]
         kept = kept or [int(torch.bincount(nearest).argmax())]  # hundreds of even, small segments: keep one
         centres = torch.stack([pixels[nearest == k].mean(dim=0) for k in kept])
-    sizes = torch.bincount(torch.cdist(pixels, centres).argmin(dim=1), minlength=len(centres))
-    return centres[sizes.argsort(descending=True)]
+    return centres
 
 
 def grow_images(images: Sequence[np.ndarray], seeds: Sequence[np.ndarray | None] | None = None,
@@ -273,4 +272,14 @@ def grow_images(images: Sequence[np.ndarray], seeds: Sequence[np.ndarray | None]
             labels[seed > 0] = seed[seed > 0] - 1  # seeds are hard constraints
             confidence[seed > 0] = 1.0
         results.append((labels, confidence))
-    return results
+    return results if seeded else by_area(results)
+
+
+def by_area(grown: list[tuple[np.ndarray, np.ndarray]]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Segment ids renumbered 0..K-1 by their area over the folder, ids no pixel kept left out."""
+    top = max(int(labels.max()) for labels, _ in grown) + 1
+    area = sum(np.bincount(labels.ravel(), minlength=top) for labels, _ in grown)
+    order = [int(i) for i in np.argsort(-area, kind="stable") if area[i] > 0]
+    new = np.zeros(top, np.int64)
+    new[order] = np.arange(len(order))
+    return [(new[labels], confidence) for labels, confidence in grown]

@@ -8,27 +8,18 @@ Every problem is a one-line ``CnnkitError`` that names the file (and entry or li
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeAlias
 
 import numpy as np
-from PIL import Image
 
-from cnnkit.data.images import UNREADABLE, bomb_message
 from cnnkit.errors import CnnkitError, did_you_mean
+from cnnkit.grow.seed_files import Seeds, read_file, read_text
 
 SEED_EXTS = (".png", ".json", ".csv")
 MAX_CLASSES = 254  # what a segmentation data set holds (cnnkit.data.masks.ClassSpec)
-DEFAULT_WIDTH = 3  # px, a scribble's stroke when the entry gives none
-CSV_COLUMNS = ("x", "y", "class", "radius", "image")
-PNG_FIX = "save the seeds as a one-channel PNG of class numbers 1..C, 0 = unmarked"
-ENTRY_FORM = '{"x": 10, "y": 20, "class": "road"} or {"line": [[x, y], [x, y]], "class": "road"}'
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: comparing lists of arrays has no single truth value
@@ -49,24 +40,6 @@ class SeedSet:
             if m is not None:
                 out[i] = np.bincount(m.ravel(), minlength=len(self.classes) + 1)[1:len(self.classes) + 1]
         return out
-
-
-@dataclass(frozen=True)
-class _Shape:
-    """One seed as read, before its class has a number: a pixel, a disc or a scribble."""
-
-    where: str  # "seeds.json: entry 3", to name it in messages
-    cls: str
-    points: tuple[tuple[int, int], ...]  # (x, y) px; one for a pixel or disc, two or more for a scribble
-    size: int  # disc radius (0: one pixel) or scribble width, px
-    line: bool
-
-
-_Seeds: TypeAlias = "np.ndarray | list[_Shape]"  # one image's seeds: a PNG's class numbers or named shapes
-
-
-class _DuplicateKey(Exception):
-    pass
 
 
 def read_seeds(source: str | Path, images: Sequence[Path], sizes: Sequence[tuple[int, int]],
@@ -116,21 +89,14 @@ def parse_classes(text_or_path: str) -> tuple[str, ...]:
     if not path.is_file():
         raise CnnkitError(f"{path}: classes file not found; pass --classes a,b,c or a text file of one class "
                           "name per line")
-    text = _text(path)
+    text = read_text(path)
     if path.suffix.lower() != ".csv":
         return _check_names(str(path), [s.strip() for s in text.splitlines()
                                         if s.strip() and not s.strip().startswith("#")])
-    rows = [[c.strip() for c in r] for r in csv.reader(io.StringIO(text)) if r and not r[0].strip().startswith("#")]
-    if rows and not rows[0][0].lstrip("-").isdigit():
-        rows = rows[1:]  # header
-    by_index: dict[int, str] = {}
-    for n, row in enumerate(rows, 1):
-        if len(row) < 2 or not row[0].isdigit():
-            raise CnnkitError(f"{path}: row {n} {row} is not index,name[,r,g,b]; fix the row")
-        if int(row[0]) in by_index:
-            raise CnnkitError(f"{path}: index {row[0]} appears twice; give each class its own index")
-        by_index[int(row[0])] = row[1]
-    return _check_names(str(path), [by_index[i] for i in sorted(by_index)])
+    from cnnkit.data.masks import read_classes_file  # the reader training uses: one format for both
+
+    spec = read_classes_file(path, ignore_value=-1)  # -1: no row is the ignored one
+    return _check_names(str(path), [name for _, name in sorted(zip(spec.values, spec.names))])
 
 
 def _check_names(origin: str, names: list[str]) -> tuple[str, ...]:
@@ -146,17 +112,8 @@ def _check_names(origin: str, names: list[str]) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise CnnkitError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8") from None
-    except OSError as e:
-        raise CnnkitError(f"{path}: unreadable ({e.strerror}); check the file's permissions") from None
-
-
-def _read_single(path: Path, images: list[Path]) -> list[tuple[int, Path, _Seeds]]:
-    parsed = _read_file(path)
+def _read_single(path: Path, images: list[Path]) -> list[tuple[int, Path, Seeds]]:
+    parsed = read_file(path)
     if None not in parsed:
         return _match_keys(path, parsed, images)
     if len(images) != 1:
@@ -167,14 +124,14 @@ def _read_single(path: Path, images: list[Path]) -> list[tuple[int, Path, _Seeds
     return [(0, path, parsed[None])]
 
 
-def _read_folder(folder: Path, images: list[Path]) -> list[tuple[int, Path, _Seeds]]:
+def _read_folder(folder: Path, images: list[Path]) -> list[tuple[int, Path, Seeds]]:
     files = sorted(p for p in folder.iterdir()
                    if p.suffix.lower() in SEED_EXTS and not p.name.startswith(".") and p.is_file())
     if not files:
         raise CnnkitError(f"{folder}: no seed files in it; add <stem>.png, <stem>.json or <stem>.csv per image, "
                           "named after the image")
     index = _image_index(images)
-    found: list[tuple[int, Path, _Seeds]] = []
+    found: list[tuple[int, Path, Seeds]] = []
     first: dict[int, Path] = {}
     for f in files:
         stem = f.stem
@@ -184,7 +141,7 @@ def _read_folder(folder: Path, images: list[Path]) -> list[tuple[int, Path, _See
         if i in first:
             raise CnnkitError(f"{f}: image {images[i].name} already has seeds from {first[i]}; keep one of the "
                               "two files")
-        parsed = _read_file(f)
+        parsed = read_file(f)
         if None not in parsed:
             raise CnnkitError(f"{f}: seeds keyed by image name, but a file in a seed folder holds only the seeds of "
                               f"the image it is named after ({images[i].name}); pass the file itself as the source")
@@ -223,9 +180,9 @@ def _find_image(where: str, key: str, images: list[Path], index: dict[str, list[
     return hits[0]
 
 
-def _match_keys(path: Path, parsed: dict[str | None, _Seeds], images: list[Path]) -> list[tuple[int, Path, _Seeds]]:
+def _match_keys(path: Path, parsed: dict[str | None, Seeds], images: list[Path]) -> list[tuple[int, Path, Seeds]]:
     index = _image_index(images)
-    found: list[tuple[int, Path, _Seeds]] = []
+    found: list[tuple[int, Path, Seeds]] = []
     key_of: dict[int, str] = {}
     for key, seeds in parsed.items():
         assert key is not None
@@ -238,144 +195,7 @@ def _match_keys(path: Path, parsed: dict[str | None, _Seeds], images: list[Path]
     return found
 
 
-def _read_file(path: Path) -> dict[str | None, _Seeds]:
-    """One seed file: ``{None: seeds}`` for one image's seeds, else ``{image key: seeds}``."""
-    ext = path.suffix.lower()
-    if ext in (".json", ".csv"):
-        return _read_json(path) if ext == ".json" else _read_csv(path)
-    if ext == ".png":
-        return {None: _read_png(path)}
-    raise CnnkitError(f"{path}: not a seed file; seeds are a .png, .json or .csv file, or a folder of them")
-
-
-def _read_png(path: Path) -> np.ndarray:
-    try:
-        with Image.open(path) as im:
-            im.load()
-            if im.mode == "LA":
-                im = im.getchannel(0)
-            if im.mode not in ("1", "L", "P", "I") and not im.mode.startswith("I;16"):
-                raise CnnkitError(f"{path}: a PNG of mode {im.mode}, not one channel of class numbers; {PNG_FIX}")
-            arr = np.asarray(im).astype(np.int32)
-    except Image.DecompressionBombError as e:
-        raise CnnkitError(bomb_message(path, e)) from None
-    except UNREADABLE as e:
-        raise CnnkitError(f"{path}: unreadable PNG ({e}); {PNG_FIX}") from None
-    if arr.size and arr.min() < 0:
-        raise CnnkitError(f"{path}: negative values; {PNG_FIX}")
-    return arr
-
-
-def _no_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
-    seen: set[str] = set()
-    for k, _ in pairs:
-        if k in seen:
-            raise _DuplicateKey(k)
-        seen.add(k)
-    return dict(pairs)
-
-
-def _read_json(path: Path) -> dict[str | None, _Seeds]:
-    try:
-        # json.loads would keep only the last of two equal keys: the seeds of an image given twice
-        data = json.loads(_text(path), object_pairs_hook=_no_duplicates)
-    except json.JSONDecodeError as e:
-        raise CnnkitError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}); "
-                          "fix the file") from None
-    except _DuplicateKey as e:
-        raise CnnkitError(f'{path}: the key "{e}" appears twice in one object; give each image (and each '
-                          "field of an entry) once") from None
-    if isinstance(data, dict) and "points" in data:
-        data = data["points"]
-    if isinstance(data, list):
-        return {None: [_json_entry(f"{path}: entry {j}", e) for j, e in enumerate(data, 1)]}
-    if not isinstance(data, dict):
-        raise CnnkitError(f"{path}: a JSON {type(data).__name__}; seeds are a list of points [{ENTRY_FORM}, ...], "
-                          '{"points": [...]} or, for several images, {"a.jpg": [...], "b.jpg": [...]}')
-    out: dict[str | None, _Seeds] = {}
-    for key, entries in data.items():
-        if isinstance(entries, dict) and "points" in entries:
-            entries = entries["points"]
-        if not isinstance(entries, list):
-            raise CnnkitError(f'{path}: "{key}" holds a JSON {type(entries).__name__}, not a list of points; give '
-                              f"each image a list [{ENTRY_FORM}, ...]")
-        out[key] = [_json_entry(f'{path}: "{key}" entry {j}', e) for j, e in enumerate(entries, 1)]
-    return out
-
-
-def _json_entry(where: str, entry: object) -> _Shape:
-    if not isinstance(entry, dict):
-        raise CnnkitError(f"{where} is {json.dumps(entry)[:40]}, not an object; write each seed as {ENTRY_FORM}")
-    cls = entry.get("class")
-    if not isinstance(cls, str) or not cls.strip():
-        got = "no \"class\"" if cls is None else f'"class": {json.dumps(cls)}'
-        raise CnnkitError(f"{where} has {got}; give each seed a class name (a string), as in {ENTRY_FORM}")
-    if "line" not in entry:
-        if "x" not in entry or "y" not in entry:
-            raise CnnkitError(f'{where} has no "x" and "y" (or "line"); write each seed as {ENTRY_FORM}')
-        xy = (_pixel(where, "x", entry["x"]), _pixel(where, "y", entry["y"]))
-        return _Shape(where, cls.strip(), (xy,), _size(where, "radius", entry.get("radius", 0), 0), False)
-    line = entry["line"]
-    if "x" in entry or "y" in entry:
-        raise CnnkitError(f'{where} has both "x"/"y" and "line"; a seed is a point or a scribble, not both')
-    if not isinstance(line, list) or len(line) < 2 or any(not isinstance(p, list) or len(p) != 2 for p in line):
-        raise CnnkitError(f'{where}: "line" must be two or more [x, y] points, as in [[10, 20], [30, 40]] (a single '
-                          'point is {"x": .., "y": ..})')
-    points = tuple((_pixel(where, "x", p[0]), _pixel(where, "y", p[1])) for p in line)
-    return _Shape(where, cls.strip(), points, _size(where, "width", entry.get("width", DEFAULT_WIDTH), 1), True)
-
-
-def _pixel(where: str, name: str, value: object) -> int:
-    try:
-        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            raise ValueError
-        return math.floor(float(value) + 0.5)  # halves up, as round() would not (2.5 -> 2); inf: OverflowError
-    except (ValueError, OverflowError):
-        raise CnnkitError(f"{where}: {name} is {json.dumps(value)}, not a finite number; give {name} in "
-                          "pixels") from None
-
-
-def _size(where: str, name: str, value: object, least: int) -> int:
-    size = _pixel(where, name, value)
-    if size < least:
-        raise CnnkitError(f"{where}: {name} {value} is below {least}; give {name} in pixels, {least} or more")
-    return size
-
-
-def _read_csv(path: Path) -> dict[str | None, _Seeds]:
-    reader = csv.reader(io.StringIO(_text(path)))
-    header = [c.strip().lower() for c in next(reader, [])]
-    form = "The header must be x,y,class with optional radius and image columns"
-    if not header:
-        raise CnnkitError(f"{path}: empty; the first line must be the header x,y,class")
-    for col in header:
-        if col not in CSV_COLUMNS or header.count(col) > 1:
-            what = "appears twice" if col in CSV_COLUMNS else "is not a seed column"
-            raise CnnkitError(f"{path}: column '{col}' {what}.{did_you_mean(col, CSV_COLUMNS)} {form}")
-    for col in ("x", "y", "class"):
-        if col not in header:
-            raise CnnkitError(f"{path}: no '{col}' column (header: {','.join(header)}). {form}")
-    groups: dict[str | None, list[_Shape]] = {}
-    for row in reader:
-        if not any(c.strip() for c in row):
-            continue
-        where = f"{path}: line {reader.line_num}"
-        if len(row) != len(header):
-            raise CnnkitError(f"{where} has {len(row)} values for the {len(header)} columns {','.join(header)}; "
-                              "fix the row")
-        cell = dict(zip(header, (c.strip() for c in row)))
-        if not cell["class"]:
-            raise CnnkitError(f"{where} has an empty class; give each row a class name")
-        key = cell.get("image")
-        if key == "":
-            raise CnnkitError(f"{where} has an empty image; name the image (file name or stem) on every row")
-        xy = (_pixel(where, "x", cell["x"]), _pixel(where, "y", cell["y"]))
-        radius = _size(where, "radius", cell.get("radius") or 0, 0)
-        groups.setdefault(key, []).append(_Shape(where, cell["class"], (xy,), radius, False))
-    return dict(groups) if "image" in header else {None: groups.get(None, [])}
-
-
-def _infer_classes(source: Path, found: list[tuple[int, Path, _Seeds]]) -> tuple[str, ...]:
+def _infer_classes(source: Path, found: list[tuple[int, Path, Seeds]]) -> tuple[str, ...]:
     pngs = [(p, s) for _, p, s in found if isinstance(s, np.ndarray) and s.any()]
     named = [(p, s) for _, p, s in found if isinstance(s, list) and s]
     if pngs and named:
@@ -390,7 +210,7 @@ def _infer_classes(source: Path, found: list[tuple[int, Path, _Seeds]]) -> tuple
     return tuple(f"class{k}" for k in range(1, top + 1))
 
 
-def _draw(path: Path, seeds: _Seeds, size: tuple[int, int], image: Path,
+def _draw(path: Path, seeds: Seeds, size: tuple[int, int], image: Path,
           names: tuple[str, ...]) -> np.ndarray | None:
     """One image's ``(H, W)`` int32 map, or None when nothing in it is seeded."""
     w, h = size

@@ -63,8 +63,6 @@ def segment_images(sources: ImageLike | Sequence[ImageLike], seeds: Any = None,
             LOGGER.warning(f"warning: no seeds for {', '.join(missing)}: no pixel is labelled with "
                            f"{'it' if len(missing) == 1 else 'them'}; seed each class in at least one image")
     grown = grow_images(arrays, maps, n_classes, grow)
-    if seed_set is None:
-        grown = by_area(grown)
     count = max(int(labels.max()) + 1 for labels, _ in grown)
     names = list(seed_set.classes) if seed_set is not None else [f"segment{i + 1}" for i in range(count)]
     meta = ModelMeta.card(task="segment", model="grow", classes=names, in_chans=3, mean=[0.0] * 3, std=[1.0] * 3,
@@ -88,16 +86,6 @@ def file_colours(classes: Any, names: list[str]) -> list[list[int]] | None:
     spec = read_classes_file(Path(classes), ignore_value=-1)  # -1: no row is the ignored one
     colours = {name: list(colour) for name, colour in zip(spec.names, spec.colours)}
     return [colours[n] for n in names] if all(n in colours for n in names) else None
-
-
-def by_area(grown: list[tuple[np.ndarray, np.ndarray]]) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Segment ids renumbered 0..K-1 by their area over the folder, ids no pixel kept left out."""
-    top = max(int(labels.max()) for labels, _ in grown) + 1
-    area = sum(np.bincount(labels.ravel(), minlength=top) for labels, _ in grown)
-    order = [int(i) for i in np.argsort(-area, kind="stable") if area[i] > 0]
-    new = np.zeros(top, np.int64)
-    new[order] = np.arange(len(order))
-    return [(new[labels], confidence) for labels, confidence in grown]
 
 
 def prediction(labels: np.ndarray, confidence: np.ndarray, names: list[str], seed: np.ndarray | None) -> dict:
