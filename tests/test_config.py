@@ -94,8 +94,8 @@ def test_the_config_holds_the_tasks_options_and_saves_them_flat(tmp_path):
 
 @pytest.mark.parametrize("values, match", [
     ({"task": "classify", "binary": True}, "'binary' is an option of segment, not classify"),
-    ({"task": "pretrain", "augment": "strong"}, "'augment' is an option of classify, segment, instance and "
-                                                "detect, not pretrain"),
+    ({"task": "pretrain", "augment": "strong"}, "'augment' is an option of classify, segment, instance, "
+                                                "detect and recognize, not pretrain"),
     ({"task": "segment", "method": "mae"}, "'method' is an option of pretrain, not segment"),
     ({"task": "classify", "label_smothing": 0.1}, "unknown config key 'label_smothing'.*'label_smoothing'"),
     ({"task": "segment", "ignore_index": 70000}, "'ignore_index' must be at most 65535"),
@@ -114,7 +114,7 @@ def test_a_recipe_is_checked_against_its_task(tmp_path):
     with pytest.raises(CnnkitError, match="r.yaml: 'binary' is an option of segment, not classify"):
         load_yaml(recipe, task="classify")
     recipe.write_text("task: pretrain\nloss: ce\n")
-    with pytest.raises(CnnkitError, match="'loss' is an option of classify and segment, not pretrain"):
+    with pytest.raises(CnnkitError, match="'loss' is an option of classify, segment and recognize, not pretrain"):
         load_yaml(recipe)
 
 

@@ -14,6 +14,8 @@ __version__ = "0.1.0"
 _LAZY = {"Model": "cnnkit.api", "load": "cnnkit.api", "train": "cnnkit.api", "val": "cnnkit.api",
          "Result": "cnnkit.results", "ValResult": "cnnkit.validate",
          "segment_image": "cnnkit.grow.segments", "segment_images": "cnnkit.grow.segments",
+         "verify": "cnnkit.recognition.identify", "enrol": "cnnkit.recognition.identify",
+         "search": "cnnkit.recognition.identify", "Gallery": "cnnkit.recognition.gallery",
          "TrainConfig": "cnnkit.config", "ModelMeta": "cnnkit.meta", "register_task": "cnnkit.tasks",
          "create_model": "cnnkit.models", "list_models": "cnnkit.models", "register_model": "cnnkit.models"}
 
@@ -23,6 +25,8 @@ if TYPE_CHECKING:  # an editor follows these; at run time they load on first use
     from cnnkit.grow.segments import segment_image, segment_images
     from cnnkit.meta import ModelMeta
     from cnnkit.models import create_model, list_models, register_model
+    from cnnkit.recognition.gallery import Gallery
+    from cnnkit.recognition.identify import enrol, search, verify
     from cnnkit.results import Result
     from cnnkit.tasks import register_task
     from cnnkit.validate import ValResult
@@ -43,6 +47,6 @@ def __dir__() -> list[str]:
     return sorted(__all__)
 
 
-__all__ = ["Model", "ModelMeta", "Result", "TrainConfig", "ValResult", "__version__", "create_model", "export",
-           "list_models", "load", "register_model", "register_task", "segment_image", "segment_images", "train",
-           "val"]
+__all__ = ["Gallery", "Model", "ModelMeta", "Result", "TrainConfig", "ValResult", "__version__", "create_model",
+           "enrol", "export", "list_models", "load", "register_model", "register_task", "search", "segment_image",
+           "segment_images", "train", "val", "verify"]

@@ -75,13 +75,13 @@ def train_with(cfg: TrainConfig, on_epoch_end: Callable[[int, dict], None] | Non
 def check_model(cfg: TrainConfig, task: str) -> None:
     """``cfg.model`` is a model of ``task``, and ``--pretrained`` fits it; else CnnkitError in one line."""
     from cnnkit.models import accepts, get_entry, list_models
-    from cnnkit.models.registry import PRETRAINER
+    from cnnkit.models.registry import WRAPPERS
     from cnnkit.models.wrapper import read_cnnkit_checkpoint
 
     entry = get_entry(cfg.model)
-    if entry.kind == PRETRAINER:
-        raise CnnkitError(f"--model {cfg.model}: a pretraining network, not a model to train; give the model whose "
-                          "encoder to train (`cnnkit train pretrain --model resnet18`)")
+    if entry.kind in WRAPPERS:
+        raise CnnkitError(f"--model {cfg.model}: a network built around another model's encoder, not a model to "
+                          f"train; give the model whose encoder to train (`cnnkit train {task} --model resnet18`)")
     if entry.kind != model_kind(task) and not get_spec(task).args.get("any_model"):
         some = ", ".join(list_models(model_kind(task))[:4])
         article = "an" if task[:1] in "aeiou" else "a"

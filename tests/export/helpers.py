@@ -25,6 +25,8 @@ META = {
     "instance": {"task": "instance", "classes": SHAPES, "num_classes": 4, "in_chans": 3, "imgsz": 96,
                  "crop": [96, 96], "max_size": 0, "detections": 20, "model": "maskrcnn_resnet18",
                  "model_args": {"detections": 20, "fpn_channels": 32, "mask_channels": 16}},
+    "recognize": {"task": "recognize", "classes": SHAPES, "num_classes": 4, "in_chans": 3, "imgsz": 32,
+                  "model": "embedder", "model_args": {"backbone": "fastnet_small", "dim": 16}},
     "detect": {"task": "detect", "classes": SHAPES, "num_classes": 4, "in_chans": 3, "imgsz": 96,
                "crop": [96, 96], "max_size": 0, "detections": 20, "model": "fasterrcnn_resnet18",
                "model_args": {"detections": 20, "fpn_channels": 32}},

@@ -23,7 +23,7 @@ from cnnkit.tasks import task_of_kind
 from tests.export.helpers import META, STATS
 
 pytestmark = pytest.mark.slow
-SIDE = {"classify": 32, "segment": 64, "instance": 64, "detect": 64}
+SIDE = {"classify": 32, "segment": 64, "instance": 64, "detect": 64, "recognize": 32}
 TOL = 1e-3
 
 

@@ -12,6 +12,7 @@ from cnnkit.cli.deploy import cmd_export, cmd_serve, load_predictor  # noqa: F40
 from cnnkit.cli.embed import cmd_embed  # noqa: F401 - a subcommand
 from cnnkit.cli.grow import cmd_segment  # noqa: F401 - a subcommand
 from cnnkit.cli.models_table import cmd_models  # noqa: F401 - a subcommand
+from cnnkit.cli.recognize import cmd_gallery, cmd_search, cmd_verify  # noqa: F401 - subcommands
 from cnnkit.config import load_yaml, make_config
 from cnnkit.data.images import set_max_pixels
 from cnnkit.errors import CnnkitError

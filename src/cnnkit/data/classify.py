@@ -335,7 +335,7 @@ def load_classify_data(request: DataRequest, classes: list[str] | None = None,
     for k, split in out.parts().items():
         if len(split) == 0:
             raise CnnkitError(f"{origin}: the {k} split has no usable images; add images or fix --val-split")
-    if request.training and out.train is not None:
+    if request.training and out.train is not None and not request.whole_classes:
         _warn_unlearnable(out.train.labels, classes, origin, held_out="all" in raw)
     return ClassifyData(train=out.train, val=out.val, test=out.test, plan=out.plan, classes=list(classes),
                         channels=channels, imgsz=imgsz, high=high, found=layout)

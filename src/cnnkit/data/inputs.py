@@ -81,6 +81,15 @@ class InputWatch:
 
     def check(self, image: Any, name: str = "") -> list[str]:
         """What is far off for this image, one line each (each kind warned the first time only)."""
+        found = self.far_off(image)
+        for kind, text in found:
+            if kind not in self.said:
+                self.said.add(kind)
+                LOGGER.warning("warning: %s: %s; its results may be wrong (said once)", name or "input", text)
+        return [text for _, text in found]
+
+    def far_off(self, image: Any) -> list[tuple[str, str]]:
+        """(kind, line) of what is far off for this image: size, colour, grey, bits, dark or bright; not warned."""
         if not self.seen:
             return []
         im = _open(image)
@@ -107,11 +116,7 @@ class InputWatch:
         if b < b_lo - BRIGHTNESS_MARGIN or b > b_hi + BRIGHTNESS_MARGIN:
             found.append(("dark" if b < b_lo else "bright", f"mean brightness {b:.2f}, where the training images "
                                                             f"had {b_lo:.2f} to {b_hi:.2f} (0..1)"))
-        for kind, text in found:
-            if kind not in self.said:
-                self.said.add(kind)
-                LOGGER.warning("warning: %s: %s; its results may be wrong (said once)", name or "input", text)
-        return [text for _, text in found]
+        return found
 
 
 def source_images(dataset: Any) -> list:

@@ -42,6 +42,7 @@ class DataRequest:
     high: float | None = None  # the model's pixel_max (16-bit images); None: probed from the data
     trained: Mapping[str, Any] | None = field(default=None, hash=False)  # the model's saved SplitPlan
     decode: bool = False  # decode every image now, even when streaming (`cnnkit data check`)
+    whole_classes: bool = False  # hold out whole classes, not images of each (recognition: unseen identities)
 
     def __post_init__(self) -> None:
         if self.split is not None and self.split not in EVAL_SPLITS:

@@ -61,13 +61,17 @@ def named_children(root: Path, suffix: str = "", is_split: Callable[[Path], bool
 
 
 def hold_out(names: Sequence[str], fraction: float, seed: int, origin: str, group: str = "",
-             strata: np.ndarray | None = None, least: int = 1) -> tuple[np.ndarray, np.ndarray]:
+             strata: np.ndarray | None = None, least: int = 1, whole_classes: bool = False
+             ) -> tuple[np.ndarray, np.ndarray]:
     """Indices (train, val) of the images held out for validation, the one rule of every task: whole
-    groups named by ``group`` in each file's path (``--val-group``), else ``fraction`` of each class
+    groups named by ``group`` in each file's path (``--val-group``), else whole classes (``whole_classes``:
+    recognition validates on identities it never trained on), else ``fraction`` of each class
     (``strata``: the labels), else a random ``fraction`` (at least ``least`` when there are twice as
     many images); each fixed by ``seed``. ``names``: the files, ``origin``: the data, for messages."""
     if group:
         return group_hold_out(names, fraction, seed, group, origin)
+    if whole_classes and strata is not None:
+        return hold_out_groups([str(s) for s in strata], fraction, seed, origin, "classes")
     if strata is not None:
         return stratified_split(strata, fraction, seed)
     return random_hold_out(len(names), fraction, seed, origin, least)
@@ -120,16 +124,27 @@ def group_hold_out(names: Sequence[str], fraction: float, seed: int, pattern: st
             raise CnnkitError(f"{name}: --val-group {pattern!r} finds no group in this file's path; give a "
                               "pattern every file matches, e.g. '^([^_]+)_' for '0001TP_000123.png'")
         groups.append(match.group(1) if match.groups() else match.group(0))
+    if len(set(groups)) < 2:
+        raise CnnkitError(f"{origin}: --val-group {pattern!r} finds one group ({groups[0]}); at least two are "
+                          "needed to hold one out")
+    return hold_out_groups(groups, fraction, seed, origin, "groups")
+
+
+def hold_out_groups(groups: Sequence[str], fraction: float, seed: int, origin: str, what: str = "groups"
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, val): the images of whole ``groups`` (one name per image) held out, in a set whose
+    images come nearest ``fraction`` of all (``_choose_groups``; ``seed`` breaks ties); ``what`` they are,
+    for messages."""
     unique = sorted(set(groups))
     if len(unique) < 2:
-        raise CnnkitError(f"{origin}: --val-group {pattern!r} finds one group ({unique[0]}); at least two are "
-                          "needed to hold one out")
+        raise CnnkitError(f"{origin}: one of the {what} ({unique[0] if unique else 'none'}) found; at least two "
+                          "are needed to hold one out")
     sizes = Counter(groups)
     held = _choose_groups([str(g) for g in np.random.default_rng(seed).permutation(unique)], sizes,
-                          fraction * len(names))
+                          fraction * len(groups))
     val = np.array([i for i, g in enumerate(groups) if g in held], np.int64)
     train = np.array([i for i, g in enumerate(groups) if g not in held], np.int64)
-    LOGGER.info("validation holds out %d of %d groups whole (%s): %d images", len(held), len(unique),
+    LOGGER.info("validation holds out %d of %d %s whole (%s): %d images", len(held), len(unique), what,
                 ", ".join(held[:8]) + (" ..." if len(held) > 8 else ""), len(val))
     return train, val
 
@@ -225,20 +240,21 @@ def resolve_splits(named: dict[str, list], request: DataRequest, *, origin: Path
     names = names or {}
     label = {k: names.get(k, k) for k in named}
     if request.training:
-        hold = _holder(origin, fraction, request.seed, request.val_group, key, strata)
+        hold = _holder(origin, fraction, request.seed, request.val_group, key, strata, request.whole_classes)
         return _train_split(named, hold, origin, fraction, request, label, key)
     saved = request.trained or {}
     hold = _holder(origin, saved.get("fraction", fraction), saved.get("seed", request.seed),
-                   saved.get("group", request.val_group), key, strata)
+                   saved.get("group", request.val_group), key, strata, request.whole_classes)
     return Splits(val=_eval_split(named, hold, origin, str(request.split), request.trained, label, key))
 
 
 def _holder(origin: Path, fraction: float, seed: int, group: str, key: Callable[[Any], Any],
-            strata: Callable[[Any], int] | None) -> Callable[[list], tuple[list, list]]:
+            strata: Callable[[Any], int] | None, whole_classes: bool = False) -> Callable[[list], tuple[list, list]]:
     """items -> (train, val) items, by ``hold_out``."""
     def hold(items: list) -> tuple[list, list]:
         labels = None if strata is None else np.array([strata(i) for i in items], np.int64)
-        train, val = hold_out([str(key(i)) for i in items], fraction, seed, str(origin), group, labels)
+        train, val = hold_out([str(key(i)) for i in items], fraction, seed, str(origin), group, labels,
+                              whole_classes=whole_classes)
         return [items[i] for i in train], [items[i] for i in val]
     return hold
 
@@ -255,8 +271,8 @@ def _train_split(named: dict[str, list], hold: Callable[[list], tuple[list, list
     else:
         train, val = hold(named[base])
         out = {"train": train, "val": val}
-        how = (f"val = {fraction:.0%} held out of {label[base]} (seed {seed}"
-               + (f", whole groups by {group!r}" if group else "") + f"; {len(val)})")
+        whole = f", whole groups by {group!r}" if group else ", whole classes" if request.whole_classes else ""
+        how = f"val = {fraction:.0%} held out of {label[base]} (seed {seed}{whole}; {len(val)})"
     parts = [f"train = {label[base]} ({len(out['train'])})", how]
     if "test" in named:
         out["test"] = named["test"]

@@ -336,6 +336,11 @@ def test_once(parts: Parts, task: Task, data: TaskData, cfg: TrainConfig, run: R
     return results
 
 
+def lower_is_better(metric: str) -> bool:
+    """Losses and error rates (an equal error rate, ``eer``) improve downwards; every other metric upwards."""
+    return "loss" in metric or metric == "eer" or metric.endswith("_error")
+
+
 def better(fitness: float, row: dict[str, Any], parts: Parts) -> bool:
     """Higher fitness, or the same fitness with a lower validation loss: a tie on top-1 keeps the surer model."""
     if fitness != parts.best:
@@ -352,7 +357,7 @@ def end_epoch(parts: Parts, cfg: TrainConfig, row: dict[str, Any], run_dir: Path
         raise CnnkitError(f"--monitor {cfg.monitor}: not a metric of {cfg.task}; choose one of "
                           f"{', '.join(k for k in row if k != 'epoch')}")
     # best_fitness is the monitored value with its sign turned so that higher is always better
-    fitness = -row[cfg.monitor] if "loss" in cfg.monitor else row[cfg.monitor]
+    fitness = -row[cfg.monitor] if lower_is_better(cfg.monitor) else row[cfg.monitor]
     improved = (finite_epoch(row, cfg.monitor) and better(fitness, row, parts)
                 and finite_model(parts.eval_model, row["epoch"]))
     if improved:
@@ -363,6 +368,10 @@ def end_epoch(parts: Parts, cfg: TrainConfig, row: dict[str, Any], run_dir: Path
         return
     epoch = row["epoch"]
     if improved:
+        card_values = getattr(metrics, "card_extra", None)  # what this evaluation chose for the card (a threshold)
+        if card_values is not None and card_values():
+            for model in {id(m): m for m in (parts.model, parts.eval_model)}.values():
+                model.meta = model.meta.replace(extra={**model.meta.extra, **card_values()})
         save_checkpoint(checkpoint_state(parts.eval_model, cfg, epoch, parts.best, row), run_dir / "best.pt")
         metrics.save(run_dir)
         parts.best_report = metrics.table()

@@ -33,7 +33,8 @@ def input_side(model: Any, imgsz: int) -> int:
 def export_metadata(model: Any, graph: torch.nn.Module, shape: list, fmt: str, half: bool,
                     source: str) -> dict[str, str]:
     """String key -> value pairs stored in the file: what a runtime needs without cnnkit's checkpoint."""
-    card = model.meta
+    stamp = getattr(model.task, "export_card", None)  # a task may add what it knows of the weights (a fingerprint)
+    card = stamp(model) if stamp is not None else model.meta
     if not card.colours:
         card = card.replace(colours=tuple(map(tuple, default_colours(card.num_classes))))
     values = card.replace(extra={k: v for k, v in card.extra.items() if k != "class_weights"}).to_dict()

@@ -4,6 +4,7 @@ from cnnkit.models import (  # noqa: F401  (registration)
     basic_cnn,
     coco_detection,
     detection,
+    embedding,
     fastnet,
     segmentation,
     selfsup,

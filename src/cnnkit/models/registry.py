@@ -2,8 +2,9 @@
 
 A model is registered with its ``kind``, what its network outputs (``CLASSIFIER``: class logits; ``SEGMENTER``:
 per-pixel logits; ``MASK_DETECTOR`` / ``BOX_DETECTOR``: objects with or without masks; ``PRETRAINER``: a
-self-supervised network around another's trunk), never a task's name: a task says which kind it trains
-(``TaskSpec.model_kind``; a task of its own may register its models under its name as the kind).
+self-supervised network around another's trunk; ``EMBEDDER``: a metric-learning network around another's
+trunk), never a task's name: a task says which kind it trains (``TaskSpec.model_kind``; a task of its own may
+register its models under its name as the kind).
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from torch import nn
 
 from cnnkit.errors import CnnkitError, did_you_mean
 
-CLASSIFIER, SEGMENTER, MASK_DETECTOR, BOX_DETECTOR, PRETRAINER = (
-    "classifier", "segmenter", "mask_detector", "box_detector", "pretrainer")
+CLASSIFIER, SEGMENTER, MASK_DETECTOR, BOX_DETECTOR, PRETRAINER, EMBEDDER = (
+    "classifier", "segmenter", "mask_detector", "box_detector", "pretrainer", "embedder")
+WRAPPERS = (PRETRAINER, EMBEDDER)  # networks built around another registered model's trunk (--model names that one)
 
 
 @dataclass(frozen=True)

@@ -118,8 +118,9 @@ def load_trunk(net: nn.Module, state: Mapping[str, torch.Tensor], family: str, o
 
 
 def embed_images(model: nn.Module, images: list[Image.Image]) -> torch.Tensor:
-    """Embeddings ``(N, D)`` (float32, CPU) of PIL images by an ``ImageModel`` of any task: its trunk's output
-    averaged over space, on the image resized to the model's input side."""
+    """Embeddings ``(N, D)`` (float32, CPU) of PIL images by an ``ImageModel`` of any task, on the image resized
+    to the model's input side: the network's own ``embedding`` where it was trained to embed (metric learning),
+    else its trunk's output averaged over space."""
     from cnnkit.data.images import image_to_array
 
     meta = model.meta
@@ -127,7 +128,9 @@ def embed_images(model: nn.Module, images: list[Image.Image]) -> torch.Tensor:
               .permute(2, 0, 1) for im in images]
     batch = torch.stack(arrays).to(next(model.parameters()).device)
     with torch.no_grad():
-        vectors = trunk_of(model.net).module(model.normalize(batch)).float().mean((2, 3)).cpu()
+        own = getattr(model.net, "embedding", None)
+        x = model.normalize(batch)
+        vectors = (own(x) if callable(own) else trunk_of(model.net).module(x).mean((2, 3))).float().cpu()
     if not bool(torch.isfinite(vectors).all()):  # a diverged model's: embeddings.csv was full of inf
         raise CnnkitError(f"{meta.model}: the model computes NaN or infinite embeddings (its weights diverged in "
                           "training); train again with a lower --lr or --grad-clip")

@@ -1,10 +1,12 @@
 """What several tasks share: training options that several declare (the engine honours ``freeze_epochs``
 and ``tta`` in any task that declares them); tile geometry (segment's sliding window, instance's merged
-tiles) and the one check of the options that set it; normalisation statistics; atomic PNG writing."""
+tiles) and the one check of the options that set it; normalisation statistics; atomic PNG writing; the view
+of the tasks whose prediction is an embedding (pretrain, recognize)."""
 
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ from cnnkit.config import TrainConfig
 from cnnkit.data.images import read_image
 from cnnkit.errors import CnnkitError
 from cnnkit.files import atomic_write_bytes
+from cnnkit.meta import ModelMeta
 from cnnkit.options import option
 
 AUGMENT_PRESETS = ("none", "light", "standard", "strong")
@@ -101,3 +104,45 @@ def save_png(picture: Image.Image, path: Path) -> None:
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG")
     atomic_write_bytes(path, buffer.getvalue())
+
+
+class EmbeddingView:
+    """A prediction is ``{"embedding": [D floats]}``: the network's embedding of the image (``cnnkit embed`` writes
+    them)."""
+
+    def __init__(self, spec: Any):
+        self.name = spec.name
+
+    @staticmethod
+    def record(prediction: dict) -> dict:
+        return prediction
+
+    @staticmethod
+    def fields(prediction: dict) -> dict[str, Callable[[], Any]]:
+        return {"embedding": lambda: np.asarray(prediction["embedding"], np.float32)}
+
+    @staticmethod
+    def table(prediction: dict) -> dict[str, list]:
+        """One row: the embedding."""
+        return {"embedding": [prediction["embedding"]]}
+
+    @staticmethod
+    def describe(prediction: dict) -> str:
+        values = prediction["embedding"]
+        return f"embedding of {len(values)} dimensions ({', '.join(f'{v:.3f}' for v in values[:3])}, ...)"
+
+    @staticmethod
+    def csv_row(prediction: dict) -> dict[str, str]:
+        return {"embedding": ";".join(f"{v:.6g}" for v in prediction["embedding"])}
+
+    @staticmethod
+    def visualise(image: Image.Image, prediction: dict, meta: ModelMeta) -> Image.Image:
+        return image.convert("RGB")
+
+    def write_outputs(self, image: Image.Image, prediction: dict, meta: ModelMeta, folder: Path, stem: str,
+                      pictures: bool = True) -> dict[str, str]:
+        return {}
+
+    @staticmethod
+    def write_results(records: list[dict], meta: ModelMeta, folder: Path) -> None:
+        return None

@@ -1,0 +1,1 @@
+"""Recognition by embedding: galleries of enrolled identities, verification and search (torch-free)."""
