@@ -13,9 +13,10 @@ from cnnkit.serve.app import Limits, create_app
 
 
 @contextmanager
-def running(predictor, limits: Limits = Limits()) -> Iterator[str]:
-    """Serve ``predictor`` on 127.0.0.1 (port picked by the OS); yields the base URL."""
-    config = uvicorn.Config(create_app(predictor, limits), host="127.0.0.1", port=0, log_level="warning")
+def running(predictor, limits: Limits = Limits(), **app_args) -> Iterator[str]:
+    """Serve ``predictor`` on 127.0.0.1 (port picked by the OS); yields the base URL. ``app_args``: create_app's
+    others (a recognition model's gallery, allow_enrol)."""
+    config = uvicorn.Config(create_app(predictor, limits, **app_args), host="127.0.0.1", port=0, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

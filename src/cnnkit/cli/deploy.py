@@ -84,5 +84,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     limits = Limits(max_upload_mb=args.max_upload_mb, max_pixels=args.max_pixels, workers=args.workers,
                     queue=args.queue, timeout_s=args.timeout, body_timeout_s=args.body_timeout,
                     api_key=args.api_key)
-    serve(load_predictor(args.weights, args.device), args.host, args.port, limits)
+    serve(load_predictor(args.weights, args.device), args.host, args.port, limits, gallery=args.gallery,
+          allow_enrol=args.allow_enrol)
     return 0

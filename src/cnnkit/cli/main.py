@@ -16,6 +16,8 @@ from cnnkit import __version__
 from cnnkit.cli.embed import add_embed_parser
 from cnnkit.cli.flags import add_config_flags, add_option_flags
 from cnnkit.cli.grow import add_segment_parser
+from cnnkit.cli.recognize import EXAMPLES as RECOGNITION_EXAMPLES
+from cnnkit.cli.recognize import add_recognition_parsers
 from cnnkit.data.images import DEFAULT_MAX_PIXELS
 from cnnkit.errors import CnnkitError
 from cnnkit.tasks import get_spec, task_names
@@ -76,7 +78,12 @@ EXAMPLES = {
   cnnkit serve --weights runs/classify/exp/best.pt          (http://127.0.0.1:8000, API docs at /docs)
   cnnkit serve --weights best.onnx --port 9000 --workers 2
   curl -F file=@photo.jpg 'http://127.0.0.1:8000/predict?topk=3'
-  curl --data-binary @photo.jpg -H 'Content-Type: image/jpeg' 'http://127.0.0.1:8000/predict?overlay=true'""",
+  curl --data-binary @photo.jpg -H 'Content-Type: image/jpeg' 'http://127.0.0.1:8000/predict?overlay=true'
+  cnnkit serve --weights runs/recognize/exp/best.pt --gallery people.npz    (also /verify, /search, /gallery)
+  curl -F a=@one.jpg -F b=@two.jpg http://127.0.0.1:8000/verify
+  curl -F image=@face.jpg 'http://127.0.0.1:8000/search?k=3'
+  curl -H "X-API-Key: $KEY" -F name=alice -F images=@a1.jpg -F images=@a2.jpg http://127.0.0.1:8000/gallery
+                                                (enrol: needs --api-key, or --allow-enrol on a server without one)""",
     "demo": "examples:\n  cnnkit demo\n  cnnkit demo --task segment\n  cnnkit demo --epochs 3 --out /tmp/demo",
 }
 
@@ -199,8 +206,16 @@ def _add_deploy_parsers(add: Callable[[str, str], argparse.ArgumentParser]) -> N
     p.add_argument("--body-timeout", type=bounded(float, 0, above=True), default=20.0,
                    help="seconds a client may take to send its upload; slower gets 408")
     p.add_argument("--api-key", default=os.environ.get("CNNKIT_API_KEY", ""),
-                   help="require this key on /predict (header X-API-Key or Authorization: Bearer); prefer the "
-                        "CNNKIT_API_KEY environment variable, which other users cannot see in the process list")
+                   help="require this key on /predict and the recognition routes (header X-API-Key or "
+                        "Authorization: Bearer); prefer the CNNKIT_API_KEY environment variable, which other "
+                        "users cannot see in the process list")
+    p.add_argument("--gallery", default=None, metavar="G.npz",
+                   help="a recognition model: the gallery POST /search searches and POST /gallery enrols into "
+                        "(made by the first enrolment when missing; refused when another model made it)")
+    p.add_argument("--allow-enrol", action="store_true",
+                   help="let POST /gallery and DELETE /gallery/NAME change the gallery without an API key: anyone "
+                        "who can reach the server could then enrol or remove identities [default: refused (403) "
+                        "unless --api-key is set]")
 
 
 def _add_data_parser(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
@@ -236,7 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add(name: str, help_text: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text, description=help_text, epilog=EXAMPLES.get(name),
+        p = sub.add_parser(name, help=help_text, description=help_text,
+                           epilog=EXAMPLES.get(name) or RECOGNITION_EXAMPLES.get(name),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks")
         p.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help=QUIET_HELP)
@@ -275,6 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_inference_flags(p, batch=64, weights_help="a cnnkit checkpoint of any task (best.pt / last.pt): its encoder "
                                                    "embeds; exports keep no encoder")
     add_embed_parser(p, bounded)
+
+    add_recognition_parsers(add, bounded)
 
     p = add("segment", "masks without a model: segments found in the images, or grown from a few seeds per class; "
                        "writes a data set for cnnkit train segment")
