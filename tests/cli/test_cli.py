@@ -70,8 +70,8 @@ def test_help_shows_examples(capsys):
     (["train", "classify", "--data", "shapes", "--resume", "--project", "PROJECT"], "nothing to resume"),
     (["train", "segmentt", "--data", "shapes"], "unknown task 'segmentt'"),
     (["train", "classify", "--data", "shapes", "--binary"], "--binary is an option of segment, not classify"),
-    (["train", "instance", "--data", "shapes", "--loss", "ce"], "--loss is an option of classify and segment, not "
-                                                                 "instance"),
+    (["train", "instance", "--data", "shapes", "--loss", "ce"], "--loss is an option of classify, segment and "
+                                                                 "recognize, not instance"),
     (["train", "pretrain", "--data", "shapes", "--augment", "strong"], "--augment is an option of"),
     (["train", "segment", "--resume", "--name", "nothere", "--project", "PROJECT"], "holds no last.pt"),
     (["val", "--weights", "missing.pt", "--data", "shapes"], "missing.pt: checkpoint not found"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -120,3 +121,21 @@ def shapes_count(source: str, default: int, least: int) -> int:
         raise CnnkitError(f"--data {source}: expected 'shapes' or 'shapes:N' with N ({least} or more) the number of "
                           "training images")
     return int(n or default)
+
+
+def write_identities(root: str | Path, identities: int = 24, per_identity: int = 12, side: int = 32,
+                     seed: int = 0) -> Path:
+    """Synthetic identities for recognition's demo and tests: ``root/id<k>/<j>.png``, grey ``side`` px images,
+    each a noisy, brightness- and contrast-shifted copy of its identity's smooth random pattern (a 4x4 grid of
+    random levels, upsampled). Returns ``root``."""
+    rng = np.random.default_rng(seed)
+    root = Path(root)
+    for k in range(identities):
+        small = Image.fromarray((rng.random((4, 4)) * 255).astype(np.uint8))
+        base = np.asarray(small.resize((side, side), Image.BILINEAR), np.float32) / 255
+        folder = root / f"id{k}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for j in range(per_identity):
+            image = base * rng.uniform(0.8, 1.2) + rng.uniform(-0.1, 0.1) + rng.normal(0, 0.04, base.shape)
+            Image.fromarray((np.clip(image, 0, 1) * 255).astype(np.uint8)).save(folder / f"{j}.png")
+    return root

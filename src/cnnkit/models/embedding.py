@@ -53,8 +53,10 @@ class EmbeddingNet(nn.Module):
     ``normalise``); ``forward(images, labels)`` in training: the metric loss (a scalar)."""
 
     def __init__(self, net: nn.Module, in_chans: int, dim: int = 128, normalise: bool = True, loss: str = "arcface",
-                 num_classes: int = 0, margin: float = 0.0, scale: float = 0.0, dropout: float = 0.0):
+                 num_classes: int = 0, margin: float = 0.0, scale: float = 0.0, dropout: float = 0.0,
+                 prewhiten: bool = False):
         super().__init__()
+        self.prewhiten = prewhiten
         trunk = trunk_of(net)
         self.trunk, self.family = trunk.module, trunk.family
         channels, _ = trunk_channels(self.trunk, in_chans)
@@ -73,6 +75,8 @@ class EmbeddingNet(nn.Module):
 
     def embedding(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, C, H, W)`` normalised images -> ``(N, dim)`` float32 embeddings."""
+        if self.prewhiten:  # FaceNet's prewhitening: each image to zero mean and unit variance, whatever its lighting
+            x = (x - x.mean((1, 2, 3), keepdim=True)) / x.std((1, 2, 3), keepdim=True).clamp_min(1e-3)
         v = self.neck(self.trunk(x).mean((2, 3))).float()
         return F.normalize(v, dim=1) if self.normalise else v
 

@@ -111,7 +111,7 @@ def test_any_layout_gives_its_images_not_its_masks(tmp_path):
 
 @pytest.mark.parametrize("args, words", [
     (["--model", "selfsup"], "built around another model.s encoder"),
-    (["--loss", "ce"], "--loss is an option of classify and segment, not pretrain"),
+    (["--loss", "ce"], "--loss is an option of classify, segment and recognize, not pretrain"),
     (["--method", "byol"], "invalid choice"),
 ])
 def test_bad_pretrain_flags_are_one_line(tmp_path, shapes_folder, capsys, args, words):

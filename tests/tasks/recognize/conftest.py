@@ -4,32 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 import cnnkit
+from cnnkit.data import synthetic
 
 SIDE = 32
 
 
-def pattern(rng: np.random.Generator) -> np.ndarray:
-    """An identity: a smooth random pattern (SIDE x SIDE, 0..1)."""
-    small = Image.fromarray((rng.random((4, 4)) * 255).astype(np.uint8))
-    return np.asarray(small.resize((SIDE, SIDE), Image.BILINEAR), np.float32) / 255
-
-
 def write_identities(root: Path, identities: int = 8, per_identity: int = 16, seed: int = 0) -> Path:
-    """``root/id<k>/<j>.png``: noisy, brightness-shifted copies of each identity's pattern."""
-    rng = np.random.default_rng(seed)
-    for k in range(identities):
-        base = pattern(rng)
-        folder = root / f"id{k}"
-        folder.mkdir(parents=True)
-        for j in range(per_identity):
-            image = base * rng.uniform(0.8, 1.2) + rng.uniform(-0.1, 0.1) + rng.normal(0, 0.04, base.shape)
-            Image.fromarray((np.clip(image, 0, 1) * 255).astype(np.uint8)).save(folder / f"{j}.png")
-    return root
+    """``root/id<k>/<j>.png``: noisy copies of each identity's pattern (cnnkit's synthetic identities)."""
+    return synthetic.write_identities(root, identities, per_identity, SIDE, seed)
 
 
 @pytest.fixture(scope="session")
