@@ -54,9 +54,9 @@ class EmbeddingNet(nn.Module):
 
     def __init__(self, net: nn.Module, in_chans: int, dim: int = 128, normalise: bool = True, loss: str = "arcface",
                  num_classes: int = 0, margin: float = 0.0, scale: float = 0.0, dropout: float = 0.0,
-                 prewhiten: bool = False):
+                 prewhiten: bool = False, flip_average: bool = False):
         super().__init__()
-        self.prewhiten = prewhiten
+        self.prewhiten, self.flip_average = prewhiten, flip_average
         trunk = trunk_of(net)
         self.trunk, self.family = trunk.module, trunk.family
         channels, _ = trunk_channels(self.trunk, in_chans)
@@ -74,11 +74,20 @@ class EmbeddingNet(nn.Module):
             init(images)
 
     def embedding(self, x: torch.Tensor) -> torch.Tensor:
-        """``(N, C, H, W)`` normalised images -> ``(N, dim)`` float32 embeddings."""
+        """``(N, C, H, W)`` normalised images -> ``(N, dim)`` float32 embeddings; in evaluation with
+        ``flip_average``, the mean of the image's and its mirror image's (unit) embeddings, as face recognition
+        is evaluated (ArcFace, insightface): a face lit from the left then counts as much as its mirror."""
         if self.prewhiten:  # FaceNet's prewhitening: each image to zero mean and unit variance, whatever its lighting
             x = (x - x.mean((1, 2, 3), keepdim=True)) / x.std((1, 2, 3), keepdim=True).clamp_min(1e-3)
-        v = self.neck(self.trunk(x).mean((2, 3))).float()
+        if self.flip_average and not self.training:
+            v = F.normalize(self.vector(x), dim=1) + F.normalize(self.vector(x.flip(-1)), dim=1)
+            return F.normalize(v, dim=1) if self.normalise else v / 2
+        v = self.vector(x)
         return F.normalize(v, dim=1) if self.normalise else v
+
+    def vector(self, x: torch.Tensor) -> torch.Tensor:
+        """The neck's output ``(N, dim)`` float32, before normalisation."""
+        return self.neck(self.trunk(x).mean((2, 3))).float()
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         if labels is None:

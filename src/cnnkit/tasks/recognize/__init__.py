@@ -27,6 +27,8 @@ class RecognizeTrainOptions:
     normalise: bool = option(True, "scale embeddings to unit length (cosine distance compares directions)")
     prewhiten: bool = option(True, "standardise each image (zero mean, unit variance: FaceNet's prewhitening), so "
                                    "that the brightness and contrast of a whole image do not count")
+    flip_average: bool = option(True, "embed an image as the mean of its and its mirror image's embeddings (as "
+                                      "face recognition is evaluated); off for identities that mirroring changes")
     margin: float = option(0.0, "the loss's margin; 0 = its published default (ArcFace 28.6 degrees, CosFace 0.35, "
                                 "multi-similarity's miner 0.1, triplet 0.1)", low=0.0)
     scale: float = option(0.0, "ArcFace/CosFace logit scale; 0 = 64, as published", low=0.0)

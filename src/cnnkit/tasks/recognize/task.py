@@ -156,7 +156,8 @@ class RecognizeTask(RecognizeView):
                               split=data.plan.to_meta() if data.plan else None,
                               inputs=describe_inputs(sample[:100], data.high) if sample else None,
                               extra={"backbone": cfg.model, "loss": o.loss, "dim": o.dim, "normalise": o.normalise,
-                                     "prewhiten": o.prewhiten, "distance": "cosine", "target_far": o.target_far})
+                                     "prewhiten": o.prewhiten, "flip_average": o.flip_average, "distance": "cosine",
+                                     "target_far": o.target_far})
 
     @staticmethod
     def warn_shared(trained: np.ndarray, val_labels: np.ndarray, classes: list[str]) -> None:
@@ -177,7 +178,8 @@ class RecognizeTask(RecognizeView):
         args: dict[str, Any] = {"backbone": backbone, "backbone_args": backbone_args,
                                 "dim": meta.value("dim", o.dim), "normalise": meta.value("normalise", o.normalise),
                                 "loss": meta.value("loss", o.loss), "margin": o.margin, "scale": o.scale,
-                                "prewhiten": meta.value("prewhiten", o.prewhiten)}
+                                "prewhiten": meta.value("prewhiten", o.prewhiten),
+                                "flip_average": meta.value("flip_average", o.flip_average)}
         return build_image_model(meta.replace(model="embedder", model_args=args), pretrained=cfg.pretrained)
 
     def build_loss(self, cfg: TrainConfig, data: TaskData) -> Any:
