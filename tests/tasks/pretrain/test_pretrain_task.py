@@ -110,7 +110,7 @@ def test_any_layout_gives_its_images_not_its_masks(tmp_path):
 
 
 @pytest.mark.parametrize("args, words", [
-    (["--model", "selfsup"], "built around another model.s encoder"),
+    (["--model", "selfsup"], "built around another model's encoder"),
     (["--loss", "ce"], "--loss is an option of classify, segment and recognize, not pretrain"),
     (["--method", "byol"], "invalid choice"),
 ])
