@@ -20,6 +20,7 @@ from PIL import Image
 from cnnkit.data.images import UNREADABLE
 from cnnkit.data.layout import Found, Layout, choose
 from cnnkit.data.request import DataRequest
+from cnnkit.errors import CnnkitError
 
 if TYPE_CHECKING:
     from cnnkit.data.classify import Split
@@ -155,6 +156,35 @@ def describe_classify(source: str, reading: Reading, layouts: Sequence[Layout]) 
     out.append(image_summary((data.train.paths or []) if data.train is not None else []))
     train = cast("Split", data.train)  # loaded for training: set
     out.append(near_duplicates(train.paths or [], data.val.paths or []))
+    return Report(out, data.found)
+
+
+def describe_identities(source: str, reading: Reading, layouts: Sequence[Layout]) -> Report:
+    """Recognition's data: identities (classes) held out whole for validation, images per identity; an identity
+    with one image is a problem (it gives no pair)."""
+    from cnnkit.data.classify import load_classify_data
+
+    data = load_classify_data(reading.request(source, imgsz=32, whole_classes=True), layouts=layouts)
+    out, lone = [], []
+    for name in ("train", "val", "test"):
+        split = getattr(data, name)
+        if split is None:
+            continue
+        counts = np.bincount(split.labels, minlength=len(data.classes))
+        present = counts[counts > 0]
+        lone += [c for c, n in zip(data.classes, counts) if n == 1]
+        out.append(f"{name}: {len(split)} images of {len(present)} identities ({int(present.min())} to "
+                   f"{int(present.max())} images each)")
+    out.append(f"identities: {len(data.classes)}; channels: {data.channels}")
+    out.append(image_summary((data.train.paths or []) if data.train is not None else []))
+    held = len(np.unique(data.val.labels))
+    if held < 2:
+        raise CnnkitError(f"{source}: validation holds out {held} identity; open-set figures compare identities, so "
+                          "it needs 2 or more: raise --val-split, or add identities")
+    if lone:
+        raise CnnkitError(f"{source}: identity '{lone[0]}' has one image"
+                          + (f" (and {len(lone) - 1} more)" if len(lone) > 1 else "")
+                          + "; recognition learns and is scored on pairs: add a second image of each, or remove them")
     return Report(out, data.found)
 
 

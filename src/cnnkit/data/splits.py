@@ -144,8 +144,8 @@ def hold_out_groups(groups: Sequence[str], fraction: float, seed: int, origin: s
                           fraction * len(groups))
     val = np.array([i for i, g in enumerate(groups) if g in held], np.int64)
     train = np.array([i for i, g in enumerate(groups) if g not in held], np.int64)
-    LOGGER.info("validation holds out %d of %d %s whole (%s): %d images", len(held), len(unique), what,
-                ", ".join(held[:8]) + (" ..." if len(held) > 8 else ""), len(val))
+    named = "" if what == "classes" else f" ({', '.join(held[:8])}{' ...' if len(held) > 8 else ''})"  # ids, not names
+    LOGGER.info("validation holds out %d of %d %s whole%s: %d images", len(held), len(unique), what, named, len(val))
     return train, val
 
 

@@ -165,3 +165,17 @@ def test_a_model_of_another_task_cannot_verify(tmp_path, identities):
     with pytest.raises(CnnkitError, match="not a recognition model"):
         cnnkit.verify(weights, identities / "id0" / "0.png", identities / "id0" / "1.png")
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_data_check_shows_identities_held_out_whole(identities, capsys):
+    assert main(["data", "check", str(identities), "--task", "recognize", "--val-split", "0.34"]) == 0
+    out = capsys.readouterr().out
+    assert "val: 48 images of 3 identities" in out and "train: 80 images of 5 identities" in out
+
+
+def test_validation_of_one_identity_is_refused_before_training(tmp_path, capsys):
+    data = write_identities(tmp_path / "people", identities=3, per_identity=4)
+    assert main(["train", "recognize", "--data", str(data), "--model", "fastnet_small", "--imgsz", "32",
+                 "--epochs", "1", "--project", str(tmp_path / "runs")]) == 2
+    assert "it needs 2 or more: raise --val-split" in capsys.readouterr().err
+    assert main(["data", "check", str(data), "--task", "recognize"]) == 2

@@ -8,7 +8,7 @@ from pathlib import Path
 from cnnkit.data.layout import FOLDERS, MARKER, Layout, csv_file, idx_files, shapes, sub_folders
 
 READER = "cnnkit.data.classify:read_classify"
-DESCRIBE = "cnnkit.data.describe:describe_classify"
+DESCRIBE = "cnnkit.data.describe:describe_identities"
 
 
 def _identity_folders(root: Path) -> str | None:

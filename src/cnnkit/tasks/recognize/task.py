@@ -112,6 +112,11 @@ class RecognizeTask(RecognizeView):
         data = load_classify_data(request, layouts=get_layouts(self.name))
         origin = str(cfg.data)
         refuse_singletons(data.val, data.classes, origin, "validation" if split is None else split)
+        held = len(np.unique(data.val.labels))
+        if held < 2:
+            how = "raise --val-split, or add identities" if split is None else "score data of 2 identities or more"
+            raise CnnkitError(f"{origin}: validation holds {held} identity; open-set figures compare identities, so "
+                              f"it needs 2 or more: {how}")
         val = ClassifyDataset(data.val, data.channels, data.imgsz, high=data.high)
         if split is not None:
             assert meta is not None  # evaluation scores a model, whose card this is
@@ -120,6 +125,10 @@ class RecognizeTask(RecognizeView):
         refuse_singletons(data.train, data.classes, origin, "training")
         trained = np.unique(data.train.labels)
         self.warn_shared(trained, data.val.labels, data.classes)
+        unseen = [data.classes[i] for i in np.unique(data.val.labels) if i not in set(trained.tolist())]
+        if unseen:
+            LOGGER.info("validation identities, never trained on: %s", ", ".join(unseen[:10])
+                        + (f" ... ({len(unseen)})" if len(unseen) > 10 else ""))
         remap = np.full(len(data.classes), -1, np.int64)
         remap[trained] = np.arange(len(trained))
         data.train.labels = remap[data.train.labels]
