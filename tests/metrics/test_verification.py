@@ -233,3 +233,17 @@ def test_verification_metrics_round_trip(tmp_path):
     metrics.reset()
     with pytest.raises(CnnkitError, match="two identities"):
         metrics.compute()
+
+
+def test_a_threshold_on_too_few_pairs_and_collapsed_embeddings_are_warned(caplog):
+    """Regression (user trial): 108 different-identity pairs saved a FAR 0.1% threshold of 0 without a word."""
+    import logging
+
+    metrics = V.VerificationMetrics(target_far=0.001)
+    collapsed = torch.ones(9, 4) + 1e-4 * torch.randn(9, 4, generator=torch.Generator().manual_seed(0))
+    metrics.update(collapsed, torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2]))
+    with caplog.at_level(logging.WARNING, logger="cnnkit"):
+        metrics.compute()
+        metrics.compute()
+    assert caplog.text.count("27 different-identity pairs") == 1  # once a run
+    assert "nearly the same vector" in caplog.text

@@ -164,8 +164,8 @@ def test_fingerprint_mismatch(tmp_path):
     gallery.check_model(FINGERPRINT, "resnet18", path)  # the model that built it
     with pytest.raises(CnnkitError) as e:
         gallery.check_model("0000", "vit_b_16", path)
-    assert str(e.value) == (f"{path}: made by another model (resnet18, fingerprint abcdef012345…), not vit_b_16; "
-                            f"search it with the model that built it, or build a new gallery with this one")
+    assert str(e.value).startswith(f"{path}: made by another model (resnet18, weights abcdef012345), not this one "
+                                   f"(vit_b_16, weights 0000); a checkpoint of another epoch or run is another model")
     with pytest.raises(CnnkitError, match="made by another model"):
         Gallery.open_or_new(path, "0000", "vit_b_16", DIM, None)
     assert len(Gallery.open_or_new(path, FINGERPRINT, "resnet18", DIM, None)) == 6
@@ -297,3 +297,21 @@ def test_a_failed_save_keeps_the_old_file(tmp_path, monkeypatch):
         make(seed=5).save(path)
     assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["g.npz"]
     assert zipfile.is_zipfile(path)
+
+
+def test_names_that_would_look_like_others_are_refused(tmp_path):
+    """Regression (user trial): 'bob\nalice' broke `gallery list` and search.csv; 'yaleB11 ' listed as yaleB11."""
+    gallery = make()
+    for name in ("bob\nalice", "yaleB11 ", " x", "a\tb"):
+        with pytest.raises(CnnkitError, match="spaces around it or control characters"):
+            gallery.add(name, np.ones((1, DIM)), ["a.jpg"])
+    assert gallery.add("Zoë Ångström", np.ones((1, DIM)), ["a.jpg"]) == 1
+
+
+def test_a_checkpoint_given_as_the_gallery_is_named_as_one(tmp_path):
+    import torch
+
+    path = tmp_path / "best.pt"
+    torch.save({"model": {}}, path)
+    with pytest.raises(CnnkitError, match="a PyTorch checkpoint .best.pt\\?., not a gallery; pass it to --weights"):
+        Gallery.load(path)

@@ -303,3 +303,16 @@ def test_the_page_enrols_recognises_and_verifies(trained, tmp_path):
             page.screenshot(path=str(tmp_path / "recognition.png"))
         finally:
             browser.close()
+
+
+def test_a_gallery_changed_on_disk_is_searched_as_changed(trained, tmp_path):
+    """Regression (user trial): the server kept the gallery it had read, so an identity removed with `cnnkit gallery
+    remove` beside it still matched."""
+    with client(trained, tmp_path) as c:
+        enrol(c, 0), enrol(c, 1)
+        assert c.post("/search?k=1&threshold=2", files={"image": part(1, FRESH)}).json()["identity"] == "id1"
+        outside = Gallery.load(tmp_path / "people.npz")
+        outside.remove("id1")
+        outside.save()
+        assert [i["name"] for i in c.get("/gallery").json()["identities"]] == ["id0"]
+        assert c.post("/search?k=1&threshold=2", files={"image": part(1, FRESH)}).json()["identity"] == "id0"

@@ -106,7 +106,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from cnnkit.recognition.identify import verify
 
     model = _load(args)
-    paths, images = _images(args.images)
+    found = [iter_sources([source]) for source in args.images]  # each on its own: a file given twice is two images
+    if any(len(f) != 1 for f in found):
+        raise CnnkitError(f"{' '.join(args.images)}: verify compares exactly two image files; give two files, not "
+                          "folders or globs")
+    paths, images = open_readable([f[0] for f in found], skip_bad=False)
     if len(images) != 2:
         raise CnnkitError(f"{' '.join(args.images)}: {len(images)} images; verify compares exactly two files")
     answer = verify(model, images[0], images[1], args.threshold, args.force, names=[str(p) for p in paths])

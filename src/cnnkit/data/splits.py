@@ -137,8 +137,8 @@ def hold_out_groups(groups: Sequence[str], fraction: float, seed: int, origin: s
     for messages."""
     unique = sorted(set(groups))
     if len(unique) < 2:
-        raise CnnkitError(f"{origin}: one of the {what} ({unique[0] if unique else 'none'}) found; at least two "
-                          "are needed to hold one out")
+        raise CnnkitError(f"{origin}: {len(unique)} {what[:-1] if len(unique) == 1 else what} found; at least two are "
+                          "needed to hold one out: add more")
     sizes = Counter(groups)
     held = _choose_groups([str(g) for g in np.random.default_rng(seed).permutation(unique)], sizes,
                           fraction * len(groups))

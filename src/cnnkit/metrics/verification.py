@@ -24,12 +24,14 @@ import numpy as np
 import torch
 
 from cnnkit.errors import CnnkitError
+from cnnkit.log import LOGGER
 
 # distances held at once while pairing or ranking: 4M float32 (16 MB) and their masks, whatever N is
 _BLOCK_ELEMENTS = 1 << 22
 _TOO_FEW = ("open-set validation needs at least two identities with two images each (found {same:,} same-identity "
             "and {diff:,} different-identity pairs): put more images of more identities in the validation split")
 _ROC_ROWS = 200  # roc.csv is thinned to about this many points (a plot's worth; the curve has a row per pair)
+COLLAPSED = 0.01  # median cosine distance between different identities below which embeddings collapsed
 
 
 def far_tag(far: float) -> str:
@@ -286,6 +288,7 @@ class VerificationMetrics:
         self.target_far = target_far
         self._last: dict[str, Any] = {}
         self._roc_rows: list[dict[str, float]] = []
+        self._said: set[str] = set()  # warnings given (once per run)
         self.reset()
 
     def reset(self) -> None:
@@ -301,7 +304,9 @@ class VerificationMetrics:
         at ``target_far``); CnnkitError when the split has no same-identity or no different-identity pair."""
         x = np.concatenate(self._embeddings) if self._embeddings else np.zeros((0, 1), dtype=np.float32)
         y = np.concatenate(self._labels) if self._labels else np.zeros(0, dtype=np.int64)
-        scores, (far, tar, thresholds) = _verification(*pair_distances(x, y), (0.01, 0.001))
+        distances, same = pair_distances(x, y)
+        self._warn(distances, same)
+        scores, (far, tar, thresholds) = _verification(distances, same, (0.01, 0.001))
         threshold = _tar_at(far, tar, thresholds, self.target_far)[1]
         out = {k: scores[k] for k in ("roc_auc", "tar_far1", "tar_far01", "eer")}
         out.update(retrieval_scores(x, y))
@@ -310,6 +315,20 @@ class VerificationMetrics:
                       "identities": len(np.unique(y))}
         self._roc_rows = _thin_roc(far, tar, thresholds)
         return out
+
+    def _warn(self, distances: np.ndarray, same: np.ndarray) -> None:
+        """Once: a threshold that rests on less than one different-identity pair, and embeddings that collapsed
+        (every pair nearly the same vector): both make the saved threshold mean nothing, with exit 0."""
+        different = int((~same).sum())
+        if different * self.target_far < 1 and "pairs" not in self._said:
+            self._said.add("pairs")
+            LOGGER.warning("warning: validation gives %d different-identity pairs: a false accept rate of %g rests on "
+                           "less than one of them, so the saved threshold is that of the closest such pair; hold out "
+                           "more identities (--val-split) or raise --target-far", different, self.target_far)
+        if different and float(np.median(distances[~same])) < COLLAPSED and "collapse" not in self._said:
+            self._said.add("collapse")
+            LOGGER.warning("warning: embeddings of different identities are nearly the same vector (median cosine "
+                           "distance %.4f): train longer, or lower --lr", float(np.median(distances[~same])))
 
     def save(self, folder: Path) -> list[Path]:
         """roc.csv (far, tar, threshold; thinned) and verification.json (the figures) in ``folder``."""

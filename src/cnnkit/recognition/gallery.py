@@ -145,9 +145,9 @@ class Gallery:
         compare."""
         if fingerprint == self.fingerprint:
             return
-        ours = self.fingerprint[:12] + ("…" if len(self.fingerprint) > 12 else "")
-        raise CnnkitError(f"{path}: made by another model ({self.model}, fingerprint {ours}), not {model}; "
-                          f"search it with the model that built it, or build a new gallery with this one")
+        raise CnnkitError(f"{path}: made by another model ({self.model}, weights {self.fingerprint[:12]}), not "
+                          f"this one ({model}, weights {fingerprint[:12]}); a checkpoint of another epoch or run is "
+                          f"another model: search it with the one that built it, or build a new gallery with this one")
 
     @property
     def fingerprint(self) -> str:
@@ -278,6 +278,10 @@ class Gallery:
     def _check_name(self, name: str) -> str:
         if not isinstance(name, str) or not name.strip() or "\0" in name:
             raise CnnkitError(f"{self._label()}: the name {name!r} is empty or blank; give each identity a name")
+        if name != name.strip() or any(ord(c) < 32 or ord(c) == 127 for c in name):
+            raise CnnkitError(f"{self._label()}: the name {name!r} has spaces around it or control characters (a "
+                              f"line break, a tab), which would make it look like another name in lists and CSV "
+                              f"files; give it without them")
         return name
 
     def _changed(self) -> None:
@@ -307,8 +311,13 @@ def _read_arrays(path: Path) -> dict[str, np.ndarray]:
             # is_zipfile answers False when it cannot read, so the file is opened first: a permission error
             # is then not mistaken for a foreign file
             if not zipfile.is_zipfile(f):
-                raise CnnkitError(f"{path}: not a gallery file (not an .npz archive); give a gallery that "
-                                  f"`cnnkit gallery add` made")
+                raise CnnkitError(f"{path}: not a gallery file (not an .npz archive, or a damaged one); give a "
+                                  f"gallery that `cnnkit gallery add` made")
+            f.seek(0)
+            with zipfile.ZipFile(f) as archive:
+                if any(n == "data.pkl" or n.endswith("/data.pkl") for n in archive.namelist()):
+                    raise CnnkitError(f"{path}: a PyTorch checkpoint (best.pt?), not a gallery; pass it to "
+                                      f"--weights, and as the gallery a file that `cnnkit gallery add` made")
             f.seek(0)
             with np.load(f, allow_pickle=False) as archive:
                 return _fields(path, archive)

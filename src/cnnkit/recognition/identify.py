@@ -69,6 +69,11 @@ def threshold_of(model: Any, given: float | None = None) -> float:
     return float(saved)
 
 
+def as_list(images: Any) -> list[Any]:
+    """One image (a path, PIL image or array) or a list or tuple of them, as a list."""
+    return list(images) if isinstance(images, (list, tuple)) else [images]
+
+
 def names_of(images: Sequence[Any]) -> list[str]:
     """A name for each image in messages and galleries: its path, else its place in the list."""
     return [str(im) if isinstance(im, (str, Path)) else f"image {i + 1}" for i, im in enumerate(images)]
@@ -123,10 +128,11 @@ def open_gallery(model: Any, path: str | Path, create: bool = False) -> Gallery:
     return gallery
 
 
-def enrol(model: Any, path: str | Path, name: str, images: Sequence[Any], sources: Sequence[str] | None = None,
+def enrol(model: Any, path: str | Path, name: str, images: Any, sources: Sequence[str] | None = None,
           force: bool = False) -> dict[str, Any]:
     """Add ``images`` of identity ``name`` to the gallery file at ``path`` (made when missing), saved
     atomically. Returns ``{"name", "added", "vectors", "identities"}``."""
+    images = as_list(images)
     if not images:
         raise CnnkitError(f"{path}: no images given for '{name}'; pass one or more image files")
     model = as_model(model)
@@ -137,14 +143,14 @@ def enrol(model: Any, path: str | Path, name: str, images: Sequence[Any], source
     return {"name": name, "added": added, "vectors": len(gallery), "identities": len(gallery.names)}
 
 
-def search(model: Any, gallery: Gallery | str | Path, images: Sequence[Any], k: int = 5, threshold: float | None = None,
+def search(model: Any, gallery: Gallery | str | Path, images: Any, k: int = 5, threshold: float | None = None,
            names: Sequence[str] | None = None, force: bool = False) -> list[dict[str, Any]]:
     """The ``k`` nearest enrolled identities of each image: ``{"embedding", "matches": [{name, distance,
     match}], "identity"}``, where identity is the nearest within the threshold, else "unknown". ``gallery``: a
     :class:`Gallery` or its file (refused when another model made it)."""
     if k < 1:
         raise CnnkitError(f"--k {k}: ask for at least one identity")
-    model = as_model(model)
+    model, images = as_model(model), as_list(images)
     if not isinstance(gallery, Gallery):
         gallery = open_gallery(model, gallery)
     limit = threshold_of(model, threshold) if threshold is not None or gallery.threshold is None else None

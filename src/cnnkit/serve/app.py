@@ -182,8 +182,10 @@ def serve(predictor: Predictor, host: str = "127.0.0.1", port: int = 8000, limit
         LOGGER.warning("serving on %s: reachable from other machines, and anyone there may call /predict%s; set "
                        "an API key (--api-key or CNNKIT_API_KEY)", host,
                        " and change the gallery (--allow-enrol)" if allow_enrol else "")
+    routes = "/predict and the recognition routes need" if gallery is not None or predictor.meta.task == "recognize" \
+        else "/predict needs"
     LOGGER.info("cnnkit serve: http://%s:%d (page at /, API docs at /docs)%s", host, port,
-                "; /predict needs the API key" if limits.api_key else "")
+                f"; {routes} the API key" if limits.api_key else "")
     # connections beyond a bound get 503 from uvicorn before any of them is read: slow clients cannot
     # take every socket
     uvicorn.run(app, host=host, port=port, log_level="info",

@@ -64,9 +64,25 @@ class GalleryStore:
         self.lock = threading.Lock()
         # refused here, at start-up, when another model made it (CnnkitError: cnnkit serve exits 2)
         self.current: Gallery | None = open_gallery(model, self.path, create=True) if self.path else None
+        self.seen = self.stamp()  # the file as self.current was read from it
+
+    def stamp(self) -> tuple[int, int] | None:
+        """(modification time in ns, size) of the gallery file, None when there is none."""
+        try:
+            st = self.path.stat() if self.path is not None else None
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size) if st is not None else None
 
     def published(self, nonempty: bool = False) -> Gallery:
-        """The gallery as last saved; 409 when the server has none, or (``nonempty``) when it holds no one."""
+        """The gallery as last saved, read again when the file changed on disk (`cnnkit gallery add|remove`
+        beside the server: a removed identity must stop matching at once); 409 when the server has none, or
+        (``nonempty``) when it holds no one."""
+        if self.path is not None and self.stamp() != self.seen:
+            with self.lock:
+                stamp = self.stamp()
+                if stamp != self.seen and stamp is not None:
+                    self.current, self.seen = self._fresh(), stamp
         if self.current is None:
             raise HTTPException(409, "this server has no gallery: start it with --gallery FILE.npz to search and "
                                      "enrol (POST /verify needs none)")
@@ -88,7 +104,7 @@ class GalleryStore:
                 count = gallery.add(name, vectors, sources)
             with http_errors(500, self.path):
                 gallery.save(self.path)
-            self.current = gallery
+            self.current, self.seen = gallery, self.stamp()
         return {"name": name, "added": len(sources), "images": count, "vectors": len(gallery),
                 "identities": len(gallery.names)}
 
@@ -100,7 +116,7 @@ class GalleryStore:
                 removed = gallery.remove(name)
             with http_errors(500, self.path):
                 gallery.save(self.path)
-            self.current = gallery
+            self.current, self.seen = gallery, self.stamp()
         return {"name": name, "removed": removed, "vectors": len(gallery), "identities": len(gallery.names)}
 
 

@@ -179,3 +179,23 @@ def test_validation_of_one_identity_is_refused_before_training(tmp_path, capsys)
                  "--epochs", "1", "--project", str(tmp_path / "runs")]) == 2
     assert "it needs 2 or more: raise --val-split" in capsys.readouterr().err
     assert main(["data", "check", str(data), "--task", "recognize"]) == 2
+
+
+def test_verify_takes_one_file_twice_and_search_one_path(recognizer, identities, tmp_path, capsys):
+    """Regressions (user trial): a file given twice was one image; a path as a string was read letter by letter."""
+    weights, image = str(recognizer / "best.pt"), str(identities / "id0" / "0.png")
+    assert main(["verify", "--weights", weights, image, image, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["distance"] < 1e-5
+    gallery = tmp_path / "g.npz"
+    cnnkit.enrol(weights, gallery, "id0", image)
+    assert cnnkit.search(weights, gallery, str(identities / "id0" / "1.png"), k=1)[0]["matches"][0]["name"] == "id0"
+
+
+def test_scoring_trained_identities_says_it_is_not_open_set(recognizer, identities, caplog):
+    import logging
+
+    from cnnkit.api import val
+
+    with caplog.at_level(logging.WARNING, logger="cnnkit"):
+        val(recognizer / "best.pt", identities, split="all")
+    assert "were trained on: these figures are not open-set" in caplog.text

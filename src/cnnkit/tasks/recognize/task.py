@@ -102,16 +102,21 @@ class RecognizeTask(RecognizeView):
     def __init__(self, spec: Any):
         super().__init__(spec)
         self.default_monitor = spec.defaults["monitor"]
+        self.default_val_split = float(spec.defaults["val_split"])
 
     def build_data(self, cfg: TrainConfig, meta: ModelMeta | None = None, split: str | None = None
                    ) -> TaskData:
         """Training: identities held out whole for validation (``--val-split``: the fraction of images they
         hold); evaluation: the split asked for, scored open-set (the held-out identities of the data trained
         on, or all of another data set)."""
-        request = DataRequest.from_config(cfg, meta, split, whole_classes=True)
+        # --val-split 0 is the task's default, as its help says (the classify reader's own default is 20%)
+        request = DataRequest.from_config(cfg, meta, split, whole_classes=True,
+                                          val_split=cfg.val_split or self.default_val_split)
         data = load_classify_data(request, layouts=get_layouts(self.name))
         origin = str(cfg.data)
         refuse_singletons(data.val, data.classes, origin, "validation" if split is None else split)
+        if data.train is not None:
+            refuse_singletons(data.train, data.classes, origin, "training")
         held = len(np.unique(data.val.labels))
         if held < 2:
             how = "raise --val-split, or add identities" if split is None else "score data of 2 identities or more"
@@ -120,10 +125,18 @@ class RecognizeTask(RecognizeView):
         val = ClassifyDataset(data.val, data.channels, data.imgsz, high=data.high)
         if split is not None:
             assert meta is not None  # evaluation scores a model, whose card this is
+            seen = sorted(set(data.classes[i] for i in np.unique(data.val.labels)) & set(meta.classes))
+            if seen:
+                LOGGER.warning("warning: %d of the identities scored (%s, ...) were trained on: these figures are not "
+                               "open-set and flatter the model (--split val scores those held out)", len(seen),
+                               seen[0])
             return TaskData(None, val, meta, labels=f"{len(np.unique(data.val.labels))} identities")
         assert data.train is not None  # training loads train, val (and test)
-        refuse_singletons(data.train, data.classes, origin, "training")
         trained = np.unique(data.train.labels)
+        if len(trained) < 2:
+            raise CnnkitError(f"{origin}: {len(trained)} identity left to train on once validation holds out its own; "
+                              "recognition needs 2 or more (tens for a useful model): add identities, or lower "
+                              "--val-split")
         self.warn_shared(trained, data.val.labels, data.classes)
         unseen = [data.classes[i] for i in np.unique(data.val.labels) if i not in set(trained.tolist())]
         if unseen:
