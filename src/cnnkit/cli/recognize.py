@@ -72,6 +72,11 @@ def add_recognition_parsers(add: Callable[..., argparse.ArgumentParser], bounded
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable images with a warning")
 
 
+def count(n: int, one: str, many: str = "") -> str:
+    """'1 image', '2 images'."""
+    return f"{n} {one if n == 1 else many or one + 's'}"
+
+
 def _model_flags(p: argparse.ArgumentParser, bounded: Callable) -> None:
     p.add_argument("--weights", required=True, help="a recognition checkpoint (best.pt), or its .onnx or "
                                                     "TorchScript export")
@@ -132,14 +137,15 @@ def cmd_gallery(args: argparse.Namespace) -> int:
         model = _load(args)
         paths, images = _images(args.images)
         done = enrol(model, args.gallery, args.name, images, [str(p) for p in paths], args.force)
-        print(f"{args.gallery}: enrolled {len(paths)} image(s) of '{done['name']}' ({done['added']} now); "
-              f"{done['identities']} identities, {done['vectors']} vectors")
+        print(f"{args.gallery}: enrolled {count(len(paths), 'image')} of '{done['name']}' ({done['added']} now); "
+              f"{count(done['identities'], 'identity', 'identities')}, {count(done['vectors'], 'vector')}")
         return 0
     gallery = Gallery.load(args.gallery)
     if args.action == "remove":
         removed = gallery.remove(args.name)
         gallery.save(args.gallery)
-        print(f"{args.gallery}: removed '{args.name}' ({removed} vectors); {len(gallery.names)} identities left")
+        print(f"{args.gallery}: removed '{args.name}' ({count(removed, 'vector')}); "
+              f"{count(len(gallery.names), 'identity', 'identities')} left")
         return 0
     rows = gallery.identities()
     if args.json:
@@ -147,10 +153,10 @@ def cmd_gallery(args: argparse.Namespace) -> int:
                           "identities": [{"name": n, "images": c} for n, c in rows]}).decode())
         return 0
     threshold = "none saved" if gallery.threshold is None else f"{gallery.threshold:.4f}"
-    print(f"{args.gallery}: {len(rows)} identities, {len(gallery)} vectors (model {gallery.model}, threshold "
-          f"{threshold})")
-    for name, count in rows:
-        print(f"  {name}: {count}")
+    print(f"{args.gallery}: {count(len(rows), 'identity', 'identities')}, {count(len(gallery), 'vector')} (model "
+          f"{gallery.model}, threshold {threshold})")
+    for name, images in rows:
+        print(f"  {name}: {images}")
     return 0
 
 
