@@ -155,8 +155,8 @@ def cmd_gallery(args: argparse.Namespace) -> int:
     threshold = "none saved" if gallery.threshold is None else f"{gallery.threshold:.4f}"
     print(f"{args.gallery}: {count(len(rows), 'identity', 'identities')}, {count(len(gallery), 'vector')} (model "
           f"{gallery.model}, threshold {threshold})")
-    for name, images in rows:
-        print(f"  {name}: {images}")
+    for name, enrolled in rows:
+        print(f"  {name}: {enrolled}")
     return 0
 
 
