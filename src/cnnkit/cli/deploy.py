@@ -55,7 +55,12 @@ def cmd_export(args: argparse.Namespace) -> int:
         out = path.with_name(path.name + ".verify.json")
         atomic_write_bytes(out, json_bytes(report, indent=2))
         print(f"report: {out}")
-    print(f"next:\n  cnnkit predict --weights {path} IMAGES...\n  cnnkit serve --weights {path}")
+    if metadata["task"] == "recognize":  # an embedding is used by comparing it, not read on its own
+        print(f"next:\n  cnnkit verify --weights {path} A B\n"
+              f"  cnnkit search --weights {path} --gallery G.npz IMAGES...\n"
+              f"  cnnkit serve --weights {path} --gallery G.npz")
+    else:
+        print(f"next:\n  cnnkit predict --weights {path} IMAGES...\n  cnnkit serve --weights {path}")
     return 0
 
 
