@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from cnnkit.config import TrainConfig
-from cnnkit.data.images import read_image
+from cnnkit.data.images import image_to_array, read_image
 from cnnkit.errors import CnnkitError
 from cnnkit.files import atomic_write_bytes
 from cnnkit.meta import ModelMeta
@@ -146,3 +146,11 @@ class EmbeddingView:
     @staticmethod
     def write_results(records: list[dict], meta: ModelMeta, folder: Path) -> None:
         return None
+
+
+def exported_batch(model: Any, images: list[Image.Image]) -> np.ndarray:
+    """PIL images as the ``(N, C, S, S)`` uint8 batch an exported whole-image graph takes (``model``: an
+    exported model: its card and input shape)."""
+    meta, side = model.meta, model.input_shape[-1]
+    return np.ascontiguousarray(np.stack([image_to_array(im, meta.in_chans, side, meta.pixel_max).transpose(2, 0, 1)
+                                          for im in images]))

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from PIL import Image
 
-from cnnkit.data.images import image_to_array
 from cnnkit.predictor import Exported, Runner
+from cnnkit.tasks.common import exported_batch
 
 
 class RecognizeRunner:
@@ -16,10 +15,7 @@ class RecognizeRunner:
         self.spec = spec
 
     def predict(self, model: Exported, images: list[Image.Image], options: Any) -> list[dict]:
-        meta, side = model.meta, model.input_shape[-1]
-        batch = np.stack([image_to_array(im, meta.in_chans, side, meta.pixel_max).transpose(2, 0, 1)
-                          for im in images])
-        vectors = model.run(np.ascontiguousarray(batch))[0]
+        vectors = model.run(exported_batch(model, images))[0]
         return [{"embedding": [float(v) for v in row]} for row in vectors]
 
 
