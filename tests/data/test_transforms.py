@@ -57,3 +57,18 @@ def test_resize_mask_is_nearest_exact_for_every_dtype():
         expected = F.resize_mask(ids.float(), size, interpolation=InterpolationMode.NEAREST_EXACT).long()
         assert torch.equal(resize_mask(ids, size), expected)
     assert resize_mask(torch.ones(2, 5, 5, dtype=torch.bool), [7, 3]).dtype == torch.bool
+
+
+def test_relight_shades_each_image_across_and_keeps_pixels_in_range():
+    import torch
+
+    from cnnkit.data.transforms import BatchRelight
+
+    torch.manual_seed(0)
+    flat = torch.full((64, 1, 32, 32), 128, dtype=torch.uint8)
+    out = BatchRelight(2.0)(flat)
+    assert out.shape == flat.shape and out.dtype == torch.float32
+    assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
+    left, right = out[..., :4].mean((1, 2, 3)), out[..., -4:].mean((1, 2, 3))
+    assert float((left - right).abs().median()) > 0.05  # light from one side: the two sides differ
+    assert not torch.allclose(out[0], out[1])  # drawn per image

@@ -35,6 +35,8 @@ class RecognizeTrainOptions:
     target_far: float = option(0.001, "false accept rate at which the verification threshold is chosen on the "
                                       "held-out identities (saved in the model card)", unit="fraction", low=1e-6,
                                below=1.0)
+    relight: float = option(0.0, "training augmentation of lighting: a random illumination ramp across each image "
+                                 "up to exp(+-relight) and a random gamma; 0 = none", low=0.0, high=5.0)
     augment: str = augment_option()
     freeze_epochs: int = freeze_epochs_option()
 

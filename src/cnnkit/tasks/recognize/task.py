@@ -16,7 +16,7 @@ from cnnkit.config import TrainConfig
 from cnnkit.data.classify import ClassifyDataset, Split, load_classify_data
 from cnnkit.data.inputs import describe_inputs
 from cnnkit.data.request import DataRequest
-from cnnkit.data.transforms import build_batch_transform, build_train_transform, channel_stats
+from cnnkit.data.transforms import BatchRelight, build_batch_transform, build_train_transform, channel_stats
 from cnnkit.engine.task import Task, TaskData
 from cnnkit.errors import CnnkitError
 from cnnkit.log import LOGGER
@@ -59,13 +59,16 @@ class PairDataset(Dataset):
         return torch.stack([self.images[i][0], self.images[j][0]]), label
 
 
-def flatten_pairs(augment: Any) -> Any:
+def flatten_pairs(augment: Any, relight: Any = None) -> Any:
     """(images ``(N, 2, C, H, W)``, identities ``(N,)``) -> ``(2N, C, H, W)`` and ``(2N,)``, augmented by the
-    batch transform ``augment`` (or None)."""
+    batch transforms ``augment`` and ``relight`` (each may be None)."""
     def transform(images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         images = images.flatten(0, 1)
         targets = targets.repeat_interleave(2)
-        return (augment(images) if augment is not None else images), targets
+        for step in (augment, relight):
+            if step is not None:
+                images = step(images)
+        return images, targets
     return transform
 
 
@@ -156,8 +159,9 @@ class RecognizeTask(RecognizeView):
             g = torch.Generator().manual_seed(cfg.seed)
             init = data.train.images[torch.randperm(len(data.train), generator=g)[:INIT_SAMPLES]]
         n_val = len(np.unique(data.val.labels))
+        relight = BatchRelight(cfg.options.relight) if cfg.options.relight else None
         return TaskData(train, val, meta, test=test, init_batch=init,
-                        batch_transform=flatten_pairs(build_batch_transform(cfg.options.augment, data.imgsz)),
+                        batch_transform=flatten_pairs(build_batch_transform(cfg.options.augment, data.imgsz), relight),
                         train_forward=train_forward,
                         labels=f"{len(trained)} identities to train, {n_val} held out to validate")
 
