@@ -194,9 +194,9 @@ def train_cnnkit(args: argparse.Namespace, method: str, split: dict, work: Path)
     name = {"ours": "recognize"}.get(method, method)
     reset_peak_rss()
     start = time.perf_counter()
-    run = cnnkit.train(task=task, data=split["train_dir"], model=args.model, imgsz=args.imgsz, epochs=epochs,
-                       seed=args.seed, project=str(work / "runs"), name=name, exist_ok=True, verbose=False,
-                       save_period=0, **extra)
+    settings = dict(task=task, data=split["train_dir"], model=args.model, imgsz=args.imgsz, epochs=epochs,
+                    seed=args.seed, project=str(work / "runs"), name=name, exist_ok=True, verbose=False, save_period=0)
+    run = cnnkit.train(**{**settings, **extra})  # --ours may set the training seed apart from the split's
     seconds = time.perf_counter() - start
     run_dir = Path(run.run_dir)
     per_epoch = epoch_times(run_dir)

@@ -225,6 +225,13 @@ class Gallery:
         self._changed()
         return int(np.count_nonzero(self._identity == ident))
 
+    def sources_of(self, name: str) -> list[str]:
+        """Where the vectors of ``name`` came from (file names), in enrolment order; [] for a name not enrolled."""
+        if name not in self._names:
+            return []
+        ident = self._names.index(name)
+        return [s for s, i in zip(self._sources, self._identity) if i == ident]
+
     def remove(self, name: str) -> int:
         """Remove ``name`` and all its vectors; returns how many vectors went."""
         if name not in self._names:

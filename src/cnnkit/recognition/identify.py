@@ -16,6 +16,7 @@ import numpy as np
 
 from cnnkit.data.inputs import InputWatch
 from cnnkit.errors import CnnkitError
+from cnnkit.log import LOGGER
 from cnnkit.recognition.gallery import Gallery
 
 TASK = "recognize"
@@ -138,7 +139,12 @@ def enrol(model: Any, path: str | Path, name: str, images: Any, sources: Sequenc
     model = as_model(model)
     gallery = open_gallery(model, path, create=True)
     names = list(sources) if sources is not None else names_of(images)
-    added = gallery.add(name, embed(model, images, names, force), [Path(n).name for n in names])
+    files = [Path(n).name for n in names]
+    again = sorted(set(files) & set(gallery.sources_of(name)))
+    if again:  # not refused: a file name may repeat across folders; but twice the same image weighs nothing new
+        LOGGER.warning("warning: %s: %d of these images (%s%s) are already enrolled as '%s' under the same file name; "
+                       "enrolled again", path, len(again), again[0], ", ..." if len(again) > 1 else "", name)
+    added = gallery.add(name, embed(model, images, names, force), files)
     gallery.save(path)
     return {"name": name, "added": added, "vectors": len(gallery), "identities": len(gallery.names)}
 

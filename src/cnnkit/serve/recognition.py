@@ -147,8 +147,11 @@ async def read_form(request: Request, limits: Limits, max_files: int) -> tuple[d
             if isinstance(value, str):
                 texts[field] = value
                 continue
-            image = open_upload(await value.read(), limits.max_pixels)
             name = Path(value.filename or "").name or f"{field} {len(files.get(field, [])) + 1}"
+            try:
+                image = open_upload(await value.read(), limits.max_pixels)
+            except HTTPException as e:  # which of the form's files: /predict has one, these several
+                raise HTTPException(e.status_code, f"field '{field}' ({name}): {e.detail}") from None
             files.setdefault(field, []).append(Upload(name, image))
         return files, texts
     finally:

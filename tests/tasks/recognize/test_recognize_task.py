@@ -199,3 +199,14 @@ def test_scoring_trained_identities_says_it_is_not_open_set(recognizer, identiti
     with caplog.at_level(logging.WARNING, logger="cnnkit"):
         val(recognizer / "best.pt", identities, split="all")
     assert "were trained on: these figures are not open-set" in caplog.text
+
+
+def test_enrolling_an_image_again_is_warned(recognizer, identities, tmp_path, caplog):
+    import logging
+
+    weights, gallery = str(recognizer / "best.pt"), tmp_path / "g.npz"
+    cnnkit.enrol(weights, gallery, "id0", [identities / "id0" / "0.png", identities / "id0" / "1.png"])
+    with caplog.at_level(logging.WARNING, logger="cnnkit"):
+        cnnkit.enrol(weights, gallery, "id0", [identities / "id0" / "1.png", identities / "id0" / "2.png"])
+    assert "1 of these images (1.png) are already enrolled as 'id0'" in caplog.text
+    assert cnnkit.Gallery.load(gallery).identities() == [("id0", 4)]
