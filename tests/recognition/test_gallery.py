@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from cnnkit.errors import CnnkitError
-from cnnkit.recognition.gallery import FIELDS, Gallery
+from cnnkit.recognition.gallery import Gallery
+from cnnkit.recognition.gallery_file import FIELDS
 
 DIM = 16
 FINGERPRINT = "abcdef0123456789abcdef"

@@ -15,10 +15,7 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import shlex
-import zipfile
-import zlib
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -27,26 +24,18 @@ import numpy as np
 
 from cnnkit.errors import CnnkitError, did_you_mean
 from cnnkit.files import atomic_write_bytes
+from cnnkit.recognition.gallery_file import FORMAT, VERSION, is_number, read_gallery
 from cnnkit.recognition.index import VectorIndex, nearest_identities, normalise
-
-FORMAT = "cnnkit-gallery"
-VERSION = 1
-FIELDS = ("vectors", "identity", "names", "sources", "header")
-HEADER_KEYS = ("format", "version", "fingerprint", "model", "dim", "threshold", "created", "updated")
 
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _is_number(x: Any) -> bool:
-    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool)
-
-
 def _check_threshold(threshold: float | None, where: str) -> float | None:
     if threshold is None:
         return None
-    if not _is_number(threshold) or not 0.0 <= float(threshold) <= 2.0:  # NaN fails the comparison too
+    if not is_number(threshold) or not 0.0 <= float(threshold) <= 2.0:  # NaN fails the comparison too
         raise CnnkitError(f"{where}: threshold {threshold!r} is not a cosine distance; give a number from 0 to 2")
     return float(threshold)
 
@@ -82,7 +71,7 @@ class Gallery:
         or None for searches that rank only."""
         if not isinstance(fingerprint, str) or not fingerprint:
             raise ValueError(f"a gallery needs the model's fingerprint, not {fingerprint!r}")
-        if not _is_number(dim) or int(dim) != dim or dim < 1:
+        if not is_number(dim) or int(dim) != dim or dim < 1:
             raise ValueError(f"dim must be a positive whole number, not {dim!r}")
         now = _now()
         header = {"format": FORMAT, "version": VERSION, "fingerprint": fingerprint, "model": str(model),
@@ -100,9 +89,7 @@ class Gallery:
                               f"{shlex.quote(str(path))} --weights W --name NAME IMAGES...`")
         if path.is_dir():
             raise CnnkitError(f"{path}: a folder, not a gallery file; give the gallery's .npz file")
-        arrays = _read_arrays(path)
-        header = _parse_header(path, arrays["header"])
-        vectors, identity, names, sources = _check_arrays(path, header, arrays)
+        header, vectors, identity, names, sources = read_gallery(path)
         return cls(header, vectors, identity, names, sources, path)
 
     @classmethod
@@ -301,106 +288,3 @@ class Gallery:
             self._index = VectorIndex(self._vectors, use_faiss=self.use_faiss)
             self._index_for = self.use_faiss
         return self._index
-
-
-# -- reading a file ----------------------------------------------------------------------------------------
-
-
-def _damaged(path: Path, what: str) -> CnnkitError:
-    return CnnkitError(f"{path}: a damaged or foreign gallery file ({what}); rebuild it with `cnnkit gallery add`, "
-                       f"or restore a copy")
-
-
-def _read_arrays(path: Path) -> dict[str, np.ndarray]:
-    """The gallery's arrays, all read into memory, without pickle."""
-    try:
-        with open(path, "rb") as f:
-            # is_zipfile answers False when it cannot read, so the file is opened first: a permission error
-            # is then not mistaken for a foreign file
-            if not zipfile.is_zipfile(f):
-                raise CnnkitError(f"{path}: not a gallery file (not an .npz archive, or a damaged one); give a "
-                                  f"gallery that `cnnkit gallery add` made")
-            f.seek(0)
-            with zipfile.ZipFile(f) as archive:
-                if any(n == "data.pkl" or n.endswith("/data.pkl") for n in archive.namelist()):
-                    raise CnnkitError(f"{path}: a PyTorch checkpoint (best.pt?), not a gallery; pass it to "
-                                      f"--weights, and as the gallery a file that `cnnkit gallery add` made")
-            f.seek(0)
-            with np.load(f, allow_pickle=False) as archive:
-                return _fields(path, archive)
-    except ValueError as e:
-        if "pickle" in str(e) or "Object arrays" in str(e):
-            raise CnnkitError(f"{path}: holds Python objects (pickle), which cnnkit never loads: they can run code; "
-                              f"rebuild the gallery with `cnnkit gallery add`") from None
-        raise _damaged(path, str(e)) from None
-    except (zipfile.BadZipFile, zlib.error, EOFError, KeyError) as e:
-        raise _damaged(path, str(e) or type(e).__name__) from None
-    except OSError as e:
-        raise CnnkitError(f"{path}: cannot read the gallery ({e.strerror or e}); check its permissions") from None
-
-
-def _fields(path: Path, archive: Any) -> dict[str, np.ndarray]:
-    """The arrays of an open ``np.load`` archive, which must hold exactly FIELDS."""
-    fields = set(archive.files)
-    unknown = sorted(fields - set(FIELDS))
-    if unknown:
-        raise CnnkitError(f"{path}: unknown fields {', '.join(map(repr, unknown))} in a gallery file; "
-                          f"upgrade cnnkit, or give a gallery that `cnnkit gallery add` made")
-    missing = [f for f in FIELDS if f not in fields]
-    if missing:
-        raise _damaged(path, f"no {', '.join(map(repr, missing))}")
-    return {f: archive[f] for f in FIELDS}
-
-
-def _parse_header(path: Path, array: np.ndarray) -> dict[str, Any]:
-    """The header's JSON, checked: format, version, known keys, types."""
-    if array.shape != () or array.dtype.kind != "U":
-        raise _damaged(path, "the header is not a JSON string")
-    try:
-        header = json.loads(str(array))
-    except ValueError:
-        raise _damaged(path, "the header is not JSON") from None
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise CnnkitError(f"{path}: not a cnnkit gallery (its header names no format {FORMAT!r}); give a gallery "
-                          f"that `cnnkit gallery add` made")
-    version = header.get("version")
-    if not isinstance(version, int) or isinstance(version, bool) or version != VERSION:
-        newer = isinstance(version, int) and version > VERSION
-        raise CnnkitError(f"{path}: gallery version {version!r}, but this cnnkit reads version {VERSION}; "
-                          + ("upgrade cnnkit" if newer else "rebuild the gallery with `cnnkit gallery add`"))
-    unknown = sorted(set(header) - set(HEADER_KEYS))
-    if unknown:
-        raise CnnkitError(f"{path}: unknown header fields {', '.join(map(repr, unknown))} in a gallery file; "
-                          f"upgrade cnnkit, or give a gallery that `cnnkit gallery add` made")
-    missing = [key for key in HEADER_KEYS if key not in header]
-    if missing:
-        raise _damaged(path, f"no header field {', '.join(map(repr, missing))}")
-    strings = ("fingerprint", "model", "created", "updated")
-    dim, threshold = header["dim"], header["threshold"]
-    if not all(isinstance(header[key], str) for key in strings) or not header["fingerprint"] \
-            or not isinstance(dim, int) or isinstance(dim, bool) or dim < 1 \
-            or not (threshold is None or _is_number(threshold) and math.isfinite(threshold) and 0 <= threshold <= 2):
-        raise _damaged(path, "a header field of the wrong type")
-    return header
-
-
-def _check_arrays(path: Path, header: dict[str, Any],
-                  arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
-    """(vectors, identity, names, sources) from the file's arrays, with their shapes and links checked."""
-    vectors, identity, names, sources = (arrays[f] for f in ("vectors", "identity", "names", "sources"))
-    n = len(vectors) if vectors.ndim == 2 else -1
-    if n < 0 or vectors.shape[1] != header["dim"] or vectors.dtype.kind != "f":
-        raise _damaged(path, f"vectors of shape {vectors.shape} ({vectors.dtype}), not (N, {header['dim']}) floats")
-    if not np.isfinite(vectors).all():
-        raise _damaged(path, "vectors that are not finite")
-    if identity.shape != (n,) or identity.dtype.kind not in "iu" or sources.shape != (n,) \
-            or (n and sources.dtype.kind != "U") or names.ndim != 1 or (len(names) and names.dtype.kind != "U"):
-        raise _damaged(path, "arrays whose shapes or types disagree")
-    name_list, source_list = [str(s) for s in names], [str(s) for s in sources]
-    if len(set(name_list)) != len(name_list) or not all(s.strip() for s in name_list):
-        raise _damaged(path, "names that repeat or are empty")
-    if n and (identity.min() < 0 or identity.max() >= len(names)):
-        raise _damaged(path, "vectors of identities that are not named")
-    if len(names) and (not n or not np.bincount(identity.astype(np.int64), minlength=len(names)).all()):
-        raise _damaged(path, "names without vectors")
-    return normalise(vectors), identity.astype(np.int32), name_list, source_list
