@@ -49,8 +49,10 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, peak_rss_mb, reset_peak_rss  # noqa: E402
+from recognize_search import search_bench, search_table  # noqa: E402
 
 import cnnkit  # noqa: E402
+from cnnkit.recognition.index import normalise  # noqa: E402
 
 METHODS = ("ours", "classifier", "ssl", "pixels", "eigenfaces")
 HELD_OUT = 10
@@ -109,11 +111,6 @@ def load_images(paths: list[Path]) -> list[Image.Image]:
 
 
 # ---------------------------------------------------------------------------------------------- scoring
-def normalise(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, np.float64)
-    return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
-
-
 def score(embeddings: np.ndarray, labels: np.ndarray, seed: int, threshold: float | None = None) -> dict:
     """Verification over all pairs and rank-1 by enrolment, on unit-length embeddings; with ``threshold`` (a
     cosine distance: a pair at most this far apart is accepted) also the FAR and TAR there."""
@@ -253,80 +250,6 @@ def method_classic(args: argparse.Namespace, method: str, train: tuple, test: tu
             **extra, "dim": int(z.shape[1]), "embed_seconds_per_image": per_image, **score(z, test[1], args.seed)}
 
 
-# ---------------------------------------------------------------------------------------------- search
-def search_bench(seed: int, n: int = 100_000, dim: int = 128, queries: int = 100, k: int = 5,
-                 repeats: int = 5) -> dict:
-    """Milliseconds per query of an exact k-NN search by cosine, numpy against faiss (best of ``repeats``), the
-    100 queries searched as one batch and one at a time."""
-    import importlib.util
-
-    rng = np.random.default_rng(seed)
-    gallery = normalise(rng.standard_normal((n, dim)))
-    q = normalise(rng.standard_normal((queries, dim)))
-    have_faiss = importlib.util.find_spec("faiss") is not None
-    try:
-        from cnnkit.recognition.index import VectorIndex
-    except ImportError:
-        VectorIndex = None  # noqa: N806 - the class, when cnnkit has it
-
-    searchers: dict = {}
-    if VectorIndex is not None:
-        via = "cnnkit.recognition.index.VectorIndex"
-        for name, use in (("numpy", False), ("faiss", True)):
-            if use and not have_faiss:
-                continue
-            start = time.perf_counter()
-            index = VectorIndex(gallery, use_faiss=use)
-            searchers[name] = (index.search, time.perf_counter() - start)
-    else:
-        via = "numpy and faiss directly (cnnkit.recognition.index not importable)"
-
-        def numpy_search(x: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:
-            sims = x @ gallery.T
-            part = np.argpartition(-sims, kk - 1, axis=1)[:, :kk]
-            part_sims = np.take_along_axis(sims, part, axis=1)
-            order = np.argsort(-part_sims, axis=1)
-            return 1 - np.take_along_axis(part_sims, order, axis=1), np.take_along_axis(part, order, axis=1)
-        searchers["numpy"] = (numpy_search, 0.0)
-        if have_faiss:
-            import faiss
-
-            start = time.perf_counter()
-            flat = faiss.IndexFlatIP(dim)
-            flat.add(gallery)
-
-            def faiss_search(x: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:
-                sims, rows = flat.search(np.ascontiguousarray(x, np.float32), kk)
-                return 1 - sims, rows
-            searchers["faiss"] = (faiss_search, time.perf_counter() - start)
-
-    out: dict = {"gallery": n, "dim": dim, "queries": queries, "k": k, "via": via, "faiss_installed": have_faiss,
-                 "repeats": repeats, "backends": {}}
-    if have_faiss:
-        import faiss
-
-        out["faiss_threads"] = int(faiss.omp_get_max_threads())
-    rows_of = {}
-    for name, (search, build_s) in searchers.items():
-        search(q[:1], k)  # warm-up
-        batch, single = [], []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            _, rows = search(q, k)
-            batch.append(time.perf_counter() - start)
-            start = time.perf_counter()
-            for i in range(queries):
-                search(q[i:i + 1], k)
-            single.append(time.perf_counter() - start)
-        rows_of[name] = np.asarray(rows)
-        out["backends"][name] = {"build_seconds": round(build_s, 4),
-                                 "ms_per_query_batched": 1000 * min(batch) / queries,
-                                 "ms_per_query_one_at_a_time": 1000 * min(single) / queries}
-    if "faiss" in rows_of:
-        out["same_neighbours_as_numpy"] = float((rows_of["faiss"] == rows_of["numpy"]).all(1).mean())
-    return out
-
-
 # ---------------------------------------------------------------------------------------------- report
 def table(methods: dict) -> str:
     head = ("| method | dim | train s | s/epoch | ROC AUC | TAR@FAR1% | TAR@FAR0.1% | EER | rank-1 (5 enrolled) "
@@ -345,16 +268,6 @@ def table(methods: dict) -> str:
         lines.append(f"\nours at its saved threshold {ours['saved_threshold']:.4f} (chosen on its validation "
                      f"identities): FAR {ours['far_at_saved_threshold']:.4%}, TAR {ours['tar_at_saved_threshold']:.3f}"
                      " on the 10 new people")
-    return "\n".join(lines)
-
-
-def search_table(s: dict) -> str:
-    lines = [f"search: {s['queries']} queries, k={s['k']}, in {s['gallery']:,} unit vectors of dim {s['dim']} "
-             f"({s['via']})", "", "| backend | build s | ms/query (batch of 100) | ms/query (one at a time) |",
-             "|---|---|---|---|"]
-    for name, b in s["backends"].items():
-        lines.append(f"| {name} | {b['build_seconds']:.3f} | {b['ms_per_query_batched']:.3f} | "
-                     f"{b['ms_per_query_one_at_a_time']:.3f} |")
     return "\n".join(lines)
 
 
