@@ -124,6 +124,7 @@ def create_app(predictor: Predictor, limits: Limits = Limits(), gallery: str | P
     add_docs(app)  # Swagger UI from the installed package, not a CDN
     runner = Runner(predictor, limits)
     recognition = add_recognition(app, runner, limits, gallery, allow_enrol)  # None unless a recognition model
+    app.state.recognition = recognition  # serve() says which routes the key guards
     cap = int(limits.max_upload_mb * 1_000_000)
     page = resources.files("cnnkit.serve").joinpath("page.html").read_text(encoding="utf-8")
 
@@ -182,8 +183,7 @@ def serve(predictor: Predictor, host: str = "127.0.0.1", port: int = 8000, limit
         LOGGER.warning("serving on %s: reachable from other machines, and anyone there may call /predict%s; set "
                        "an API key (--api-key or CNNKIT_API_KEY)", host,
                        " and change the gallery (--allow-enrol)" if allow_enrol else "")
-    routes = "/predict and the recognition routes need" if gallery is not None or predictor.meta.task == "recognize" \
-        else "/predict needs"
+    routes = "/predict and the recognition routes need" if app.state.recognition is not None else "/predict needs"
     LOGGER.info("cnnkit serve: http://%s:%d (page at /, API docs at /docs)%s", host, port,
                 f"; {routes} the API key" if limits.api_key else "")
     # connections beyond a bound get 503 from uvicorn before any of them is read: slow clients cannot
