@@ -81,6 +81,7 @@ def header_with(path: Path, **changes) -> np.ndarray:
     ("unknown field", "unknown fields 'extra'"),
     ("unknown header field", "unknown header fields 'colour'"),
     ("missing field", "damaged.*'sources'"),
+    ("missing header field", "damaged.*no header field 'created'"),
     ("newer", "version 2.*upgrade cnnkit"),
     ("not a gallery", "not a cnnkit gallery"),
     ("bad identity", "damaged"),
@@ -100,6 +101,10 @@ def test_refuses_bad_files(tmp_path, case, message):
         rewrite(path, header=header_with(path, colour="red"))
     elif case == "missing field":
         rewrite(path, sources=None)
+    elif case == "missing header field":
+        with np.load(path, allow_pickle=False) as archive:
+            header = json.loads(str(archive["header"]))
+        rewrite(path, header=np.array(json.dumps({k: v for k, v in header.items() if k != "created"})))
     elif case == "newer":
         rewrite(path, header=header_with(path, version=2))
     elif case == "not a gallery":

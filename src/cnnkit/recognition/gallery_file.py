@@ -69,15 +69,20 @@ def _read_arrays(path: Path) -> dict[str, np.ndarray]:
 
 def _fields(path: Path, archive: Any) -> dict[str, np.ndarray]:
     """The arrays of an open ``np.load`` archive, which must hold exactly FIELDS."""
-    fields = set(archive.files)
-    unknown = sorted(fields - set(FIELDS))
-    if unknown:
-        raise CnnkitError(f"{path}: unknown fields {', '.join(map(repr, unknown))} in a gallery file; "
-                          f"upgrade cnnkit, or give a gallery that `cnnkit gallery add` made")
-    missing = [f for f in FIELDS if f not in fields]
-    if missing:
-        raise _damaged(path, f"no {', '.join(map(repr, missing))}")
+    _exactly(path, set(archive.files), FIELDS, "")
     return {f: archive[f] for f in FIELDS}
+
+
+def _exactly(path: Path, have: set[str], expected: tuple[str, ...], part: str) -> None:
+    """CnnkitError unless the gallery's ``part`` ("" for its arrays, "header " for its header) holds
+    exactly ``expected``: unknown names mean a newer cnnkit or another file, missing ones damage."""
+    unknown = sorted(have - set(expected))
+    if unknown:
+        raise CnnkitError(f"{path}: unknown {part}fields {', '.join(map(repr, unknown))} in a gallery file; "
+                          f"upgrade cnnkit, or give a gallery that `cnnkit gallery add` made")
+    missing = [name for name in expected if name not in have]
+    if missing:
+        raise _damaged(path, f"no {part and part + 'field '}{', '.join(map(repr, missing))}")
 
 
 def _parse_header(path: Path, array: np.ndarray) -> dict[str, Any]:
@@ -96,13 +101,7 @@ def _parse_header(path: Path, array: np.ndarray) -> dict[str, Any]:
         newer = isinstance(version, int) and version > VERSION
         raise CnnkitError(f"{path}: gallery version {version!r}, but this cnnkit reads version {VERSION}; "
                           + ("upgrade cnnkit" if newer else "rebuild the gallery with `cnnkit gallery add`"))
-    unknown = sorted(set(header) - set(HEADER_KEYS))
-    if unknown:
-        raise CnnkitError(f"{path}: unknown header fields {', '.join(map(repr, unknown))} in a gallery file; "
-                          f"upgrade cnnkit, or give a gallery that `cnnkit gallery add` made")
-    missing = [key for key in HEADER_KEYS if key not in header]
-    if missing:
-        raise _damaged(path, f"no header field {', '.join(map(repr, missing))}")
+    _exactly(path, set(header), HEADER_KEYS, "header ")
     strings = ("fingerprint", "model", "created", "updated")
     dim, threshold = header["dim"], header["threshold"]
     if not all(isinstance(header[key], str) for key in strings) or not header["fingerprint"] \
