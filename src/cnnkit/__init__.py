@@ -16,12 +16,14 @@ _LAZY = {"Model": "cnnkit.api", "load": "cnnkit.api", "train": "cnnkit.api", "va
          "segment_image": "cnnkit.grow.segments", "segment_images": "cnnkit.grow.segments",
          "verify": "cnnkit.recognition.identify", "enrol": "cnnkit.recognition.identify",
          "search": "cnnkit.recognition.identify", "Gallery": "cnnkit.recognition.gallery",
+         "explain_images": "cnnkit.explain.core", "Explanation": "cnnkit.explain.core",
          "TrainConfig": "cnnkit.config", "ModelMeta": "cnnkit.meta", "register_task": "cnnkit.tasks",
          "create_model": "cnnkit.models", "list_models": "cnnkit.models", "register_model": "cnnkit.models"}
 
 if TYPE_CHECKING:  # an editor follows these; at run time they load on first use (below)
     from cnnkit.api import Model, export, load, train, val
     from cnnkit.config import TrainConfig
+    from cnnkit.explain.core import Explanation, explain_images
     from cnnkit.grow.segments import segment_image, segment_images
     from cnnkit.meta import ModelMeta
     from cnnkit.models import create_model, list_models, register_model
@@ -47,6 +49,6 @@ def __dir__() -> list[str]:
     return sorted(__all__)
 
 
-__all__ = ["Gallery", "Model", "ModelMeta", "Result", "TrainConfig", "ValResult", "__version__", "create_model",
-           "enrol", "export", "list_models", "load", "register_model", "register_task", "search", "segment_image",
-           "segment_images", "train", "val", "verify"]
+__all__ = ["Explanation", "Gallery", "Model", "ModelMeta", "Result", "TrainConfig", "ValResult", "__version__",
+           "create_model", "enrol", "explain_images", "export", "list_models", "load", "register_model",
+           "register_task", "search", "segment_image", "segment_images", "train", "val", "verify"]

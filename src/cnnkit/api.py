@@ -61,7 +61,7 @@ def with_task_defaults(values: dict[str, Any]) -> dict[str, Any]:
 def train_with(cfg: TrainConfig, on_epoch_end: Callable[[int, dict], None] | None = None) -> TrainResult:
     """Train a resolved config (``make_config`` has checked its options against its task): its task found by
     name, its model checked before any data is read (a resumed run takes its model from its own config, checked
-    when it started)."""
+    when it started). The run folder's ``report.html`` is written when training ends (``cnnkit.report``)."""
     from cnnkit.data.images import set_max_pixels
     from cnnkit.engine.trainer import fit
 
@@ -69,7 +69,12 @@ def train_with(cfg: TrainConfig, on_epoch_end: Callable[[int, dict], None] | Non
     if not cfg.resume:
         check_model(cfg, task.name)
     set_max_pixels(cfg.max_pixels)
-    return fit(cfg, task, on_epoch_end)
+    result = fit(cfg, task, on_epoch_end)
+    if result.is_main:  # the run folder's report.html; a failure to write it is a warning, never the run's
+        from cnnkit.report import report_after_training
+
+        report_after_training(result.run_dir, cfg.device)
+    return result
 
 
 def check_model(cfg: TrainConfig, task: str) -> None:

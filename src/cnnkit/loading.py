@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     import torch
 
     from cnnkit.engine.task import Task
+    from cnnkit.explain.core import Explanation
     from cnnkit.models.wrapper import ImageModel
 
     ImageLike: TypeAlias = str | Path | Image.Image | np.ndarray | torch.Tensor
@@ -98,6 +99,27 @@ class Model:
         chunks = [embed_images(self.module, [self.to_pil(im) for im in items[i:i + batch]]).numpy()
                   for i in range(0, len(items), batch)]
         return np.concatenate(chunks) if chunks else np.zeros((0, 0), np.float32)
+
+    def explain(self, images: ImageLike | Sequence[ImageLike], method: str = "gradcam", target: str | int = "",
+                topk: int = 1, layer: str = "", reference: ImageLike | None = None, **options: Any
+                ) -> list[Explanation]:
+        """Saliency maps of one image or a list (as ``predict`` takes them): one
+        :class:`cnnkit.explain.core.Explanation` per image, ``.maps`` ``(T, H, W)`` float32 0..1 at the image's size
+        with ``.labels``, ``.overlay(i)`` and ``.save(folder, stem)``.
+
+        ``method``: gradcam, gradcam++, scorecam, occlusion or ig; ``target``: a class name or index (else the
+        ``topk`` most probable classes, the predicted classes, each detection); ``layer``: as ``cnnkit summary``
+        names it ("" = the last stage of the encoder); ``reference``: the image a recognition model compares
+        with; ``options``: the task's prediction options (``score_thresh``, ...). The model is unchanged.
+        """
+        from cnnkit.engine.task import ExplainRequest
+        from cnnkit.explain.core import explain_images
+
+        chosen = make_options(self.task.options, options, self.meta.task, self.runtime)
+        items = list(images) if isinstance(images, (list, tuple)) else [images]
+        request = ExplainRequest(target="" if target is None else str(target), topk=topk, options=chosen,
+                                 reference=None if reference is None else self.to_pil(reference))
+        return explain_images(self, [self.to_pil(im) for im in items], method, request, layer)
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         import torch

@@ -57,6 +57,22 @@ def test_models_and_summary(capsys):
     assert "features.0.0" in out and "[1, 32, 28, 28]" in out and "total" in out
 
 
+def test_summary_draws_the_diagram(tmp_path, capsys):
+    import xml.etree.ElementTree as ET
+
+    svg, png = tmp_path / "net.svg", tmp_path / "out" / "net.png"
+    assert main(["summary", "basic_cnn", "--imgsz", "28", "--in-chans", "1", "--diagram", str(svg)]) == 0
+    assert f"diagram: {svg}" in capsys.readouterr().out
+    texts = [t.text for t in ET.parse(svg).getroot().iter("{http://www.w3.org/2000/svg}text")]
+    assert "basic_cnn, input 1×28×28" in texts and "conv 3×3, 32" in texts and "dropout 0.5" in texts
+    assert main(["summary", "basic_cnn", "--imgsz", "28", "--diagram", str(png)]) == 0
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert main(["summary", "basic_cnn", "--diagram", str(tmp_path / "net.pdf")]) == 2
+    err = capsys.readouterr().err
+    assert "net.pdf: a diagram is written as .svg or .png" in err and err.count("\n") == 1
+    assert not (tmp_path / "net.pdf").exists()
+
+
 def test_help_shows_examples(capsys):
     for cmd in ("train", "val", "predict", "summary"):
         with pytest.raises(SystemExit):

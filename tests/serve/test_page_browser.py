@@ -2,34 +2,22 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 from PIL import Image
 
 from cnnkit.api import load
 from cnnkit.data.synthetic import make_scene
+from tests.browser import MARKS, browser_page
 from tests.export.helpers import write_checkpoint
 from tests.serve.conftest import running
 
-CHROMIUM = Path(os.environ.get("CNNKIT_CHROMIUM", "/usr/bin/chromium"))
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.is_file(), reason=f"no browser at {CHROMIUM} (apt-get install chromium)"),
-]
+pytestmark = MARKS
 
 
 @pytest.fixture
 def page():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
-        try:
-            yield browser.new_page()
-        finally:
-            browser.close()
+    with browser_page() as page:
+        yield page
 
 
 @pytest.mark.parametrize("task, shown", [("classify", "#bars .bar"), ("segment", "#legend .legend-row"),
@@ -49,3 +37,22 @@ def test_upload_on_the_page_shows_the_prediction(page, tmp_path, task, shown):
         assert page.is_visible("#overlay") and page.locator(shown).count() >= 1
         assert "done in" in page.text_content("#status")
         page.screenshot(path=str(tmp_path / f"{task}.png"))
+
+
+def test_the_explain_switch_shows_heatmaps(page, tmp_path):
+    model = load(write_checkpoint(tmp_path, "classify"), device="cpu")
+    image = tmp_path / "scene.png"
+    Image.fromarray(make_scene(2, seed=5, size=64).image).save(image)
+    with running(model) as url:
+        page.goto(url + "/")
+        page.wait_for_selector("#explainbox:not([hidden])")  # a checkpoint: the switch is offered
+        page.check("#explain")
+        page.select_option("#explain-method", "gradcam")
+        page.set_input_files("#file", str(image))
+        page.wait_for_selector("body[data-explained='1']", timeout=30_000)
+        page.wait_for_function("[...document.querySelectorAll('#explanations img')].every("
+                               "(img) => img.complete && img.naturalWidth === 64)")
+        assert page.locator("#explanations figcaption").count() >= 1 and "gradcam" in page.text_content(
+            "#explain-status")
+        assert page.is_visible("#overlay")  # the prediction is shown too
+        page.screenshot(path=str(tmp_path / "explain.png"))

@@ -10,9 +10,11 @@ from typing import Any
 
 from cnnkit.cli.deploy import cmd_export, cmd_serve, load_predictor  # noqa: F401 - subcommands
 from cnnkit.cli.embed import cmd_embed  # noqa: F401 - a subcommand
+from cnnkit.cli.explain import cmd_explain  # noqa: F401 - a subcommand
 from cnnkit.cli.grow import cmd_segment  # noqa: F401 - a subcommand
 from cnnkit.cli.models_table import cmd_models  # noqa: F401 - a subcommand
 from cnnkit.cli.recognize import cmd_gallery, cmd_search, cmd_verify  # noqa: F401 - subcommands
+from cnnkit.cli.report import cmd_report  # noqa: F401 - a subcommand
 from cnnkit.config import load_yaml, make_config
 from cnnkit.data.images import set_max_pixels
 from cnnkit.errors import CnnkitError
@@ -188,6 +190,10 @@ def cmd_summary(args: argparse.Namespace) -> int:
     from cnnkit.models import accepts, create_model
     from cnnkit.models.summary import count_flops, format_table, layer_table
 
+    diagram = Path(args.diagram) if args.diagram else None
+    if diagram is not None and diagram.suffix.lower() not in (".svg", ".png"):  # said before building anything
+        raise CnnkitError(f"--diagram {diagram}: a diagram is written as .svg or .png, not '{diagram.suffix}'; "
+                          "name the file with one of those")
     kw = {"input_size": args.imgsz} if accepts(args.model, "input_size") else {}
     model = create_model(args.model, num_classes=args.num_classes, in_chans=args.in_chans, **kw)
     shape = (1, args.in_chans, args.imgsz, args.imgsz)
@@ -199,6 +205,11 @@ def cmd_summary(args: argparse.Namespace) -> int:
                           f"({str(e).splitlines()[0][:120]}); give {hint} --imgsz") from None
     print(f"{args.model}: input {list(shape)}, {args.num_classes} classes (FLOPs: one multiply-add = 2)")
     print(table)
+    if diagram is not None:
+        from cnnkit.models.diagram import draw_diagram
+
+        draw_diagram(model, shape, diagram, title=f"{args.model}, input {args.in_chans}×{args.imgsz}×{args.imgsz}")
+        print(f"diagram: {diagram}")
     return 0
 
 

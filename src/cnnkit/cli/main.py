@@ -14,10 +14,13 @@ from typing import Any
 
 from cnnkit import __version__
 from cnnkit.cli.embed import add_embed_parser
+from cnnkit.cli.explain import add_explain_parser
 from cnnkit.cli.flags import add_config_flags, add_option_flags
 from cnnkit.cli.grow import add_segment_parser
 from cnnkit.cli.recognize import EXAMPLES as RECOGNITION_EXAMPLES
 from cnnkit.cli.recognize import add_recognition_parsers
+from cnnkit.cli.report import EXAMPLES as REPORT_EXAMPLES
+from cnnkit.cli.report import add_report_parser
 from cnnkit.data.images import DEFAULT_MAX_PIXELS
 from cnnkit.errors import CnnkitError
 from cnnkit.tasks import get_spec, task_names
@@ -66,7 +69,8 @@ EXAMPLES = {
   cnnkit data convert dsb_yolo --to masks --out dsb_maps""",
     "models": "examples:\n  cnnkit models\n  cnnkit models --task segment --imgsz 256\n  cnnkit models --no-flops",
     "summary": ("examples:\n  cnnkit summary basic_cnn --imgsz 28 --in-chans 1\n  cnnkit summary resnet18 --imgsz 224\n"
-                "  cnnkit summary unet_resnet18 --imgsz 256 --num-classes 11"),
+                "  cnnkit summary unet_resnet18 --imgsz 256 --num-classes 11\n"
+                "  cnnkit summary segnet_basic --imgsz 128 --diagram segnet.svg"),
     "export": """examples:
   cnnkit export --weights runs/classify/exp/best.pt                     (best.onnx beside it)
   cnnkit export --weights best.pt --dynamic --verify --data path/to/images
@@ -287,6 +291,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable images with a warning")
     _add_predict_flags(p)
 
+    p = add("explain", "heatmaps of what a checkpoint looks at: Grad-CAM, Grad-CAM++, Score-CAM, occlusion or "
+                       "integrated gradients, per image and class (segment: per class's pixels; instance: per object)")
+    add_explain_parser(p, bounded)
+
     p = add("embed", "one vector per image from a checkpoint's encoder; neighbours, clusters, duplicates, a map")
     _add_inference_flags(p, batch=64, weights_help="a cnnkit checkpoint of any task (best.pt / last.pt): its encoder "
                                                    "embeds; exports keep no encoder")
@@ -313,6 +321,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--imgsz", type=bounded(int, 1), default=224, help="input side (pixels)")
     p.add_argument("--in-chans", type=bounded(int, 1), default=3, help="input channels")
     p.add_argument("--num-classes", type=bounded(int, 1), default=10, help="number of classes")
+    p.add_argument("--diagram", metavar="FILE", default=None,
+                   help="also draw the architecture (blocks with output shapes, skip connections) to FILE.svg or .png")
+
+    p = add("report", "write a run folder's report.html again: curves, figures, config, the worst validation "
+                      "images, explanations, the network's diagram (training writes it when it ends)")
+    p.epilog = REPORT_EXAMPLES
+    add_report_parser(p, bounded)
 
     _add_demo_parser(add)
     return parser

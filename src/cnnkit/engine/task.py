@@ -36,6 +36,32 @@ class TaskData:
     labels: str = ""  # what the run's first line says of the labels; "" = "<num_classes> classes"
 
 
+@dataclass
+class ExplainRequest:
+    """What to explain in one image: ``cnnkit explain``'s flags, ``Model.explain``'s keywords."""
+
+    target: str = ""  # a class name or index; "": the task's choice (top-k classes, predicted classes, detections)
+    topk: int = 1  # classify: how many of the most probable classes get a map
+    reference: Any = None  # recognize: the PIL image the explained image is compared with
+    options: Any = None  # the task's prediction options (instance/detect: score_thresh, ...); None: defaults
+
+
+@dataclass
+class ExplainTargets:
+    """What a task asks an explanation method to explain in one image: T targets, one map each.
+
+    ``score`` runs the model itself, so that a detector's list input or a recognition pair stays the task's
+    business: a batch ``(B, C, h, w)`` of images like ``inputs`` -> ``(B, T)`` differentiable scores (class
+    logits, a class's logits summed over its predicted pixels, a detection's matched score, a similarity).
+    """
+
+    inputs: torch.Tensor  # (1, C, h, w) float 0..1: the image as the model takes it, at the working size
+    labels: list[str]  # T names of what is explained: "cat (0.93)", "car #2 (0.88)", ...
+    score: Callable[[torch.Tensor], torch.Tensor]  # (B, C, h, w) float 0..1 -> (B, T)
+    regions: list[Any]  # per target: bool (h, w) numpy array of where the prediction lies, or None
+    original_size: tuple[int, int] = (0, 0)  # (H, W) of the image before resizing: maps are returned at this size
+
+
 class Metrics(Protocol):
     def update(self, outputs: torch.Tensor, targets: Any) -> None: ...
     def compute(self) -> dict[str, float]: ...
@@ -77,3 +103,7 @@ class Task(View, Protocol):
 
     def predict(self, model: nn.Module, images: list, options: Any) -> list[dict[str, Any]]:
         """PIL images -> one prediction dict per image (task-specific keys); no attribute of ``model`` changes."""
+
+    def explain_targets(self, model: nn.Module, image: Any, request: ExplainRequest) -> ExplainTargets:
+        """One PIL image -> what ``cnnkit explain`` maps in it (``cnnkit.explain``); CnnkitError, saying
+        why, for a task with nothing to explain or a request it cannot meet (an unknown ``target``)."""

@@ -8,6 +8,10 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from cnnkit.errors import CnnkitError
+from cnnkit.log import LOGGER
+from cnnkit.models.receptive import row_fields
+
 
 @dataclass
 class LayerRow:
@@ -16,6 +20,7 @@ class LayerRow:
     out_shape: tuple
     params: int
     flops: int
+    rf: str = ""  # receptive field in input pixels on a side: '43', '>=224' (clipped by the input), '' (none)
 
 
 def count_params(model: nn.Module) -> int:
@@ -30,8 +35,9 @@ def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     return int(counter.get_total_flops())
 
 
-def layer_table(model: nn.Module, input_shape: tuple[int, ...]) -> list[LayerRow]:
-    """One row per leaf module, in call order: output shape, own parameters and FLOPs."""
+def layer_table(model: nn.Module, input_shape: tuple[int, ...], receptive: bool = True) -> list[LayerRow]:
+    """One row per leaf module, in call order: output shape, own parameters and FLOPs; with ``receptive``,
+    the receptive field of convolutions, pools and stage outputs (``cnnkit.models.receptive.row_fields``)."""
     model.eval()
     rows: list[LayerRow] = []
     names = {m: n for n, m in model.named_modules()}
@@ -55,15 +61,28 @@ def layer_table(model: nn.Module, input_shape: tuple[int, ...]) -> list[LayerRow
     for row in rows:
         counts = by_module.get(f"{prefix}.{row.name}", {})
         row.flops = int(sum(counts.values()))
+    if receptive:
+        try:
+            labels = row_fields(model, input_shape, [(r.name, r.kind, r.out_shape) for r in rows])
+        except (RuntimeError, ValueError, TypeError, CnnkitError) as e:  # a network the measure cannot run
+            LOGGER.warning(f"receptive fields not measured ({str(e).splitlines()[0][:120]})")
+            labels = [""] * len(rows)
+        for row, label in zip(rows, labels):
+            row.rf = label
     return rows
 
 
 def format_table(rows: list[LayerRow], total_flops: int) -> str:
     width = max(10, *(len(r.name) for r in rows))
-    lines = [f"{'layer':<{width}} {'type':<18} {'output shape':<22} {'params':>10} {'MFLOPs':>10}"]
+    rf = any(r.rf for r in rows)  # the receptive-field column, where layer_table measured one
+    lines = [f"{'layer':<{width}} {'type':<18} {'output shape':<22} {'params':>10} {'MFLOPs':>10}"
+             + (f" {'RF':>7}" if rf else "")]
     for r in rows:
         lines.append(f"{r.name:<{width}} {r.kind:<18} {str(list(r.out_shape)):<22} {r.params:>10,} "
-                     f"{r.flops / 1e6:>10.2f}")
+                     f"{r.flops / 1e6:>10.2f}" + (f" {r.rf:>7}" if rf else ""))
     total_params = sum(r.params for r in rows)
     lines.append(f"{'total':<{width}} {'':<18} {'':<22} {total_params:>10,} {total_flops / 1e6:>10.2f}")
+    if rf:
+        lines.append("RF: receptive field of the centre unit, in input pixels on a side (>=N: cut by the input's "
+                     "border; a larger --imgsz shows it whole)")
     return "\n".join(lines)

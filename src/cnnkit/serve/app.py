@@ -1,5 +1,6 @@
-"""The HTTP service: GET /health, GET /info, POST /predict, the web page at /, OpenAPI docs at /docs; for a
-recognition model also POST /verify, POST /search and /gallery (``cnnkit.serve.recognition``).
+"""The HTTP service: GET /health, GET /info, POST /predict, POST /explain (a checkpoint's heatmaps:
+``cnnkit.serve.explain``), the web page at /, OpenAPI docs at /docs; for a recognition model also POST /verify,
+POST /search and /gallery (``cnnkit.serve.recognition``).
 
 Guards, in the order a request meets them: the API key when one is set (401), a time limit on
 receiving the upload (408: a client that sends slowly cannot hold a connection forever), the upload
@@ -33,6 +34,7 @@ from cnnkit.log import LOGGER
 from cnnkit.options import make_options, option_infos, runtime_options
 from cnnkit.predictor import Predictor
 from cnnkit.serve.docs import add_docs
+from cnnkit.serve.explain import add_explain
 from cnnkit.serve.recognition import add_recognition
 from cnnkit.serve.uploads import Limits, Runner, check_key, image_bytes, open_upload, read_capped
 
@@ -60,9 +62,10 @@ def info(predictor: Predictor) -> dict[str, Any]:
 RESERVED = ("overlay", "mask")  # query parameters of the answer's form, not prediction options
 
 
-def query_options(request: Request, predictor: Predictor) -> dict[str, Any]:
-    """The prediction options in the query string, parsed and checked by the task's options dataclass; 400
-    for one the model does not take, 422 for a bad value (as FastAPI's own parameters)."""
+def query_options(request: Request, predictor: Predictor, reserved: tuple[str, ...] = RESERVED) -> dict[str, Any]:
+    """The prediction options in the query string (but the route's own parameters, ``reserved``), parsed and
+    checked by the task's options dataclass; 400 for one the model does not take, 422 for a bad value (as
+    FastAPI's own parameters)."""
     infos = {o.name: o for o in option_infos(predictor.options_type)}
     out = {}
     keys = [key for key, _ in request.query_params.multi_items()]
@@ -70,7 +73,7 @@ def query_options(request: Request, predictor: Predictor) -> dict[str, Any]:
     if twice:
         raise HTTPException(422, f"query parameters {twice} given more than once; give each once")
     for key, text in request.query_params.items():
-        if key in RESERVED:
+        if key in reserved:
             continue
         info = infos.get(key)
         if info is None or predictor.runtime not in info.runtimes:
@@ -125,6 +128,8 @@ def create_app(predictor: Predictor, limits: Limits = Limits(), gallery: str | P
     runner = Runner(predictor, limits)
     recognition = add_recognition(app, runner, limits, gallery, allow_enrol)  # None unless a recognition model
     app.state.recognition = recognition  # serve() says which routes the key guards
+    explain = add_explain(app, runner, limits, lambda request, own: query_options(request, predictor, own),
+                          openapi_parameters(predictor))  # POST /explain: 409 unless a checkpoint
     cap = int(limits.max_upload_mb * 1_000_000)
     page = resources.files("cnnkit.serve").joinpath("page.html").read_text(encoding="utf-8")
 
@@ -140,9 +145,12 @@ def create_app(predictor: Predictor, limits: Limits = Limits(), gallery: str | P
     def get_info() -> dict:
         """Task, model, classes and their colours, input size, the options /predict takes, whether it
         needs an API key (``api_key_required``), and for a recognition model (else null) ``recognition``: its
-        routes, threshold, gallery (file name), identities enrolled and whether enrolment is open (``enrol``)."""
+        routes, threshold, gallery (file name), identities enrolled and whether enrolment is open (``enrol``);
+        ``explain``: POST /explain's methods and whether it needs a ``reference`` image (null when the model
+        cannot be explained: not a checkpoint, or nothing to explain)."""
         return {**info(predictor), "api_key_required": bool(limits.api_key),
-                "recognition": recognition.info() if recognition is not None else None}
+                "recognition": recognition.info() if recognition is not None else None,
+                "explain": explain.info()}
 
     @app.post("/predict", openapi_extra={"parameters": openapi_parameters(predictor)})
     async def predict(
@@ -183,7 +191,8 @@ def serve(predictor: Predictor, host: str = "127.0.0.1", port: int = 8000, limit
         LOGGER.warning("serving on %s: reachable from other machines, and anyone there may call /predict%s; set "
                        "an API key (--api-key or CNNKIT_API_KEY)", host,
                        " and change the gallery (--allow-enrol)" if allow_enrol else "")
-    routes = "/predict and the recognition routes need" if app.state.recognition is not None else "/predict needs"
+    routes = ("/predict, /explain and the recognition routes need" if app.state.recognition is not None
+              else "/predict and /explain need")
     LOGGER.info("cnnkit serve: http://%s:%d (page at /, API docs at /docs)%s", host, port,
                 f"; {routes} the API key" if limits.api_key else "")
     # connections beyond a bound get 503 from uvicorn before any of them is read: slow clients cannot

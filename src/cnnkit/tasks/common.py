@@ -154,3 +154,23 @@ def exported_batch(model: Any, images: list[Image.Image]) -> np.ndarray:
     meta, side = model.meta, model.input_shape[-1]
     return np.ascontiguousarray(np.stack([image_to_array(im, meta.in_chans, side, meta.pixel_max).transpose(2, 0, 1)
                                           for im in images]))
+
+
+def class_index(target: str, classes: list[str]) -> int:
+    """``cnnkit explain --target``: a class name (exact, then ignoring case) or an index into ``classes``;
+    CnnkitError naming the classes (with the closest) for anything else."""
+    import difflib
+
+    text = str(target).strip()
+    if text in classes:
+        return classes.index(text)
+    folded = [c.lower() for c in classes]
+    if text.lower() in folded:
+        return folded.index(text.lower())
+    if text.lstrip("-").isdigit() and 0 <= int(text) < len(classes):
+        return int(text)
+    close = difflib.get_close_matches(text, classes, n=1, cutoff=0.5)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    shown = ", ".join(classes[:12]) + (", ..." if len(classes) > 12 else "")
+    raise CnnkitError(f"--target {text}: not a class of this model{hint}; give a class name or an index "
+                      f"0..{len(classes) - 1} ({shown})")

@@ -12,7 +12,8 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from cnnkit.data.images import image_to_array
-from cnnkit.engine.task import TaskData
+from cnnkit.engine.task import ExplainRequest, ExplainTargets, TaskData
+from cnnkit.errors import CnnkitError
 from cnnkit.export.graph import ExportGraph
 from cnnkit.meta import ModelMeta
 from cnnkit.models import register_model
@@ -103,3 +104,7 @@ class BrightnessTask(BrightnessView):
         batch = torch.stack([torch.from_numpy(image_to_array(im, 1, SIDE)).permute(2, 0, 1) for im in images])
         values = model(batch).reshape(-1).sigmoid()
         return [{"brightness": round(float(v), options.decimals)} for v in values]
+
+    def explain_targets(self, model: nn.Module, image: Any, request: ExplainRequest) -> ExplainTargets:
+        raise CnnkitError(f"{model.meta.model}: a brightness model has no classes to explain; use `cnnkit explain "
+                          "--features` to see what its layers respond to")

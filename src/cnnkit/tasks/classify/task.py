@@ -15,7 +15,7 @@ from cnnkit.data.images import image_to_array
 from cnnkit.data.inputs import describe_inputs
 from cnnkit.data.request import DataRequest
 from cnnkit.data.transforms import build_batch_transform, build_train_transform, channel_stats
-from cnnkit.engine.task import Task, TaskData
+from cnnkit.engine.task import ExplainRequest, ExplainTargets, Task, TaskData
 from cnnkit.meta import ModelMeta
 from cnnkit.metrics.classification import ClassificationMetrics
 from cnnkit.models import accepts
@@ -24,7 +24,7 @@ from cnnkit.predictor import View
 from cnnkit.tasks.classify import ClassifyOptions
 from cnnkit.tasks.classify.graph import ClassifyGraph
 from cnnkit.tasks.classify.view import ClassifyView, topk_records
-from cnnkit.tasks.common import given_stats
+from cnnkit.tasks.common import class_index, given_stats
 from cnnkit.tasks.registry import get_layouts
 
 INIT_SAMPLES = 5000  # training images used for data-dependent initialisation (whitening)
@@ -112,6 +112,25 @@ class ClassifyTask(ClassifyView):
         batch = torch.stack(arrays).to(next(model.parameters()).device)
         logits = self.tta_forward(model, batch) if options.tta else model(batch)
         return topk_records(logits.float().softmax(1).cpu().numpy(), list(meta.classes), options.topk)
+
+    @torch.no_grad()
+    def explain_targets(self, model: nn.Module, image: Image.Image, request: ExplainRequest) -> ExplainTargets:
+        """The ``request.target`` class (a name or an index), else the ``request.topk`` most probable classes;
+        each scored by its logit, on the image resized as ``predict`` resizes it."""
+        meta = model.meta
+        classes = list(meta.classes)
+        array = image_to_array(image, meta.in_chans, meta.imgsz, meta.pixel_max)
+        inputs = torch.from_numpy(array).permute(2, 0, 1)[None].float().div(255).to(next(model.parameters()).device)
+        probs = model(inputs).float().softmax(1)[0].cpu()
+        target = "" if request.target is None else str(request.target)
+        if target:
+            chosen = [class_index(target, classes)]
+        else:
+            chosen = probs.argsort(descending=True)[:max(1, min(request.topk, len(classes)))].tolist()
+        index = torch.tensor(chosen, device=inputs.device)
+        return ExplainTargets(inputs=inputs, labels=[f"{classes[c]} ({float(probs[c]):.2f})" for c in chosen],
+                              score=lambda x: model(x).float()[:, index], regions=[None] * len(chosen),
+                              original_size=(image.height, image.width))
 
 
 if TYPE_CHECKING:  # mypy checks that the class keeps the engine's Task protocol and the View protocol

@@ -17,15 +17,17 @@ from cnnkit.data.inputs import describe_inputs
 from cnnkit.data.instance import InstanceDataset, InstanceTransform, list_collate
 from cnnkit.data.instance_data import boxes_without_masks, load_instance_data
 from cnnkit.data.request import DataRequest
-from cnnkit.engine.task import Task, TaskData
+from cnnkit.engine.task import ExplainRequest, ExplainTargets, Task, TaskData
 from cnnkit.errors import CnnkitError
 from cnnkit.log import LOGGER
 from cnnkit.meta import ModelMeta
 from cnnkit.metrics.coco import COCOMetrics
 from cnnkit.models.wrapper import build_image_model
+from cnnkit.options import make_options
 from cnnkit.predictor import View
 from cnnkit.tasks.common import given_stats, image_stats
 from cnnkit.tasks.instance import DEFAULT_DETECTIONS, InstanceOptions
+from cnnkit.tasks.instance.explain import detection_targets
 from cnnkit.tasks.instance.graph import DetectGraph
 from cnnkit.tasks.instance.infer import Detection, PostProcess, detect, detect_image, detect_tiled, to_instances
 from cnnkit.tasks.instance.view import InstanceView
@@ -160,6 +162,20 @@ class InstanceTask(InstanceView):
             LOGGER.warning("%d image(s) held more than --max-det %d objects; the lowest-scored were dropped "
                            "(raise --max-det to keep them)", capped, options.max_det)
         return out
+
+    def explain_targets(self, model: nn.Module, image: Image.Image, request: ExplainRequest) -> ExplainTargets:
+        """The detections of ``image`` above ``score_thresh`` (``request.options``, else the defaults), one
+        target each (``cnnkit.tasks.instance.explain``): at most 10 by score, or those of the class
+        ``request.target`` names, or its ``#k``, the k-th by score (as ``predict`` orders them); each scored by
+        its matched detection's score. The inputs are the working image (shrunk to ``max_size``) whole: an
+        image ``predict`` would tile is explained untiled, so its detections may differ from the tiled
+        prediction's. CnnkitError when nothing is detected or ``target`` matches no detection."""
+        options = request.options if request.options is not None else self.options()
+        if isinstance(options, dict):
+            options = make_options(self.options, options, self.name)
+        tensor, _ = self._working_image(image, model.meta)
+        return detection_targets(model, tensor, request, options, (image.height, image.width),
+                                 model.meta.value("detections", DEFAULT_DETECTIONS))
 
     @staticmethod
     def _working_image(pil: Image.Image, meta: Any) -> tuple[torch.Tensor, float]:

@@ -28,7 +28,7 @@ from cnnkit.data.unlabelled import (
     reconstruction_view,
     split_images,
 )
-from cnnkit.engine.task import Task, TaskData
+from cnnkit.engine.task import ExplainRequest, ExplainTargets, Task, TaskData
 from cnnkit.errors import CnnkitError
 from cnnkit.log import LOGGER
 from cnnkit.meta import ModelMeta
@@ -150,6 +150,12 @@ class PretrainTask(EmbeddingView):
     def predict(self, model: nn.Module, images: list[Image.Image], options: Any) -> list[dict]:
         """PIL images (resized to the model's side) -> ``{"embedding": [D floats]}`` each."""
         return [{"embedding": [float(v) for v in row]} for row in embed_images(model, images).numpy()]
+
+    def explain_targets(self, model: nn.Module, image: Any, request: ExplainRequest) -> ExplainTargets:
+        """Nothing to explain: a pretrained encoder predicts no class (CnnkitError saying what to do instead)."""
+        raise CnnkitError(f"{model.meta.model}: a pretraining checkpoint has no classes to explain; use `cnnkit "
+                          "explain --features` to see what its layers respond to, or fine-tune it (`cnnkit train "
+                          "classify --pretrained best.pt`) and explain that model")
 
 
 @contextmanager

@@ -17,7 +17,7 @@ from cnnkit.data.classify import ClassifyDataset, Split, load_classify_data
 from cnnkit.data.inputs import describe_inputs
 from cnnkit.data.request import DataRequest
 from cnnkit.data.transforms import BatchRelight, build_batch_transform, build_train_transform, channel_stats
-from cnnkit.engine.task import Task, TaskData
+from cnnkit.engine.task import ExplainRequest, ExplainTargets, Task, TaskData
 from cnnkit.errors import CnnkitError
 from cnnkit.log import LOGGER
 from cnnkit.meta import ModelMeta
@@ -29,6 +29,7 @@ from cnnkit.models.wrapper import build_image_model
 from cnnkit.options import NoOptions
 from cnnkit.predictor import View
 from cnnkit.tasks.common import given_stats
+from cnnkit.tasks.recognize.explain import similarity_targets
 from cnnkit.tasks.recognize.graph import RecognizeGraph
 from cnnkit.tasks.recognize.view import RecognizeView
 from cnnkit.tasks.registry import get_layouts
@@ -227,6 +228,11 @@ class RecognizeTask(RecognizeView):
     def predict(self, model: nn.Module, images: list[Image.Image], options: Any) -> list[dict]:
         """PIL images (resized to the model's side) -> ``{"embedding": [D floats]}`` each, unit length."""
         return [{"embedding": [float(v) for v in row]} for row in embed_images(model, images).numpy()]
+
+    def explain_targets(self, model: nn.Module, image: Image.Image, request: ExplainRequest) -> ExplainTargets:
+        """One target: the cosine similarity of ``image``'s embedding to ``request.reference``'s, both embedded
+        as ``predict`` embeds them (``cnnkit.tasks.recognize.explain``); CnnkitError without a reference."""
+        return similarity_targets(model, image, request)
 
 
 if TYPE_CHECKING:  # mypy checks that the class keeps the engine's Task protocol and the View protocol

@@ -24,13 +24,13 @@ from cnnkit.data.segment import (
     scaled_size,
 )
 from cnnkit.data.transforms import SegmentTransform
-from cnnkit.engine.task import Task, TaskData
+from cnnkit.engine.task import ExplainRequest, ExplainTargets, Task, TaskData
 from cnnkit.log import LOGGER
 from cnnkit.meta import ModelMeta
-from cnnkit.metrics.segmentation import SegmentationMetrics
+from cnnkit.metrics.segmentation import SegmentationMetrics, logits_to_ids
 from cnnkit.models.wrapper import build_image_model
 from cnnkit.predictor import View
-from cnnkit.tasks.common import given_stats, image_stats
+from cnnkit.tasks.common import class_index, given_stats, image_stats
 from cnnkit.tasks.registry import get_layouts
 from cnnkit.tasks.segment import SegmentOptions
 from cnnkit.tasks.segment.graph import SegmentGraph
@@ -39,6 +39,8 @@ from cnnkit.tasks.segment.losses import SegmentationLoss
 from cnnkit.tasks.segment.view import SegmentView, class_areas
 
 DEFAULT_CROP = 512  # training crop side when images differ in size and --imgsz is not given (pixels)
+EXPLAIN_MIN_AREA = 0.01  # fraction of the pixels a class must be predicted on to be explained unasked
+BACKGROUND_NAMES = ("background", "_background_", "bg", "void", "unlabelled", "unlabeled")
 
 
 class SegmentTask(SegmentView):
@@ -134,6 +136,50 @@ class SegmentTask(SegmentView):
             out.append({"mask": ids, "probs": p, "areas": class_areas(ids, list(meta.classes)),
                         "size": [width, height]})
         return out
+
+    @torch.no_grad()
+    def explain_targets(self, model: nn.Module, image: Image.Image, request: ExplainRequest) -> ExplainTargets:
+        """The ``request.target`` class, else each class predicted on at least EXPLAIN_MIN_AREA of the pixels
+        (background only when it is all there is), on the image at ``predict``'s whole-image working size. A
+        class's score is its mean logit over the pixels predicted as it (over all pixels where it is predicted
+        nowhere); a binary model's background scores minus the foreground logit."""
+        meta = model.meta
+        classes = list(meta.classes)
+        width, height = image.size
+        array = resized_array(image, meta.in_chans, scaled_size(width, height, meta.max_size), meta.pixel_max)
+        inputs = torch.from_numpy(array).permute(2, 0, 1)[None].float().div(255).to(next(model.parameters()).device)
+        ids = logits_to_ids(model(inputs).float())[0]
+        areas = torch.bincount(ids.flatten(), minlength=len(classes)).float() / ids.numel()
+        target = "" if request.target is None else str(request.target)
+        if target:
+            chosen = [class_index(target, classes)]
+        else:
+            background = _background_classes(meta)
+            shown = [c for c in areas.argsort(descending=True).tolist() if areas[c] >= EXPLAIN_MIN_AREA]
+            chosen = [c for c in shown if c not in background] or shown[:1]
+        masks = torch.stack([(ids == c) if bool((ids == c).any()) else torch.ones_like(ids, dtype=torch.bool)
+                             for c in chosen]).float()  # (T, h, w)
+        index = torch.tensor(chosen, device=inputs.device)
+        binary = meta.num_outputs == 1
+
+        def score(x: torch.Tensor) -> torch.Tensor:
+            logits = model(x).float()
+            per_class = torch.cat([-logits, logits], 1)[:, index] if binary else logits[:, index]  # (B, T, h, w)
+            return (per_class * masks).sum((2, 3)) / masks.sum((1, 2))
+
+        return ExplainTargets(inputs=inputs, labels=[f"{classes[c]} ({float(areas[c]):.0%} of pixels)" for c in chosen],
+                              score=score, regions=[(ids == c).cpu().numpy() for c in chosen],
+                              original_size=(height, width))
+
+
+def _background_classes(meta: ModelMeta) -> set[int]:
+    """Classes that are no object: named background (or void), a binary model's class 0, or class 0 of classes
+    named after mask values (class_0, ...)."""
+    names = [c.lower() for c in meta.classes]
+    found = {i for i, n in enumerate(names) if n in BACKGROUND_NAMES}
+    if meta.num_outputs == 1 or (names and names[0] in ("class_0", "0")):
+        found.add(0)
+    return found
 
 
 def _crop_size(imgsz: int, images: list, max_size: int) -> tuple[int, int]:

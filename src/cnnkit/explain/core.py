@@ -1,0 +1,168 @@
+"""Explanations of a loaded checkpoint's predictions: ``explain_images`` asks the model's task what to explain in
+each image (``Task.explain_targets``), maps it (``cnnkit.explain.methods``) and brings the maps back to the
+image's own size; an ``Explanation`` draws and saves them."""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from PIL import Image
+
+from cnnkit.files import atomic_write_bytes
+from cnnkit.log import LOGGER
+
+if TYPE_CHECKING:
+    from cnnkit.engine.task import ExplainRequest
+    from cnnkit.loading import Model
+
+ALPHA = 0.5  # the heatmap's weight over the image in an overlay
+
+
+@dataclass
+class Explanation:
+    """The maps of one image: ``maps`` ``(T, H, W)`` float32 in [0, 1] at the original image's size, one per
+    target (``labels[t]``, e.g. "cat (0.93)"), made by ``method`` at ``layer`` ("" for the pixel methods);
+    ``regions[t]``: bool ``(H, W)`` of where the prediction lies (segment's pixels, a detection's mask), or None."""
+
+    image: Image.Image
+    maps: np.ndarray
+    labels: list[str]
+    method: str
+    layer: str
+    regions: list = field(default_factory=list)
+
+    def overlay(self, i: int = 0) -> Image.Image:
+        """Map ``i`` over the image: jet colours (blue low, red high), half transparent; an RGB PIL image."""
+        base = _rgb(self.image)
+        heat = Image.fromarray(jet(self.maps[i]))
+        if heat.size != base.size:
+            heat = heat.resize(base.size, Image.BILINEAR)
+        return Image.blend(base, heat, ALPHA)
+
+    def names(self, stem: str) -> list[tuple[str, str]]:
+        """(overlay, map) file names of each target: ``<stem>_<i>_<label-slug>.png`` and ``.npy``."""
+        return [(f"{stem}_{i}_{slug(label)}.png", f"{stem}_{i}_{slug(label)}.npy") for i, label in
+                enumerate(self.labels)]
+
+    def save(self, folder: str | Path, stem: str) -> list[Path]:
+        """Write each target's overlay PNG and raw map (``.npy``, float32 ``(H, W)``) into ``folder`` (made if
+        missing; ``stem`` may hold subfolders), atomically; returns the files, overlay then map per target."""
+        folder = Path(folder)
+        written: list[Path] = []
+        for i, (picture, raw) in enumerate(self.names(stem)):
+            (folder / picture).parent.mkdir(parents=True, exist_ok=True)
+            buffer = io.BytesIO()
+            self.overlay(i).save(buffer, format="PNG")
+            atomic_write_bytes(folder / picture, buffer.getvalue())
+            buffer = io.BytesIO()
+            np.save(buffer, self.maps[i].astype(np.float32), allow_pickle=False)
+            atomic_write_bytes(folder / raw, buffer.getvalue())
+            written += [folder / picture, folder / raw]
+        return written
+
+
+def jet(values: np.ndarray) -> np.ndarray:
+    """``(H, W)`` values in [0, 1] -> ``(H, W, 3)`` uint8 jet colours (the piecewise-linear approximation)."""
+    v = np.clip(np.asarray(values, np.float32), 0, 1)[..., None]
+    rgb = np.clip(1.5 - np.abs(4 * v - np.array([3.0, 2.0, 1.0], np.float32)), 0, 1)
+    return np.round(rgb * 255).astype(np.uint8)
+
+
+def slug(label: str) -> str:
+    """A label as a file name part: its text before " (score)", lower case, runs of other characters as '-'."""
+    text = re.sub(r"\s*\(.*\)\s*$", "", label).lower()
+    return re.sub(r"[^\w]+", "-", text).strip("-_")[:40] or "target"
+
+
+def _rgb(image: Image.Image) -> Image.Image:
+    """An RGB copy for drawing; 16-bit and float grey scaled to 8 bits by their maximum."""
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+        array = np.asarray(image, np.float32)
+        top = float(array.max()) or 1.0
+        image = Image.fromarray(np.round(np.clip(array / top, 0, 1) * 255).astype(np.uint8))
+    return image.convert("RGB")
+
+
+def to_size(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Maps ``(T, h, w)`` -> ``(T, H, W)`` float32 by bilinear interpolation, kept in [0, 1]."""
+    import torch
+    import torch.nn.functional as F
+
+    if len(maps) == 0:
+        return np.zeros((0, *size), np.float32)
+    if maps.shape[1:] == tuple(size):
+        return maps.astype(np.float32)
+    resized = F.interpolate(torch.from_numpy(maps.astype(np.float32))[:, None], size=tuple(size), mode="bilinear",
+                            align_corners=False)[:, 0]
+    return resized.clamp(0, 1).numpy()
+
+
+def _region_to_size(region: Any, size: tuple[int, int]) -> Any:
+    if region is None:
+        return None
+    region = np.asarray(region, bool)
+    if region.shape == tuple(size):
+        return region
+    picture = Image.fromarray(region.astype(np.uint8) * 255).resize((size[1], size[0]), Image.NEAREST)
+    return np.asarray(picture) > 127
+
+
+def private_copy(module: Any) -> Any:
+    """A copy of the model to hook and switch to gradients: predictions that run meanwhile on the original (the
+    server's worker pool) never meet an explanation's hooks. The original itself (its state restored after each
+    map) where a network cannot be copied."""
+    import copy
+
+    try:
+        return copy.deepcopy(module)
+    except Exception:  # noqa: BLE001 - a tensor that refuses deepcopy (rare): the original, under the lock
+        return module
+
+
+def chosen_layer(module: Any, method: str, layer: str = "") -> str:
+    """The layer of ``module`` (an ``ImageModel``) that ``method`` maps at: ``layer`` (checked), else the default;
+    "" for the pixel methods (a ``layer`` given to them is said and left out). CnnkitError for an unknown method
+    or layer."""
+    from cnnkit.explain.methods import LAYER_METHODS, check_method, default_layer, find_layer
+
+    check_method(method)
+    if method not in LAYER_METHODS:
+        if layer:
+            LOGGER.warning("--layer %s: %s works on the input pixels, at no layer; --layer is left out", layer, method)
+        return ""
+    name = layer or default_layer(module.net)
+    find_layer(module.net, name, module.meta.model)
+    return name
+
+
+def explain_images(model: Model, images: Sequence[Any], method: str = "gradcam",
+                   request: ExplainRequest | None = None, layer: str = "") -> list[Explanation]:
+    """One :class:`Explanation` per image (PIL images; paths and arrays as ``Model.predict`` takes them) of a
+    loaded checkpoint (``cnnkit.load``): what its task explains in it (the top-k classes, the predicted classes'
+    pixels, each detection, the similarity to ``request.reference``), mapped by ``method`` (see
+    ``cnnkit.explain.methods.compute_maps``) at ``layer`` ("" = the last stage of the encoder). The maps are
+    made on a copy of the network: ``model`` is unchanged, and may predict in other threads meanwhile.
+
+    CnnkitError for an unknown method, layer or target, or a task with nothing to explain (pretrain).
+    """
+    from cnnkit.engine.task import ExplainRequest
+    from cnnkit.explain.methods import compute_maps
+
+    request = request if request is not None else ExplainRequest()
+    module = private_copy(model.module)
+    name = chosen_layer(module, method, layer)
+    out = []
+    for image in images:
+        pil = model.to_pil(image)
+        targets = model.task.explain_targets(module, pil, request)
+        size = targets.original_size if all(targets.original_size) else (pil.height, pil.width)
+        maps = to_size(compute_maps(module, targets, method, name), size)
+        regions = [_region_to_size(r, size) for r in targets.regions]
+        out.append(Explanation(pil, maps, list(targets.labels), method, name, regions))
+    return out

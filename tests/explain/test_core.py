@@ -1,0 +1,102 @@
+"""explain_images, Model.explain and Explanation; what each task explains."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import cnnkit
+from cnnkit.engine.task import ExplainRequest
+from cnnkit.errors import CnnkitError
+from cnnkit.explain.core import Explanation, explain_images, jet, slug
+from cnnkit.tasks import get_task
+from tests.explain.helpers import segmenter
+from tests.export.helpers import write_checkpoint
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return cnnkit.load(write_checkpoint(tmp_path_factory.mktemp("ckpt"), "classify"), device="cpu")
+
+
+def picture(width: int = 48, height: int = 40) -> np.ndarray:
+    rng = np.random.default_rng(1)
+    array = rng.integers(0, 80, (height, width, 3), dtype=np.uint8)
+    array[10:30, 5:25] = 220
+    return array
+
+
+def test_model_explain_gives_maps_at_the_image_size(model, tmp_path):
+    [done] = model.explain(picture(), method="gradcam", topk=2)
+    assert isinstance(done, Explanation) and done.method == "gradcam" and done.layer == "blocks.2"
+    assert done.maps.shape == (2, 40, 48) and done.maps.dtype == np.float32
+    assert 0 <= done.maps.min() and done.maps.max() <= 1 and len(done.labels) == 2
+    assert done.labels[0].split(" (")[0] in model.classes and done.regions == [None, None]
+    overlay = done.overlay(1)
+    assert overlay.mode == "RGB" and overlay.size == (48, 40)
+    files = done.save(tmp_path / "out", "sub/photo")
+    assert [p.suffix for p in files] == [".png", ".npy"] * 2
+    assert files[0].name == f"photo_0_{slug(done.labels[0])}.png" and files[0].parent.name == "sub"
+    assert np.array_equal(np.load(files[3]), done.maps[1])
+
+
+def test_an_explanation_leaves_predictions_as_they_were(model):
+    image = picture()
+    before = model.predict(image)[0]["topk"]
+    for method in ("gradcam", "ig"):
+        model.explain(image, method=method, target="square")
+    assert model.predict(image)[0]["topk"] == before
+    assert not model.module.training and not any(m._forward_hooks for m in model.module.net.modules())
+
+
+def test_targets_by_name_or_index_and_unknown_ones(model):
+    assert model.explain(picture(), target="star")[0].labels[0].startswith("star (")
+    assert model.explain(picture(), target=1)[0].labels[0].startswith("square (")
+    with pytest.raises(CnnkitError, match=r"--target strar: not a class .*did you mean star"):
+        model.explain(picture(), target="strar")
+
+
+def test_pixel_methods_take_no_layer(model):
+    done = explain_images(model, [Image.fromarray(picture())], "ig", ExplainRequest(), layer="blocks.1")[0]
+    assert done.layer == "" and done.maps.shape == (1, 40, 48)
+    with pytest.raises(CnnkitError, match="did you mean"):
+        explain_images(model, [picture()], "gradcam", layer="block.1")
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_segment_explains_each_predicted_class_over_its_pixels(binary):
+    net = segmenter(binary)
+    task = get_task("segment")
+    image = Image.fromarray(picture())
+    every = task.explain_targets(net, image, ExplainRequest())
+    assert every.inputs.shape == (1, 3, 40, 48) and every.original_size == (40, 48)
+    assert all(r.shape == (40, 48) and r.dtype == bool for r in every.regions)
+    assert len(every.labels) == len(every.regions) == every.score(every.inputs).shape[1] >= 1
+    for name in net.meta.classes:
+        targets = task.explain_targets(net, image, ExplainRequest(target=name))
+        assert targets.labels[0].startswith(f"{name} (") and targets.labels[0].endswith("% of pixels)")
+        if binary and targets.regions[0].any():  # the mean (signed) foreground logit where the class wins
+            with torch.no_grad():
+                assert float(targets.score(targets.inputs)[0, 0]) >= 0
+    with pytest.raises(CnnkitError, match="--target cat: not a class"):
+        task.explain_targets(net, image, ExplainRequest(target="cat"))
+
+
+def test_pretraining_has_nothing_to_explain():
+    fake = SimpleNamespace(meta=SimpleNamespace(model="resnet18"))
+    with pytest.raises(CnnkitError, match="pretraining checkpoint has no classes to explain.*--features"):
+        get_task("pretrain").explain_targets(fake, Image.new("RGB", (8, 8)), ExplainRequest())
+
+
+def test_jet_runs_from_blue_to_red():
+    colours = jet(np.array([0.0, 0.5, 1.0]))
+    assert colours[0].argmax() == 2 and colours[2].argmax() == 0 and colours[1][1] == 255
+    assert slug("traffic light (0.93)") == "traffic-light" and slug("(0.5)") == "target"
+
+
+def test_grey_16_bit_images_overlay():
+    image = Image.fromarray(np.full((6, 5), 4000, np.uint16))
+    done = Explanation(image, np.zeros((1, 6, 5), np.float32), ["a"], "gradcam", "x", [None])
+    assert done.overlay().size == (5, 6) and done.overlay().mode == "RGB"
