@@ -13,6 +13,7 @@ from cnnkit.metrics.faithfulness import (
     pixel_order,
     pointing_game,
     random_map,
+    road_fill,
 )
 
 # a 4x4 image, 1 on the centre 2x2 region and 0 elsewhere; the score is the region's mean (of channel 0)
@@ -83,6 +84,33 @@ def test_bad_inputs_are_refused():
         deletion_insertion(lambda x: x.mean((2, 3)), IMAGE, np.zeros((4, 4)))
     with pytest.raises(CnnkitError, match="steps"):
         deletion_insertion(region_mean, IMAGE, np.zeros((4, 4)), steps=0)
+
+
+def test_road_fill_interpolates_from_the_pixels_left():
+    # a smooth ramp: a removed pixel is its neighbours' weighted mean (+ noise of sigma 0.01), so a
+    # removed block inside the ramp comes back close to the ramp; black would give 0 there
+    ramp = torch.linspace(0, 1, 8).view(1, 1, 1, 8).expand(1, 3, 8, 8).contiguous()
+    removed = torch.zeros(8, 8, dtype=torch.bool)
+    removed[2:6, 3:6] = True
+    filled = road_fill(ramp, removed, seed=1)
+    assert filled.shape == ramp.shape
+    assert torch.equal(filled[..., ~removed], ramp[..., ~removed])  # the pixels left are untouched
+    assert torch.allclose(filled[..., removed], ramp[..., removed], atol=0.05)
+    assert torch.equal(filled, road_fill(ramp, removed, seed=1))  # the noise is seeded
+    everything = road_fill(ramp, torch.ones(8, 8, dtype=torch.bool))
+    assert torch.allclose(everything, ramp.mean((2, 3), keepdim=True).expand_as(ramp))
+
+
+def test_road_deletion_keeps_a_grey_image_grey():
+    # on a flat grey image removing pixels takes nothing away: ROAD's curve stays at 0.5, black's falls to 0
+    grey = torch.full((1, 3, 4, 4), 0.5)
+    black = deletion_insertion(region_mean, grey, REGION.astype(float), steps=4, fill="black")
+    road = deletion_insertion(region_mean, grey, REGION.astype(float), steps=4, fill="road")
+    assert black["deletion"][-1] == pytest.approx(0)
+    np.testing.assert_allclose(road["deletion"], 0.5, atol=0.03)
+    assert road["insertion_auc"] == pytest.approx(black["insertion_auc"])  # insertion does not depend on fill
+    with pytest.raises(CnnkitError, match="fill"):
+        deletion_insertion(region_mean, grey, REGION.astype(float), fill="white")
 
 
 def test_pointing_game():

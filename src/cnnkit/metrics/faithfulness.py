@@ -6,6 +6,12 @@
   a blurred copy of the image and put the original pixels back, most salient first, and watch it rise. The
   area under each curve (trapezoids over the fraction of pixels changed, 0..1) sums it up: a faithful map
   has a small deletion AUC and a large insertion AUC.
+- ROAD's fill for deletion (Rong, Leemann, Borisov, Kasneci and Kasneci, "A Consistent and Efficient
+  Evaluation Strategy for Attribution Methods", ICML 2022): black pixels scattered over a small image are
+  salt noise the model never saw, and can destroy its score faster than removing the object does (Hooker et
+  al., ROAR, NeurIPS 2019, make the same point). ``fill="road"`` replaces each removed pixel by the noisy
+  linear interpolation of its neighbours (pytorch-grad-cam's ``NoisyLinearImputer``, the authors' code), so
+  that what is left looks like an image and only the information in the removed pixels is gone.
 - The pointing game (Zhang, Bargal, Lin, Brandt, Shen and Sclaroff, "Top-down Neural Attention by
   Excitation Backprop", ECCV 2016 / IJCV 2018): a hit when the map's maximum lies on the object, within a
   tolerance (15 px in the paper, for images of a few hundred pixels).
@@ -13,7 +19,7 @@
   (:func:`centre_map`, the centre bias of photographs and of the built-in shapes).
 
 Maps are ``(H, W)`` arrays of any real values (only their order counts for the curves); images are
-``(1, C, H, W)`` float tensors in 0..1. torch and numpy only.
+``(1, C, H, W)`` float tensors in 0..1. torch and numpy (and pytorch-grad-cam's imputer, for ROAD).
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import torch.nn.functional as F
 from cnnkit.errors import CnnkitError
 
 Score = Callable[[torch.Tensor], torch.Tensor]  # (B, C, H, W) float 0..1 -> (B,) scores
+FILLS = ("black", "road")
 
 
 def random_map(shape: tuple[int, int], seed: int = 0) -> np.ndarray:
@@ -78,14 +85,35 @@ def auc(fractions: np.ndarray, curve: np.ndarray) -> float:
     return float(np.sum((y[1:] + y[:-1]) / 2 * np.diff(x)))
 
 
-def _curve(score: Score, start: torch.Tensor, end: torch.Tensor, rank: torch.Tensor, counts: list[int],
-           batch: int) -> np.ndarray:
-    """Scores of ``start`` with its ``n`` first-ranked pixels taken from ``end``, for each ``n`` of ``counts``."""
+def road_fill(image: torch.Tensor, removed: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """``image`` ``(1, C, H, W)`` with the pixels of ``removed`` ``(H, W)`` bool imputed as ROAD does (Rong et
+    al., ICML 2022): each the weighted mean of its 8 neighbours (a sparse linear system over all removed
+    pixels, pytorch-grad-cam's ``NoisyLinearImputer``) plus Gaussian noise of sigma 0.01 (``seed``). With every
+    pixel removed nothing is left to interpolate from: the image's mean colour. Same shape, float."""
+    from pytorch_grad_cam.metrics.road import NoisyLinearImputer
+
+    removed = removed.bool().cpu()
+    source = image[0].detach().float().cpu()
+    if not removed.any():
+        return image.float().clone()
+    if removed.all():
+        return source.mean((1, 2), keepdim=True).expand_as(source).unsqueeze(0).to(image.device)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)  # the imputer's noise comes from torch's global generator
+        filled = NoisyLinearImputer(noise=0.01)(source, (~removed).float())
+    return filled.clamp(0, 1).unsqueeze(0).to(image.device)
+
+
+def _curve(score: Score, start: torch.Tensor, end: torch.Tensor | list[torch.Tensor], rank: torch.Tensor,
+           counts: list[int], batch: int) -> np.ndarray:
+    """Scores of ``start`` with its ``n`` first-ranked pixels taken from ``end``, for each ``n`` of ``counts``
+    (``end``: one image, or one per count)."""
     values: list[np.ndarray] = []
     for i in range(0, len(counts), batch):
         n = torch.tensor(counts[i:i + batch], device=rank.device).view(-1, 1, 1, 1)
         changed = rank.view(1, 1, *rank.shape) < n  # (b, 1, H, W)
-        images = torch.where(changed, end, start)
+        ends = torch.cat(end[i:i + batch]) if isinstance(end, list) else end
+        images = torch.where(changed, ends, start)
         out = score(images)
         if out.numel() != len(images):
             raise CnnkitError(f"score: expected one value per image ({len(images)}), got shape "
@@ -95,20 +123,23 @@ def _curve(score: Score, start: torch.Tensor, end: torch.Tensor, rank: torch.Ten
 
 
 def deletion_insertion(score: Score, image: torch.Tensor, saliency: np.ndarray, steps: int = 32,
-                       batch: int = 16, blur_sigma: float | None = None, seed: int = 0) -> dict:
+                       batch: int = 16, blur_sigma: float | None = None, seed: int = 0,
+                       fill: str = "black") -> dict:
     """The deletion and insertion curves of one map (Petsiuk et al., RISE, BMVC 2018) and their AUCs.
 
     ``score``: ``(B, C, H, W)`` float 0..1 -> ``(B,)`` the model's score for the explained target (a class's
     probability, say: bounded scores make AUCs comparable across images). ``image``: ``(1, C, H, W)`` float
     0..1; ``saliency``: ``(H, W)``, higher is more important. The curves have ``steps + 1`` points, after
     ``round(k * H * W / steps)`` pixels (k = 0..steps), most salient first, ties at random (``seed``).
-    Deletion sets those pixels to 0 (black); insertion starts from ``blur(image, blur_sigma)`` (None: an
+    Deletion sets those pixels to 0 (``fill="black"``, RISE's choice) or to ROAD's noisy linear imputation
+    from the pixels left (``fill="road"``, :func:`road_fill`; one sparse solve per point, so slower); insertion starts from ``blur(image, blur_sigma)`` (None: an
     eighth of the shorter side, which removes the shapes of small images as RISE's blur does at 224 px) and
     puts those pixels back. Evaluated without gradients, ``batch`` images at a time.
 
     Returns ``{"deletion_auc", "insertion_auc"}`` (floats, in the score's units: 0..1 for probabilities),
     ``"fractions"`` ``(steps + 1,)`` the fraction of pixels changed, and the curves ``"deletion"``,
-    ``"insertion"`` ``(steps + 1,)``. CnnkitError for shapes that do not match or steps/batch below 1.
+    ``"insertion"`` ``(steps + 1,)``. CnnkitError for shapes that do not match, steps/batch below 1 or an
+    unknown ``fill``.
     """
     if image.ndim != 4 or image.shape[0] != 1:
         raise CnnkitError(f"image: expected one image (1, C, H, W), got shape {tuple(image.shape)}")
@@ -120,13 +151,18 @@ def deletion_insertion(score: Score, image: torch.Tensor, saliency: np.ndarray, 
         raise CnnkitError(f"steps {steps}, batch {batch}: both must be 1 or more")
     if not np.all(np.isfinite(saliency)):
         raise CnnkitError("saliency: holds NaN or infinite values")
+    if fill not in FILLS:
+        raise CnnkitError(f"fill {fill!r}: unknown; choose from {', '.join(FILLS)}")
     sigma = min(h, w) / 8 if blur_sigma is None else blur_sigma
     pixels = h * w
     counts = [round(k * pixels / steps) for k in range(steps + 1)]
     rank = torch.from_numpy(pixel_order(saliency, seed)).to(image.device)
     image = image.float()
     with torch.no_grad():
-        deletion = _curve(score, image, torch.zeros_like(image), rank, counts, batch)
+        removed: torch.Tensor | list[torch.Tensor] = torch.zeros_like(image)
+        if fill == "road":
+            removed = [road_fill(image, rank < n, seed) for n in counts]
+        deletion = _curve(score, image, removed, rank, counts, batch)
         insertion = _curve(score, blur(image, sigma), image, rank, counts, batch)
     fractions = np.asarray(counts, dtype=np.float64) / pixels
     return {"deletion_auc": auc(fractions, deletion), "insertion_auc": auc(fractions, insertion),
