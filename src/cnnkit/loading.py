@@ -109,12 +109,19 @@ class Model:
 
         ``method``: gradcam, gradcam++, scorecam, occlusion or ig; ``target``: a class name or index (else the
         ``topk`` most probable classes, the predicted classes, each detection); ``layer``: as ``cnnkit summary``
-        names it ("" = the last stage of the encoder); ``reference``: the image a recognition model compares
-        with; ``options``: the task's prediction options (``score_thresh``, ...). The model is unchanged.
+        names it ("" = the last stage of the encoder whose map is at least 7 px a side at the working size);
+        ``reference``: the image a recognition model compares with; ``options``: the task's prediction options
+        (``score_thresh``, ...). The model is unchanged. CnnkitError for a ``topk`` not a whole number >= 1, a
+        ``reference`` to a model that is not a recognition model, an unknown method, layer or target.
         """
         from cnnkit.engine.task import ExplainRequest
         from cnnkit.explain.core import explain_images
 
+        if isinstance(topk, bool) or not isinstance(topk, int) or topk < 1:
+            raise CnnkitError(f"topk={topk!r}: give a whole number of at least 1 (the classes to explain)")
+        if reference is not None and self.meta.task != "recognize":
+            raise CnnkitError(f"reference: only a recognition model compares an image with a reference; this is a "
+                              f"{self.meta.task} model, so drop reference")
         chosen = make_options(self.task.options, options, self.meta.task, self.runtime)
         items = list(images) if isinstance(images, (list, tuple)) else [images]
         request = ExplainRequest(target="" if target is None else str(target), topk=topk, options=chosen,

@@ -73,6 +73,59 @@ def test_summary_draws_the_diagram(tmp_path, capsys):
     assert not (tmp_path / "net.pdf").exists()
 
 
+def _small_unet_checkpoint(path):
+    """A segmenter trained at native size (imgsz 0, crop 40x48) with widths unlike unet_basic's defaults."""
+    import torch
+
+    from cnnkit import __version__
+    from cnnkit.engine.checkpoint import save_checkpoint
+    from cnnkit.models.wrapper import build_image_model
+    from tests.export.helpers import META, STATS
+
+    meta = {**META["segment"], **STATS, "imgsz": 0, "crop": [40, 48],
+            "model_args": {"widths": [8, 12, 16, 20, 24], "decoder_channels": [24, 20, 16, 12, 8]}}
+    torch.manual_seed(0)
+    model = build_image_model(meta)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint({"cnnkit_version": __version__, "task": "segment", "meta": model.meta, "config": {},
+                     "model": model.state_dict(), "epoch": 0, "best_fitness": 0.0, "metrics": {}}, path)
+    return path
+
+
+def test_summary_of_a_checkpoint_or_run_folder(tmp_path, capsys):
+    import xml.etree.ElementTree as ET
+
+    ckpt = _small_unet_checkpoint(tmp_path / "run" / "last.pt")  # a run folder with last.pt alone
+    svg = tmp_path / "net.svg"
+    for source in (ckpt, ckpt.parent):
+        assert main(["summary", str(source), "--diagram", str(svg)]) == 0
+        out = capsys.readouterr().out
+        assert out.startswith(f"{ckpt}: unet_basic (segment), input [1, 3, 40, 48]")  # the card's crop
+        first = next(line for line in out.splitlines() if line.startswith("encoder.stages.0.0.0 "))
+        assert "[1, 8, " in first  # the card's widths (8, ...), not unet_basic's defaults (32, ...)
+        pools = [line.split("MaxPool2d")[1].split("]")[0] for line in out.splitlines()
+                 if line.startswith("encoder.pool ")]
+        assert len(pools) == 5 and "[" not in "".join(p.strip()[1:] for p in pools)  # a shape per call
+        assert len(set(pools)) == 5
+        texts = [t.text for t in ET.parse(svg).getroot().iter("{http://www.w3.org/2000/svg}text")]
+        assert "unet_basic, input 3×40×48" in texts and "SegmentationModel" not in " ".join(map(str, texts))
+    assert main(["summary", str(ckpt), "--imgsz", "32", "--in-chans", "3"]) == 0
+    assert "input [1, 3, 32, 32]" in capsys.readouterr().out.splitlines()[0]
+
+
+@pytest.mark.parametrize("case", ["missing .pt", "no checkpoint", "diagram blocked"])
+def test_summary_errors_name_its_own_arguments(tmp_path, capsys, case):
+    (tmp_path / "file").write_text("x")
+    args = {"missing .pt": [str(tmp_path / "gone.pt")], "no checkpoint": [str(tmp_path)],
+            "diagram blocked": ["basic_cnn", "--imgsz", "28", "--diagram", str(tmp_path / "file" / "d.svg")]}[case]
+    assert main(["summary", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--out" not in err and "--weights" not in err and "--project" not in err
+    said = {"missing .pt": "no such checkpoint", "no checkpoint": "holds no best.pt or last.pt",
+            "diagram blocked": "give --diagram a file"}[case]
+    assert said in err
+
+
 def test_help_shows_examples(capsys):
     for cmd in ("train", "val", "predict", "summary"):
         with pytest.raises(SystemExit):

@@ -1,5 +1,6 @@
 """explain_images, Model.explain and Explanation; what each task explains."""
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -8,9 +9,11 @@ import torch
 from PIL import Image
 
 import cnnkit
+from cnnkit.cli.explain import notes
 from cnnkit.engine.task import ExplainRequest
 from cnnkit.errors import CnnkitError
 from cnnkit.explain.core import Explanation, explain_images, jet, slug
+from cnnkit.export.runtime import OnnxModel, TorchScriptModel
 from cnnkit.tasks import get_task
 from tests.explain.helpers import segmenter
 from tests.export.helpers import write_checkpoint
@@ -30,7 +33,7 @@ def picture(width: int = 48, height: int = 40) -> np.ndarray:
 
 def test_model_explain_gives_maps_at_the_image_size(model, tmp_path):
     [done] = model.explain(picture(), method="gradcam", topk=2)
-    assert isinstance(done, Explanation) and done.method == "gradcam" and done.layer == "blocks.2"
+    assert isinstance(done, Explanation) and done.method == "gradcam" and done.layer == "blocks.1"
     assert done.maps.shape == (2, 40, 48) and done.maps.dtype == np.float32
     assert 0 <= done.maps.min() and done.maps.max() <= 1 and len(done.labels) == 2
     assert done.labels[0].split(" (")[0] in model.classes and done.regions == [None, None]
@@ -100,3 +103,33 @@ def test_grey_16_bit_images_overlay():
     image = Image.fromarray(np.full((6, 5), 4000, np.uint16))
     done = Explanation(image, np.zeros((1, 6, 5), np.float32), ["a"], "gradcam", "x", [None])
     assert done.overlay().size == (5, 6) and done.overlay().mode == "RGB"
+
+
+@pytest.mark.parametrize("topk", [0, -1, 2.5, "2", True])
+def test_topk_must_be_a_whole_number_of_at_least_1(model, topk):
+    with pytest.raises(CnnkitError, match=f"topk={topk!r}: give a whole number of at least 1"):
+        model.explain(picture(), topk=topk)
+
+
+def test_a_reference_is_refused_but_for_recognition(model):
+    with pytest.raises(CnnkitError, match="reference: only a recognition model .* this is a classify model"):
+        model.explain(picture(), reference=picture())
+
+
+@pytest.mark.parametrize("kind", [OnnxModel, TorchScriptModel])
+def test_an_exported_model_says_explanations_need_the_checkpoint(kind):
+    exported = SimpleNamespace(path=Path("best.onnx"))
+    with pytest.raises(CnnkitError, match=r"best.onnx: explanations need the PyTorch checkpoint \(best.pt\)"):
+        kind.explain(exported, picture(), method="gradcam")
+
+
+def test_save_has_a_default_stem_and_flat_and_nowhere_maps_are_told(tmp_path):
+    maps = np.stack([np.zeros((6, 5), np.float32), np.full((6, 5), 0.5, np.float32)])
+    regions = [np.zeros((6, 5), bool), None]
+    done = Explanation(Image.new("RGB", (5, 6)), maps, ["star (0.01)", "circle (0.9)"], "gradcam", "blocks.1", regions)
+    assert done.flat == [True, False] and done.nowhere == [True, False]
+    assert [p.name for p in done.save(tmp_path)][:2] == ["image_0_star.png", "image_0_star.npy"]
+    said = notes(done)
+    assert said[0] == "star (0.01): predicted nowhere in the image, so it is explained over the whole image"
+    assert said[1] == ("star (0.01): the map is flat: gradcam found no evidence for it at blocks.1 (Grad-CAM keeps "
+                       "only positive evidence); try --method occlusion") and len(said) == 2

@@ -8,9 +8,11 @@ from PIL import Image
 from cnnkit.engine.task import ExplainRequest, ExplainTargets
 from cnnkit.errors import CnnkitError
 from cnnkit.explain.methods import METHODS, compute_maps, default_layer, find_layer, scaled
+from cnnkit.meta import ModelMeta
 from cnnkit.models import create_model
+from cnnkit.models.wrapper import ImageModel
 from cnnkit.tasks import get_task
-from tests.explain.helpers import brightness_model, classifier, segmenter
+from tests.explain.helpers import GREY, brightness_model, classifier, segmenter
 
 
 def scene(seed: int = 0, size: tuple[int, int] = (32, 32)) -> Image.Image:
@@ -52,7 +54,7 @@ def test_the_maps_point_at_the_bright_square(method):
 
 
 def test_default_layer_is_the_last_stage_of_the_trunk():
-    assert default_layer(create_model("resnet18", num_classes=3)) == "layer4"
+    assert default_layer(create_model("resnet18", num_classes=3)) == "layer4"  # probed at 224 px: 7x7
     assert default_layer(classifier().net) == "features.3"  # basic_cnn: the last block of its features
     assert default_layer(classifier("basic_cnn", preset="small").net) == "features.3"
     assert default_layer(segmenter().net) == "encoder.stages.4"  # the pooling after it returns indices too
@@ -100,3 +102,33 @@ def test_an_unknown_method_is_refused(models):
     targets = get_task("classify").explain_targets(models["classify"], scene(), ExplainRequest())
     with pytest.raises(CnnkitError, match="did you mean gradcam"):
         compute_maps(models["classify"], targets, "gradcan")
+
+
+def test_default_layer_is_the_last_stage_of_at_least_7_px_at_the_working_size():
+    resnet = create_model("resnet18", num_classes=3)
+    assert default_layer(resnet, 224) == "layer4" and default_layer(resnet, (128, 128)) == "layer3"  # 7, 8 px
+    assert default_layer(resnet, 32) == "layer1" and default_layer(resnet, 8) == "relu"  # none of 7 px: the largest
+    net = segmenter().net  # stages at 32 px: 32, 16, 8, 4, 2 px (it pads smaller inputs to 32 px)
+    assert default_layer(net, 32) == "encoder.stages.2" and default_layer(net, (64, 64)) == "encoder.stages.3"
+
+
+def test_segment_maps_at_the_default_layer_are_not_blank(models):
+    """The default layer was the encoder's last stage whatever the input: 1x1 at 32 px, every map all zero."""
+    targets = get_task("segment").explain_targets(models["segment"], scene(), ExplainRequest())
+    assert compute_maps(models["segment"], targets).max(axis=(1, 2)).min() > 0
+
+
+def test_a_layer_of_1x1_at_this_input_is_refused_with_an_earlier_stage():
+    meta = ModelMeta.card(task="classify", model="resnet18", classes=["a", "b", "c"], in_chans=3, imgsz=32, **GREY)
+    model = ImageModel(create_model("resnet18", num_classes=3), meta).eval()
+    targets = get_task("classify").explain_targets(model, scene(), ExplainRequest())
+    with pytest.raises(CnnkitError, match=r"--layer layer4: its map is 1x1 at this input \(32x32 px\).*"
+                                          r"such as layer1 \(the default"):
+        compute_maps(model, targets, "gradcam", "layer4")
+
+
+def test_grad_cam_of_a_class_without_positive_evidence_is_flat():
+    model = brightness_model()
+    inputs = torch.ones(1, 3, 16, 16)
+    targets = ExplainTargets(inputs=inputs, labels=["dark"], score=lambda x: model(x)[:, [0]], regions=[None])
+    assert not compute_maps(model, targets, "gradcam").any()  # Explanation.flat says so (test_core)

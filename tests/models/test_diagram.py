@@ -128,3 +128,10 @@ def test_bad_suffix_and_shape(tmp_path):
         architecture(net("basic_cnn"), (1, 5, 64, 64))
     with pytest.raises(CnnkitError, match=r"\(N, C, H, W\)"):
         architecture(net("basic_cnn"), (64, 64))
+
+
+def test_each_kind_has_its_own_colour():
+    """A legend entry names one kind: two kinds of one colour (conv and encoder stage were) cannot be told apart."""
+    from cnnkit.models.diagram_draw import COLOURS
+
+    assert len(set(COLOURS.values())) == len(COLOURS)

@@ -7,6 +7,7 @@ import logging
 import re
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -129,3 +130,63 @@ def test_recognition_figures_are_tables_and_a_roc_curve(tmp_path: Path):
     body = results_section(tmp_path, has_classes=True).body
     assert "verification.json" in body and "roc_auc" in body and "pairs.same" in body
     assert 'alt="ROC curve (roc.csv)"' in body and body.count("<table>") == 2
+
+
+def test_the_diagram_is_named_by_the_card_and_readable(trained_run: Path):
+    html = (trained_run / "report.html").read_text()
+    drawn = html.split('<section id="architecture">')[1].split("</section>")[0]
+    assert "basic_cnn, input 3×24×24" in drawn and "BasicCNN" not in drawn  # the card's name, not the class's
+    assert ".svg svg { display: block; max-width: none;" in html  # its own size, scrolled, not shrunk to the page
+
+
+def test_explanations_show_the_image_beside_a_light_overlay(trained_run: Path):
+    import numpy as np
+    from PIL import Image
+
+    from cnnkit.explain.core import jet
+    from cnnkit.report.worst import MAP_ALPHA, overlay
+
+    html = (trained_run / "report.html").read_text()
+    maps = html.split('<section id="explain">')[1].split("</section>")[0]
+    assert maps.count('<div class="pair maps">') >= 1 and "Grad-CAM at" in maps
+    first = maps.split('<div class="pair maps">')[1]
+    assert first.index("<figcaption>#") < first.index("Grad-CAM at")  # the image first, then its maps
+    image = Image.new("RGB", (8, 6), (200, 100, 50))
+    heat = np.zeros((3, 4), np.float32)
+    heat[1, 2] = 1.0
+    drawn = np.asarray(overlay(image, heat), np.float32)
+    assert drawn.shape == (6, 8, 3) and MAP_ALPHA < 0.5
+    low = (1 - MAP_ALPHA) * np.array([200, 100, 50]) + MAP_ALPHA * jet(np.zeros(1))[0]
+    assert np.abs(drawn[0, 0] - low).max() <= 2  # mostly the image
+
+
+def test_truth_objects_are_labelled_without_a_score():
+    import torch
+    from PIL import Image
+
+    from cnnkit.report.worst import truth_picture
+
+    drawn: list[dict] = []
+    model = SimpleNamespace(meta=SimpleNamespace(classes=["circle", "square"]),
+                            task=SimpleNamespace(visualise=lambda pil, p, meta: drawn.append(p) or pil))
+    target = {"boxes": torch.tensor([[1.0, 1.0, 5.0, 5.0]]), "labels": torch.tensor([2])}
+    picture, said = truth_picture(model, Image.new("RGB", (8, 8)), target)  # type: ignore[arg-type]
+    assert picture is not None and said == "truth: 1 object(s)"
+    (obj,) = drawn[0]["instances"]
+    assert obj["class"] == "square" and f"{obj['class']} {obj['score']:.2f}".strip() == "square"
+    assert float(obj["score"]) == 1.0  # still a number where one is compared or sorted
+
+
+def test_an_unwritable_run_folder_is_said_with_reports_own_argument(trained_run: Path, tmp_path: Path, capsys,
+                                                                    monkeypatch):
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+
+    def refused(path, data):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr("cnnkit.report.build.atomic_write_bytes", refused)
+    assert main(["report", str(run), "--images", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(run / "report.html") in err and "Permission denied" in err
+    assert "--out" not in err and "--project" not in err and "copy the run folder" in err

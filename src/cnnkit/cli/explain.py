@@ -23,9 +23,12 @@ EXAMPLES = """examples:
   cnnkit explain --weights runs/segment/exp/best.pt street.png --target car   (the pixels predicted as car)
   cnnkit explain --weights runs/instance/exp/best.pt cells/ --score-thresh 0.5  (a map per detection)
   cnnkit explain --weights runs/recognize/exp/best.pt a.jpg b.jpg   (what makes the two faces near)
-  cnnkit explain --weights best.pt photo.jpg --features             (also stage activations and filters)"""
+  cnnkit explain --weights best.pt photo.jpg --features             (also stage activations and filters)
+
+explanations.csv: one row per map: image, rank (the target's place among the image's targets: 0 = the top
+class, the first predicted class or detection), label, method, layer, overlay (.png) and map (.npy) paths."""
 OWN = {"topk"}  # prediction options that mean something else here (maps made), not passed on
-FIELDS = ["image", "target", "label", "method", "layer", "overlay", "map"]
+FIELDS = ["image", "rank", "label", "method", "layer", "overlay", "map"]
 
 
 def add_explain_parser(p: argparse.ArgumentParser, bounded: Callable[..., Callable[[str], float]]) -> None:
@@ -42,13 +45,16 @@ def add_explain_parser(p: argparse.ArgumentParser, bounded: Callable[..., Callab
     p.add_argument("--target", default="", help="a class name or index to explain [default: the top --topk classes "
                                                 "(classify), the predicted classes (segment), each detection]")
     p.add_argument("--layer", default="", help="the layer the CAM methods look at, named as `cnnkit summary MODEL` "
-                                               "prints it [default: the last stage of the encoder]")
+                                               "prints it [default: the last stage of the encoder whose map is at "
+                                               "least 7 px on its shorter side at the image's working size, else "
+                                               "the stage with the largest map]")
     p.add_argument("--reference", default="", metavar="IMAGE",
                    help="recognize: the image each SOURCE is compared with [default with two SOURCE images: each "
                         "against the other]")
     p.add_argument("--out", default="", help="output folder [default: runs/explain, explain2, ...]")
     p.add_argument("--features", action="store_true", help="also write each stage's activations and the first "
                                                            "layer's filters (cnnkit.explain.features)")
+    p.add_argument("--skip-bad", action="store_true", help="skip unreadable images with a warning")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, N (a CUDA index) or mps")
     p.add_argument("--max-pixels", type=bounded(int, 1), default=DEFAULT_MAX_PIXELS,
                    help="largest image read (pixels, from its header); larger is refused as a possible "
@@ -65,6 +71,11 @@ def _task_options(args: argparse.Namespace, model: Any) -> Any:
     from cnnkit.tasks import get_spec, task_names
 
     every = {i.name for t in task_names() for i in option_infos(get_spec(t).options)}
+    own = {i.name for i in option_infos(model.options_type)}
+    for key in sorted(OWN & set(vars(args)) - own):  # taken here, not passed on: checked here
+        owners = [t for t in task_names() if key in {i.name for i in option_infos(get_spec(t).options)}]
+        flag = "--" + key.replace("_", "-")
+        raise CnnkitError(f"{flag}: an option of {', '.join(owners)}, not {model.meta.task}; drop {flag}")
     given = {k: v for k, v in vars(args).items() if k in every and k not in OWN}
     return make_options(model.options_type, given, model.meta.task, model.runtime, flags=True)
 
@@ -114,44 +125,95 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 def _explain_all(model: Any, paths: list[Path], references: list[Any], options: Any, out: Path,
                  args: argparse.Namespace) -> int:
-    from cnnkit.engine.task import ExplainRequest
-    from cnnkit.explain.core import chosen_layer, explain_images
+    """Each image's maps (and features) into ``out``; explanations.csv lists the maps, also when an image
+    fails midway (the maps before it are kept and listed; then the error)."""
+    from cnnkit.explain.core import chosen_layer
 
-    start, rows, stems, maps_on = time.perf_counter(), [], _stems(paths), True
+    start, stems, state = time.perf_counter(), _stems(paths), {"maps": True, "features": 0, "done": 0}
+    rows: list[dict] = []
     layer = chosen_layer(model.module, args.method, args.layer)  # checked once, before any image
-    for path, reference, stem in zip(paths, references, stems):
-        image = open_image(path)
-        written: list[Path] = []
-        if args.features:
-            from cnnkit.explain.features import write_features
-
-            written += write_features(model.module, image, out, stem)
-        if maps_on:
-            request = ExplainRequest(target=args.target, topk=getattr(args, "topk", 1), reference=reference,
-                                     options=options)
-            try:
-                explanation = explain_images(model, [image], args.method, request, layer)[0]
-            except CnnkitError as e:
-                if not args.features:
-                    raise
-                maps_on = False  # the features alone (a pretraining checkpoint has no classes to map)
-                print(f"note: no maps: {e}; writing the features only")
-            else:
-                files = explanation.save(out, stem)
-                written += files
-                for t, label in enumerate(explanation.labels):
-                    rows.append({"image": str(path), "target": t, "label": label, "method": args.method,
-                                 "layer": layer, "overlay": files[2 * t].relative_to(out).as_posix(),
-                                 "map": files[2 * t + 1].relative_to(out).as_posix()})
-                said = "; ".join(explanation.labels) or "nothing to explain"
-                print(f"{path}: {said} ({args.method}{f' at {layer}' if layer else ''})")
-        if args.features and not maps_on:
-            print(f"{path}: {len(written)} feature files")
-    atomic_write_csv(out / "explanations.csv", rows, fields=FIELDS)
-    count = f"{len(paths)} image{'' if len(paths) == 1 else 's'}"
-    print(f"{count} in {time.perf_counter() - start:.1f}s; explanations.csv, overlays (.png) and maps (.npy) "
-          f"in {out}")
+    try:
+        for path, reference, stem in zip(paths, references, stems):
+            _explain_one(model, path, reference, stem, layer, options, out, args, rows, state)
+    except BaseException:
+        if rows:  # the maps written so far stay listed
+            atomic_write_csv(out / "explanations.csv", rows, fields=FIELDS)
+        raise
+    if state["maps"]:
+        atomic_write_csv(out / "explanations.csv", rows, fields=FIELDS)
+    done, skipped = state["done"], len(paths) - state["done"]
+    count = f"{done} image{'' if done == 1 else 's'}" + (f" ({skipped} skipped)" if skipped else "")
+    what = (["explanations.csv, overlays (.png) and maps (.npy)"] if state["maps"] else []) + (
+        ["features"] if state["features"] else [])
+    print(f"{count} in {time.perf_counter() - start:.1f}s; {' and '.join(what) or 'nothing written'} in {out}")
     return 0
+
+
+def _explain_one(model: Any, path: Path, reference: Any, stem: str, layer: str, options: Any, out: Path,
+                 args: argparse.Namespace, rows: list[dict], state: dict) -> None:
+    """One image's files, its rows appended to ``rows``; ``state``: whether maps are still made (a model with
+    nothing to explain gives features only) and how many feature files were written."""
+    from cnnkit.engine.task import ExplainRequest
+    from cnnkit.explain.core import explain_images
+    from cnnkit.log import LOGGER
+
+    try:
+        image = open_image(path)
+    except CnnkitError as e:
+        if not args.skip_bad:
+            raise
+        from cnnkit.data.images import as_skipped
+
+        LOGGER.warning("warning: %s", as_skipped(str(e)))
+        return
+    state["done"] += 1
+    features: list[Path] = []
+    if args.features:
+        from cnnkit.explain.features import write_features
+
+        features = write_features(model.module, image, out, stem)
+        state["features"] += len(features)
+    if state["maps"]:
+        request = ExplainRequest(target=args.target, topk=getattr(args, "topk", 1), reference=reference,
+                                 options=options)
+        try:
+            explanation = explain_images(model, [image], args.method, request, layer)[0]
+        except CnnkitError as e:
+            if not args.features:
+                raise
+            state["maps"] = False  # the features alone (a pretraining checkpoint has no classes to map)
+            print(f"note: no maps: {e}; writing the features only")
+        else:
+            files = explanation.save(out, stem)
+            for t, label in enumerate(explanation.labels):
+                rows.append({"image": str(path), "rank": t, "label": label, "method": args.method,
+                             "layer": explanation.layer, "overlay": files[2 * t].relative_to(out).as_posix(),
+                             "map": files[2 * t + 1].relative_to(out).as_posix()})
+            said = "; ".join(explanation.labels) or "nothing to explain"
+            at = f" at {explanation.layer}" if explanation.layer else ""
+            print(f"{path}: {said} ({args.method}{at})")
+            for note in notes(explanation):
+                print(f"note: {note}")
+    if args.features and not state["maps"]:
+        print(f"{path}: {len(features)} feature files")
+
+
+def notes(explanation: Any) -> list[str]:
+    """One line per map that needs a word: a flat one (all zero: no evidence found), a target predicted
+    nowhere (explained over the whole image)."""
+    from cnnkit.explain.methods import LAYER_METHODS
+
+    method, said = explanation.method, []
+    for label, flat, nowhere in zip(explanation.labels, explanation.flat, explanation.nowhere):
+        if nowhere:
+            said.append(f"{label}: predicted nowhere in the image, so it is explained over the whole image")
+        if flat:
+            where = f" at {explanation.layer}" if explanation.layer else ""
+            why = " (Grad-CAM keeps only positive evidence)" if method in LAYER_METHODS else ""
+            other = "ig" if method == "occlusion" else "occlusion"
+            said.append(f"{label}: the map is flat: {method} found no evidence for it{where}{why}; try "
+                        f"--method {other}")
+    return said
 
 
 def _stems(paths: list[Path]) -> list[str]:

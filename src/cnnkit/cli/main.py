@@ -70,7 +70,8 @@ EXAMPLES = {
     "models": "examples:\n  cnnkit models\n  cnnkit models --task segment --imgsz 256\n  cnnkit models --no-flops",
     "summary": ("examples:\n  cnnkit summary basic_cnn --imgsz 28 --in-chans 1\n  cnnkit summary resnet18 --imgsz 224\n"
                 "  cnnkit summary unet_resnet18 --imgsz 256 --num-classes 11\n"
-                "  cnnkit summary segnet_basic --imgsz 128 --diagram segnet.svg"),
+                "  cnnkit summary segnet_basic --imgsz 128 --diagram segnet.svg\n"
+                "  cnnkit summary runs/segment/exp/best.pt     (the checkpoint's network, at its training size)"),
     "export": """examples:
   cnnkit export --weights runs/classify/exp/best.pt                     (best.onnx beside it)
   cnnkit export --weights best.pt --dynamic --verify --data path/to/images
@@ -317,10 +318,14 @@ def build_parser() -> argparse.ArgumentParser:
                    "'-' for detectors, whose work depends on the objects found")
 
     p = add("summary", "layer table of a model: output shapes, parameters and FLOPs")
-    p.add_argument("model", help="registered model name")
-    p.add_argument("--imgsz", type=bounded(int, 1), default=224, help="input side (pixels)")
-    p.add_argument("--in-chans", type=bounded(int, 1), default=3, help="input channels")
-    p.add_argument("--num-classes", type=bounded(int, 1), default=10, help="number of classes")
+    p.add_argument("model", metavar="MODEL", help="registered model name, or a checkpoint (.pt) or run folder "
+                                                  "(its best.pt, else last.pt): the network its card describes")
+    p.add_argument("--imgsz", type=bounded(int, 1), default=None,
+                   help="input side (pixels) [default: 224; a checkpoint's training size, else its crop]")
+    p.add_argument("--in-chans", type=bounded(int, 1), default=None,
+                   help="input channels [default: 3; a checkpoint's]")
+    p.add_argument("--num-classes", type=bounded(int, 1), default=10,
+                   help="number of classes (a registered name; a checkpoint has its own)")
     p.add_argument("--diagram", metavar="FILE", default=None,
                    help="also draw the architecture (blocks with output shapes, skip connections) to FILE.svg or .png")
 

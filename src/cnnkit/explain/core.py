@@ -28,7 +28,10 @@ ALPHA = 0.5  # the heatmap's weight over the image in an overlay
 class Explanation:
     """The maps of one image: ``maps`` ``(T, H, W)`` float32 in [0, 1] at the original image's size, one per
     target (``labels[t]``, e.g. "cat (0.93)"), made by ``method`` at ``layer`` ("" for the pixel methods);
-    ``regions[t]``: bool ``(H, W)`` of where the prediction lies (segment's pixels, a detection's mask), or None."""
+    ``regions[t]``: bool ``(H, W)`` of where the prediction lies (segment's pixels, a detection's mask), or None;
+    ``flat[t]``: map ``t`` is all zero (the method found no evidence for the target there: Grad-CAM keeps only
+    positive evidence, so a class the model does not favour often has none); ``nowhere[t]``: the target has a
+    region but it is empty (a class predicted nowhere), so the map explains it over the whole image."""
 
     image: Image.Image
     maps: np.ndarray
@@ -36,6 +39,15 @@ class Explanation:
     method: str
     layer: str
     regions: list = field(default_factory=list)
+    flat: list[bool] = field(default_factory=list)
+    nowhere: list[bool] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.flat:
+            self.flat = [not bool(np.any(m > 0)) for m in self.maps]
+        if not self.nowhere:
+            self.nowhere = [r is not None and not np.any(r) for r in self.regions] + [False] * (
+                len(self.labels) - len(self.regions))
 
     def overlay(self, i: int = 0) -> Image.Image:
         """Map ``i`` over the image: jet colours (blue low, red high), half transparent; an RGB PIL image."""
@@ -50,7 +62,7 @@ class Explanation:
         return [(f"{stem}_{i}_{slug(label)}.png", f"{stem}_{i}_{slug(label)}.npy") for i, label in
                 enumerate(self.labels)]
 
-    def save(self, folder: str | Path, stem: str) -> list[Path]:
+    def save(self, folder: str | Path, stem: str = "image") -> list[Path]:
         """Write each target's overlay PNG and raw map (``.npy``, float32 ``(H, W)``) into ``folder`` (made if
         missing; ``stem`` may hold subfolders), atomically; returns the files, overlay then map per target."""
         folder = Path(folder)
@@ -126,19 +138,20 @@ def private_copy(module: Any) -> Any:
 
 
 def chosen_layer(module: Any, method: str, layer: str = "") -> str:
-    """The layer of ``module`` (an ``ImageModel``) that ``method`` maps at: ``layer`` (checked), else the default;
-    "" for the pixel methods (a ``layer`` given to them is said and left out). CnnkitError for an unknown method
-    or layer."""
-    from cnnkit.explain.methods import LAYER_METHODS, check_method, default_layer, find_layer
+    """The layer of ``module`` (an ``ImageModel``) that ``method`` maps at: ``layer`` (checked); "" for the
+    default (``default_layer`` at each image's working size, which ``explain_images`` picks per image) and for
+    the pixel methods (a ``layer`` given to them is said and left out). CnnkitError for an unknown method or
+    layer."""
+    from cnnkit.explain.methods import LAYER_METHODS, check_method, find_layer
 
     check_method(method)
     if method not in LAYER_METHODS:
         if layer:
             LOGGER.warning("--layer %s: %s works on the input pixels, at no layer; --layer is left out", layer, method)
         return ""
-    name = layer or default_layer(module.net)
-    find_layer(module.net, name, module.meta.model)
-    return name
+    if layer:
+        find_layer(module.net, layer, module.meta.model)
+    return layer
 
 
 def explain_images(model: Model, images: Sequence[Any], method: str = "gradcam",
@@ -146,13 +159,14 @@ def explain_images(model: Model, images: Sequence[Any], method: str = "gradcam",
     """One :class:`Explanation` per image (PIL images; paths and arrays as ``Model.predict`` takes them) of a
     loaded checkpoint (``cnnkit.load``): what its task explains in it (the top-k classes, the predicted classes'
     pixels, each detection, the similarity to ``request.reference``), mapped by ``method`` (see
-    ``cnnkit.explain.methods.compute_maps``) at ``layer`` ("" = the last stage of the encoder). The maps are
+    ``cnnkit.explain.methods.compute_maps``) at ``layer`` ("" = ``default_layer`` at the image's working size:
+    the last stage of the encoder whose map is at least 7 px on its shorter side). The maps are
     made on a copy of the network: ``model`` is unchanged, and may predict in other threads meanwhile.
 
     CnnkitError for an unknown method, layer or target, or a task with nothing to explain (pretrain).
     """
     from cnnkit.engine.task import ExplainRequest
-    from cnnkit.explain.methods import compute_maps
+    from cnnkit.explain.methods import LAYER_METHODS, compute_maps, default_layer
 
     request = request if request is not None else ExplainRequest()
     module = private_copy(model.module)
@@ -162,7 +176,11 @@ def explain_images(model: Model, images: Sequence[Any], method: str = "gradcam",
         pil = model.to_pil(image)
         targets = model.task.explain_targets(module, pil, request)
         size = targets.original_size if all(targets.original_size) else (pil.height, pil.width)
-        maps = to_size(compute_maps(module, targets, method, name), size)
+        used = name or (default_layer(module.net, tuple(targets.inputs.shape[-2:]))
+                        if method in LAYER_METHODS else "")
+        maps = to_size(compute_maps(module, targets, method, used), size)
+        nowhere = [r is not None and not np.any(r) for r in targets.regions]  # before resizing loses a speck
         regions = [_region_to_size(r, size) for r in targets.regions]
-        out.append(Explanation(pil, maps, list(targets.labels), method, name, regions))
+        out.append(Explanation(pil, maps, list(targets.labels), method, used, regions,
+                               nowhere=nowhere + [False] * (len(targets.labels) - len(nowhere))))
     return out

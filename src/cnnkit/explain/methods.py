@@ -33,7 +33,8 @@ SCORECAM_BATCH = 8  # masked images per forward pass: Score-CAM runs one per cha
 OCCLUSION_PER_EVAL = 64  # occluded images per forward pass (all targets together)
 IG_STEPS = 32  # points on the path from the black image to the image
 IG_BATCH = 32  # of those, per forward pass (all targets together)
-PROBE_SIDES = (128, 224)  # px: the probe image that finds the default layer (a larger one if the first fails)
+PROBE_SIDES = (224, 448)  # px: the probe that finds the default layer without a working size (larger if it fails)
+MIN_CAM_SIDE = 7  # px: the shorter side of the smallest map the default layer gives (a ResNet's layer4 at 224 px)
 
 # one explanation at a time per process: the model's training flags and its parameters' requires_grad are
 # switched for the duration, which concurrent explanations (the server's worker pool) must not interleave
@@ -45,7 +46,7 @@ def check_method(method: str) -> None:
     if method not in METHODS:
         close = difflib.get_close_matches(method, METHODS, n=1, cutoff=0.4)
         hint = f" (did you mean {close[0]}?)" if close else ""
-        raise CnnkitError(f"--method {method}: not an explanation method{hint}; pick one of {', '.join(METHODS)}")
+        raise CnnkitError(f"method {method!r}: not an explanation method{hint}; pick one of {', '.join(METHODS)}")
 
 
 def find_layer(net: nn.Module, name: str, model_name: str = "") -> nn.Module:
@@ -61,34 +62,63 @@ def find_layer(net: nn.Module, name: str, model_name: str = "") -> nn.Module:
                       f"{model_name}` prints it, or drop --layer for the last stage of the encoder")
 
 
-def default_layer(net: nn.Module) -> str:
-    """The name (in ``net.named_modules()``) of the last convolutional stage of ``net``'s trunk
-    (``cnnkit.models.trunk.trunk_of``): the last module, in the order their forward passes end, under the
-    trunk whose output is a 4-D map at the trunk's final resolution and whose input is at most twice that
-    (a stage, not the sequence of all stages): ``layer4`` of a ResNet, the last block of a ``features``
-    sequence; where no module gives that map (a pooling that also returns indices), the last that gives a 4-D
-    map. A network without a trunk cnnkit knows: the last module with a 4-D output (larger than 1x1
-    where there is one). Found by one probe image through the network; CnnkitError if nothing fits."""
+def default_layer(net: nn.Module, size: int | tuple[int, int] | None = None) -> str:
+    """The name (in ``net.named_modules()``) of the layer the CAM methods look at by default: the last stage
+    of ``net``'s trunk (``cnnkit.models.trunk.trunk_of``) whose map is at least MIN_CAM_SIDE (7) px on its
+    shorter side at an input of ``size`` px (``(h, w)`` or a square side; give the real working size: the
+    map shrinks with the image), else the stage with the largest map. 7 px is Grad-CAM's own setting (a
+    ResNet's last stage at 224 px): a map of 1x1 is one number, constant, and its Grad-CAM is all zero.
+
+    A stage is, per resolution of the trunk, the last module (in the order their forward passes end) whose
+    output is a 4-D map at that resolution from an input at most twice as large and that does not sit inside
+    a module of another resolution: ``layer3``/``layer4`` of a ResNet, a block of a ``features`` sequence.
+    A network without a trunk cnnkit knows: every module with a 4-D output counts as a stage. ``size`` None:
+    a probe of PROBE_SIDES (224 px, a larger one if it fails). Found by one zero image through the network;
+    CnnkitError if nothing fits."""
     try:
         root, whole = trunk_of(net).module, False
     except CnnkitError:
         root, whole = net, True
     names = {id(m): n for n, m in net.named_modules() if n}
-    runs, out = _probe(root, names)
-    maps = [r for r in runs if r["shape"] is not None]
-    if whole:
-        wide = [r for r in maps if r["shape"][-2] * r["shape"][-1] > 1]
-        chosen = (wide or maps)[-1:]
+    if size is None:
+        sides = [(side, side) for side in PROBE_SIDES]
     else:
-        fh, fw = out.shape[-2:] if isinstance(out, torch.Tensor) and out.ndim == 4 else maps[-1]["shape"][-2:]
-        inner = [r for r in maps if not r["took_input"]]
-        chosen = [r for r in inner if tuple(r["shape"][-2:]) == (fh, fw)
-                  and (r["in_shape"] is None or (r["in_shape"][-2] <= 2 * fh + 1 and r["in_shape"][-1] <= 2 * fw + 1))]
-        chosen = chosen or inner  # the last pooling gives no map of its own (indices too): the last stage before it
-    if not chosen:
+        sides = [(size, size)] if isinstance(size, int) else [(int(size[0]), int(size[1]))]
+    runs = _probe(net, root, names, sides)
+    maps = [r for r in runs if r["shape"] is not None]
+    stages = maps if whole else _stages(runs)
+    if not stages:
         raise CnnkitError(f"{type(net).__name__}: no layer with a 2-D feature map found; give --layer (names as "
                           "`cnnkit summary MODEL` prints them)")
-    return chosen[-1]["name"]
+    wide = [r for r in stages if min(r["shape"][-2:]) >= MIN_CAM_SIDE]
+    if wide:
+        return wide[-1]["name"]
+    largest = max(r["shape"][-2] * r["shape"][-1] for r in stages)
+    return [r for r in stages if r["shape"][-2] * r["shape"][-1] == largest][-1]["name"]
+
+
+def _stages(runs: list[dict]) -> list[dict]:
+    """The trunk's stages among the probe's ``runs`` (see ``default_layer``), in the order they end."""
+    def one_step(r: dict) -> bool:  # a map from an input at most twice as large: a stage, not a run of them
+        fh, fw = r["shape"][-2:]
+        return r["in_shape"] is None or (r["in_shape"][-2] <= 2 * fh + 1 and r["in_shape"][-1] <= 2 * fw + 1)
+
+    sides: dict[str, set] = {}  # per module, the resolutions of its one-step maps (a shared one may run twice)
+    for r in runs:
+        if r["shape"] is not None and one_step(r):
+            sides.setdefault(r["name"], set()).add(tuple(r["shape"][-2:]))
+    last: dict[tuple, int] = {}
+    for i, r in enumerate(runs):
+        if r["shape"] is None or r["took_input"] or not one_step(r):
+            continue
+        parts, side = r["name"].split("."), tuple(r["shape"][-2:])
+        ancestors = (".".join(parts[:k]) for k in range(1, len(parts)))
+        # inside a stage of another resolution: the start of the next stage (a stride-1 convolution before
+        # the one that halves), or a block's inner convolution before its pooling
+        if any(sides.get(a, {side}) - {side} for a in ancestors):
+            continue
+        last[side] = i
+    return [runs[i] for i in sorted(last.values())]
 
 
 def _first_conv_channels(module: nn.Module) -> int:
@@ -99,34 +129,44 @@ def _first_conv_channels(module: nn.Module) -> int:
     return int(conv.in_channels)
 
 
-def _probe(root: nn.Module, names: dict[int, str]) -> tuple[list[dict], Any]:
-    """Run one blank image through ``root``; per named module below it, in the order their forward passes end:
-    its name, its output's shape (4-D tensors, else None), its input's shape and whether it took the probe."""
+def _probe(net: nn.Module, root: nn.Module, names: dict[int, str], sides: list[tuple[int, int]]) -> list[dict]:
+    """Run one zero image of each size of ``sides`` in turn (the next where one fails) through ``net`` (so
+    that a detector resizes it as it would an image), else through ``root`` alone; per named module below
+    ``root``, in the order their forward passes end: its name, its output's shape (4-D tensors, else None),
+    its input's shape and whether it took ``root``'s input."""
     runs: list[dict] = []
-    probe: list[torch.Tensor] = []
+    given: list[Any] = []
+
+    def enter(module: nn.Module, inputs: Any) -> None:
+        given.append(inputs[0] if isinstance(inputs, tuple) and inputs else None)
 
     def record(module: nn.Module, inputs: Any, output: Any) -> None:
         first = inputs[0] if isinstance(inputs, tuple) and inputs else None
         four_d = isinstance(output, torch.Tensor) and output.ndim == 4
         runs.append({"name": names[id(module)], "shape": tuple(output.shape) if four_d else None,
                      "in_shape": tuple(first.shape) if isinstance(first, torch.Tensor) and first.ndim == 4 else None,
-                     "took_input": first is probe[0]})
+                     "took_input": first is not None and any(first is g for g in given)})
 
     handles = [m.register_forward_hook(record) for m in root.modules() if m is not root and id(m) in names]
+    handles.append(root.register_forward_pre_hook(enter))
     channels = _first_conv_channels(root)
     error: Exception | None = None
     try:
-        with _kept_state(root), torch.no_grad():
-            for side in PROBE_SIDES:
-                runs.clear()
-                probe[:] = [torch.zeros(1, channels, side, side, device=_device(root))]
-                try:
-                    return runs, root(probe[0])
-                except Exception as e:  # noqa: BLE001 - too small for some network: a larger probe next
-                    error = e
+        with _kept_state(net), torch.no_grad():
+            for h, w in sides:
+                for module in (net, root) if net is not root else (net,):
+                    runs.clear()
+                    given.clear()
+                    try:
+                        module(torch.zeros(1, channels, h, w, device=_device(root)))
+                    except Exception as e:  # noqa: BLE001 - too small for some network: a larger probe next
+                        error = e
+                        continue
+                    if runs:
+                        return list(runs)
     finally:
-        for h in handles:
-            h.remove()
+        for handle in handles:
+            handle.remove()
     raise CnnkitError(f"{type(root).__name__}: a probe image did not run through the network ({error}); give "
                       "--layer (names as `cnnkit summary MODEL` prints them)")
 
@@ -190,7 +230,7 @@ def compute_maps(model: ImageModel, targets: ExplainTargets, method: str = "grad
     scorer = _Scorer(model, targets.score)
     with _kept_state(model), torch.enable_grad():
         if method in LAYER_METHODS:
-            name = layer or default_layer(model.net)
+            name = layer or default_layer(model.net, (h, w))
             raw = _cam(scorer, batch, method, find_layer(model.net, name, model.meta.model), name)
         elif method == "occlusion":
             raw = _occlusion(scorer, batch)
@@ -229,6 +269,14 @@ def _check_layer(scorer: _Scorer, batch: torch.Tensor, module: nn.Module, name: 
         what = f"a {out.ndim}-D tensor" if isinstance(out, torch.Tensor) else f"a {type(out).__name__}"
         raise CnnkitError(f"--layer {name}: its output is {what}, not a feature map (N, C, H, W); pick a "
                           f"convolutional layer (`cnnkit summary {model}` lists them), or drop --layer")
+    if tuple(out.shape[-2:]) == (1, 1):  # one number per channel: its Grad-CAM is constant, all zero
+        h, w = batch.shape[-2:]
+        try:
+            hint = f" such as {default_layer(scorer.model.net, (int(h), int(w)))} (the default at this size)"
+        except (CnnkitError, AttributeError):
+            hint = f" (`cnnkit summary {model}` lists them)"
+        raise CnnkitError(f"--layer {name}: its map is 1x1 at this input ({w}x{h} px), one number per channel, "
+                          f"so its map is flat; pick an earlier stage{hint}, or drop --layer")
 
 
 def _cam(scorer: _Scorer, batch: torch.Tensor, method: str, module: nn.Module, name: str) -> np.ndarray:

@@ -79,6 +79,11 @@ class ExportedModel:
             out += self.runner.predict(self, items[start:start + step], chosen)
         return as_results(out, items, sources, self.view, self.meta)
 
+    def explain(self, *args: Any, **kwargs: Any) -> list:
+        """Always CnnkitError: saliency maps need the checkpoint (``cnnkit.loading.Model.explain``)."""
+        raise CnnkitError(f"{self.path}: explanations need the PyTorch checkpoint (best.pt) the export was made "
+                          "from: gradients and layers are not in an exported file")
+
 
 def _session(path: Path, threads: int):
     require("onnxruntime", "export", f"{path}: running an .onnx file")

@@ -132,9 +132,10 @@ def deletion_insertion(score: Score, image: torch.Tensor, saliency: np.ndarray, 
     0..1; ``saliency``: ``(H, W)``, higher is more important. The curves have ``steps + 1`` points, after
     ``round(k * H * W / steps)`` pixels (k = 0..steps), most salient first, ties at random (``seed``).
     Deletion sets those pixels to 0 (``fill="black"``, RISE's choice) or to ROAD's noisy linear imputation
-    from the pixels left (``fill="road"``, :func:`road_fill`; one sparse solve per point, so slower); insertion starts from ``blur(image, blur_sigma)`` (None: an
-    eighth of the shorter side, which removes the shapes of small images as RISE's blur does at 224 px) and
-    puts those pixels back. Evaluated without gradients, ``batch`` images at a time.
+    from the pixels left (``fill="road"``, :func:`road_fill`; one sparse solve per point, so slower);
+    insertion starts from ``blur(image, blur_sigma)`` (None: an eighth of the shorter side, which removes the
+    shapes of small images as RISE's blur does at 224 px) and puts those pixels back. Evaluated without
+    gradients, ``batch`` images at a time.
 
     Returns ``{"deletion_auc", "insertion_auc"}`` (floats, in the score's units: 0..1 for probabilities),
     ``"fractions"`` ``(steps + 1,)`` the fraction of pixels changed, and the curves ``"deletion"``,

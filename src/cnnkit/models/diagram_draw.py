@@ -27,11 +27,11 @@ PITCH = 1.12  # between rows
 RUN = 5
 MARGIN = 0.3
 
-COLOURS = {  # fill by kind; drawn in the legend in this order
-    "input": "#e5e5e5", "conv": "#9ecae1", "stage": "#9ecae1", "encoder stage": "#9ecae1",
-    "deconv": "#a1d99b", "decoder stage": "#a1d99b", "upsample": "#c7e9c0", "unpool": "#c7e9c0",
-    "pool": "#fdd49e", "roi pool": "#fdd49e", "fc": "#cbc9e2", "dropout": "#fcc5c0", "flatten": "#f0f0f0",
-    "norm": "#f0f0f0", "act": "#f0f0f0", "fpn": "#d9d9d9", "rpn": "#fdae6b", "head": "#fc9272", "other": "#f7f7f7",
+COLOURS = {  # fill by kind, each its own (a legend entry names one kind); drawn in the legend in this order
+    "input": "#e5e5e5", "conv": "#9ecae1", "stage": "#c6dbef", "encoder stage": "#6baed6",
+    "deconv": "#a1d99b", "decoder stage": "#74c476", "upsample": "#c7e9c0", "unpool": "#e5f5e0",
+    "pool": "#fdd49e", "roi pool": "#fee391", "fc": "#cbc9e2", "dropout": "#fcc5c0", "flatten": "#e7d4e8",
+    "norm": "#fff7bc", "act": "#f6e8c3", "fpn": "#bdbdbd", "rpn": "#fdae6b", "head": "#fc9272", "other": "#f7f7f7",
 }
 EDGE_STYLES = {  # colour, line style, width, what the legend calls it
     "sequential": ("#404040", "-", 1.0, "data flow"),

@@ -59,7 +59,11 @@ def write_report(run: str | Path, images: int = 200, show: int = 8, explain: int
     html = page(title, _subtitle(config, model, weights), _headline(best, epoch, config, model, folder), sections,
                 _footer(weights))
     path = folder / "report.html"
-    atomic_write_bytes(path, html.encode("utf-8"))
+    try:
+        atomic_write_bytes(path, html.encode("utf-8"))
+    except OSError as e:  # the CLI's own OSError message names --out / --project, which report lacks
+        raise CnnkitError(f"{e.filename or path}: {e.strerror or e}; report.html is written into RUN: make {folder} "
+                          "writable, or copy the run folder somewhere you can write and report on the copy") from None
     return path
 
 
@@ -80,10 +84,11 @@ def architecture_section(model: Model | None, why: str) -> Section:
     title = "Architecture"
     if model is None:
         return Section("architecture", title, note(why))
+    from cnnkit.models.summary import card_input_shape
+
     meta, net = model.meta, model.module.net
     params = sum(p.numel() for p in net.parameters())
-    side = list(meta.crop) if meta.crop else [meta.imgsz, meta.imgsz]
-    shape = (1, meta.in_chans, int(side[0]), int(side[1]))
+    shape = card_input_shape(meta)  # as `cnnkit summary RUN` draws it
     said = note(f"{meta.model}: {params:,} parameters; input {list(shape)}")
     try:
         from cnnkit.models.diagram import diagram_svg
@@ -92,7 +97,8 @@ def architecture_section(model: Model | None, why: str) -> Section:
     try:
         import copy
 
-        svg = diagram_svg(net if model.device.type == "cpu" else copy.deepcopy(net).cpu(), shape)
+        named = f"{meta.model}, input {shape[1]}×{shape[2]}×{shape[3]}"  # the card's name, not the class's
+        svg = diagram_svg(net if model.device.type == "cpu" else copy.deepcopy(net).cpu(), shape, named)
     except Exception as e:  # noqa: BLE001 - a network the diagram cannot trace still has the rest of its report
         return Section("architecture", title, said + note(f"no diagram: {(str(e).splitlines() or [''])[0][:200]}"))
     start = svg.find("<svg")

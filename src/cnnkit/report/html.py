@@ -57,8 +57,8 @@ figcaption { font-size: 12px; color: var(--muted); margin-top: 4px; max-width: 4
 .config table { width: 100%; }
 .config td { text-align: left; word-break: break-word; }
 .config td.k { color: var(--muted); white-space: nowrap; }
-.svg { overflow: auto; border: 1px solid var(--line); padding: 8px; background: #fff; }
-.svg svg { display: block; max-width: 100%; height: auto; }
+.svg { overflow-x: auto; border: 1px solid var(--line); padding: 8px; background: #fff; }
+.svg svg { display: block; max-width: none; height: auto; }  /* its own size, scrolled: shrunk, it cannot be read */
 footer { color: var(--muted); font-size: 12px; padding: 0 32px 24px; }
 """
 

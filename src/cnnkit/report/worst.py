@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from cnnkit.loading import Model
 
 SHOWN_SIDE = 440  # pictures larger than this are shrunk before they go into the page (pixels)
+MAP_ALPHA = 0.35  # the heatmap's weight over the image in the report's overlays (the image still reads under it)
 DRAWN = ("class", "mask", "instances")  # prediction keys the tasks that can be compared with a truth give
 WORST = "Most wrong validation images"
 
@@ -36,6 +37,14 @@ class Worst:
     name: str = ""
     image: Image.Image | None = None  # the image as the model saw it
     truth: str = ""  # the truth in words ("true: cat"), or what its picture shows
+
+
+class Unscored(float):
+    """A truth object's score: formats as nothing, so the task's overlay labels it with its class alone (a
+    drawn "1.00" reads as a prediction's confidence)."""
+
+    def __format__(self, spec: str) -> str:
+        return ""
 
 
 @contextmanager
@@ -80,7 +89,7 @@ def truth_picture(model: Model, pil: Image.Image, target: Any) -> tuple[Image.Im
         objects = []
         for k, (box, label) in enumerate(zip(target["boxes"].tolist(), target["labels"].tolist())):
             obj = {"class": classes[label - 1] if 0 < label <= len(classes) else str(label), "class_id": label - 1,
-                   "score": 1.0, "box": [float(v) for v in box]}
+                   "score": Unscored(1.0), "box": [float(v) for v in box]}
             if masks is not None and k < len(masks):
                 obj["rle"] = encode(masks[k].cpu().numpy().astype(np.uint8))
             objects.append(obj)
@@ -164,14 +173,16 @@ def explanations_section(model: Model, worst: list[Worst]) -> Section:
         except Exception as e:  # noqa: BLE001 - one image's failure is said, the others still shown
             problems.setdefault(_first_line(e), []).append(f"#{w.index}")
             continue
-        for i, label in enumerate(found.labels[:3]):
-            caption = f"#{w.index} {label}" + (f" · {w.truth}" if w.truth.startswith("true") else "")
-            pictures.append(figure(shown(_enlarged(found.overlay(i))), f"{caption} (Grad-CAM at {found.layer})"))
+        said = f" · {w.truth}" if w.truth.startswith("true") else ""
+        shots = [figure(shown(_enlarged(found.image.convert("RGB"))), f"#{w.index}{said}")]
+        shots += [figure(shown(_enlarged(overlay(found.image, found.maps[i]))), f"{label} (Grad-CAM at {found.layer})")
+                  for i, label in enumerate(found.labels[:3])]
+        pictures.append(f'<div class="item explained"><div class="pair maps">{"".join(shots)}</div></div>')
     body = ""
     if pictures:
-        body = note(f"Grad-CAM of the {len(worst)} worst images above, for what the model predicted: red marks the "
-                    "regions whose features raised that prediction most.")
-        body += f'<div class="grid maps">{"".join(pictures)}</div>'
+        body = note(f"Grad-CAM of the {len(worst)} worst images above, for what the model predicted: each image, then "
+                    "its maps over it; red marks the regions whose features raised that prediction most.")
+        body += f'<div class="grid">{"".join(pictures)}</div>'
     body += "".join(note(f"no explanation for {', '.join(items)}: {why}") for why, items in problems.items())
     return Section("explain", title, body or note("no explanation could be made"))
 
@@ -185,6 +196,18 @@ def validation_data(model: Model, weights: Path) -> tuple[TaskData, Any]:
     with quiet():
         data = model.task.build_data(cfg, meta=model.meta, split="val")
     return data, model.task.build_loss(cfg, data)
+
+
+def overlay(image: Image.Image, heat: np.ndarray, alpha: float = MAP_ALPHA) -> Image.Image:
+    """``heat`` ``(H, W)`` float 0..1 in jet colours over ``image`` (RGB), weighted ``alpha``: lighter than
+    ``Explanation.overlay``'s, so that the image shows through."""
+    from cnnkit.explain.core import jet
+
+    base = image.convert("RGB")
+    colours = Image.fromarray(jet(heat))
+    if colours.size != base.size:
+        colours = colours.resize(base.size, Image.BILINEAR)
+    return Image.blend(base, colours, alpha)
 
 
 def _enlarged(picture: Image.Image, side: int = 224) -> Image.Image:

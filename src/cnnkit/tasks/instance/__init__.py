@@ -16,6 +16,10 @@ from cnnkit.tasks.registry import DemoSpec, TaskSpec
 
 DEFAULT_DETECTIONS = 300  # most objects a model returns per image (model_args: detections)
 MIN_TILE = 64  # px: the feature pyramid's coarsest level has stride 64; a smaller tile pools to nothing
+# px: the least longer side of a working image. The pyramid's deepest GroupNorm level has stride 32 (the encoder's
+# total stride, every detector here) and the model pads images to multiples of 32: a longer side up to 32 leaves
+# that level one pixel, one value per group, and torch's GroupNorm raises. Twice the stride leaves it two or more.
+MIN_SIDE = 64
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,20 @@ class InstanceTrainOptions:
     shift_augment: bool = option(False, "also random colour inversion, grey conversion and strong colour jitter, "
                                         "for test images from other stains, microscopes or cameras")
     freeze_epochs: int = freeze_epochs_option()
+
+
+def working_scale(height: int, width: int, max_size: int) -> float:
+    """The factor from a ``height`` x ``width`` px image to the detector's working image: shrunk so that the
+    longer side is at most ``max_size`` (0: no limit), grown so that it is at least ``MIN_SIDE``. Boxes and masks
+    found at the working size go back to the image's own by this factor, whichever way it goes."""
+    longer = max(height, width)
+    factor = min(1.0, max_size / longer) if max_size else 1.0
+    return max(factor, MIN_SIDE / longer)
+
+
+def working_size(height: int, width: int, factor: float) -> tuple[int, int]:
+    """``(h, w)`` px of the working image of a ``height`` x ``width`` image at ``factor``, at least 1 px a side."""
+    return max(1, round(height * factor)), max(1, round(width * factor))
 
 
 def _demo(masks: bool) -> DemoSpec:

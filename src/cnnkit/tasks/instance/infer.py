@@ -20,16 +20,18 @@ and their enclosing box.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
-from torchvision.ops import box_iou
+from torchvision.ops import box_iou, clip_boxes_to_image
 
 from cnnkit.data.rle import encode
 from cnnkit.metrics.coco import paste_local
 from cnnkit.tasks.common import tile_starts
+from cnnkit.tasks.instance import working_scale, working_size
 
 MERGE_IOU = 0.5  # IoU inside the shared region at or above which two whole views are one object
 MERGE_COVER = 0.5  # share of a cut detection inside another above which it is a part of that object
@@ -108,6 +110,51 @@ def detect(model: nn.Module, images: list[torch.Tensor], post: PostProcess) -> l
     if len({im.shape for im in x}) > 1:
         return [out for im in x for out in run_detector(model.net, [im], post)]
     return run_detector(model.net, x, post)
+
+
+def scaled_image(image: torch.Tensor, factor: float) -> torch.Tensor:
+    """A ``(C, H, W)`` uint8 or float image resized by ``factor`` to ``working_size`` (bilinear, antialiased);
+    the same dtype back."""
+    if factor == 1.0:
+        return image
+    size = working_size(image.shape[-2], image.shape[-1], factor)
+    out = torch.nn.functional.interpolate(image[None].float(), size=size, mode="bilinear", antialias=True)[0]
+    return out.round().clamp(0, 255).byte() if image.dtype == torch.uint8 else out.to(image.dtype)
+
+
+def grown_forward(run: Callable[[nn.Module, list[torch.Tensor]], list[dict]], model: nn.Module,
+                  images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+    """``run(model, images)`` (a detector in eval mode) with each image whose longer side is under ``MIN_SIDE``
+    grown to it (``working_scale``), as ``predict`` grows it, and its boxes mapped back to and clipped to its
+    own size. Masks need nothing: the detectors return them in box coordinates (``FixedScaleTransform``)."""
+    factors = [working_scale(im.shape[-2], im.shape[-1], 0) for im in images]
+    if all(f == 1.0 for f in factors):
+        return run(model, images)
+    outputs = run(model, [scaled_image(im, f) for im, f in zip(images, factors)])
+    for im, f, out in zip(images, factors, outputs):
+        if f != 1.0:
+            out["boxes"] = clip_boxes_to_image(out["boxes"] / f, tuple(im.shape[-2:]))
+    return outputs
+
+
+def grown_samples(images: list[torch.Tensor], targets: list[dict]) -> tuple[list[torch.Tensor], list[dict]]:
+    """Training samples whose longer side is under ``MIN_SIDE`` grown to it, as ``grown_forward`` grows them,
+    with their targets' boxes and masks (nearest): a training crop that small, alone in its batch, leaves the
+    deepest GroupNorm level one value per group, and torch raises."""
+    images, targets = list(images), list(targets)
+    for i, im in enumerate(images):
+        factor = working_scale(im.shape[-2], im.shape[-1], 0)
+        if factor == 1.0:
+            continue
+        images[i] = scaled_image(im, factor)
+        size = tuple(images[i].shape[-2:])
+        target = dict(targets[i], boxes=clip_boxes_to_image(targets[i]["boxes"] * factor, size))
+        if "masks" in target:
+            masks = target["masks"]
+            target["masks"] = (torch.nn.functional.interpolate(masks[None].float(), size=size)[0].to(masks.dtype)
+                               if len(masks) else masks.new_zeros((0, *size)))  # an image without objects
+        targets[i] = target
+    return images, targets
 
 
 def detect_image(model: nn.Module, image: torch.Tensor, post: PostProcess) -> list[Detection]:
@@ -231,11 +278,14 @@ def _fuse(group: list[Detection], cut: list[bool]) -> Detection:
 
 def to_instances(dets: list[Detection], classes: list[str], factor: float, size: tuple[int, int],
                  masks: bool) -> list[dict]:
-    """JSON-able instances at the original image ``size`` (H, W); ``factor`` is the working scale."""
+    """JSON-able instances at the original image ``size`` (H, W); ``factor`` is the working scale. Boxes are
+    clipped to the image: the working size is rounded, so a box at its edge may map a fraction of a pixel out."""
     out = []
+    height, width = size
     for d in dets:
+        box = np.clip(np.asarray(d.box, np.float64) / factor, 0, [width, height, width, height])
         inst = {"class": classes[d.label - 1], "class_id": d.label - 1, "score": round(d.score, 4),
-                "box": [round(float(v) / factor, 2) for v in d.box]}
+                "box": [round(float(v), 2) for v in box]}
         if masks and d.mask is not None:
             inst["rle"] = encode(_full_mask(d, factor, size))
         out.append(inst)
@@ -250,7 +300,7 @@ def _full_mask(d: Detection, factor: float, size: tuple[int, int]) -> np.ndarray
         h, w = d.mask.shape
         full[d.top:d.top + h, d.left:d.left + w] = d.mask[:size[0] - d.top, :size[1] - d.left]
         return full
-    work = (round(size[0] * factor), round(size[1] * factor))
+    work = working_size(*size, factor)
     small = d.mask_in((0, 0, *work)).astype(np.float32)
     resized = torch.nn.functional.interpolate(torch.from_numpy(small)[None, None], size=size, mode="bilinear")
     return resized[0, 0].numpy() > 0.5

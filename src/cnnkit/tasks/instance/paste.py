@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 
 from cnnkit.data.rle import encode
+from cnnkit.tasks.instance import working_size
 
 THRESHOLD = 0.5  # mask probability above which a pixel belongs to the object
 
@@ -40,11 +41,13 @@ def instances_from_outputs(outputs: list[np.ndarray], classes: list[str], size: 
     boxes, labels, scores = outputs[:3]
     masks = outputs[3] if len(outputs) > 3 else None
     order = [i for i in np.argsort(-scores, kind="stable") if scores[i] >= score_thresh][:max_det]
-    work = (max(1, round(size[0] * factor)), max(1, round(size[1] * factor)))
+    work = working_size(*size, factor)
+    bounds = [size[1], size[0], size[1], size[0]]  # boxes clipped to the image, as the PyTorch path clips them
     out = []
     for i in order:
+        box = np.clip(boxes[i].astype(np.float64) / factor, 0, bounds)
         inst = {"class": classes[int(labels[i]) - 1], "class_id": int(labels[i]) - 1,
-                "score": round(float(scores[i]), 4), "box": [round(float(v) / factor, 2) for v in boxes[i]]}
+                "score": round(float(scores[i]), 4), "box": [round(float(v), 2) for v in box]}
         if masks is not None:
             mask = paste_one(masks[i], boxes[i], work)
             if work != size:  # back to the original size, as the PyTorch path does

@@ -26,10 +26,20 @@ from cnnkit.models.wrapper import build_image_model
 from cnnkit.options import make_options
 from cnnkit.predictor import View
 from cnnkit.tasks.common import given_stats, image_stats
-from cnnkit.tasks.instance import DEFAULT_DETECTIONS, InstanceOptions
+from cnnkit.tasks.instance import DEFAULT_DETECTIONS, InstanceOptions, working_scale
 from cnnkit.tasks.instance.explain import detection_targets
 from cnnkit.tasks.instance.graph import DetectGraph
-from cnnkit.tasks.instance.infer import Detection, PostProcess, detect, detect_image, detect_tiled, to_instances
+from cnnkit.tasks.instance.infer import (
+    Detection,
+    PostProcess,
+    detect,
+    detect_image,
+    detect_tiled,
+    grown_forward,
+    grown_samples,
+    scaled_image,
+    to_instances,
+)
 from cnnkit.tasks.instance.view import InstanceView
 from cnnkit.tasks.registry import get_layouts
 
@@ -42,7 +52,8 @@ def detection_losses(outputs: Any, targets: Any) -> torch.Tensor | None:
 
 
 def forward_with_targets(model: nn.Module, images: list[torch.Tensor], targets: list[dict]) -> Any:
-    return model(images, targets)
+    """The training forward: the losses of ``images`` (``(C, H, W)`` each; a small one grown) and ``targets``."""
+    return model(*grown_samples(images, targets))
 
 
 def any_objects(items: list, sample: int = 200) -> bool:
@@ -119,13 +130,16 @@ class InstanceTask(InstanceView):
         return COCOMetrics(list(meta.classes), masks=self.masks, max_dets=limit)
 
     def eval_forward(self, options: InstanceOptions):
-        """With ``max_det``, the model returns up to that many objects (COCO's maxDets follows it)."""
-        if not options.max_det:
-            return None
-
-        def forward(model: nn.Module, images: list[torch.Tensor]) -> list[dict]:
+        """Small images (longer side under ``MIN_SIDE``) grown as ``predict`` grows them, their boxes mapped back;
+        with ``max_det``, the model returns up to that many objects (COCO's maxDets follows it)."""
+        def run(model: nn.Module, images: list[torch.Tensor]) -> list[dict]:
+            if not options.max_det:
+                return model(images)
             heads = model.net.roi_heads
             return detect(model, images, PostProcess(heads.score_thresh, heads.nms_thresh, options.max_det))
+
+        def forward(model: nn.Module, images: list[torch.Tensor]) -> list[dict]:
+            return grown_forward(run, model, images)
         return forward
 
     @torch.no_grad()
@@ -167,9 +181,9 @@ class InstanceTask(InstanceView):
         """The detections of ``image`` above ``score_thresh`` (``request.options``, else the defaults), one
         target each (``cnnkit.tasks.instance.explain``): at most 10 by score, or those of the class
         ``request.target`` names, or its ``#k``, the k-th by score (as ``predict`` orders them); each scored by
-        its matched detection's score. The inputs are the working image (shrunk to ``max_size``) whole: an
-        image ``predict`` would tile is explained untiled, so its detections may differ from the tiled
-        prediction's. CnnkitError when nothing is detected or ``target`` matches no detection."""
+        its matched detection's score. The inputs are the working image (shrunk to ``max_size``, a small one
+        grown) whole: an image ``predict`` would tile is explained untiled, so its detections may differ from the
+        tiled prediction's. CnnkitError when nothing is detected or ``target`` matches no detection."""
         options = request.options if request.options is not None else self.options()
         if isinstance(options, dict):
             options = make_options(self.options, options, self.name)
@@ -179,16 +193,12 @@ class InstanceTask(InstanceView):
 
     @staticmethod
     def _working_image(pil: Image.Image, meta: Any) -> tuple[torch.Tensor, float]:
-        """``(C, H, W)`` uint8 at the working scale (shrunk to ``max_size``), and the scale factor."""
+        """``(C, h, w)`` uint8 at the working scale and the scale factor: shrunk to ``max_size``, and a small
+        image grown to ``MIN_SIDE`` (a detector cannot run a smaller one; predictions go back by the factor)."""
         array = pil_to_array(pil, meta.in_chans, meta.pixel_max)
         height, width = array.shape[:2]
-        factor = min(1.0, meta.max_size / max(height, width)) if meta.max_size else 1.0
-        tensor = torch.from_numpy(array).permute(2, 0, 1).contiguous()
-        if factor < 1.0:
-            size = (max(1, round(height * factor)), max(1, round(width * factor)))
-            tensor = torch.nn.functional.interpolate(tensor[None].float(), size=size, mode="bilinear",
-                                                     antialias=True)[0].round().clamp(0, 255).byte()
-        return tensor, factor
+        factor = working_scale(height, width, meta.max_size)
+        return scaled_image(torch.from_numpy(array).permute(2, 0, 1).contiguous(), factor), factor
 
 
 __all__ = ["InstanceTask", "Detection"]
