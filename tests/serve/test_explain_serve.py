@@ -57,7 +57,7 @@ def test_heatmaps_decode_as_pngs_of_the_image_size(models):
     body = answer.json()
     assert body["method"] == "gradcam" and body["layer"] and len(body["targets"]) == 2
     for target in body["targets"]:
-        assert target["label"] and decode(target["overlay"]).size == (WIDTH, HEIGHT)
+        assert target["label"] and decode(target["overlay"]).size == (WIDTH, HEIGHT) and target["flat"] in (True, False)
         grey = decode(target["map"]["png"])
         assert grey.mode == "L" and grey.size == (WIDTH, HEIGHT) and target["map"]["shape"] == [HEIGHT, WIDTH]
     assert raw.status_code == 200 and [t["label"].split()[0] for t in raw.json()["targets"]] == ["square"]

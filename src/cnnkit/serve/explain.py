@@ -57,10 +57,12 @@ def grey_png(heatmap: np.ndarray) -> Image.Image:
 def answer_body(explanation: Any) -> dict[str, Any]:
     """An ``Explanation`` (``cnnkit.explain.core``: maps ``(T, H, W)`` at the image's size) as the route's JSON:
     ``method``, ``layer`` and per target its ``label``, ``overlay`` (a data URL) and ``map`` (``shape`` [H, W],
-    ``png``: a data URL of the map as 8-bit grey)."""
+    ``png``: a data URL of the map as 8-bit grey) and ``flat`` (the map is all 0)."""
     maps = np.asarray(explanation.maps)
+    flat = list(getattr(explanation, "flat", [])) or [not bool(m.any()) for m in maps]
     targets = [{"label": str(label), "overlay": data_url(explanation.overlay(i)),
-                "map": {"shape": [int(maps.shape[1]), int(maps.shape[2])], "png": data_url(grey_png(maps[i]))}}
+                "map": {"shape": [int(maps.shape[1]), int(maps.shape[2])], "png": data_url(grey_png(maps[i]))},
+                "flat": bool(flat[i])}  # all 0: the method found no evidence for it at this layer
                for i, label in enumerate(explanation.labels)]
     return {"method": explanation.method, "layer": explanation.layer, "targets": targets}
 
