@@ -21,6 +21,7 @@ from cnnkit.cli.recognize import EXAMPLES as RECOGNITION_EXAMPLES
 from cnnkit.cli.recognize import add_recognition_parsers
 from cnnkit.cli.report import EXAMPLES as REPORT_EXAMPLES
 from cnnkit.cli.report import add_report_parser
+from cnnkit.cli.summary import add_summary_parser
 from cnnkit.data.images import DEFAULT_MAX_PIXELS
 from cnnkit.errors import CnnkitError
 from cnnkit.tasks import get_spec, task_names
@@ -317,17 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--imgsz", type=bounded(int, 16), default=224, help="input side for the FLOPs column (pixels); "
                    "'-' for detectors, whose work depends on the objects found")
 
-    p = add("summary", "layer table of a model: output shapes, parameters and FLOPs")
-    p.add_argument("model", metavar="MODEL", help="registered model name, or a checkpoint (.pt) or run folder "
-                                                  "(its best.pt, else last.pt): the network its card describes")
-    p.add_argument("--imgsz", type=bounded(int, 1), default=None,
-                   help="input side (pixels) [default: 224; a checkpoint's training size, else its crop]")
-    p.add_argument("--in-chans", type=bounded(int, 1), default=None,
-                   help="input channels [default: 3; a checkpoint's]")
-    p.add_argument("--num-classes", type=bounded(int, 1), default=10,
-                   help="number of classes (a registered name; a checkpoint has its own)")
-    p.add_argument("--diagram", metavar="FILE", default=None,
-                   help="also draw the architecture (blocks with output shapes, skip connections) to FILE.svg or .png")
+    p = add("summary", "layer table of a model: output shapes, parameters, FLOPs and receptive fields")
+    add_summary_parser(p, bounded)
 
     p = add("report", "write a run folder's report.html again: curves, figures, config, the worst validation "
                       "images, explanations, the network's diagram (training writes it when it ends)")
