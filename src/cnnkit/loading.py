@@ -115,10 +115,13 @@ class Model:
         ``reference`` to a model that is not a recognition model, an unknown method, layer or target.
         """
         from cnnkit.engine.task import ExplainRequest
-        from cnnkit.explain.core import explain_images
+        from cnnkit.explain.core import explain_images, refuse_unhonoured
 
         if isinstance(topk, bool) or not isinstance(topk, int) or topk < 1:
             raise CnnkitError(f"topk={topk!r}: give a whole number of at least 1 (the classes to explain)")
+        if topk != 1 and "topk" not in self.options():  # a task without top-k classes would ignore it
+            raise CnnkitError(f"topk: a {self.meta.task} model has no top-k classes to explain; drop topk")
+        refuse_unhonoured(options)
         if reference is not None and self.meta.task != "recognize":
             raise CnnkitError(f"reference: only a recognition model compares an image with a reference; this is a "
                               f"{self.meta.task} model, so drop reference")

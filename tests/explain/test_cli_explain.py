@@ -45,7 +45,9 @@ def test_explain_writes_overlays_maps_and_a_csv(weights, images, tmp_path, capsy
 def test_default_folder_is_numbered_and_options_pass(weights, images, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     one = str(images / "a" / "one.png")
-    assert main(["explain", "--weights", str(weights), one, "--method", "ig", "--target", "star", "--tta"]) == 0
+    assert main(["explain", "--weights", str(weights), one, "--method", "ig", "--target", "star"]) == 0
+    # --tta is classify's, but an explanation runs the image once: refused, not silently dropped
+    assert main(["explain", "--weights", str(weights), one, "--tta"]) == 2
     assert main(["explain", "--weights", str(weights), one, "--method", "ig", "--target", "0"]) == 0
     assert (tmp_path / "runs" / "explain" / "explanations.csv").is_file()
     rows = list(csv.DictReader((tmp_path / "runs" / "explain2" / "explanations.csv").open()))

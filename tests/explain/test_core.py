@@ -133,3 +133,19 @@ def test_save_has_a_default_stem_and_flat_and_nowhere_maps_are_told(tmp_path):
     assert said[0] == "star (0.01): predicted nowhere in the image, so it is explained over the whole image"
     assert said[1] == ("star (0.01): the map is flat: gradcam found no evidence for it at blocks.1 (Grad-CAM keeps "
                        "only positive evidence); try --method occlusion") and len(said) == 2
+
+
+def test_options_an_explanation_would_not_honour_are_refused(model, tmp_path):
+    # regression (user trial): --mode/--tile/--tta were taken and silently not honoured
+    with pytest.raises(CnnkitError, match="tta: explanations run on the whole image"):
+        model.explain(picture(), tta=True)
+    seg = cnnkit.load(write_checkpoint(tmp_path, "segment"), device="cpu")
+    with pytest.raises(CnnkitError, match="mode: explanations run on the whole image"):
+        seg.explain(picture(), mode="whole")
+    with pytest.raises(CnnkitError, match="topk: a segment model has no top-k classes"):  # the API did ignore it
+        seg.explain(picture(), topk=2)
+
+
+def test_a_target_and_topk_together_are_refused(model):
+    with pytest.raises(CnnkitError, match="give one of them"):
+        model.explain(picture(), target=0, topk=2)

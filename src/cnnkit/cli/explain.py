@@ -68,6 +68,7 @@ def add_explain_parser(p: argparse.ArgumentParser, bounded: Callable[..., Callab
 def _task_options(args: argparse.Namespace, model: Any) -> Any:
     """The task's prediction options given as flags, checked against the model's task (one line naming a flag
     it does not take)."""
+    from cnnkit.explain.core import refuse_unhonoured
     from cnnkit.tasks import get_spec, task_names
 
     every = {i.name for t in task_names() for i in option_infos(get_spec(t).options)}
@@ -77,6 +78,7 @@ def _task_options(args: argparse.Namespace, model: Any) -> Any:
         flag = "--" + key.replace("_", "-")
         raise CnnkitError(f"{flag}: an option of {', '.join(owners)}, not {model.meta.task}; drop {flag}")
     given = {k: v for k, v in vars(args).items() if k in every and k not in OWN}
+    refuse_unhonoured(given, flags=True)
     return make_options(model.options_type, given, model.meta.task, model.runtime, flags=True)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
+from cnnkit.errors import CnnkitError
 from cnnkit.files import atomic_write_bytes
 from cnnkit.log import LOGGER
 
@@ -22,6 +23,18 @@ if TYPE_CHECKING:
     from cnnkit.loading import Model
 
 ALPHA = 0.5  # the heatmap's weight over the image in an overlay
+# prediction options that change how predict runs the image (tiles, flips, probabilities out): an explanation
+# runs the whole working image once, so these would be taken and silently not honoured
+NOT_HONOURED = ("mode", "tile", "overlap", "tile_batch", "probs", "tta")
+
+
+def refuse_unhonoured(given: Iterable[str], flags: bool = False) -> None:
+    """CnnkitError naming the first of ``given`` (prediction option names) that explanations do not honour."""
+    for name in given:
+        if name in NOT_HONOURED:
+            shown = f"--{name.replace('_', '-')}" if flags else name
+            raise CnnkitError(f"{shown}: explanations run on the whole image at the model's working size, once, "
+                              f"without tiles or test-time flips; drop {shown}")
 
 
 @dataclass

@@ -124,3 +124,17 @@ def test_gradcam_maps_each_detection(detector, scene):
     targets = task.explain_targets(model, scene, ExplainRequest(target="#1", options=ALL))
     maps = methods.compute_maps(model, targets, "gradcam")
     assert maps.shape == (1, 80, 96) and np.isfinite(maps).all() and 0 <= maps.min() <= maps.max() <= 1
+
+
+def test_an_image_predict_would_tile_is_explained_shrunk_to_four_crops(detector):
+    # regression (user trial): a 4000 x 3000 image was explained whole, found nothing and ran out of memory
+    task, model = detector
+    big = Image.fromarray(np.tile(synthetic.make_scene(0, size=96).image, (4, 5, 1)))  # 384 x 480: 20 crops
+    options = InstanceOptions(score_thresh=0.0)
+    try:
+        targets = task.explain_targets(model, big, ExplainRequest(options=options))
+    except CnnkitError as e:  # an untrained detector may find nothing: then the message says why
+        assert "shrunk to" in str(e) and "predict tiles it" in str(e)
+        return
+    h, w = targets.inputs.shape[-2:]
+    assert h * w <= 4 * 96 * 96 + 2 * (h + w) and targets.original_size == (384, 480)

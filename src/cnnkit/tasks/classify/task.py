@@ -16,6 +16,7 @@ from cnnkit.data.inputs import describe_inputs
 from cnnkit.data.request import DataRequest
 from cnnkit.data.transforms import build_batch_transform, build_train_transform, channel_stats
 from cnnkit.engine.task import ExplainRequest, ExplainTargets, Task, TaskData
+from cnnkit.errors import CnnkitError
 from cnnkit.meta import ModelMeta
 from cnnkit.metrics.classification import ClassificationMetrics
 from cnnkit.models import accepts
@@ -123,6 +124,9 @@ class ClassifyTask(ClassifyView):
         inputs = torch.from_numpy(array).permute(2, 0, 1)[None].float().div(255).to(next(model.parameters()).device)
         probs = model(inputs).float().softmax(1)[0].cpu()
         target = "" if request.target is None else str(request.target)
+        if target and request.topk > 1:
+            raise CnnkitError(f"--target {target} --topk {request.topk}: one names the class, the other the K most "
+                              "probable ones; give one of them")
         if target:
             chosen = [class_index(target, classes)]
         else:

@@ -44,6 +44,7 @@ from cnnkit.tasks.instance.view import InstanceView
 from cnnkit.tasks.registry import get_layouts
 
 DEFAULT_CROP = 512  # training crop side when --imgsz is not given (pixels)
+EXPLAIN_CROPS = 4  # an explained image is at most this many training crops in area: predict tiles larger ones
 
 
 def detection_losses(outputs: Any, targets: Any) -> torch.Tensor | None:
@@ -182,14 +183,25 @@ class InstanceTask(InstanceView):
         target each (``cnnkit.tasks.instance.explain``): at most 10 by score, or those of the class
         ``request.target`` names, or its ``#k``, the k-th by score (as ``predict`` orders them); each scored by
         its matched detection's score. The inputs are the working image (shrunk to ``max_size``, a small one
-        grown) whole: an image ``predict`` would tile is explained untiled, so its detections may differ from the
-        tiled prediction's. CnnkitError when nothing is detected or ``target`` matches no detection."""
+        grown) whole: an image ``predict`` would tile is explained untiled, shrunk to EXPLAIN_CROPS training crops
+        of area (memory; the objects near the size trained on), so its detections may differ from the tiled
+        prediction's. CnnkitError when nothing is detected or ``target`` matches no detection."""
         options = request.options if request.options is not None else self.options()
         if isinstance(options, dict):
             options = make_options(self.options, options, self.name)
         tensor, _ = self._working_image(image, model.meta)
-        return detection_targets(model, tensor, request, options, (image.height, image.width),
-                                 model.meta.value("detections", DEFAULT_DETECTIONS))
+        limit = EXPLAIN_CROPS * model.meta.crop[0] * model.meta.crop[1]
+        area = tensor.shape[1] * tensor.shape[2]
+        if area > limit:  # predict tiles it; whole, it would be objects smaller than trained on, and out of memory
+            tensor = scaled_image(tensor, (limit / area) ** 0.5)
+        try:
+            return detection_targets(model, tensor, request, options, (image.height, image.width),
+                                     model.meta.value("detections", DEFAULT_DETECTIONS))
+        except CnnkitError as e:
+            if area <= limit:
+                raise
+            raise CnnkitError(f"{e} (an image this large is explained whole, shrunk to {tensor.shape[2]}x"
+                              f"{tensor.shape[1]} px, where predict tiles it: crop the region to explain)") from None
 
     @staticmethod
     def _working_image(pil: Image.Image, meta: Any) -> tuple[torch.Tensor, float]:
