@@ -69,10 +69,6 @@ EXAMPLES = {
   cnnkit data convert dsb_coco/annotations.json --to yolo --out dsb_yolo
   cnnkit data convert dsb_yolo --to masks --out dsb_maps""",
     "models": "examples:\n  cnnkit models\n  cnnkit models --task segment --imgsz 256\n  cnnkit models --no-flops",
-    "summary": ("examples:\n  cnnkit summary basic_cnn --imgsz 28 --in-chans 1\n  cnnkit summary resnet18 --imgsz 224\n"
-                "  cnnkit summary unet_resnet18 --imgsz 256 --num-classes 11\n"
-                "  cnnkit summary segnet_basic --imgsz 128 --diagram segnet.svg\n"
-                "  cnnkit summary runs/segment/exp/best.pt     (the checkpoint's network, at its training size)"),
     "export": """examples:
   cnnkit export --weights runs/classify/exp/best.pt                     (best.onnx beside it)
   cnnkit export --weights best.pt --dynamic --verify --data path/to/images

@@ -10,9 +10,17 @@ from typing import Any
 
 from cnnkit.errors import CnnkitError
 
+EXAMPLES = """examples:
+  cnnkit summary basic_cnn --imgsz 28 --in-chans 1
+  cnnkit summary resnet18 --imgsz 224
+  cnnkit summary unet_resnet18 --imgsz 256 --num-classes 11
+  cnnkit summary segnet_basic --imgsz 128 --diagram segnet.svg
+  cnnkit summary runs/segment/exp/best.pt     (the checkpoint's network, at its training size)"""
+
 
 def add_summary_parser(p: argparse.ArgumentParser, bounded: Callable[..., Callable[[str], float]]) -> None:
     """The flags of ``cnnkit summary`` (``bounded``: main's range-checked argparse types)."""
+    p.epilog = EXAMPLES
     p.add_argument("model", metavar="MODEL", help="registered model name, or a checkpoint (.pt) or run folder "
                                                   "(its best.pt, else last.pt): the network its card describes")
     p.add_argument("--imgsz", type=bounded(int, 1), default=None,

@@ -62,13 +62,14 @@ class Explanation:
             self.nowhere = [r is not None and not np.any(r) for r in self.regions] + [False] * (
                 len(self.labels) - len(self.regions))
 
-    def overlay(self, i: int = 0) -> Image.Image:
-        """Map ``i`` over the image: jet colours (blue low, red high), half transparent; an RGB PIL image."""
+    def overlay(self, i: int = 0, alpha: float = ALPHA) -> Image.Image:
+        """Map ``i`` over the image: jet colours (blue low, red high) weighted ``alpha`` (0: the image alone,
+        1: the map alone); an RGB PIL image."""
         base = _rgb(self.image)
         heat = Image.fromarray(jet(self.maps[i]))
         if heat.size != base.size:
             heat = heat.resize(base.size, Image.BILINEAR)
-        return Image.blend(base, heat, ALPHA)
+        return Image.blend(base, heat, alpha)
 
     def names(self, stem: str) -> list[tuple[str, str]]:
         """(overlay, map) file names of each target: ``<stem>_<i>_<label-slug>.png`` and ``.npy``."""

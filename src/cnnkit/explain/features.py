@@ -11,7 +11,6 @@ channels converted, normalised by the model. Receptive fields are the theoretica
 
 from __future__ import annotations
 
-import copy
 import io
 import math
 import re
@@ -65,9 +64,11 @@ def prepare(model: ImageModel, image: Image.Image) -> torch.Tensor:
 
 
 def private(model: Any) -> ImageModel:
-    """A copy of the ``ImageModel`` in evaluation mode, to hook: predictions running meanwhile on the original
-    (the server's worker pool) never meet the hooks, and no normalisation statistics change."""
-    return copy.deepcopy(_image_model(model)).eval()
+    """The ``ImageModel``'s private copy (``core.private_copy``: hooks never meet predictions running on the
+    original) in evaluation mode, so that no normalisation statistics change."""
+    from cnnkit.explain.core import private_copy
+
+    return private_copy(_image_model(model)).eval()
 
 
 def _stage_maps(model: ImageModel, image: Image.Image) -> tuple[list[StageMap], tuple[int, ...]]:

@@ -175,7 +175,7 @@ def explanations_section(model: Model, worst: list[Worst]) -> Section:
             continue
         said = f" · {w.truth}" if w.truth.startswith("true") else ""
         shots = [figure(shown(_enlarged(found.image.convert("RGB"))), f"#{w.index}{said}")]
-        shots += [figure(shown(_enlarged(overlay(found.image, found.maps[i]))), f"{label} (Grad-CAM at {found.layer})")
+        shots += [figure(shown(_enlarged(found.overlay(i, alpha=MAP_ALPHA))), f"{label} (Grad-CAM at {found.layer})")
                   for i, label in enumerate(found.labels[:3])]
         pictures.append(f'<div class="item explained"><div class="pair maps">{"".join(shots)}</div></div>')
     body = ""
@@ -196,18 +196,6 @@ def validation_data(model: Model, weights: Path) -> tuple[TaskData, Any]:
     with quiet():
         data = model.task.build_data(cfg, meta=model.meta, split="val")
     return data, model.task.build_loss(cfg, data)
-
-
-def overlay(image: Image.Image, heat: np.ndarray, alpha: float = MAP_ALPHA) -> Image.Image:
-    """``heat`` ``(H, W)`` float 0..1 in jet colours over ``image`` (RGB), weighted ``alpha``: lighter than
-    ``Explanation.overlay``'s, so that the image shows through."""
-    from cnnkit.explain.core import jet
-
-    base = image.convert("RGB")
-    colours = Image.fromarray(jet(heat))
-    if colours.size != base.size:
-        colours = colours.resize(base.size, Image.BILINEAR)
-    return Image.blend(base, colours, alpha)
 
 
 def _enlarged(picture: Image.Image, side: int = 224) -> Image.Image:

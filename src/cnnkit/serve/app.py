@@ -16,8 +16,6 @@ written anywhere else. A client that leaves mid-upload is logged in one line. Th
 
 from __future__ import annotations
 
-import base64
-import io
 import time
 from importlib import resources
 from pathlib import Path
@@ -36,13 +34,7 @@ from cnnkit.predictor import Predictor
 from cnnkit.serve.docs import add_docs
 from cnnkit.serve.explain import add_explain
 from cnnkit.serve.recognition import add_recognition
-from cnnkit.serve.uploads import Limits, Runner, check_key, image_bytes, open_upload, read_capped
-
-
-def png_base64(picture: Image.Image) -> str:
-    buffer = io.BytesIO()
-    picture.save(buffer, format="PNG")
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
+from cnnkit.serve.uploads import Limits, Runner, check_key, image_bytes, open_upload, png_base64, read_capped
 
 
 def info(predictor: Predictor) -> dict[str, Any]:

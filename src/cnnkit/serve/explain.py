@@ -14,8 +14,6 @@ and two at once would see each other's activations.
 
 from __future__ import annotations
 
-import base64
-import io
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -30,7 +28,7 @@ from cnnkit.log import LOGGER
 from cnnkit.options import option_infos
 from cnnkit.recognition.identify import TASK as RECOGNIZE
 from cnnkit.serve.recognition import BINARY, Upload, multipart, one, read_form
-from cnnkit.serve.uploads import Limits, Runner, check_key, load_upload, open_upload, read_capped
+from cnnkit.serve.uploads import Limits, Runner, check_key, load_upload, open_upload, png_base64, read_capped
 
 ROUTE = "POST /explain"
 OWN = ("method", "target", "topk", "layer")  # the route's query parameters; the others are prediction options
@@ -43,9 +41,7 @@ OptionParser = Callable[[Request, tuple[str, ...]], dict[str, Any]]  # query -> 
 
 def data_url(picture: Image.Image) -> str:
     """A PIL image as a ``data:image/png;base64,...`` URL."""
-    buffer = io.BytesIO()
-    picture.save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    return "data:image/png;base64," + png_base64(picture)
 
 
 def grey_png(heatmap: np.ndarray) -> Image.Image:

@@ -5,6 +5,7 @@ See ``cnnkit.serve.app`` for the order in which a request meets the guards."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import hmac
 import io
 import threading
@@ -196,3 +197,10 @@ class Runner:
     def predicting(self) -> AbstractContextManager[Any]:
         """Held around a call of the model: its lock when it is not thread-safe, else nothing."""
         return self.serial if self.serial is not None else nullcontext()
+
+
+def png_base64(picture: Image.Image) -> str:
+    """A PIL image as PNG bytes in base64 (ASCII): the JSON answers' pictures."""
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
