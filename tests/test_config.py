@@ -95,7 +95,7 @@ def test_the_config_holds_the_tasks_options_and_saves_them_flat(tmp_path):
 @pytest.mark.parametrize("values, match", [
     ({"task": "classify", "binary": True}, "'binary' is an option of segment, not classify"),
     ({"task": "pretrain", "augment": "strong"}, "'augment' is an option of classify, segment, instance, "
-                                                "detect and recognize, not pretrain"),
+                                                "detect, recognize and click, not pretrain"),
     ({"task": "segment", "method": "mae"}, "'method' is an option of pretrain, not segment"),
     ({"task": "classify", "label_smothing": 0.1}, "unknown config key 'label_smothing'.*'label_smoothing'"),
     ({"task": "segment", "ignore_index": 70000}, "'ignore_index' must be at most 65535"),

@@ -17,7 +17,7 @@ LAYERS = [
     {"engine"},
     {"export"},
     {"tasks", "grow"},
-    {"api", "loading", "validate", "recognition", "explain", "report"},
+    {"api", "loading", "validate", "recognition", "explain", "report", "annotate"},
     {"serve", "cli", "__main__"},
 ]
 LEVEL = {name: i for i, layer in enumerate(LAYERS) for name in layer}

@@ -17,15 +17,18 @@ _LAZY = {"Model": "cnnkit.api", "load": "cnnkit.api", "train": "cnnkit.api", "va
          "verify": "cnnkit.recognition.identify", "enrol": "cnnkit.recognition.identify",
          "search": "cnnkit.recognition.identify", "Gallery": "cnnkit.recognition.gallery",
          "explain_images": "cnnkit.explain.core", "Explanation": "cnnkit.explain.core",
+         "click_mask": "cnnkit.annotate", "Click": "cnnkit.metrics.clicks",
          "TrainConfig": "cnnkit.config", "ModelMeta": "cnnkit.meta", "register_task": "cnnkit.tasks",
          "create_model": "cnnkit.models", "list_models": "cnnkit.models", "register_model": "cnnkit.models"}
 
 if TYPE_CHECKING:  # an editor follows these; at run time they load on first use (below)
+    from cnnkit.annotate import click_mask
     from cnnkit.api import Model, export, load, train, val
     from cnnkit.config import TrainConfig
     from cnnkit.explain.core import Explanation, explain_images
     from cnnkit.grow.segments import segment_image, segment_images
     from cnnkit.meta import ModelMeta
+    from cnnkit.metrics.clicks import Click
     from cnnkit.models import create_model, list_models, register_model
     from cnnkit.recognition.gallery import Gallery
     from cnnkit.recognition.identify import enrol, search, verify
@@ -49,6 +52,6 @@ def __dir__() -> list[str]:
     return sorted(__all__)
 
 
-__all__ = ["Explanation", "Gallery", "Model", "ModelMeta", "Result", "TrainConfig", "ValResult", "__version__",
-           "create_model", "enrol", "explain_images", "export", "list_models", "load", "register_model",
+__all__ = ["Click", "Explanation", "Gallery", "Model", "ModelMeta", "Result", "TrainConfig", "ValResult", "__version__",
+           "click_mask", "create_model", "enrol", "explain_images", "export", "list_models", "load", "register_model",
            "register_task", "search", "segment_image", "segment_images", "train", "val", "verify"]

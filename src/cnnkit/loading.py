@@ -131,6 +131,32 @@ class Model:
                                  reference=None if reference is None else self.to_pil(reference))
         return explain_images(self, [self.to_pil(im) for im in items], method, request, layer)
 
+    def click(self, image: ImageLike, clicks: Sequence[Any], prev_mask: np.ndarray | None = None,
+              threshold: float = 0.5) -> np.ndarray:
+        """A click model's mask of the object that ``clicks`` point at: bool ``(H, W)`` at the image's size.
+
+        ``clicks``: :class:`cnnkit.Click` (``y``, ``x`` in pixels, ``positive``) or ``(x, y, positive)`` tuples;
+        ``prev_mask``: the mask the last call gave, which the model corrects; ``threshold``: the probability
+        above which a pixel is the object. CnnkitError for a model of another task, clicks outside the image or
+        a ``prev_mask`` of another size (see :func:`cnnkit.click_mask`)."""
+        import numpy as np
+
+        from cnnkit.annotate.inputs import as_clicks, as_image_array, as_prev
+
+        predict_clicks = getattr(self.task, "predict_clicks", None)  # the click task's; no other task has it
+        if not callable(predict_clicks):
+            raise CnnkitError(f"a {self.meta.task} model takes no clicks; train a click model with "
+                              "`cnnkit train click --data D` and load its best.pt")
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold < 1:
+            raise CnnkitError(f"threshold={threshold!r}: give a probability strictly between 0 and 1 (default 0.5)")
+        array = as_image_array(self.to_pil(image) if not isinstance(image, np.ndarray) else image)
+        shape = (int(array.shape[0]), int(array.shape[1]))
+        chosen = as_clicks(clicks, shape)
+        if not chosen:
+            return np.zeros(shape, bool)
+        prob = predict_clicks(self.module, Image.fromarray(array), chosen, as_prev(prev_mask, shape))
+        return np.asarray(prob) > threshold
+
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         import torch
 

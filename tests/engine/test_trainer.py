@@ -150,6 +150,13 @@ def test_monitor_a_loss_means_lower_is_better(tmp_path):
     assert best["epoch"] == 1 + losses.index(min(losses))
 
 
+def test_clicks_and_failures_are_lower_is_better():
+    from cnnkit.engine.trainer import lower_is_better
+
+    assert lower_is_better("noc85") and lower_is_better("noc90") and lower_is_better("fail85")
+    assert not lower_is_better("iou@5") and not lower_is_better("miou") and lower_is_better("val_loss")
+
+
 def test_unknown_monitor(tmp_path):
     with pytest.raises(CnnkitError, match="--monitor acc: not a metric"):
         cnnkit.train(**TINY, monitor="acc", project=str(tmp_path))

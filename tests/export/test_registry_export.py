@@ -17,7 +17,7 @@ from cnnkit.engine.checkpoint import save_checkpoint
 from cnnkit.export.exporter import build_graph
 from cnnkit.export.verify import exported_runner, parity
 from cnnkit.models import accepts, get_entry, list_models
-from cnnkit.models.registry import PRETRAINER
+from cnnkit.models.registry import CLICKER, PRETRAINER
 from cnnkit.models.wrapper import build_image_model
 from cnnkit.tasks import task_of_kind
 from tests.export.helpers import META, STATS
@@ -44,8 +44,9 @@ def checkpoint(folder, name: str):
     return path, Model(model, state, torch.device("cpu"))  # in memory: a large model is not read back twice
 
 
-# every model but pretraining's (its networks are fine-tuned or embed; they are not exported)
-EXPORTABLE = [n for n in list_models() if get_entry(n).kind != PRETRAINER]
+# every model but pretraining's (its networks are fine-tuned or embed; they are not exported) and the click models'
+# (they answer clicks, not images: the click task has no export graph)
+EXPORTABLE = [n for n in list_models() if get_entry(n).kind not in (PRETRAINER, CLICKER)]
 
 
 def one_per_architecture() -> list[str]:

@@ -13,11 +13,9 @@ from cnnkit.serve.app import Limits, create_app
 
 
 @contextmanager
-def running(predictor, limits: Limits = Limits(), **app_args) -> Iterator[str]:
-    """Serve ``predictor`` on 127.0.0.1 (port picked by the OS); yields the base URL. ``app_args``: create_app's
-    others (a recognition model's gallery, allow_enrol)."""
-    config = uvicorn.Config(create_app(predictor, limits, **app_args), host="127.0.0.1", port=0, log_level="warning")
-    server = uvicorn.Server(config)
+def serving(app) -> Iterator[str]:
+    """``app`` on uvicorn in a thread, on 127.0.0.1 (port picked by the OS); yields the base URL."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
@@ -31,3 +29,11 @@ def running(predictor, limits: Limits = Limits(), **app_args) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@contextmanager
+def running(predictor, limits: Limits = Limits(), **app_args) -> Iterator[str]:
+    """Serve ``predictor`` on 127.0.0.1 (port picked by the OS); yields the base URL. ``app_args``: create_app's
+    others (a recognition model's gallery, allow_enrol)."""
+    with serving(create_app(predictor, limits, **app_args)) as url:
+        yield url

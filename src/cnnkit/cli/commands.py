@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cnnkit.cli.annotate import cmd_annotate  # noqa: F401 - a subcommand
 from cnnkit.cli.deploy import cmd_export, cmd_serve, load_predictor  # noqa: F401 - subcommands
 from cnnkit.cli.embed import cmd_embed  # noqa: F401 - a subcommand
 from cnnkit.cli.explain import cmd_explain  # noqa: F401 - a subcommand

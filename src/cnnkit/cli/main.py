@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from cnnkit import __version__
+from cnnkit.cli.annotate import add_annotate_parser
 from cnnkit.cli.embed import add_embed_parser
 from cnnkit.cli.explain import add_explain_parser
 from cnnkit.cli.flags import add_config_flags, add_option_flags
@@ -303,6 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("segment", "masks without a model: segments found in the images, or grown from a few seeds per class; "
                        "writes a data set for cnnkit train segment")
     add_segment_parser(p, bounded)
+    add_annotate_parser(add, bounded)
 
     _add_data_parser(add)
     _add_deploy_parsers(add)

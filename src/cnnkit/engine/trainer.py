@@ -327,8 +327,10 @@ def test_once(parts: Parts, task: Task, data: TaskData, cfg: TrainConfig, run: R
     parts.eval_model.load_state_dict(best["model"])
     loader = DataLoader(data.test, batch_size=max(1, cfg.batch), num_workers=cfg.workers, collate_fn=data.collate_fn)
     metrics = task.build_metrics(data.meta, device)
+    # as validation ran: a task that evaluates by more than a forward pass (a click model's clicking) needs its own
+    forward = task.eval_forward(make_options(task.options, {}, cfg.task, flags=True))
     results = evaluate(parts.eval_model, loader, metrics, device=device, amp=cfg.amp,
-                       channels_last=cfg.channels_last)
+                       channels_last=cfg.channels_last, forward=forward)
     metrics.save(run_dir / "test")
     atomic_write_bytes(run_dir / "test" / "metrics.json", json_bytes(results, indent=2))
     log.info(f"test ({len(data.test)} images, best.pt of epoch {best['epoch']}, scored once): "
@@ -337,8 +339,10 @@ def test_once(parts: Parts, task: Task, data: TaskData, cfg: TrainConfig, run: R
 
 
 def lower_is_better(metric: str) -> bool:
-    """Losses and error rates (an equal error rate, ``eer``) improve downwards; every other metric upwards."""
-    return "loss" in metric or metric == "eer" or metric.endswith("_error")
+    """Losses and error rates (an equal error rate, ``eer``), clicks needed (``noc85``) and failure rates
+    (``fail85``) improve downwards; every other metric upwards."""
+    return ("loss" in metric or metric == "eer" or metric.endswith("_error")
+            or metric.startswith(("noc", "fail")))
 
 
 def better(fitness: float, row: dict[str, Any], parts: Parts) -> bool:

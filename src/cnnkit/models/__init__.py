@@ -2,6 +2,7 @@
 
 from cnnkit.models import (  # noqa: F401  (registration)
     basic_cnn,
+    click,
     coco_detection,
     detection,
     embedding,

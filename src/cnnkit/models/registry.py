@@ -3,8 +3,8 @@
 A model is registered with its ``kind``, what its network outputs (``CLASSIFIER``: class logits; ``SEGMENTER``:
 per-pixel logits; ``MASK_DETECTOR`` / ``BOX_DETECTOR``: objects with or without masks; ``PRETRAINER``: a
 self-supervised network around another's trunk; ``EMBEDDER``: a metric-learning network around another's
-trunk), never a task's name: a task says which kind it trains (``TaskSpec.model_kind``; a task of its own may
-register its models under its name as the kind).
+trunk; ``CLICKER``: a segmenter given clicks and its previous mask), never a task's name: a task says which kind
+it trains (``TaskSpec.model_kind``; a task of its own may register its models under its name as the kind).
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from torch import nn
 
 from cnnkit.errors import CnnkitError, did_you_mean
 
-CLASSIFIER, SEGMENTER, MASK_DETECTOR, BOX_DETECTOR, PRETRAINER, EMBEDDER = (
-    "classifier", "segmenter", "mask_detector", "box_detector", "pretrainer", "embedder")
-WRAPPERS = (PRETRAINER, EMBEDDER)  # networks built around another registered model's trunk (--model names that one)
+CLASSIFIER, SEGMENTER, MASK_DETECTOR, BOX_DETECTOR, PRETRAINER, EMBEDDER, CLICKER = (
+    "classifier", "segmenter", "mask_detector", "box_detector", "pretrainer", "embedder", "clicker")
+# networks built around another registered model (--model names that one): its trunk, or a whole segmenter (CLICKER)
+WRAPPERS = (PRETRAINER, EMBEDDER, CLICKER)
 
 
 @dataclass(frozen=True)

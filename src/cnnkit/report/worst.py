@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
+from cnnkit.errors import CnnkitError
 from cnnkit.log import LOGGER
 from cnnkit.report.html import Section, figure, note
 from cnnkit.report.scoring import item_losses
@@ -144,7 +145,10 @@ def _cannot_compare(model: Model, images: int) -> str:
     """Why no image can be ranked (no images asked for, predictions without a truth to compare), or ''."""
     if images <= 0:
         return "no validation images scored (--images 0)"
-    probe = model.predict([Image.new("RGB", (max(8, model.meta.imgsz),) * 2)])[0]
+    try:
+        probe = model.predict([Image.new("RGB", (max(8, model.meta.imgsz),) * 2)])[0]
+    except CnnkitError as e:  # a task that predicts only from more than an image (a click model's clicks)
+        return f"{model.meta.task}'s model does not predict from an image alone ({_first_line(e)})"
     if any(k in probe for k in DRAWN) and len(model.meta.classes) > 1:
         return ""
     return (f"{model.meta.task}'s predictions ({', '.join(sorted(probe)) or 'empty'}) hold no class, mask or "
