@@ -6,11 +6,12 @@ al. 2021, up to 20 clicks, stopping at 0.90 IoU after at least 5), one object at
 - model: a click model checkpoint (``cnnkit train click``; ``--weights``), through
   ``cnnkit.annotate.ModelClicker`` (the clicks, disks of 5 px, and its previous mask in, the mask out);
 - seeds: ``cnnkit.annotate.SeedClicker`` (cnnkit.grow, positive click disks seeding the object and negative
-  ones the background, the image border too while there is no negative click), what ``cnnkit annotate`` uses
+  ones and the image border the background; after a negative click the answer is cut to the previous mask),
+  what ``cnnkit annotate`` uses
   without a model;
 - walker: ``skimage.segmentation.random_walker`` (beta 130, mode "bf", on the RGB image in 0..1) with the
-  same seeds: positive disks label 1, negative disks label 2, the image border label 2 while there is no
-  negative click (``--walker-border always``: with negative clicks too); the previous mask unused.
+  same seeds: positive disks label 1, negative disks and the image border label 2 (``--walker-border
+  until-negative``: the border only until the first negative click); the previous mask unused.
 
 Reported per method: NoC@85 and NoC@90 (mean clicks to reach 0.85 / 0.90 IoU, 20 when never), IoU after 1,
 3 and 5 clicks, fail@85 (objects never reaching 0.85) and the mean seconds one answer takes (the clicker's
@@ -55,7 +56,7 @@ class WalkerClicker:
     name = "walker"
 
     def __init__(self, beta: float = 130.0, mode: str = "bf", radius: float = CLICK_RADIUS,
-                 border: str = "until-negative"):
+                 border: str = "always"):
         self.beta, self.mode, self.radius, self.border = beta, mode, radius, border
 
     def seeds(self, clicks: Sequence[Click], shape: tuple[int, int]) -> np.ndarray:
@@ -208,9 +209,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     r.add_argument("--seed-options", nargs="*", default=[], metavar="KEY=VALUE", help="SeedClicker's options")
     r.add_argument("--beta", type=float, default=130.0, help="random walker's beta [130]")
     r.add_argument("--walker-mode", default="bf", help="random walker's solver [bf]")
-    r.add_argument("--walker-border", choices=("until-negative", "always"), default="until-negative",
-                   help="seed the image border as background until the first negative click (the seeds "
-                   "SeedClicker gets), or always [until-negative]")
+    r.add_argument("--walker-border", choices=("until-negative", "always"), default="always",
+                   help="seed the image border as background always (as SeedClicker does) or until the first "
+                   "negative click [always]")
     r.add_argument("--max-clicks", type=int, default=MAX_CLICKS, help=f"clicks per object [{MAX_CLICKS}]")
     r.add_argument("--stop-iou", type=float, default=0.90, help="stop once this IoU is reached [0.90]")
     r.add_argument("--min-clicks", type=int, default=5, help="clicks made before stopping [5]")

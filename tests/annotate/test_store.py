@@ -175,3 +175,36 @@ def test_the_store_and_the_click_api_import_without_torch():
     # the page's bookkeeping loads before (and without) any model; torch comes with the first click
     code = "import sys, cnnkit.annotate; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_failed_accept_leaves_the_data_set_as_it_was(source, tmp_path, monkeypatch):
+    # regression: the image was copied, the mask failed, and `cnnkit data check` then found an image without a mask
+    out = tmp_path / "out"
+    store = AnnotationStore(source, out, ["cell"])
+    store.save_draft(1, [Click(3, 4, True)])
+    real = store_module.atomic_write_bytes
+
+    def refuse_masks(path, data):
+        if Path(path).parent.name == "masks":
+            raise PermissionError(13, "Permission denied", str(path))
+        real(path, data)
+
+    monkeypatch.setattr(store_module, "atomic_write_bytes", refuse_masks)
+    with pytest.raises(CnnkitError, match="cannot write"):
+        store.accept(1, box(2, 2, 8, 8), "cell")
+    assert not (out / "images" / "b.png").exists() and not store.objects(1)
+    assert store.draft(1) == [Click(3, 4, True)]
+    monkeypatch.setattr(store_module, "atomic_write_bytes", real)
+    store.accept(1, box(2, 2, 8, 8), "cell")
+    assert (out / "images" / "b.png").is_file() and (out / "masks" / "b.png").is_file()
+
+
+def test_a_second_annotator_on_one_folder_is_refused(tmp_path):
+    # regression: two servers on one --out wrote over each other's objects
+    first = store_module.hold_folder(tmp_path / "out")
+    try:
+        with pytest.raises(CnnkitError, match="another cnnkit annotate is writing"):
+            store_module.hold_folder(tmp_path / "out")
+    finally:
+        first.close()
+    store_module.hold_folder(tmp_path / "out").close()  # free again once the first closed

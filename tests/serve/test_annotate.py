@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 
 import numpy as np
 import pytest
@@ -157,3 +158,14 @@ def test_instance_layout_colours_each_object_by_its_class(folders):
     assert list(labels[20, 15, :3]) == colours[1] and list(labels[20, 45, :3]) == colours[0]
     assert [o["class"] for o in state["objects"]] == ["dog", "cat"]
     assert set(np.unique(np.asarray(Image.open(folders[1] / "masks" / "scene0.png")))) == {0, 1, 2}
+
+
+def test_clicks_must_be_whole_numbers_and_booleans(folders):
+    # regression: NaN was a 500 with a traceback in the log, and "yes" counted as a positive click
+    client = client_of(FakeStore(*folders, ["object"]))
+    for body in ({"x": float("nan"), "y": 3}, {"x": 2.5, "y": 3}, {"x": 2, "y": 3, "positive": "yes"},
+                 {"x": "2", "y": 3}):
+        answer = client.post("/api/click/0", content=json.dumps(body),
+                             headers={"Content-Type": "application/json"})
+        assert answer.status_code == 422, body
+    assert client.post("/api/click/0", json={"x": 2, "y": 3, "positive": False}).status_code == 200

@@ -104,3 +104,24 @@ def test_keys_undo_a_click_and_done_moves_on(tmp_path):
         page.wait_for_selector("body[data-index='1'][data-ready='1']")
         assert "1/2 done" in page.text_content("#status") and store.status()[0]["done"]
         assert not problems, problems
+
+
+def test_an_unreadable_image_does_not_stop_n_and_p(tmp_path):
+    # regression: with a corrupt image first, N tried image 2 forever and the images after it were out of reach
+    folder = scenes(tmp_path / "photos", n=3)
+    (folder / "scene1.png").write_bytes(b"not a picture")
+    store = AnnotationStore(folder, tmp_path / "out", ["cell"])
+    with serving(create_annotate_app(store, FakeClicker(), ["cell"])) as url, local_page(url) as (page, problems):
+        page.goto(url + "/")
+        page.wait_for_selector("body[data-index='0'][data-ready='1']")
+        page.keyboard.press("n")
+        page.wait_for_selector("body[data-index='1']")
+        page.wait_for_selector("#message.error")
+        message = page.text_content("#message")
+        assert "scene1.png" in message and "--skip-bad" not in message
+        page.keyboard.press("n")
+        page.wait_for_selector("body[data-index='2'][data-ready='1']")
+        page.keyboard.press("p")
+        page.wait_for_selector("body[data-index='1']")
+        page.keyboard.press("p")
+        page.wait_for_selector("body[data-index='0'][data-ready='1']")

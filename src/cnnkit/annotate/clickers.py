@@ -63,11 +63,12 @@ class ModelClicker:
 
 class SeedClicker:
     """The seeded method of ``cnnkit.grow`` (no trained model): disks of ``radius`` px around the positive clicks
-    seed the object, those around the negative clicks the background; without a negative click, a band of
-    ``border`` px along the image's edge seeds the background (clicked disks win over it). ``connected``: keep
-    only the object's regions that hold a positive click (the clicked object, not everything that looks
-    like it). The previous mask is ignored: each call learns from all the clicks afresh, so the answer does
-    not drift. No positive click: an empty mask.
+    seed the object, those around the negative clicks and a band of ``border`` px along the image's edge the
+    background (clicked disks win over the band). ``connected``: keep only the object's regions that hold a
+    positive click (the clicked object, not everything that looks like it). Each call learns from all the
+    clicks afresh; a negative click only takes away: after one, the answer is cut to the previous mask (a
+    network relearned from a few background seeds may otherwise flood the image). No positive click: an
+    empty mask.
 
     grow_options: fields of :class:`cnnkit.grow.method.GrowOptions`; the defaults here (60 steps at 160 px on
     the long side) answer in about 1-2 s for a 360x480 image on 2 CPU cores. Deterministic (``seed``).
@@ -96,7 +97,7 @@ class SeedClicker:
         """``(H, W)`` int32 seed map as ``grow_images`` reads it: 1 = object, 2 = background, 0 = unseeded."""
         disks = click_maps(clicks, shape, self.radius) > 0
         seeds = np.zeros(shape, np.int32)
-        if not any(not c.positive for c in clicks) and self.border:
+        if self.border:  # also after negative clicks: a few of them alone seed too little background
             b = self.border
             seeds[:b], seeds[-b:], seeds[:, :b], seeds[:, -b:] = 2, 2, 2, 2
         seeds[disks[1]] = 2
@@ -113,6 +114,8 @@ class SeedClicker:
             return np.zeros(shape, bool)
         labels, _ = grow_images([image], [self.seeds(shape, clicks)], 2, self.options)[0]
         mask = labels == 0
+        if not clicks[-1].positive and prev is not None and np.shape(prev) == shape:
+            mask &= np.asarray(prev, bool)
         return keep_clicked(mask, clicks) if self.connected else mask
 
 

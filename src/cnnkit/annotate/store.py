@@ -249,10 +249,17 @@ class AnnotationStore:
                 n += 1  # a file left by an undo that crashed before its state was saved is never reused
             name = f"{n:04d}.png"
             self._write(self._state_path(i).parent / name, png_bytes(Image.fromarray(arr)))
+            draft = state["draft"]
             state["objects"].append({"class": class_name, "file": name})
             state["draft"] = []
-            self._write_data(i, state)
-            self._save_state(i, state)
+            try:
+                self._write_data(i, state)
+                self._save_state(i, state)
+            except CnnkitError:  # nothing half-written stays: the data set as it was before this object
+                state["objects"].pop()
+                state["draft"] = draft
+                self._write_data(i, state, failing=True)
+                raise
             return self.mask_path(i)
 
     def undo(self, i: int) -> bool:
@@ -284,14 +291,25 @@ class AnnotationStore:
             state["draft"] = [[c.y, c.x, c.positive] for c in chosen]
             self._save_state(i, state)
 
-    def _write_data(self, i: int, state: dict[str, Any]) -> None:
+    def _write_data(self, i: int, state: dict[str, Any], failing: bool = False) -> None:
         """The image's files in the data set, as ``state`` says: written when it has objects or is done,
-        removed (mask, class table, copied image) otherwise."""
+        removed (mask, class table, copied image) otherwise. ``failing``: putting them back after a failed
+        write, as far as the folder allows (the first error is the one the caller reports)."""
         path, mask_file = self._path(i), self.mask_path(i)
         copy, table = self.out / "images" / path.name, mask_file.with_suffix(".json")
         if not state["objects"] and not state["done"]:
             for stale in (mask_file, table, copy):
-                self._remove(stale)
+                try:
+                    self._remove(stale)
+                except (CnnkitError, OSError):
+                    if not failing:
+                        raise
+            return
+        if failing:
+            try:
+                self._write_data(i, state)
+            except CnnkitError:
+                pass
             return
         if not copy.is_file():
             try:
@@ -331,3 +349,27 @@ def classes_csv(names: list[str]) -> bytes:
     for k, name in enumerate(["background", *names]):
         writer.writerow([k, name, *colours[k]])
     return buffer.getvalue().encode()
+
+
+def hold_folder(out: Path) -> Any:
+    """An exclusive lock on ``out`` for as long as the returned file stays open (the caller keeps it), so that a
+    second ``cnnkit annotate`` on the same data set is refused instead of writing over the first one's objects.
+    CnnkitError when another process holds it; no lock where the system has no ``fcntl`` (Windows)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: one annotator per folder is the user's care
+        return None
+    folder = Path(out) / STATE_DIR
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = open(folder / "lock", "a+b")  # noqa: SIM115 - held open on purpose
+    except OSError as e:
+        raise CnnkitError(f"{out}: cannot write the annotations there ({e.strerror or e}); make the folder "
+                          "writable or pass another --out") from None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise CnnkitError(f"{out}: another cnnkit annotate is writing this data set; close it first (two would "
+                          "overwrite each other's objects), or pass another --out") from None
+    return handle

@@ -85,6 +85,7 @@ def cmd_annotate(args: argparse.Namespace) -> int:
     check_folder(folder)
     check_address(args.host, args.port)  # before a model loads or anything is written
     from cnnkit.annotate import AnnotationStore, load_clicker
+    from cnnkit.annotate.store import hold_folder
     from cnnkit.serve.annotate import serve_annotate
 
     if args.classes is not None:
@@ -92,6 +93,11 @@ def cmd_annotate(args: argparse.Namespace) -> int:
     else:  # an --out annotated before keeps its own classes (the store's), a new one gets "object"
         classes = [] if (out / "classes.csv").is_file() else ["object"]
     clicker = load_clicker(args.weights, device=args.device)
-    store = AnnotationStore(folder, out, classes, args.layout)  # refuses an --out of another layout or classes
-    serve_annotate(store, clicker, store.classes, args.host, args.port, browser=not args.no_browser)
+    lock = hold_folder(out)  # held while serving: a second server on this --out is refused
+    try:
+        store = AnnotationStore(folder, out, classes, args.layout)  # refuses an --out of another layout or classes
+        serve_annotate(store, clicker, store.classes, args.host, args.port, browser=not args.no_browser)
+    finally:
+        if lock is not None:
+            lock.close()
     return 0

@@ -27,8 +27,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from fastapi import Body, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from PIL import Image
+from pydantic import BaseModel, ConfigDict
 
 from cnnkit import __version__
 from cnnkit.data.images import open_image, pil_to_array
@@ -42,6 +44,15 @@ if TYPE_CHECKING:
     from cnnkit.annotate import AnnotationStore, Clicker
 
 KEPT = 8  # images whose click history (a mask per click) and pixels stay in memory; others come back from drafts
+
+
+class ClickBody(BaseModel):
+    """A click as the page posts it: whole image pixels, and a true boolean (``"yes"`` is no answer)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+    x: int
+    y: int
+    positive: bool = True
 
 
 @dataclass
@@ -99,7 +110,13 @@ class Annotator:
     def pixels(self, i: int) -> np.ndarray:
         """Image ``i`` as (H, W, 3) uint8, as the data readers see it (EXIF orientation applied)."""
         if i not in self._pixels:
-            self._pixels[i] = pil_to_array(open_image(self.check(i)), 3)
+            path = self.check(i)
+            try:
+                self._pixels[i] = pil_to_array(open_image(path), 3)
+            except CnnkitError as e:  # its hints name other commands' flags (--skip-bad): this page has none
+                reason = str(e).split(";")[0].removeprefix(f"{path}: ").removeprefix(f"{path.name}: ")
+                raise CnnkitError(f"{path.name}: cannot be shown ({reason}); replace or remove it in "
+                                  f"{path.parent} (the other images are not affected)") from None
             while len(self._pixels) > 2:
                 self._pixels.popitem(last=False)
         return self._pixels[i]
@@ -246,6 +263,13 @@ def create_annotate_app(store: AnnotationStore, clicker: Clicker, classes: Seque
     app = FastAPI(title="cnnkit annotate", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
     work = Annotator(store, clicker, classes)
 
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # one line the page can show; FastAPI's own answer echoes the input, and NaN cannot be written as JSON
+        where = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or 'body'}: {e['msg']}" for e in exc.errors())
+        return JSONResponse({"detail": f"{where} (clicks are whole pixel numbers x, y and positive true/false)"},
+                            status_code=422)
+
     @app.middleware("http")
     async def guard(request: Request, call_next: Any) -> Any:
         if hosts is not None and _hostname(request.headers.get("host", "")) not in hosts:
@@ -296,8 +320,8 @@ def create_annotate_app(store: AnnotationStore, clicker: Clicker, classes: Seque
         return locked(i, lambda: None)
 
     @app.post("/api/click/{i}")
-    def click(i: int, x: int = Body(...), y: int = Body(...), positive: bool = Body(True)) -> dict:
-        return locked(i, lambda: work.click(i, Click(y=y, x=x, positive=positive)))
+    def click(i: int, body: ClickBody) -> dict:
+        return locked(i, lambda: work.click(i, Click(y=body.y, x=body.x, positive=body.positive)))
 
     @app.post("/api/undo/{i}")
     def undo(i: int) -> dict:
