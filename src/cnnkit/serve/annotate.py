@@ -263,22 +263,7 @@ def create_annotate_app(store: AnnotationStore, clicker: Clicker, classes: Seque
     app = FastAPI(title="cnnkit annotate", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
     work = Annotator(store, clicker, classes)
 
-    @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        # one line the page can show; FastAPI's own answer echoes the input, and NaN cannot be written as JSON
-        where = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or 'body'}: {e['msg']}" for e in exc.errors())
-        return JSONResponse({"detail": f"{where} (clicks are whole pixel numbers x, y and positive true/false)"},
-                            status_code=422)
-
-    @app.middleware("http")
-    async def guard(request: Request, call_next: Any) -> Any:
-        if hosts is not None and _hostname(request.headers.get("host", "")) not in hosts:
-            return JSONResponse({"detail": "unknown Host header: open the page at the address it was served on"},
-                                status_code=400)
-        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if request.method == "POST" and kind != "application/json":
-            return JSONResponse({"detail": "POST a JSON body (Content-Type: application/json)"}, status_code=415)
-        return await call_next(request)
+    add_guards(app, hosts)
     page = resources.files("cnnkit.serve").joinpath("annotate.html").read_text(encoding="utf-8")
 
     def locked(i: int, action: Any) -> dict[str, Any]:
@@ -319,6 +304,34 @@ def create_annotate_app(store: AnnotationStore, clicker: Clicker, classes: Seque
     def state(i: int) -> dict:
         return locked(i, lambda: None)
 
+    add_edits(app, work, locked)
+
+    app.state.annotator = work
+    return app
+
+
+def add_guards(app: FastAPI, hosts: Sequence[str] | None) -> None:
+    """The Host check (DNS rebinding), JSON-only POSTs (no cross-site form can post) and one-line 422s."""
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # one line the page can show; FastAPI's own answer echoes the input, and NaN cannot be written as JSON
+        where = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or 'body'}: {e['msg']}" for e in exc.errors())
+        return JSONResponse({"detail": f"{where} (clicks are whole pixel numbers x, y and positive true/false)"},
+                            status_code=422)
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next: Any) -> Any:
+        if hosts is not None and _hostname(request.headers.get("host", "")) not in hosts:
+            return JSONResponse({"detail": "unknown Host header: open the page at the address it was served on"},
+                                status_code=400)
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if request.method == "POST" and kind != "application/json":
+            return JSONResponse({"detail": "POST a JSON body (Content-Type: application/json)"}, status_code=415)
+        return await call_next(request)
+
+
+def add_edits(app: FastAPI, work: Annotator, locked: Any) -> None:
+    """The routes that change an image's state: each answers the image's state after it (``locked``)."""
     @app.post("/api/click/{i}")
     def click(i: int, body: ClickBody) -> dict:
         return locked(i, lambda: work.click(i, Click(y=body.y, x=body.x, positive=body.positive)))
@@ -338,9 +351,6 @@ def create_annotate_app(store: AnnotationStore, clicker: Clicker, classes: Seque
     @app.post("/api/done/{i}")
     def done(i: int) -> dict:
         return locked(i, lambda: work.done(i))
-
-    app.state.annotator = work
-    return app
 
 
 def serve_annotate(store: AnnotationStore, clicker: Clicker, classes: Sequence[str] = ("object",),
