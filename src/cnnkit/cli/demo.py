@@ -171,9 +171,32 @@ def demo_identities(task: str, project: Path, epochs: int) -> None:
     print(f"next: cnnkit search --weights {result.run_dir / 'best.pt'} --gallery {gallery} IMAGES")
 
 
+def demo_clicks(task: str, project: Path, epochs: int) -> None:
+    """Train a click model on shape scenes, then click on the largest shape of new scenes as the NoC protocol's
+    simulated user does: the IoU after each click."""
+    import numpy as np
+
+    from cnnkit.data.synthetic import make_scene
+    from cnnkit.metrics.clicks import first_click, mask_iou, next_click
+
+    result = _train(task, project, epochs)
+    model = load(result.run_dir / "best.pt")
+    print("validation: " + " ".join(f"{k}={v:.3f}" for k, v in result.best.items() if k.startswith(("noc", "iou@"))))
+    for k in range(3):
+        scene = make_scene(k, seed=99, size=_demo(task).size)
+        gt = scene.instances[int(np.argmax(scene.instances.sum(axis=(1, 2))))].astype(bool)
+        clicks, mask, ious = [first_click(gt)], None, []
+        while len(clicks) <= 5 and clicks[-1] is not None:
+            mask = model.click(scene.image, [c for c in clicks if c is not None], mask)
+            ious.append(mask_iou(mask, gt))
+            clicks.append(next_click(gt, mask))
+        print(f"  new scene {k}: IoU after each click " + " ".join(f"{v:.2f}" for v in ious))
+    print(f"annotate a folder with it: cnnkit annotate FOLDER --weights {result.run_dir / 'best.pt'}")
+
+
 # DemoSpec.shows -> how the model is shown
 SHOWS = {"labels": demo_labels, "pixels": demo_pixels, "objects": demo_objects, "embedding": demo_embedding,
-         "identities": demo_identities}
+         "identities": demo_identities, "clicks": demo_clicks}
 
 
 def run_demo(project: Path, epochs: int = 0, tasks: Sequence[str] = ()) -> None:

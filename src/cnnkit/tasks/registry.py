@@ -63,7 +63,7 @@ class DemoSpec:
     about: str  # what its synthetic data holds, one phrase
     # how cnnkit.cli.demo shows the model: "labels" (a class per image), "pixels" (a class per pixel), "objects"
     # (objects found), "embedding" (fine-tuning from the pretrained encoder against from scratch), "identities"
-    # (identities never trained on, enrolled and searched)
+    # (identities never trained on, enrolled and searched), "clicks" (a simulated user's clicks on new scenes)
     shows: str
     options: Mapping[str, Any] = field(default_factory=dict)  # prediction options for the new scenes
     size: int = 64  # side of the new scenes (px)

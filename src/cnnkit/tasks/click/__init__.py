@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from cnnkit.options import NoOptions, option
 from cnnkit.tasks.common import augment_option, freeze_epochs_option
-from cnnkit.tasks.registry import TaskSpec
+from cnnkit.tasks.registry import DemoSpec, TaskSpec
 
 DEFAULT_MAX_SIZE = 512  # px: CamVid's 480 x 360 runs whole; DSB2018's 1388 px images are shrunk to it
 VAL_OBJECTS = 400  # objects scored after each training epoch (spread over the validation images)
@@ -47,6 +47,13 @@ class ClickTrainOptions:
     freeze_epochs: int = freeze_epochs_option()
 
 
+# 8 min on 2 CPU cores busy with another training (NoC@85 11.4, IoU 0.43 after 1 click); not in a plain
+# `cnnkit demo` (`cnnkit demo --task click`)
+DEMO = DemoSpec(recipe={"data": "shapes:600", "model": "unet_basic", "imgsz": 64, "epochs": 6, "batch": 16, "lr": 0.003,
+                        "val_objects": 40, "min_area": 16,
+                        "model_args": {"widths": [16, 24, 32, 48, 64], "decoder_channels": [64, 48, 32, 16, 16]}},
+                about="each shape of {n} kinds an object to click on", shows="clicks", default=False)
+
 SPEC = TaskSpec(
     name="click", summary="interactive segmentation: the object under the user's clicks (RITM), for annotation",
     task="cnnkit.tasks.click.task:ClickTask", view="cnnkit.tasks.click.view:ClickView",
@@ -55,6 +62,6 @@ SPEC = TaskSpec(
     defaults={"model": "unet_basic", "monitor": "noc85", "val_split": 0.1, "batch": 8, "optimizer": "adamw",
               "lr": 5e-4, "weight_decay": 1e-4, "schedule": "cosine", "warmup_epochs": 0.5},
     args={"any_model": True},  # --model names the segmenter the click model wraps (its kind is checked)
-    model_kind="clicker",
+    model_kind="clicker", demo=DEMO,
     next_steps=("cnnkit val --weights {weights} --data {data}",
                 "cnnkit annotate --weights {weights} IMAGES_FOLDER"))
