@@ -176,18 +176,19 @@ def demo_clicks(task: str, project: Path, epochs: int) -> None:
     simulated user does: the IoU after each click."""
     import numpy as np
 
+    from cnnkit.annotate import load_clicker
     from cnnkit.data.synthetic import make_scene
     from cnnkit.metrics.clicks import first_click, mask_iou, next_click
 
     result = _train(task, project, epochs)
-    model = load(result.run_dir / "best.pt")
+    clicker = load_clicker(result.run_dir / "best.pt")
     print("validation: " + " ".join(f"{k}={v:.3f}" for k, v in result.best.items() if k.startswith(("noc", "iou@"))))
     for k in range(3):
         scene = make_scene(k, seed=99, size=_demo(task).size)
         gt = scene.instances[int(np.argmax(scene.instances.sum(axis=(1, 2))))].astype(bool)
         clicks, mask, ious = [first_click(gt)], None, []
         while len(clicks) <= 5 and clicks[-1] is not None:
-            mask = model.click(scene.image, [c for c in clicks if c is not None], mask)
+            mask = clicker(scene.image, [c for c in clicks if c is not None], mask)
             ious.append(mask_iou(mask, gt))
             clicks.append(next_click(gt, mask))
         print(f"  new scene {k}: IoU after each click " + " ".join(f"{v:.2f}" for v in ious))
