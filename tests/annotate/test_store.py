@@ -208,3 +208,19 @@ def test_a_second_annotator_on_one_folder_is_refused(tmp_path):
     finally:
         first.close()
     store_module.hold_folder(tmp_path / "out").close()  # free again once the first closed
+
+
+def test_the_objects_are_decoded_once_until_they_change(source, tmp_path, monkeypatch):
+    # the page asks for objects and the label map after every click: an image of hundreds of nuclei decoded
+    # hundreds of mask files each time
+    store = AnnotationStore(source, tmp_path / "out", ["cell"])
+    store.accept(0, box(1, 1, 5, 5), "cell")
+    store.accept(0, box(3, 3, 9, 9), "cell")
+    opened = []
+    real = store_module.Image.open
+    monkeypatch.setattr(store_module.Image, "open", lambda *a, **k: opened.append(a) or real(*a, **k))
+    store.objects(0), store.label_map(0), store.objects(0)
+    assert len(opened) <= 2  # once per object at most, not per call
+    opened.clear()
+    store.undo(0)
+    assert [o["area"] for o in store.objects(0)] == [16] and len(opened) <= 1  # changed: as one object again

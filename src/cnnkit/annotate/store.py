@@ -38,6 +38,7 @@ from cnnkit.metrics.clicks import Click
 
 STATE_DIR = ".annotate"  # hidden: the data readers skip names starting with a dot
 LAYOUTS = ("segment", "instance")
+PAINTED_KEPT = 4  # images whose painted object map stays in memory
 MAX_SEGMENT_CLASSES = 254  # uint8 class indices, 255 being the ignore value of the segment readers
 
 
@@ -91,6 +92,7 @@ class AnnotationStore:
         self.state_dir = self.out / STATE_DIR
         self._lock = threading.RLock()
         self._states: dict[str, dict[str, Any]] = {}  # by image stem: the state files, which only this writes
+        self._painted: dict[tuple, np.ndarray] = {}  # (stem, object files) -> _paint's map
         self.layout = layout
         self.classes: list[str] = self._open(list(classes))
 
@@ -211,7 +213,20 @@ class AnnotationStore:
             return [Click(y=int(y), x=int(x), positive=bool(p)) for y, x, p in self._state(i)["draft"]]
 
     def _paint(self, i: int, state: dict[str, Any]) -> np.ndarray:
-        """``(H, W)`` int32: k where the k-th accepted object (1-based) is visible, later over earlier."""
+        """``(H, W)`` int32 (read-only): k where the k-th accepted object (1-based) is visible, later over earlier.
+        Kept for the last few images until their objects change: the page asks for it after every click, and an
+        image of hundreds of nuclei would decode hundreds of masks each time."""
+        key = (self._path(i).stem, tuple(o["file"] for o in state["objects"]))
+        if key in self._painted:
+            return self._painted[key]
+        painted = self._paint_files(i, state)
+        painted.flags.writeable = False
+        self._painted[key] = painted
+        while len(self._painted) > PAINTED_KEPT:
+            self._painted.pop(next(iter(self._painted)))
+        return painted
+
+    def _paint_files(self, i: int, state: dict[str, Any]) -> np.ndarray:
         shape = self._shape(i)
         painted = np.zeros(shape, np.int32)
         folder = self._state_path(i).parent
