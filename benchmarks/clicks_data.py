@@ -22,7 +22,9 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from scipy import ndimage
+
+from cnnkit.data.masks import IGNORE
+from cnnkit.tasks.click.sampling import region_map
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
 
@@ -67,14 +69,10 @@ def image_files(folder: Path) -> list[Path]:
 
 
 def regions(classes: np.ndarray, background: set[int], ignore: int | None) -> np.ndarray:
-    """Class map -> object ids: each 8-connected region of a class, numbered from 1."""
-    out = np.zeros(classes.shape, np.int32)
-    for c in np.unique(classes):
-        if int(c) in background or (ignore is not None and c == ignore):
-            continue
-        labels, n = ndimage.label(classes == c, structure=np.ones((3, 3)))
-        out[labels > 0] = labels[labels > 0] + out.max()
-    return out
+    """Class map -> object ids as the click task makes them (``region_map``: each 8-connected region of a class,
+    numbered from 1, class by class); ignored pixels 0 here (``valid`` keeps them out of the IoU)."""
+    ids = np.where(classes == ignore, IGNORE, classes) if ignore is not None else classes
+    return np.maximum(region_map(ids, background), 0)
 
 
 def load_folder(folder: Path, layout: str, limit: int = 0, background: tuple[int, ...] = (0,),
